@@ -1,0 +1,132 @@
+"""The hub's domain errors: one class per thing that can go wrong.
+
+Each class carries a machine-readable ``code``, the HTTP ``status`` it maps to
+and a sentence a person can act on. Nothing below a view knows about HTTP; the
+one place that turns these into responses is ``wire.exceptions``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MuseHubError(Exception):
+    """Base of every domain error."""
+
+    code = "error"
+    status = 500
+    default_message = "The hub could not complete the request."
+
+    def __init__(self, message: str | None = None, **data: Any) -> None:
+        self.message = message or self.default_message
+        self.data = data
+        super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        """Return extra HTTP headers the response should carry."""
+        return {}
+
+
+class BadRequest(MuseHubError):
+    code = "bad_request"
+    status = 400
+    default_message = "The request body is malformed."
+
+
+class MalformedPack(MuseHubError):
+    code = "malformed_pack"
+    status = 422
+    default_message = "The mpack is malformed or inconsistent."
+
+
+class PayloadTooLarge(MuseHubError):
+    code = "too_large"
+    status = 413
+    default_message = "The request exceeds a size limit of this hub."
+
+
+class AuthenticationRequired(MuseHubError):
+    code = "unauthenticated"
+    status = 401
+    default_message = "Authentication is required: send 'Authorization: Bearer <token>'."
+
+
+class PermissionDenied(MuseHubError):
+    code = "forbidden"
+    status = 403
+    default_message = "You do not have permission to do that."
+
+
+class NotFound(MuseHubError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class RepoNotFound(NotFound):
+    code = "repo_not_found"
+    default_message = "Repository not found."
+
+
+class RefNotFound(NotFound):
+    code = "ref_not_found"
+    default_message = "No branch or commit by that name."
+
+
+class PackNotFound(NotFound):
+    code = "unknown_mpack"
+    default_message = "No uploaded mpack with that key for this repository."
+
+
+class Conflict(MuseHubError):
+    code = "conflict"
+    status = 409
+    default_message = "The request conflicts with the current state."
+
+
+class NonFastForward(Conflict):
+    code = "non_fast_forward"
+    default_message = (
+        "The push is not a fast-forward: the branch moved since you last fetched. "
+        "Fetch and merge first, or push with force."
+    )
+
+
+class MergeConflict(Conflict):
+    code = "merge_conflict"
+    default_message = "The branches conflict."
+
+
+class InvalidProposal(MuseHubError):
+    code = "invalid_proposal"
+    status = 422
+    default_message = "The merge proposal is not valid."
+
+
+class FetchNotIndexedError(MuseHubError):
+    """A blob the fetch needs is known but not yet indexed in any mpack."""
+
+    code = "not_indexed"
+    status = 503
+    default_message = "Some objects are not indexed yet; retry shortly."
+    retry_after = 2
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class StorageUnavailable(MuseHubError):
+    code = "storage_unavailable"
+    status = 503
+    default_message = "Object storage is unavailable; retry shortly."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class IntegrityError(MuseHubError):
+    """Stored content does not match its id (corruption found while serving)."""
+
+    code = "integrity_error"
+    status = 500
+    default_message = "Stored content failed its integrity check."

@@ -1,0 +1,113 @@
+"""Create repositories and move their branches."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from repos import graph
+from repos.errors import BadRequest, Conflict, NonFastForward, RefNotFound
+from repos.ids import compute_branch_id, compute_identity_id, compute_repo_id
+from repos.models import Branch, CommitRef, Repo, Visibility, slug_validator
+
+
+def create_repo(
+    *,
+    owner: AbstractBaseUser | str,
+    slug: str,
+    name: str = "",
+    visibility: str = Visibility.PUBLIC,
+    description: str = "",
+    default_branch: str = "main",
+    domain: str = "code",
+) -> Repo:
+    """Create and return repository ``owner/slug``.
+
+    *owner* is a user (or, for fixtures, a bare username). Raises BadRequest
+    for an invalid slug or visibility and Conflict when the name is taken.
+    """
+    username = owner if isinstance(owner, str) else owner.get_username()
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        raise BadRequest(f"Invalid repository name {slug!r}: {exc.messages[0]}") from exc
+    if visibility not in Visibility.values:
+        raise BadRequest(f"visibility must be one of {', '.join(Visibility.values)}.")
+    validate_branch_name(default_branch)
+    now = dt.datetime.now(dt.UTC)
+    identity = compute_identity_id(username)
+    repo = Repo(
+        repo_id=compute_repo_id(identity, slug, domain, now.isoformat()),
+        owner=username,
+        owner_user=None if isinstance(owner, str) else owner,
+        owner_identity_id=identity,
+        slug=slug,
+        name=name or slug,
+        description=description,
+        visibility=visibility,
+        domain=domain,
+        default_branch=default_branch,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with transaction.atomic():
+            repo.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"Repository {username}/{slug} already exists.") from exc
+    return repo
+
+
+def validate_branch_name(name: object) -> str:
+    """Return *name* when it is a usable branch name, else raise BadRequest."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 255
+        or name.startswith(("/", "-"))
+        or name.endswith("/")
+        or any(part in ("", ".", "..") for part in name.split("/"))
+        or any(ch in name for ch in "\0\\ ~^:?*[")
+        or any(ord(ch) < 32 for ch in name)
+    ):
+        raise BadRequest(f"Invalid branch name {name!r:.80}.")
+    return name
+
+
+def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) -> Branch:
+    """Point branch *name* of *repo* at *new_head* under a row lock; call inside a transaction.
+
+    Without *force* the move must be a fast-forward (the current head is an
+    ancestor of *new_head* in stored history), else NonFastForward. A missing
+    branch is created. *new_head* must be a commit the repository sees.
+    """
+    validate_branch_name(name)
+    if not CommitRef.objects.filter(repo=repo, commit_id=new_head).exists():
+        raise RefNotFound(f"Commit {new_head} is not in {repo.full_name}.")
+    branch = Branch.objects.select_for_update().filter(repo=repo, name=name).first()
+    if branch is None:
+        try:
+            with transaction.atomic():
+                return Branch.objects.create(
+                    branch_id=compute_branch_id(repo.repo_id, name), repo=repo, name=name, head_commit_id=new_head
+                )
+        except IntegrityError:
+            # Another writer created the branch first: retry as an update under its lock.
+            branch = Branch.objects.select_for_update().get(repo=repo, name=name)
+    old_head = branch.head_commit_id
+    if old_head == new_head:
+        return branch
+    if old_head and not force and not graph.is_ancestor(old_head, new_head):
+        raise NonFastForward(
+            f"Branch {name!r} is at {old_head}, which is not an ancestor of {new_head}. "
+            "Fetch and merge first, or push with force.",
+            branch=name,
+            remote_head=old_head,
+        )
+    branch.head_commit_id = new_head
+    branch.save(update_fields=["head_commit_id", "updated_at"])
+    Repo.objects.filter(pk=repo.pk).update(updated_at=dt.datetime.now(dt.UTC))
+    return branch

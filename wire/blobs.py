@@ -1,0 +1,203 @@
+"""Read blob bytes for serving: content cache first, then each covering mpack once, then legacy keys.
+
+:func:`plan_blob_reads` checks coverage (every blob cached or indexed, else
+FetchNotIndexedError) with a constant number of queries; :func:`read_blobs`
+then yields ``(object_id, raw bytes)`` for every blob, each verified against its
+id. Packs are chosen so that as few as possible cover the request; each chosen
+pack is read once, by coalesced ranged GETs when only a small part of it is
+needed, else as one streamed GET. A pack missing from storage falls back to
+another covering pack, then to the legacy per-object key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.db.models import BooleanField, ExpressionWrapper, Q
+
+from repos.errors import FetchNotIndexedError, IntegrityError, MalformedPack
+from repos.ids import blob_id
+from repos.models import MPack, MPackIndex, Object
+from wire.mpack import decode_blob, index_mpack
+from wire.storage import get_backend
+
+log = logging.getLogger("musehub.blobs")
+_CHUNK = 10_000
+_CACHE_CHUNK = 1_000
+# A pack is read by ranges when the bytes needed are less than this share of it.
+RANGED_READ_MAX_SHARE = 0.5
+_SKIP_CHUNK = 1024 * 1024
+_MAX_DECODED = 2**40
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    object_id: str
+    mpack_id: str
+    offset: int | None
+    length: int | None
+    encoding: str
+
+
+@dataclass
+class BlobPlan:
+    """Where each requested blob will be read from."""
+
+    cached: list[str] = field(default_factory=list)
+    by_pack: dict[str, list[IndexEntry]] = field(default_factory=dict)
+    alternatives: dict[str, list[IndexEntry]] = field(default_factory=dict)
+    pack_sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.cached) + sum(len(v) for v in self.by_pack.values())
+
+
+def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def plan_blob_reads(object_ids: Iterable[str]) -> BlobPlan:
+    """Return where to read each blob from; raise FetchNotIndexedError if any is neither cached nor indexed."""
+    ids = list(dict.fromkeys(object_ids))
+    cached_flag = ExpressionWrapper(Q(content_cache__isnull=False), output_field=BooleanField())
+    cached: set[str] = set()
+    for chunk in _chunks(ids):
+        rows = Object.objects.filter(object_id__in=chunk).annotate(cached=cached_flag)
+        cached.update(oid for oid, is_cached in rows.values_list("object_id", "cached") if is_cached)
+    entries: dict[str, list[IndexEntry]] = defaultdict(list)
+    uncached = [oid for oid in ids if oid not in cached]
+    for chunk in _chunks(uncached):
+        rows = MPackIndex.objects.filter(entity_id__in=chunk).values_list(
+            "entity_id", "mpack_id", "offset", "length", "encoding"
+        )
+        for oid, mpack_id, offset, length, encoding in rows:
+            entries[oid].append(IndexEntry(oid, mpack_id, offset, length, encoding or ""))
+    missing = [oid for oid in uncached if oid not in entries]
+    if missing:
+        raise FetchNotIndexedError(
+            f"{len(missing)} object(s) are not indexed in any mpack yet (first: {missing[0]}); retry shortly.",
+            missing=missing[:20],
+        )
+    # Greedy cover: prefer the packs that hold the most of what is needed.
+    popularity: dict[str, int] = defaultdict(int)
+    for options in entries.values():
+        for entry in options:
+            popularity[entry.mpack_id] += 1
+    plan = BlobPlan(cached=[oid for oid in ids if oid in cached])
+    by_pack: dict[str, list[IndexEntry]] = defaultdict(list)
+    for oid in uncached:
+        options = sorted(entries[oid], key=lambda e: (-popularity[e.mpack_id], e.offset is None, e.mpack_id))
+        by_pack[options[0].mpack_id].append(options[0])
+        plan.alternatives[oid] = options[1:]
+    plan.by_pack = dict(by_pack)
+    plan.pack_sizes = dict(MPack.objects.filter(mpack_id__in=list(plan.by_pack)).values_list("mpack_id", "size_bytes"))
+    return plan
+
+
+def _verified(entry_id: str, raw: bytes) -> bytes | None:
+    return raw if blob_id(raw) == entry_id else None
+
+
+def _decode(entry: IndexEntry, stored: bytes) -> bytes | None:
+    try:
+        raw = decode_blob(stored, entry.encoding, max_bytes=_MAX_DECODED, where=entry.object_id)
+    except MalformedPack:
+        return None
+    return _verified(entry.object_id, raw)
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    while count > 0:
+        data = stream.read(min(count, _SKIP_CHUNK))
+        if not data:
+            raise MalformedPack("The pack ended early.")
+        count -= len(data)
+
+
+def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) -> Iterator[tuple[str, bytes | None]]:
+    """Yield (object_id, raw or None) for *entries* from one pack; raise FileNotFoundError when it is missing."""
+    backend = get_backend()
+    located = [e for e in entries if e.offset is not None and e.length is not None]
+    if len(located) == len(entries) and pack_size:
+        needed = sum(e.length for e in located)  # type: ignore[misc]
+        if needed < pack_size * RANGED_READ_MAX_SHARE:
+            spans = backend.read_ranges(mpack_id, [(e.offset, e.length) for e in located])  # type: ignore[misc]
+            if spans is None:
+                raise FileNotFoundError(mpack_id)
+            for e in located:
+                yield e.object_id, _decode(e, spans[(e.offset, e.length)])  # type: ignore[index]
+            return
+    stream = backend.open_mpack(mpack_id)
+    if stream is None:
+        raise FileNotFoundError(mpack_id)
+    with stream:
+        if len(located) == len(entries):
+            position = 0
+            for e in sorted(located, key=lambda x: x.offset):  # type: ignore[arg-type, return-value]
+                _skip(stream, e.offset - position)  # type: ignore[operator]
+                stored = stream.read(e.length)
+                position = e.offset + len(stored)  # type: ignore[operator]
+                yield e.object_id, _decode(e, stored) if len(stored) == e.length else None
+            return
+        # Index rows without byte ranges (older packs): parse the pack once and pick the blobs out.
+        wanted = {e.object_id for e in entries}
+        contents = index_mpack(stream, keep_content_up_to=-1, keep_ids=wanted, verify=False)
+    found = {b.object_id: b.content for b in contents.blobs if b.content is not None}
+    for oid in wanted:
+        yield oid, _verified(oid, found[oid]) if oid in found else None
+
+
+def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
+    """Yield (object_id, raw bytes) for every blob in *plan*, each verified against its id.
+
+    Raises IntegrityError when no source holds a blob's correct bytes.
+    """
+    for chunk in _chunks(plan.cached, _CACHE_CHUNK):
+        for oid, content in Object.objects.filter(object_id__in=chunk).values_list("object_id", "content_cache"):
+            raw = _verified(oid, bytes(content)) if content is not None else None
+            if raw is None:
+                log.warning("content_cache of %s is wrong; falling back to its mpack", oid)
+                yield oid, _read_elsewhere(oid, plan.alternatives.get(oid, []))
+            else:
+                yield oid, raw
+    for mpack_id, entries in plan.by_pack.items():
+        failed: list[str] = []
+        try:
+            for oid, raw in _read_pack(mpack_id, entries, plan.pack_sizes.get(mpack_id)):
+                if raw is None:
+                    failed.append(oid)
+                else:
+                    yield oid, raw
+        except (FileNotFoundError, MalformedPack):
+            log.warning("mpack %s is missing or damaged; falling back for %d blob(s)", mpack_id, len(entries))
+            failed = [e.object_id for e in entries]
+        for oid in failed:
+            yield oid, _read_elsewhere(oid, plan.alternatives.get(oid, []))
+
+
+def _read_elsewhere(oid: str, alternatives: list[IndexEntry]) -> bytes:
+    """Read one blob from its other covering packs, then from its legacy per-object key."""
+    for entry in alternatives:
+        try:
+            for _, raw in _read_pack(entry.mpack_id, [entry], None):
+                if raw is not None:
+                    return raw
+        except (FileNotFoundError, MalformedPack):
+            continue
+    raw = get_backend().get(oid)
+    if raw is not None and blob_id(raw) == oid:
+        return raw
+    raise IntegrityError(f"No storage holds the correct bytes of object {oid}; run musehub_fsck.", object_id=oid)
+
+
+def read_blob(object_id: str) -> bytes:
+    """Return one blob's verified bytes (REST raw file view)."""
+    for _, raw in read_blobs(plan_blob_reads([object_id])):
+        return raw
+    raise IntegrityError(f"Object {object_id} could not be read.")

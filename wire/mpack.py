@@ -1,0 +1,449 @@
+"""The mpack codec (wire.md §2): build, parse, and index packs in one streaming pass.
+
+An mpack is one msgpack map ``{commits, snapshots, blobs, branch_heads}``.
+:func:`index_mpack` reads a pack from a file-like object without holding it in
+memory: it records, for every blob, the offset and length of its ``content``
+bytes, verifies the blob's hash (decompressing zstd under a size limit), and
+validates every commit and snapshot dict. :class:`MPackWriter` writes a pack
+the same way, one blob at a time, hashing as it goes.
+
+This module imports no Django: the reference client uses it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgpack
+import zstandard
+
+from repos.errors import MalformedPack
+from repos.ids import PREFIX, blob_id, is_id
+
+TOP_LEVEL_KEYS = ("commits", "snapshots", "blobs", "branch_heads")
+ENCODINGS = ("", "zstd")
+COMMIT_FIELDS = ("commit_id", "parent_ids", "snapshot_id", "branch", "message", "author", "committed_at")
+_READ_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """Upper bounds a pack must respect; every violation is a :class:`MalformedPack`."""
+
+    max_pack_bytes: int = 2 * 1024**3
+    max_commits: int = 100_000
+    max_snapshots: int = 100_000
+    max_blobs: int = 1_000_000
+    max_blob_bytes: int = 512 * 1024**2
+    max_manifest_entries: int = 1_000_000
+    max_text_bytes: int = 1024 * 1024
+
+
+@dataclass
+class BlobEntry:
+    """One blob as found in a pack: where its stored bytes are and what they decode to."""
+
+    object_id: str
+    offset: int
+    length: int
+    encoding: str
+    size: int
+    content: bytes | None = None  # the raw bytes, kept only when small enough
+
+
+@dataclass
+class PackContents:
+    commits: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    blobs: list[BlobEntry] = field(default_factory=list)
+    branch_heads: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+    digest: str = ""
+
+
+# --- validation helpers -------------------------------------------------------
+
+
+def validate_path(path: object, where: str) -> str:
+    """Return *path* when it is a relative POSIX path, else raise MalformedPack naming it."""
+    if not isinstance(path, str) or not path:
+        raise MalformedPack(f"{where}: a manifest path must be a non-empty string.")
+    problem = None
+    if path.startswith("/"):
+        problem = "is absolute"
+    elif "\0" in path:
+        problem = "contains NUL"
+    elif "\\" in path:
+        problem = "contains a backslash"
+    elif len(path.encode()) > 4096:
+        problem = "is longer than 4096 bytes"
+    else:
+        for segment in path.split("/"):
+            if segment in ("", ".", ".."):
+                problem = "has an empty, '.' or '..' segment"
+                break
+    if problem:
+        raise MalformedPack(f"{where}: manifest path {path!r} {problem}.")
+    return path
+
+
+def _require_id(value: object, where: str) -> str:
+    if not is_id(value):
+        raise MalformedPack(f"{where} must be 'sha256:' followed by 64 lowercase hex digits, got {value!r:.80}.")
+    return value  # type: ignore[return-value]
+
+
+def _require_str(value: object, where: str, limit: int, *, optional: bool = False) -> str:
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedPack(f"{where} must be a string.")
+    if len(value) > limit:
+        raise MalformedPack(f"{where} is longer than {limit} characters.")
+    return value
+
+
+def _require_map(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedPack(f"{where} must be a map.")
+    for key in value:
+        if not isinstance(key, str):
+            raise MalformedPack(f"{where} has a non-string key.")
+    return value
+
+
+def normalize_commit(raw: object, index: int, limits: PackLimits) -> dict[str, Any]:
+    """Return a validated commit dict; unknown fields go to ``metadata`` unchanged."""
+    where = f"commits[{index}]"
+    data = _require_map(raw, where)
+    for key in ("commit_id", "snapshot_id", "committed_at"):
+        if key not in data:
+            raise MalformedPack(f"{where} is missing '{key}'.")
+    parents = data.get("parent_ids", [])
+    if not isinstance(parents, list) or len(parents) > 16:
+        raise MalformedPack(f"{where}.parent_ids must be a list of at most 16 ids.")
+    parent_ids = [_require_id(p, f"{where}.parent_ids[{i}]") for i, p in enumerate(parents) if p is not None]
+    metadata = {k: v for k, v in data.items() if k not in COMMIT_FIELDS and k != "metadata"}
+    if "metadata" in data:
+        metadata["metadata"] = data["metadata"]
+    return {
+        "commit_id": _require_id(data["commit_id"], f"{where}.commit_id"),
+        "parent_ids": parent_ids,
+        "snapshot_id": _require_id(data["snapshot_id"], f"{where}.snapshot_id"),
+        "branch": _require_str(data.get("branch"), f"{where}.branch", 255, optional=True),
+        "message": _require_str(data.get("message"), f"{where}.message", limits.max_text_bytes, optional=True),
+        "author": _require_str(data.get("author"), f"{where}.author", 255, optional=True),
+        "committed_at": _require_str(data["committed_at"], f"{where}.committed_at", 64),
+        "metadata": metadata,
+    }
+
+
+def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str, Any]:
+    """Return a validated snapshot dict with a checked manifest."""
+    where = f"snapshots[{index}]"
+    data = _require_map(raw, where)
+    for key in ("snapshot_id", "manifest"):
+        if key not in data:
+            raise MalformedPack(f"{where} is missing '{key}'.")
+    manifest = _require_map(data["manifest"], f"{where}.manifest")
+    if len(manifest) > limits.max_manifest_entries:
+        raise MalformedPack(f"{where}.manifest has more than {limits.max_manifest_entries} entries.")
+    checked = {
+        validate_path(path, f"{where}.manifest"): _require_id(oid, f"{where}.manifest[{path!r}]")
+        for path, oid in manifest.items()
+    }
+    created_at = data.get("created_at")
+    return {
+        "snapshot_id": _require_id(data["snapshot_id"], f"{where}.snapshot_id"),
+        "manifest": checked,
+        "created_at": created_at if isinstance(created_at, str) else "",
+    }
+
+
+def decode_blob(content: bytes, encoding: str, *, max_bytes: int, where: str = "blob") -> bytes:
+    """Return the raw bytes of a stored blob, refusing anything that inflates past *max_bytes*."""
+    if encoding == "":
+        return content
+    if encoding != "zstd":
+        raise MalformedPack(f"{where} has unknown encoding {encoding!r}; expected 'zstd' or none.")
+    out = io.BytesIO()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(content) as reader:
+            while chunk := reader.read(_READ_SIZE):
+                out.write(chunk)
+                if out.tell() > max_bytes:
+                    raise MalformedPack(f"{where} decompresses to more than {max_bytes} bytes.")
+    except zstandard.ZstdError as exc:
+        raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
+    return out.getvalue()
+
+
+def encode_blob(raw: bytes, *, min_size: int = 512, min_saving: float = 0.1) -> tuple[bytes, str]:
+    """Return (stored bytes, encoding) for *raw*: zstd when it saves at least *min_saving*, else raw."""
+    if len(raw) < min_size:
+        return raw, ""
+    packed = zstandard.ZstdCompressor(level=3).compress(raw)
+    if len(packed) <= len(raw) * (1 - min_saving):
+        return packed, "zstd"
+    return raw, ""
+
+
+# --- reading ------------------------------------------------------------------
+
+
+class _HashingReader:
+    """Wrap a binary stream, hashing and counting every byte read through it."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.count += len(data)
+        if self.count > self._limit:
+            raise MalformedPack(f"The pack is larger than the limit of {self._limit} bytes.")
+        self.hash.update(data)
+        return data
+
+
+def _unpacker(stream: Any, limits: PackLimits) -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        stream,
+        raw=False,
+        strict_map_key=True,
+        read_size=_READ_SIZE,
+        max_buffer_size=limits.max_blob_bytes + 16 * 1024**2,
+        max_bin_len=limits.max_blob_bytes,
+        max_str_len=max(limits.max_text_bytes, 64 * 1024),
+        max_array_len=max(limits.max_blobs, limits.max_commits, limits.max_snapshots, 16),
+        max_map_len=max(limits.max_manifest_entries, 64),
+    )
+
+
+def _read_blob(
+    unpacker: msgpack.Unpacker,
+    index: int,
+    limits: PackLimits,
+    keep_content_up_to: int,
+    keep_ids: set[str] | None,
+    verify: bool,
+) -> BlobEntry:
+    where = f"blobs[{index}]"
+    fields: dict[str, Any] = {}
+    offset = length = -1
+    for _ in range(unpacker.read_map_header()):
+        key = unpacker.unpack()
+        if key == "content":
+            value = unpacker.unpack()
+            if not isinstance(value, bytes):
+                raise MalformedPack(f"{where}.content must be binary.")
+            length = len(value)
+            offset = unpacker.tell() - length
+            fields["content"] = value
+        elif key in ("object_id", "encoding"):
+            fields[key] = unpacker.unpack()
+        else:
+            unpacker.skip()
+    if "object_id" not in fields or "content" not in fields:
+        raise MalformedPack(f"{where} needs 'object_id' and 'content'.")
+    oid = _require_id(fields["object_id"], f"{where}.object_id")
+    encoding = fields.get("encoding") or ""
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
+        raise MalformedPack(f"{where} has unknown encoding {encoding!r}; expected 'zstd' or none.")
+    wanted = keep_ids is not None and oid in keep_ids
+    if not (verify or wanted or keep_content_up_to >= 0 or encoding == ""):
+        return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=-1)
+    raw = decode_blob(fields["content"], encoding, max_bytes=limits.max_blob_bytes, where=where)
+    if verify and blob_id(raw) != oid:
+        raise MalformedPack(f"{where}: content does not hash to its object id {oid}.")
+    kept = raw if wanted or len(raw) <= keep_content_up_to else None
+    return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=len(raw), content=kept)
+
+
+def _read_array(unpacker: msgpack.Unpacker, name: str, limit: int) -> int:
+    count = unpacker.read_array_header()
+    if count > limit:
+        raise MalformedPack(f"The pack has {count} {name}; the limit is {limit}.")
+    return count
+
+
+def index_mpack(
+    stream: IO[bytes],
+    *,
+    limits: PackLimits | None = None,
+    keep_content_up_to: int = -1,
+    keep_ids: set[str] | None = None,
+    verify: bool = True,
+) -> PackContents:
+    """Read a whole pack from *stream* once and return what it holds.
+
+    Records every blob's byte range, verifies its hash (unless *verify* is
+    false), validates commits and snapshots, and returns the SHA-256 key of the
+    bytes read. Blob contents no larger than *keep_content_up_to*, and those of
+    *keep_ids*, are kept (decoded).
+    Raises MalformedPack naming the first problem found.
+    """
+    limits = limits or PackLimits()
+    reader = _HashingReader(stream, limits.max_pack_bytes)
+    unpacker = _unpacker(reader, limits)
+    contents = PackContents()
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "commits":
+                for i in range(_read_array(unpacker, "commits", limits.max_commits)):
+                    contents.commits.append(normalize_commit(unpacker.unpack(), i, limits))
+            elif key == "snapshots":
+                for i in range(_read_array(unpacker, "snapshots", limits.max_snapshots)):
+                    contents.snapshots.append(normalize_snapshot(unpacker.unpack(), i, limits))
+            elif key == "blobs":
+                for i in range(_read_array(unpacker, "blobs", limits.max_blobs)):
+                    contents.blobs.append(_read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify))
+            elif key == "branch_heads":
+                heads = _require_map(unpacker.unpack(), "branch_heads")
+                contents.branch_heads = {
+                    _require_str(b, "branch_heads key", 255): _require_id(c, f"branch_heads[{b!r}]")
+                    for b, c in heads.items()
+                }
+            else:
+                unpacker.skip()
+        end = unpacker.tell()
+    except MalformedPack:
+        raise
+    except msgpack.OutOfData as exc:
+        raise MalformedPack("The pack is truncated.") from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedPack(f"The pack is not a valid msgpack map: {exc}.") from exc
+    if end != reader.count or reader.read(1):
+        raise MalformedPack("The pack has trailing bytes after its map.")
+    contents.size = reader.count
+    contents.digest = PREFIX + reader.hash.hexdigest()
+    return contents
+
+
+def parse_wire_mpack(data: bytes, *, limits: PackLimits | None = None) -> dict[str, Any]:
+    """Return the pack in *data* as a plain dict (blobs with their stored ``content``).
+
+    Validates shape and types like :func:`index_mpack` but does not decode or
+    verify blobs; use it for small packs and tests.
+    """
+    limits = limits or PackLimits()
+    if len(data) > limits.max_pack_bytes:
+        raise MalformedPack(f"The pack is larger than the limit of {limits.max_pack_bytes} bytes.")
+    try:
+        payload = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedPack(f"The pack is not valid msgpack: {exc}.") from exc
+    payload = _require_map(payload, "The pack")
+    result: dict[str, Any] = {key: payload.get(key, {} if key == "branch_heads" else []) for key in TOP_LEVEL_KEYS}
+    for key in ("commits", "snapshots", "blobs"):
+        if not isinstance(result[key], list):
+            raise MalformedPack(f"'{key}' must be a list.")
+    result["commits"] = [normalize_commit(c, i, limits) for i, c in enumerate(result["commits"])]
+    result["snapshots"] = [normalize_snapshot(s, i, limits) for i, s in enumerate(result["snapshots"])]
+    for i, blob in enumerate(result["blobs"]):
+        blob = _require_map(blob, f"blobs[{i}]")
+        _require_id(blob.get("object_id"), f"blobs[{i}].object_id")
+        if not isinstance(blob.get("content"), bytes):
+            raise MalformedPack(f"blobs[{i}].content must be binary.")
+    return result
+
+
+# --- writing ------------------------------------------------------------------
+
+
+def commit_to_wire(commit: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the CommitDict for a normalized commit (metadata fields back at the top level)."""
+    wire = {key: commit.get(key, "" if key != "parent_ids" else []) for key in COMMIT_FIELDS}
+    wire.update(commit.get("metadata") or {})
+    return wire
+
+
+def _bin_header(length: int) -> bytes:
+    """Return the msgpack bin header for *length* bytes (msgpack's Packer has no public one)."""
+    if length < 2**8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 2**16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+class MPackWriter:
+    """Write an mpack to a binary stream section by section, hashing as it goes.
+
+    Call :meth:`write_commits`, :meth:`write_snapshots`, :meth:`begin_blobs`
+    with the blob count, :meth:`write_blob` that many times, then
+    :meth:`finish` with the branch heads; it returns ``(key, size)``.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._write(self._packer.pack_map_header(4))
+
+    def _write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def _write_list(self, name: str, items: list[Any]) -> None:
+        self._write(self._packer.pack(name))
+        self._write(self._packer.pack_array_header(len(items)))
+        for item in items:
+            self._write(self._packer.pack(item))
+
+    def write_commits(self, commits: list[Mapping[str, Any]]) -> None:
+        self._write_list("commits", [commit_to_wire(c) for c in commits])
+
+    def write_snapshots(self, snapshots: list[Mapping[str, Any]]) -> None:
+        self._write_list("snapshots", list(snapshots))
+
+    def begin_blobs(self, count: int) -> None:
+        self._write(self._packer.pack("blobs"))
+        self._write(self._packer.pack_array_header(count))
+
+    def write_blob(self, object_id: str, content: bytes, encoding: str = "") -> int:
+        """Write one blob entry and return the offset of its content bytes in the pack."""
+        entry: dict[str, Any] = {"object_id": object_id}
+        if encoding:
+            entry["encoding"] = encoding
+        head = self._packer.pack(entry)
+        # Re-open the map with one more field so "content" can be streamed after it.
+        self._write(self._packer.pack_map_header(len(entry) + 1))
+        self._write(head[1:])
+        self._write(self._packer.pack("content"))
+        self._write(_bin_header(len(content)))
+        offset = self.size
+        self._write(content)
+        return offset
+
+    def finish(self, branch_heads: Mapping[str, str] | None = None) -> tuple[str, int]:
+        self._write(self._packer.pack("branch_heads"))
+        self._write(self._packer.pack(dict(branch_heads or {})))
+        return PREFIX + self._hash.hexdigest(), self.size
+
+
+def build_wire_mpack(payload: Mapping[str, Any]) -> bytes:
+    """Return the bytes of an mpack holding *payload*'s commits, snapshots, blobs and heads.
+
+    Blobs are dicts ``{object_id, content, encoding?}``; content is stored as given.
+    """
+    out = io.BytesIO()
+    writer = MPackWriter(out)
+    writer.write_commits(list(payload.get("commits") or []))
+    writer.write_snapshots(list(payload.get("snapshots") or []))
+    blobs: Iterable[Mapping[str, Any]] = list(payload.get("blobs") or [])
+    writer.begin_blobs(len(blobs))  # type: ignore[arg-type]
+    for blob in blobs:
+        writer.write_blob(blob["object_id"], blob["content"], blob.get("encoding") or "")
+    writer.finish(payload.get("branch_heads") or {})
+    return out.getvalue()

@@ -1,0 +1,195 @@
+"""Push over the mpack protocol: hand out an upload slot, then unpack the uploaded pack.
+
+The pack travels client → object storage directly (a presigned or hub-signed
+URL into ``incoming/``). :func:`wire_push_unpack_mpack` then streams it back
+once, checks it hashes to its key, indexes and verifies every blob, recomputes
+every id, checks connectivity, moves the pack to its content key and, in one
+transaction, writes rows, refs and index entries and moves the branch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from repos.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
+from repos.ids import is_id
+from repos.models import CommitRef, MPack, MPackKind, MPackUpload, ObjectRef, Repo
+from repos.selectors import branch_heads, repo_by_id
+from repos.services.history import StoredBlob, check_connectivity, seen_by_repo, verify_history, write_history
+from repos.services.repos import move_branch, validate_branch_name
+from wire.mpack import PackContents, PackLimits, index_mpack
+from wire.storage import get_backend
+
+log = logging.getLogger("musehub.push")
+
+
+def pack_limits() -> PackLimits:
+    """Return the pack limits configured in settings."""
+    return PackLimits(
+        max_pack_bytes=settings.MUSEHUB_MAX_PACK_BYTES,
+        max_commits=settings.MUSEHUB_MAX_PACK_COMMITS,
+        max_snapshots=settings.MUSEHUB_MAX_PACK_SNAPSHOTS,
+        max_blobs=settings.MUSEHUB_MAX_PACK_BLOBS,
+        max_blob_bytes=settings.MUSEHUB_MAX_BLOB_BYTES,
+        max_manifest_entries=settings.MUSEHUB_MAX_MANIFEST_ENTRIES,
+    )
+
+
+def create_mpack_upload(repo: Repo, *, mpack_key: str, size: int, user: AbstractBaseUser | None) -> dict[str, Any]:
+    """Return an upload slot for pack *mpack_key* of *size* bytes, or ``exists`` when this repo already holds it."""
+    if not is_id(mpack_key):
+        raise BadRequest("mpack_key must be 'sha256:' followed by 64 lowercase hex digits.")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise BadRequest("size must be a positive integer (the pack's length in bytes).")
+    if size > settings.MUSEHUB_MAX_PACK_BYTES:
+        raise PayloadTooLarge(f"The pack is {size} bytes; this hub accepts at most {settings.MUSEHUB_MAX_PACK_BYTES}.")
+    if MPack.objects.filter(mpack_id=mpack_key, repo=repo).exists() and get_backend().mpack_exists(mpack_key):
+        return {"mpack_key": mpack_key, "exists": True}
+    ttl = settings.MUSEHUB_URL_TTL_SECONDS
+    upload = MPackUpload.objects.create(
+        repo=repo,
+        user=user if user is not None and user.is_authenticated else None,
+        mpack_key=mpack_key,
+        size_bytes=size,
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl),
+    )
+    url = get_backend().presign_upload_put(str(upload.upload_id), ttl)
+    return {"mpack_key": mpack_key, "upload_url": url, "method": "PUT", "expires_in": ttl}
+
+
+@dataclass
+class _PackSource:
+    """Where the bytes of a pushed key are: a staged upload, or a pack this repo already holds."""
+
+    upload: MPackUpload | None
+
+    def open(self, mpack_key: str) -> IO[bytes] | None:
+        backend = get_backend()
+        if self.upload is not None:
+            stream = backend.open_upload(str(self.upload.upload_id))
+            if stream is not None:
+                return stream
+        # Promoted by an earlier attempt whose transaction then failed, or re-pushed.
+        return backend.open_mpack(mpack_key)
+
+
+def _locate(repo: Repo, mpack_key: str) -> _PackSource:
+    upload = MPackUpload.objects.filter(repo=repo, mpack_key=mpack_key).order_by("-created_at").first()
+    if upload is not None:
+        return _PackSource(upload)
+    if MPack.objects.filter(mpack_id=mpack_key, repo=repo).exists():
+        return _PackSource(None)
+    raise PackNotFound(f"No pack {mpack_key} was uploaded to {repo.full_name}: ask for an upload URL first.")
+
+
+def _read(repo: Repo, mpack_key: str, source: _PackSource) -> PackContents:
+    stream = source.open(mpack_key)
+    if stream is None:
+        raise PackNotFound(f"Pack {mpack_key} is not in storage yet: PUT it to the upload URL first.")
+    with stream:
+        contents = index_mpack(
+            stream, limits=pack_limits(), keep_content_up_to=settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES
+        )
+    if contents.digest != mpack_key:
+        raise MalformedPack(f"The uploaded bytes hash to {contents.digest}, not to the key {mpack_key}.")
+    return contents
+
+
+def _check_request(branch: object, head_commit_id: object, commits_count: object, blobs_count: object) -> None:
+    if head_commit_id not in ("", None) and not is_id(head_commit_id):
+        raise BadRequest("head_commit_id must be a commit id or empty.")
+    if head_commit_id:
+        validate_branch_name(branch)
+    for name, value in (("commits_count", commits_count), ("blobs_count", blobs_count)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadRequest(f"{name} must be a non-negative integer.")
+
+
+def wire_push_unpack_mpack(
+    repo_id: str,
+    mpack_key: str,
+    pusher: AbstractBaseUser | str | None,
+    *,
+    branch: str,
+    head_commit_id: str,
+    commits_count: int,
+    blobs_count: int,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Unpack the pack uploaded under *mpack_key* into repository *repo_id* and move *branch*.
+
+    Returns ``{ok, branch, head_commit_id, branch_heads, commits_added, blobs_added}``.
+    Raises PackNotFound (no such upload for this repo), MalformedPack (bad bytes,
+    hashes, ids, counts or connectivity), NonFastForward (without *force*). A
+    rejected push writes no rows.
+    """
+    repo = repo_by_id(repo_id)
+    _check_request(branch, head_commit_id, commits_count, blobs_count)
+    source = _locate(repo, mpack_key)
+    contents = _read(repo, mpack_key, source)
+    if len(contents.commits) != commits_count or len(contents.blobs) != blobs_count:
+        raise MalformedPack(
+            f"The pack holds {len(contents.commits)} commits and {len(contents.blobs)} blobs, "
+            f"but the request declared {commits_count} and {blobs_count}."
+        )
+    verify_history(contents.commits, contents.snapshots)
+    check_connectivity(
+        repo, commits=contents.commits, snapshots=contents.snapshots, blob_ids=[b.object_id for b in contents.blobs]
+    )
+    pack_commits = {c["commit_id"] for c in contents.commits}
+    if contents.commits and not head_commit_id:
+        raise MalformedPack("head_commit_id is required when the pack holds commits.")
+    if (
+        head_commit_id
+        and head_commit_id not in pack_commits
+        and not CommitRef.objects.filter(repo=repo, commit_id=head_commit_id).exists()
+    ):
+        raise MalformedPack(f"head_commit_id {head_commit_id} is neither in the pack nor in the repository.")
+
+    commits_added = len(pack_commits - seen_by_repo(CommitRef, repo, "commit_id", pack_commits))
+    blob_ids = [b.object_id for b in contents.blobs]
+    blobs_added = len(set(blob_ids) - seen_by_repo(ObjectRef, repo, "object_id", blob_ids))
+
+    if source.upload is not None:
+        get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
+    mpack = MPack(
+        mpack_id=mpack_key,
+        kind=MPackKind.PUSH,
+        size_bytes=contents.size,
+        commit_count=len(contents.commits),
+        snapshot_count=len(contents.snapshots),
+        blob_count=len(contents.blobs),
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    blobs = [StoredBlob(b.object_id, b.size, b.offset, b.length, b.encoding, b.content) for b in contents.blobs]
+    with transaction.atomic():
+        write_history(repo, commits=contents.commits, snapshots=contents.snapshots, blobs=blobs, mpack=mpack)
+        if head_commit_id:
+            move_branch(repo, branch, head_commit_id, force=force)
+        if source.upload is not None:
+            MPackUpload.objects.filter(repo=repo, mpack_key=mpack_key).delete()
+    log.info(
+        "push repo=%s pack=%s branch=%s head=%s commits=%d blobs=%d bytes=%d",
+        repo.full_name,
+        mpack_key,
+        branch,
+        head_commit_id,
+        commits_added,
+        blobs_added,
+        contents.size,
+    )
+    return {
+        "ok": True,
+        "branch": branch,
+        "head_commit_id": head_commit_id,
+        "branch_heads": branch_heads(repo),
+        "commits_added": commits_added,
+        "blobs_added": blobs_added,
+    }

@@ -1,0 +1,453 @@
+"""Object storage for mpacks (and legacy per-object blobs), over the ``mpacks`` storage alias.
+
+:func:`get_backend` returns one cached :class:`MPackStore` per process: a
+:class:`FileSystemMPackStore` over Django's FileSystemStorage (the embedded
+default) or an :class:`S3MPackStore` over django-storages' S3Storage (S3 and
+MinIO), which reuses the storage's boto3 client. Every storage request is
+reported to the registered observers (tests count them, metrics export them).
+
+Key layout (content-addressed, so a key is written once and never changes):
+
+- ``mpacks/<hex[:2]>/<hex>.mpack``  push, fetch, repack and server packs
+- ``incoming/<upload id>``          uploads waiting for their push call
+- ``objects/<hex[:2]>/<hex>``       legacy per-object blobs (read-only fallback)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import reverse
+
+from repos.errors import StorageUnavailable
+from repos.ids import hex_of
+
+SIGNING_SALT = "musehub.storage-url"
+# Ranges closer than this are read as one span; past MAX_SPANS the whole pack is streamed.
+RANGE_MERGE_GAP = 256 * 1024
+MAX_SPANS = 32
+
+
+@dataclass(frozen=True)
+class StorageOp:
+    """One request made to object storage."""
+
+    op: str
+    key: str
+    nbytes: int = 0
+
+
+Observer = Callable[[StorageOp], None]
+
+
+def mpack_name(mpack_id: str) -> str:
+    digest = hex_of(mpack_id)
+    return f"mpacks/{digest[:2]}/{digest}.mpack"
+
+
+def staging_name(upload_id: str) -> str:
+    return f"incoming/{upload_id}"
+
+
+def object_name(object_id: str) -> str:
+    digest = hex_of(object_id)
+    return f"objects/{digest[:2]}/{digest}"
+
+
+def coalesce_ranges(ranges: list[tuple[int, int]], gap: int = RANGE_MERGE_GAP) -> list[tuple[int, int]]:
+    """Return (start, end) spans covering every (offset, length) range, merging near neighbours."""
+    spans: list[tuple[int, int]] = []
+    for offset, length in sorted(ranges):
+        end = offset + length
+        if spans and offset - spans[-1][1] <= gap:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((offset, end))
+    return spans
+
+
+class MPackStore:
+    """The hub's view of object storage: whole packs, byte ranges, signed URLs, legacy objects."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._observers: list[Observer] = []
+        self._lock = threading.Lock()
+
+    # --- observation --------------------------------------------------------
+    def add_observer(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers = [*self._observers, observer]
+
+    def remove_observer(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers = [o for o in self._observers if o != observer]
+
+    def _report(self, op: str, key: str, nbytes: int = 0) -> None:
+        event = StorageOp(op, key, nbytes)
+        for observer in self._observers:
+            observer(event)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn a storage failure into StorageUnavailable (a 503), never a 500."""
+        try:
+            yield
+        except (FileNotFoundError, StorageUnavailable):
+            raise
+        except OSError as exc:
+            raise StorageUnavailable(f"Object storage failed to {what}: {exc}") from exc
+
+    # --- primitives every backend implements ----------------------------------
+    def _exists(self, name: str) -> bool:
+        return self.storage.exists(name)
+
+    def _write(self, name: str, data: bytes | IO[bytes]) -> None:
+        content = ContentFile(data) if isinstance(data, bytes) else File(data)
+        self.storage.save(name, content)
+
+    def _open(self, name: str) -> IO[bytes]:
+        """Return a stream of the object *name*; raise FileNotFoundError when it is absent."""
+        return self.storage.open(name, "rb")
+
+    def _read_span(self, name: str, start: int, end: int) -> bytes:
+        with self._open(name) as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    def _move(self, source: str, target: str) -> None:
+        with self._open(source) as handle:
+            self._write(target, handle)
+        self.storage.delete(source)
+
+    def _signed_url(self, name: str, method: str, ttl: int) -> str:
+        raise NotImplementedError
+
+    def _size(self, name: str) -> int:
+        return self.storage.size(name)
+
+    # --- mpacks ---------------------------------------------------------------
+    def put_mpack(self, mpack_id: str, data: bytes | IO[bytes]) -> None:
+        """Store a pack under its content key."""
+        name = mpack_name(mpack_id)
+        with self._errors("store an mpack"):
+            self._write(name, data)
+        self._report("put_mpack", mpack_id, len(data) if isinstance(data, bytes) else 0)
+
+    def get_mpack(self, mpack_id: str) -> bytes | None:
+        """Return a whole pack's bytes, or None when it is not in storage."""
+        stream = self.open_mpack(mpack_id, op="get_mpack")
+        if stream is None:
+            return None
+        with stream:
+            return stream.read()
+
+    def open_mpack(self, mpack_id: str, *, op: str = "open_mpack") -> IO[bytes] | None:
+        """Return a stream over a whole pack (one storage GET), or None when it is missing."""
+        name = mpack_name(mpack_id)
+        with self._errors("read an mpack"):
+            try:
+                stream = self._open(name)
+            except FileNotFoundError:
+                self._report(op, mpack_id, 0)
+                return None
+        self._report(op, mpack_id, self._size_of(stream))
+        return stream
+
+    def _size_of(self, stream: IO[bytes]) -> int:
+        return getattr(stream, "size", 0) or 0
+
+    def read_ranges(self, mpack_id: str, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes] | None:
+        """Return the bytes of each (offset, length) range of one pack, or None when the pack is missing.
+
+        Nearby ranges are merged into spans, one ranged GET each.
+        """
+        name = mpack_name(mpack_id)
+        out: dict[tuple[int, int], bytes] = {}
+        with self._errors("read mpack ranges"):
+            for start, end in coalesce_ranges(ranges):
+                try:
+                    span = self._read_span(name, start, end)
+                except FileNotFoundError:
+                    self._report("get_range", mpack_id, 0)
+                    return None
+                self._report("get_range", mpack_id, len(span))
+                for offset, length in ranges:
+                    if start <= offset and offset + length <= end:
+                        out[(offset, length)] = span[offset - start : offset - start + length]
+        return out
+
+    def mpack_exists(self, mpack_id: str) -> bool:
+        with self._errors("look up an mpack"):
+            return self._exists(mpack_name(mpack_id))
+
+    def mpack_size(self, mpack_id: str) -> int:
+        with self._errors("size an mpack"):
+            return self._size(mpack_name(mpack_id))
+
+    def delete_mpack(self, mpack_id: str) -> None:
+        with self._errors("delete an mpack"):
+            self.storage.delete(mpack_name(mpack_id))
+        self._report("delete_mpack", mpack_id)
+
+    def presign_mpack_get(self, mpack_id: str, ttl: int | None = None) -> str:
+        """Return a URL that downloads the pack (and honours Range) until *ttl* seconds from now."""
+        return self._signed_url(mpack_name(mpack_id), "GET", ttl or settings.MUSEHUB_URL_TTL_SECONDS)
+
+    def list_mpacks(self) -> Iterator[str]:
+        """Yield the key of every pack in storage (for gc and fsck)."""
+        with self._errors("list mpacks"):
+            for name in self._list("mpacks/"):
+                base = name.rsplit("/", 1)[-1]
+                if base.endswith(".mpack"):
+                    yield "sha256:" + base[: -len(".mpack")]
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        directories, files = self.storage.listdir(prefix.rstrip("/"))
+        for directory in directories:
+            yield from self._list(f"{prefix}{directory}/")
+        for filename in files:
+            yield f"{prefix}{filename}"
+
+    # --- uploads (staging) ------------------------------------------------------
+    def presign_upload_put(self, upload_id: str, ttl: int | None = None) -> str:
+        """Return a URL that accepts one PUT of the pack bytes for *upload_id*."""
+        return self._signed_url(staging_name(upload_id), "PUT", ttl or settings.MUSEHUB_URL_TTL_SECONDS)
+
+    def put_upload(self, upload_id: str, data: bytes | IO[bytes]) -> None:
+        with self._errors("store an upload"):
+            self._write(staging_name(upload_id), data)
+        self._report("put_upload", upload_id, len(data) if isinstance(data, bytes) else 0)
+
+    def open_upload(self, upload_id: str) -> IO[bytes] | None:
+        with self._errors("read an upload"):
+            try:
+                stream = self._open(staging_name(upload_id))
+            except FileNotFoundError:
+                return None
+        self._report("open_upload", upload_id, self._size_of(stream))
+        return stream
+
+    def promote_upload(self, upload_id: str, mpack_id: str) -> None:
+        """Move a verified upload to its content key (a server-side move; no bytes through the hub)."""
+        with self._errors("store an uploaded mpack"):
+            if self._exists(mpack_name(mpack_id)):
+                self.storage.delete(staging_name(upload_id))
+            else:
+                self._move(staging_name(upload_id), mpack_name(mpack_id))
+        self._report("promote_upload", mpack_id)
+
+    def delete_upload(self, upload_id: str) -> None:
+        with self._errors("delete an upload"):
+            self.storage.delete(staging_name(upload_id))
+
+    # --- legacy per-object keys (read fallback and migration only) ---------------
+    def put(self, object_id: str, data: bytes) -> str:
+        name = object_name(object_id)
+        with self._errors("store an object"):
+            self._write(name, data)
+        self._report("put", object_id, len(data))
+        return f"objects://{hex_of(object_id)}"
+
+    def get(self, object_id: str) -> bytes | None:
+        name = object_name(object_id)
+        with self._errors("read an object"):
+            try:
+                with self._open(name) as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                self._report("get", object_id, 0)
+                return None
+        self._report("get", object_id, len(data))
+        return data
+
+    def exists(self, object_id: str) -> bool:
+        with self._errors("look up an object"):
+            return self._exists(object_name(object_id))
+
+    def delete(self, object_id: str) -> None:
+        with self._errors("delete an object"):
+            self.storage.delete(object_name(object_id))
+        self._report("delete", object_id)
+
+    def list_objects(self) -> Iterator[str]:
+        with self._errors("list objects"):
+            for name in self._list("objects/"):
+                yield "sha256:" + name.rsplit("/", 1)[-1]
+
+    # --- health -------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise StorageUnavailable when storage cannot be reached."""
+        with self._errors("answer"):
+            self._exists("health-check")
+
+
+class FileSystemMPackStore(MPackStore):
+    """Packs on the local filesystem; signed URLs point back at the hub (``wire.views``)."""
+
+    storage: FileSystemStorage
+
+    def _read_span(self, name: str, start: int, end: int) -> bytes:
+        with open(self.storage.path(name), "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    def _open(self, name: str) -> IO[bytes]:
+        return open(self.storage.path(name), "rb")
+
+    def _size_of(self, stream: IO[bytes]) -> int:
+        return os.fstat(stream.fileno()).st_size
+
+    def _move(self, source: str, target: str) -> None:
+        target_path = self.storage.path(target)
+        os.makedirs(os.path.dirname(target_path), exist_ok=True)
+        shutil.move(self.storage.path(source), target_path)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        if not self.storage.exists(prefix.rstrip("/")):
+            return iter(())
+        return super()._list(prefix)
+
+    def _signed_url(self, name: str, method: str, ttl: int) -> str:
+        token = signing.dumps({"n": name, "m": method, "e": int(time.time()) + ttl}, salt=SIGNING_SALT)
+        return reverse("storage-signed", kwargs={"token": token})
+
+    def path_for(self, name: str) -> str:
+        return self.storage.path(name)
+
+
+class SignedUrlError(Exception):
+    """A hub-signed storage URL is forged, for another method, or expired."""
+
+
+def verify_signed_url(token: str, method: str) -> str:
+    """Return the storage name a hub-signed URL grants *method* on; raise SignedUrlError otherwise."""
+    try:
+        claims = signing.loads(token, salt=SIGNING_SALT)
+    except signing.BadSignature as exc:
+        raise SignedUrlError("The storage URL signature is invalid.") from exc
+    if claims.get("m") != method:
+        raise SignedUrlError(f"This storage URL does not allow {method}.")
+    if int(claims.get("e", 0)) < time.time():
+        raise SignedUrlError("This storage URL has expired; ask the hub for a new one.")
+    return claims["n"]
+
+
+class S3MPackStore(MPackStore):
+    """Packs in S3 or MinIO through django-storages; ranged GETs and presigned URLs via its boto3 client."""
+
+    def _client(self):
+        return self.storage.connection.meta.client
+
+    def _key(self, name: str) -> str:
+        return self.storage._normalize_name(name)
+
+    def _call(self, fn, **kwargs):
+        from botocore.exceptions import ClientError
+
+        try:
+            return fn(Bucket=self.storage.bucket_name, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(kwargs.get("Key", "")) from exc
+            raise StorageUnavailable(f"Object storage refused the request: {code or exc}.") from exc
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            with super()._errors(what):
+                yield
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"Object storage failed to {what}: {exc}") from exc
+
+    def _open(self, name: str) -> IO[bytes]:
+        response = self._call(self._client().get_object, Key=self._key(name))
+        body = response["Body"]
+        body.size = response.get("ContentLength", 0)
+        return body
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self._call(self._client().head_object, Key=self._key(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _size(self, name: str) -> int:
+        return self._call(self._client().head_object, Key=self._key(name))["ContentLength"]
+
+    def _read_span(self, name: str, start: int, end: int) -> bytes:
+        response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")
+        return response["Body"].read()
+
+    def _move(self, source: str, target: str) -> None:
+        bucket = self.storage.bucket_name
+        try:
+            self._client().copy({"Bucket": bucket, "Key": self._key(source)}, bucket, self._key(target))
+        except Exception as exc:  # boto3's managed copy wraps ClientError differently per size
+            if "404" in str(exc) or "NoSuchKey" in str(exc):
+                raise FileNotFoundError(source) from exc
+            raise
+        self.storage.delete(source)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        paginator = self._client().get_paginator("list_objects_v2")
+        location = self.storage.location.strip("/")
+        strip = len(location) + 1 if location else 0
+        for page in paginator.paginate(Bucket=self.storage.bucket_name, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield item["Key"][strip:]
+
+    def _signed_url(self, name: str, method: str, ttl: int) -> str:
+        operation = "get_object" if method == "GET" else "put_object"
+        return self._client().generate_presigned_url(
+            operation, Params={"Bucket": self.storage.bucket_name, "Key": self._key(name)}, ExpiresIn=ttl
+        )
+
+    def check(self) -> None:
+        with self._errors("answer"):
+            self._call(self._client().head_bucket)
+
+
+@functools.cache
+def get_backend() -> MPackStore:
+    """Return the process-wide store over the ``mpacks`` storage alias."""
+    storage = storages["mpacks"]
+    if isinstance(storage, FileSystemStorage):
+        return FileSystemMPackStore(storage)
+    return S3MPackStore(storage)
+
+
+@receiver(setting_changed)
+def _reset_backend(*, setting: str, **kwargs) -> None:
+    if setting == "STORAGES":
+        get_backend.cache_clear()
+
+
+@contextlib.contextmanager
+def record_storage_ops() -> Iterator[list[StorageOp]]:
+    """Collect every storage request made while the block runs (tests and benchmarks)."""
+    calls: list[StorageOp] = []
+    backend = get_backend()
+    backend.add_observer(calls.append)
+    try:
+        yield calls
+    finally:
+        backend.remove_observer(calls.append)
