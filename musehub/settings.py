@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "musehub.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -161,6 +162,7 @@ MUSEHUB_URL_TTL_SECONDS = env_int("MUSEHUB_URL_TTL_SECONDS", 3600)
 MUSEHUB_PUBLIC_URL = env_str("MUSEHUB_PUBLIC_URL", "")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = MUSEHUB_MAX_REQUEST_BYTES
+APPEND_SLASH = False  # the muse CLI refuses redirects
 
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {

@@ -20,7 +20,7 @@ class MsgpackParser(BaseParser):
         try:
             return msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=len(data), max_str_len=len(data))
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise ParseError(f"The body is not valid msgpack: {exc}.") from exc
+            raise ParseError(f"The body is not valid msgpack: {str(exc).rstrip('.')}.") from exc
 
 
 class MsgpackRenderer(BaseRenderer):

@@ -34,6 +34,15 @@ def _public_data(exc: MuseHubError) -> dict:
     return {k: v for k, v in exc.data.items() if isinstance(v, (str, int, list, dict, bool))}
 
 
+def _flatten(detail, field: str = "") -> list[str]:
+    """Return DRF error details as 'field: message' sentences."""
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in _flatten(value, f"{field}.{key}" if field else str(key))]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _flatten(value, field)]
+    return [f"{field}: {detail}" if field else str(detail)]
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: domain errors and DRF's own errors in one JSON shape."""
     if isinstance(exc, MuseHubError):
@@ -43,14 +52,10 @@ def exception_handler(exc, context):
         exc = drf.NotFound()
     if isinstance(exc, drf.APIException):
         set_rollback()
-        detail = exc.detail
-        if isinstance(detail, dict | list):
-            message = "; ".join(
-                f"{k}: {v}" for k, v in (detail.items() if isinstance(detail, dict) else enumerate(detail))
-            )
-        else:
-            message = str(detail)
+        message = "; ".join(_flatten(exc.detail))
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        if isinstance(exc, drf.ValidationError):
+            code = "bad_request"
         response = Response(error_body(str(code), message), status=exc.status_code)
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header

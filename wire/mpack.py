@@ -238,7 +238,11 @@ def _read_blob(
     where = f"blobs[{index}]"
     fields: dict[str, Any] = {}
     offset = length = -1
-    for _ in range(unpacker.read_map_header()):
+    try:
+        entries = unpacker.read_map_header()
+    except ValueError as exc:
+        raise MalformedPack(f"{where} must be a map.") from exc
+    for _ in range(entries):
         key = unpacker.unpack()
         if key == "content":
             value = unpacker.unpack()
@@ -268,7 +272,10 @@ def _read_blob(
 
 
 def _read_array(unpacker: msgpack.Unpacker, name: str, limit: int) -> int:
-    count = unpacker.read_array_header()
+    try:
+        count = unpacker.read_array_header()
+    except ValueError as exc:
+        raise MalformedPack(f"'{name}' must be a list.") from exc
     if count > limit:
         raise MalformedPack(f"The pack has {count} {name}; the limit is {limit}.")
     return count
@@ -295,7 +302,11 @@ def index_mpack(
     unpacker = _unpacker(reader, limits)
     contents = PackContents()
     try:
-        for _ in range(unpacker.read_map_header()):
+        try:
+            sections = unpacker.read_map_header()
+        except ValueError as exc:
+            raise MalformedPack("The pack must be a msgpack map at the top level.") from exc
+        for _ in range(sections):
             key = unpacker.unpack()
             if key == "commits":
                 for i in range(_read_array(unpacker, "commits", limits.max_commits)):

@@ -1,71 +1,307 @@
-"""HTTP views for the wire protocol. Views parse, authorise and call one service."""
+"""HTTP views of the native mpack protocol (wire.md §3), the repository API and signed storage URLs.
+
+Views only coordinate: parse and validate the body, check access through
+``repos.access``, call one service, serialize. Errors are domain exceptions,
+turned into responses by ``wire.exceptions``; error bodies are always JSON.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tempfile
 
-from django.http import FileResponse, HttpResponse, JsonResponse
+from django.conf import settings
+from django.core.files import File
+from django.http import FileResponse, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from wire.storage import FileSystemMPackStore, SignedUrlError, get_backend, verify_signed_url
+from repos.access import repo_for, repo_for_push
+from repos.errors import AuthenticationRequired, BadRequest, MuseHubError, NotFound, PayloadTooLarge
+from repos.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
+from repos.models import MPackUpload, ObjectRef, Role
+from repos.selectors import branch_heads
+from repos.services.history import seen_by_repo
+from repos.services.repos import create_repo, remove_collaborator, set_collaborator
+from wire import serializers as s
+from wire.authentication import BearerTokenAuthentication
+from wire.codecs import MsgpackParser, MsgpackRenderer
+from wire.exceptions import error_body
+from wire.fetch import wire_fetch_mpack
+from wire.push import create_mpack_upload, wire_push_unpack_mpack
+from wire.storage import FileSystemMPackStore, SignedUrlError, get_backend, staging_name, verify_signed_url
 
+NATIVE_HEADER = "X-Muse-Protocol"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_CHUNK = 1024 * 1024
+
+
+def validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data if isinstance(data, dict) else {"": data})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def absolute(request, url: str) -> str:
+    """Return *url* as an absolute URL (hub-signed URLs are paths on this hub)."""
+    base = settings.MUSEHUB_PUBLIC_URL
+    if url.startswith("/") and base:
+        return base.rstrip("/") + url
+    return request.build_absolute_uri(url)
+
+
+def is_native(request) -> bool:
+    """Return True when the caller speaks the native protocol (ids with their ``sha256:`` prefix)."""
+    return request.headers.get(NATIVE_HEADER, "").lower().startswith("mpack")
+
+
+class WireView(APIView):
+    """Base of the repository wire endpoints: Bearer tokens, msgpack first, JSON error bodies."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    parser_classes = [MsgpackParser, JSONParser]
+    renderer_classes = [MsgpackRenderer, JSONRenderer]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code >= 400 and isinstance(response, Response):
+            # Clients print error bodies as text (the muse CLI shows the first 400 characters).
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
+        return response
+
+
+class RefsView(WireView):
+    @extend_schema(responses=s.RefsResponse, summary="Branch heads of a repository")
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        heads = branch_heads(repo)
+        if not is_native(request):
+            heads = {name: to_wire_hex(head) for name, head in heads.items()}
+        return Response(
+            {
+                "repo_id": repo.repo_id,
+                "domain": repo.domain,
+                "default_branch": repo.default_branch,
+                "branch_heads": heads,
+            }
+        )
+
+
+class FilterObjectsView(WireView):
+    @extend_schema(
+        request=s.FilterObjectsRequest,
+        responses=s.FilterObjectsResponse,
+        summary="Which of these objects the repository lacks",
+    )
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        ids = validated(s.FilterObjectsRequest, request.data)["object_ids"]
+        if not all(is_id(i) or is_hex(i) for i in ids):
+            raise BadRequest("object_ids must hold object ids (64 hex digits, optionally 'sha256:'-prefixed).")
+        held = seen_by_repo(ObjectRef, repo, "object_id", [from_wire_hex(i) for i in ids])
+        return Response({"missing": [i for i in ids if from_wire_hex(i) not in held]})
+
+
+class UploadView(WireView):
+    @extend_schema(request=s.UploadRequest, responses=s.UploadResponse, summary="Get a URL to upload an mpack to")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for_push(request.user, owner, slug)
+        body = validated(s.UploadRequest, request.data)
+        slot = create_mpack_upload(repo, mpack_key=body["mpack_key"], size=body["size"], user=request.user)
+        if "upload_url" in slot:
+            slot["upload_url"] = absolute(request, slot["upload_url"])
+        return Response(slot)
+
+
+class PushView(WireView):
+    @extend_schema(request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded mpack, move a branch")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for_push(request.user, owner, slug)
+        body = validated(s.PushRequest, request.data)
+        result = wire_push_unpack_mpack(
+            repo.repo_id,
+            body["mpack_key"],
+            request.user,
+            branch=body["branch"],
+            head_commit_id=body["head_commit_id"],
+            commits_count=body["commits_count"],
+            blobs_count=body["blobs_count"],
+            force=body["force"],
+        )
+        return Response(result)
+
+
+class FetchView(WireView):
+    @extend_schema(request=s.FetchRequest, responses=s.FetchResponse, summary="Build an mpack of what the client lacks")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        body = validated(s.FetchRequest, request.data)
+        result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"])
+        result["mpack_url"] = absolute(request, result["mpack_url"])
+        return Response(result)
+
+
+# --- REST: repositories --------------------------------------------------------------------------
+
+
+class ApiView(APIView):
+    """Base of the JSON REST API (tokens or an admin session)."""
+
+    renderer_classes = [JSONRenderer, MsgpackRenderer]
+    parser_classes = [JSONParser, MsgpackParser]
+
+
+class RepoListView(ApiView):
+    @extend_schema(request=s.RepoCreateRequest, responses={201: s.RepoSerializer}, summary="Create a repository")
+    def post(self, request):
+        if not request.user.is_authenticated:
+            raise AuthenticationRequired()
+        body = validated(s.RepoCreateRequest, request.data)
+        repo = create_repo(
+            owner=request.user,
+            slug=body["name"],
+            visibility=body["visibility"],
+            description=body["description"],
+            default_branch=body["default_branch"],
+        )
+        return Response(s.RepoSerializer(repo, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class RepoDetailView(ApiView):
+    @extend_schema(responses=s.RepoSerializer, summary="A repository")
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        return Response(s.RepoSerializer(repo, context={"request": request}).data)
+
+
+class CollaboratorView(ApiView):
+    @extend_schema(request=s.CollaboratorRequest, responses={204: None}, summary="Grant a role on a repository")
+    def put(self, request, owner: str, slug: str, username: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        set_collaborator(repo, username=username, role=validated(s.CollaboratorRequest, request.data)["role"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={204: None}, summary="Remove a collaborator")
+    def delete(self, request, owner: str, slug: str, username: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        remove_collaborator(repo, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- signed storage URLs (filesystem backend) ----------------------------------------------------
+
+
+def _json_error(exc: MuseHubError) -> HttpResponse:
+    response = HttpResponse(
+        JSONRenderer().render(error_body(exc.code, exc.message)), status=exc.status, content_type="application/json"
+    )
+    for name, value in exc.headers().items():
+        response[name] = value
+    return response
 
 
 @method_decorator(csrf_exempt, name="dispatch")
 class SignedStorageView(View):
-    """The filesystem backend's signed URLs: GET (with Range) downloads a pack, PUT uploads one."""
+    """The filesystem backend's signed URLs: GET (honouring Range) downloads, PUT uploads.
 
-    def _name(self, token: str, method: str) -> str:
-        return verify_signed_url(token, method)
+    The signature names one storage key, one method and an expiry, so the URL
+    needs no other credentials; uploads are checked against the slot's size and key.
+    """
 
-    def _store(self) -> FileSystemMPackStore | None:
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except SignedUrlError as exc:
+            return self._forbidden(str(exc))
+        except MuseHubError as exc:
+            return _json_error(exc)
+
+    @staticmethod
+    def _forbidden(message: str) -> HttpResponse:
+        body = JSONRenderer().render(error_body("bad_signature", message))
+        return HttpResponse(body, status=403, content_type="application/json")
+
+    @staticmethod
+    def _store() -> FileSystemMPackStore:
         backend = get_backend()
-        return backend if isinstance(backend, FileSystemMPackStore) else None
+        if not isinstance(backend, FileSystemMPackStore):
+            raise NotFound("This hub stores packs in S3; use the presigned URL it gave you.")
+        return backend
 
     def get(self, request, token: str):
+        name = verify_signed_url(token, "GET")
         store = self._store()
-        try:
-            name = self._name(token, "GET")
-        except SignedUrlError as exc:
-            return JsonResponse({"error": "bad_signature", "detail": str(exc)}, status=403)
-        if store is None or not store.storage.exists(name):
-            return JsonResponse({"error": "not_found", "detail": "No such object."}, status=404)
+        if not store.storage.exists(name):
+            raise NotFound("No such object.")
         path = store.path_for(name)
         size = os.path.getsize(path)
         match = _RANGE.match(request.headers.get("Range", ""))
-        if match and (match.group(1) or match.group(2)):
-            start_s, end_s = match.groups()
-            if start_s:
-                start, end = int(start_s), min(int(end_s) if end_s else size - 1, size - 1)
-            else:
-                start, end = max(size - int(end_s), 0), size - 1
-            if start > end or start >= size:
-                response = HttpResponse(status=416)
-                response["Content-Range"] = f"bytes */{size}"
-                return response
-            with open(path, "rb") as handle:
-                handle.seek(start)
-                data = handle.read(end - start + 1)
-            response = HttpResponse(data, status=206, content_type="application/octet-stream")
-            response["Content-Range"] = f"bytes {start}-{end}/{size}"
-            response["Accept-Ranges"] = "bytes"
-            return response
+        if match and any(match.groups()):
+            return self._ranged(path, size, *match.groups())
         response = FileResponse(open(path, "rb"), content_type="application/octet-stream")  # noqa: SIM115 (FileResponse closes it)
         response["Content-Length"] = str(size)
         response["Accept-Ranges"] = "bytes"
         return response
 
+    @staticmethod
+    def _ranged(path: str, size: int, first: str, last: str) -> HttpResponse:
+        if first:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        else:
+            start, end = max(size - int(last), 0), size - 1
+        if start > end or start >= size:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start + 1)
+        response = HttpResponse(data, status=206, content_type="application/octet-stream")
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Accept-Ranges"] = "bytes"
+        return response
+
     def put(self, request, token: str):
+        name = verify_signed_url(token, "PUT")
         store = self._store()
-        try:
-            name = self._name(token, "PUT")
-        except SignedUrlError as exc:
-            return JsonResponse({"error": "bad_signature", "detail": str(exc)}, status=403)
-        if store is None:
-            return JsonResponse({"error": "not_found", "detail": "No such object."}, status=404)
-        store.storage.save(name, request)
+        upload = self._upload_for(name)
+        with tempfile.SpooledTemporaryFile(max_size=16 * _CHUNK) as spool:
+            digest, size = self._receive(request, spool, upload.size_bytes)
+            if size != upload.size_bytes or digest != upload.mpack_key:
+                raise BadRequest(
+                    f"The uploaded bytes ({size} bytes, {digest}) do not match the slot "
+                    f"({upload.size_bytes} bytes, {upload.mpack_key})."
+                )
+            spool.seek(0)
+            store.storage.save(name, File(spool))
         return HttpResponse(status=200)
+
+    @staticmethod
+    def _upload_for(name: str) -> MPackUpload:
+        upload_id = name.removeprefix(staging_name(""))
+        upload = MPackUpload.objects.filter(upload_id=upload_id).first() if upload_id else None
+        if upload is None:
+            raise NotFound("This upload slot no longer exists; ask for a new upload URL.")
+        return upload
+
+    @staticmethod
+    def _receive(request, spool, limit: int) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        size = 0
+        while chunk := request.read(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The upload is larger than the {limit} bytes announced for it.")
+            hasher.update(chunk)
+            spool.write(chunk)
+        return PREFIX + hasher.hexdigest(), size

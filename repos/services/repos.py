@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from repos import graph
-from repos.errors import BadRequest, Conflict, NonFastForward, RefNotFound
+from repos.errors import BadRequest, Conflict, NonFastForward, NotFound, RefNotFound
 from repos.ids import compute_branch_id, compute_identity_id, compute_repo_id
-from repos.models import Branch, CommitRef, Repo, Visibility, slug_validator
+from repos.models import Branch, Collaborator, CommitRef, Repo, Role, Visibility, slug_validator
 
 
 def create_repo(
@@ -29,7 +30,11 @@ def create_repo(
     *owner* is a user (or, for fixtures, a bare username). Raises BadRequest
     for an invalid slug or visibility and Conflict when the name is taken.
     """
+    from repos.access import RESERVED_OWNERS
+
     username = owner if isinstance(owner, str) else owner.get_username()
+    if username in RESERVED_OWNERS:
+        raise BadRequest(f"{username!r} is a reserved name and cannot own repositories.")
     try:
         slug_validator(slug)
     except ValidationError as exc:
@@ -111,3 +116,19 @@ def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) ->
     branch.save(update_fields=["head_commit_id", "updated_at"])
     Repo.objects.filter(pk=repo.pk).update(updated_at=dt.datetime.now(dt.UTC))
     return branch
+
+
+def set_collaborator(repo: Repo, *, username: str, role: str) -> Collaborator:
+    """Give *username* *role* on *repo* (replacing any earlier role)."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    if role not in Role.values:
+        raise BadRequest(f"role must be one of {', '.join(Role.values)}.")
+    collaborator, _ = Collaborator.objects.update_or_create(repo=repo, user=user, defaults={"role": role})
+    return collaborator
+
+
+def remove_collaborator(repo: Repo, *, username: str) -> None:
+    """Take away every role *username* holds on *repo*."""
+    Collaborator.objects.filter(repo=repo, user__username=username).delete()

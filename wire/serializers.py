@@ -1,0 +1,112 @@
+"""Request and response shapes of the HTTP API (validation, and the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from repos.models import Repo, Role, Visibility
+
+
+class ContentIdField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 71)
+        super().__init__(**kwargs)
+        self.validators.append(
+            RegexValidator(r"^sha256:[0-9a-f]{64}$", "Must be 'sha256:' followed by 64 lowercase hex digits.")
+        )
+
+
+class IdListField(serializers.ListField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 10_000)
+        super().__init__(child=ContentIdField(), **kwargs)
+
+
+class UploadRequest(serializers.Serializer):
+    mpack_key = ContentIdField()
+    size = serializers.IntegerField(min_value=1)
+
+
+class UploadResponse(serializers.Serializer):
+    mpack_key = serializers.CharField()
+    exists = serializers.BooleanField(required=False)
+    upload_url = serializers.CharField(required=False)
+    method = serializers.CharField(required=False)
+    expires_in = serializers.IntegerField(required=False)
+
+
+class PushRequest(serializers.Serializer):
+    mpack_key = ContentIdField()
+    branch = serializers.CharField(max_length=255, default="main")
+    head_commit_id = serializers.CharField(allow_blank=True, default="", max_length=71)
+    force = serializers.BooleanField(default=False)
+    commits_count = serializers.IntegerField(min_value=0, max_value=10_000_000)
+    blobs_count = serializers.IntegerField(min_value=0, max_value=100_000_000)
+
+
+class PushResponse(serializers.Serializer):
+    ok = serializers.BooleanField()
+    branch = serializers.CharField()
+    head_commit_id = serializers.CharField()
+    branch_heads = serializers.DictField(child=serializers.CharField())
+    commits_added = serializers.IntegerField()
+    blobs_added = serializers.IntegerField()
+
+
+class FetchRequest(serializers.Serializer):
+    want = IdListField(min_length=1)
+    have = IdListField(default=list)
+
+
+class FetchResponse(serializers.Serializer):
+    mpack_id = serializers.CharField()
+    mpack_url = serializers.CharField()
+    commit_count = serializers.IntegerField()
+    snapshot_count = serializers.IntegerField()
+    blob_count = serializers.IntegerField()
+    size = serializers.IntegerField()
+
+
+class RefsResponse(serializers.Serializer):
+    repo_id = serializers.CharField()
+    domain = serializers.CharField()
+    default_branch = serializers.CharField()
+    branch_heads = serializers.DictField(child=serializers.CharField())
+
+
+class FilterObjectsRequest(serializers.Serializer):
+    object_ids = serializers.ListField(child=serializers.CharField(max_length=71), max_length=1_000_000)
+
+
+class FilterObjectsResponse(serializers.Serializer):
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+class RepoSerializer(serializers.ModelSerializer):
+    full_name = serializers.CharField(read_only=True)
+    clone_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Repo
+        fields = [
+            "repo_id", "owner", "slug", "name", "full_name", "description", "visibility", "domain",
+            "default_branch", "created_at", "updated_at", "clone_url",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_clone_url(self, repo: Repo) -> str:
+        request = self.context.get("request")
+        path = f"/{repo.owner}/{repo.slug}"
+        return request.build_absolute_uri(path) if request else path
+
+
+class RepoCreateRequest(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="Becomes the slug: owner/name.")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
+    description = serializers.CharField(allow_blank=True, default="", max_length=10_000)
+    default_branch = serializers.CharField(default="main", max_length=255)
+
+
+class CollaboratorRequest(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
