@@ -9,8 +9,9 @@ from django.http import JsonResponse
 class RequestSizeLimitMiddleware:
     """Answer 413 when Content-Length exceeds MUSEHUB_MAX_REQUEST_BYTES.
 
-    Signed storage uploads are exempt: they are bounded by their upload slot's
-    declared size (itself at most MUSEHUB_MAX_PACK_BYTES).
+    MWP pushes (``…/push`` and ``…/push/objects``, which carry whole bundles and
+    object batches) get MUSEHUB_MAX_PUSH_REQUEST_BYTES instead. Signed storage
+    uploads are exempt: they are bounded by their upload slot's declared size.
     """
 
     def __init__(self, get_response):
@@ -18,6 +19,8 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request):
         limit = settings.MUSEHUB_MAX_REQUEST_BYTES
+        if request.path.endswith(("/push", "/push/objects")):
+            limit = settings.MUSEHUB_MAX_PUSH_REQUEST_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -293,6 +293,21 @@ class MPackUpload(models.Model):
         return f"upload {self.upload_id} of {self.mpack_key}"
 
 
+class StagedObject(models.Model):
+    """A blob a muse CLI push uploads by presigned URL; folded into an mpack when its push arrives."""
+
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="staged_objects")
+    object_id = content_id_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "musehub_staged_objects"
+        constraints = [models.UniqueConstraint(fields=["repo", "object_id"], name="musehub_staged_object_unique")]
+
+    def __str__(self) -> str:
+        return f"staged {self.object_id} for {self.repo_id}"
+
+
 class ProposalState(models.TextChoices):
     OPEN = "open", "Open"
     MERGED = "merged", "Merged"

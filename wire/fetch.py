@@ -26,6 +26,8 @@ from wire.storage import get_backend
 
 log = logging.getLogger("musehub.fetch")
 MAX_IDS = 10_000
+MAX_HAVE_IDS = 1_000_000
+MAX_HAVE_WALK = 1_000
 _CHUNK = 10_000
 _SPOOL_BYTES = 16 * 1024 * 1024
 
@@ -39,10 +41,10 @@ class FetchSet:
     blob_ids: list[str]
 
 
-def check_ids(values: object, name: str) -> list[str]:
+def check_ids(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
     """Return *values* as a list of commit ids, or raise BadRequest naming *name*."""
-    if not isinstance(values, list) or len(values) > MAX_IDS:
-        raise BadRequest(f"{name} must be a list of at most {MAX_IDS} commit ids.")
+    if not isinstance(values, list) or len(values) > limit:
+        raise BadRequest(f"{name} must be a list of at most {limit} commit ids.")
     for value in values:
         if not is_id(value):
             raise BadRequest(f"{name} holds {value!r:.80}, which is not a commit id.")
@@ -63,20 +65,34 @@ def commit_dicts(commit_ids: Sequence[str]) -> list[dict[str, Any]]:
     return [rows[cid] for cid in commit_ids if cid in rows]
 
 
+def known_have(repo: Repo, have: Sequence[str], *, limit: int = MAX_HAVE_WALK) -> list[str]:
+    """Return the *have* ids *repo* knows, at most *limit* of them (the newest by generation).
+
+    Dropping a have id can only make a fetch send more, never less, so a
+    client listing every commit it holds (the muse CLI does) costs one bounded walk.
+    """
+    known: list[str] = []
+    for start in range(0, len(have), _CHUNK):
+        chunk = list(have[start : start + _CHUNK])
+        known.extend(CommitRef.objects.filter(repo=repo, commit_id__in=chunk).values_list("commit_id", flat=True))
+    if len(known) <= limit:
+        return known
+    generation = graph.generations(known)
+    return sorted(known, key=lambda cid: generation.get(cid, -1), reverse=True)[:limit]
+
+
 def select_fetch(repo: Repo, *, want: Iterable[str], have: Iterable[str]) -> FetchSet:
     """Return what a client holding *have* needs to reach *want* in *repo*."""
     want_ids = list(want)
-    have_ids = list(have)
     visible = set(CommitRef.objects.filter(repo=repo, commit_id__in=want_ids).values_list("commit_id", flat=True))
     unknown = [cid for cid in want_ids if cid not in visible]
     if unknown:
         raise RefNotFound(f"Commit {unknown[0]} is not in {repo.full_name}.")
-    send = graph.commits_between(want_ids, have_ids)
+    send = graph.commits_between(want_ids, known_have(repo, list(have)))
     commits = commit_dicts(send)
     sent = set(send)
-    # The client holds every blob of the snapshots at the edge of what it has.
+    # The client holds every blob of the commits at the boundary of what it has.
     edge = {p for c in commits for p in c["parent_ids"] if p not in sent}
-    edge.update(have_ids)
     edge_snapshots = dict(CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("commit_id", "snapshot_id"))
     send_snapshot_ids = list(dict.fromkeys(c["snapshot_id"] for c in commits))
     manifests = load_manifests([*send_snapshot_ids, *edge_snapshots.values()])
@@ -127,7 +143,7 @@ def wire_fetch_mpack(repo_id: str, *, want: list[str], have: list[str]) -> dict[
     """
     repo = repo_by_id(repo_id)
     want_ids = check_ids(want, "want")
-    have_ids = check_ids(have, "have")
+    have_ids = check_ids(have, "have", MAX_HAVE_IDS)
     selection = select_fetch(repo, want=want_ids, have=have_ids)
     plan = plan_blob_reads(selection.blob_ids)
     mpack_id, size = build_fetch_mpack(repo, selection, plan)

@@ -437,6 +437,31 @@ class MPackWriter:
         self._write(content)
         return offset
 
+    def write_blob_stream(self, object_id: str, stream: IO[bytes], length: int) -> int:
+        """Write one raw blob of *length* bytes copied from *stream*; return its content offset.
+
+        Raises MalformedPack if the stream's bytes do not hash to *object_id* or
+        run short (the pack being written is then unusable and must be discarded).
+        """
+        self._write(self._packer.pack_map_header(2))
+        self._write(self._packer.pack("object_id"))
+        self._write(self._packer.pack(object_id))
+        self._write(self._packer.pack("content"))
+        self._write(_bin_header(length))
+        offset = self.size
+        digest = hashlib.sha256()
+        remaining = length
+        while remaining:
+            chunk = stream.read(min(remaining, _READ_SIZE))
+            if not chunk:
+                raise MalformedPack(f"Object {object_id} is shorter than its announced {length} bytes.")
+            digest.update(chunk)
+            self._write(chunk)
+            remaining -= len(chunk)
+        if PREFIX + digest.hexdigest() != object_id:
+            raise MalformedPack(f"The uploaded bytes of object {object_id} do not hash to its id.")
+        return offset
+
     def finish(self, branch_heads: Mapping[str, str] | None = None) -> tuple[str, int]:
         self._write(self._packer.pack("branch_heads"))
         self._write(self._packer.pack(dict(branch_heads or {})))
@@ -446,11 +471,14 @@ class MPackWriter:
 def build_wire_mpack(payload: Mapping[str, Any]) -> bytes:
     """Return the bytes of an mpack holding *payload*'s commits, snapshots, blobs and heads.
 
-    Blobs are dicts ``{object_id, content, encoding?}``; content is stored as given.
+    Commits are CommitDicts as they travel (optional fields at the top level) and
+    are written as given, not as normalized commits: :meth:`MPackWriter.write_commits`
+    would drop their top-level metadata. Blobs are dicts ``{object_id, content,
+    encoding?}``; content is stored as given.
     """
     out = io.BytesIO()
     writer = MPackWriter(out)
-    writer.write_commits(list(payload.get("commits") or []))
+    writer._write_list("commits", [dict(c) for c in payload.get("commits") or []])
     writer.write_snapshots(list(payload.get("snapshots") or []))
     blobs: Iterable[Mapping[str, Any]] = list(payload.get("blobs") or [])
     writer.begin_blobs(len(blobs))  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ class PushResponse(serializers.Serializer):
 
 class FetchRequest(serializers.Serializer):
     want = IdListField(min_length=1)
-    have = IdListField(default=list)
+    have = IdListField(default=list, max_length=1_000_000)
 
 
 class FetchResponse(serializers.Serializer):

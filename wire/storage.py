@@ -16,6 +16,7 @@ Key layout (content-addressed, so a key is written once and never changes):
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import os
 import shutil
@@ -61,6 +62,10 @@ def mpack_name(mpack_id: str) -> str:
 
 def staging_name(upload_id: str) -> str:
     return f"incoming/{upload_id}"
+
+
+def staged_object_name(repo_id: str, object_id: str) -> str:
+    return f"incoming/objects/{hex_of(repo_id)}/{hex_of(object_id)}"
 
 
 def object_name(object_id: str) -> str:
@@ -140,6 +145,10 @@ class MPackStore:
     def _size(self, name: str) -> int:
         return self.storage.size(name)
 
+    def _modified_time(self, name: str) -> dt.datetime:
+        """Return when *name* was last written; raise FileNotFoundError when it is absent."""
+        return self.storage.get_modified_time(name)
+
     # --- mpacks ---------------------------------------------------------------
     def put_mpack(self, mpack_id: str, data: bytes | IO[bytes]) -> None:
         """Store a pack under its content key."""
@@ -199,6 +208,15 @@ class MPackStore:
         with self._errors("size an mpack"):
             return self._size(mpack_name(mpack_id))
 
+    def mpack_modified_time(self, mpack_id: str) -> dt.datetime | None:
+        """Return when the pack was written (aware), or None when it is not in storage (gc's grace period)."""
+        with self._errors("look up an mpack"):
+            try:
+                stamp = self._modified_time(mpack_name(mpack_id))
+            except FileNotFoundError:
+                return None
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
     def delete_mpack(self, mpack_id: str) -> None:
         with self._errors("delete an mpack"):
             self.storage.delete(mpack_name(mpack_id))
@@ -250,6 +268,26 @@ class MPackStore:
             else:
                 self._move(staging_name(upload_id), mpack_name(mpack_id))
         self._report("promote_upload", mpack_id)
+
+    def presign_object_put(self, repo_id: str, object_id: str, ttl: int | None = None) -> str:
+        """Return a URL that accepts one PUT of a blob's raw bytes for *repo_id* (MWP presign)."""
+        return self._signed_url(staged_object_name(repo_id, object_id), "PUT", ttl or settings.MUSEHUB_URL_TTL_SECONDS)
+
+    def open_staged_object(self, repo_id: str, object_id: str) -> tuple[IO[bytes], int] | None:
+        """Return (stream, size) of a staged blob, or None when it was never uploaded."""
+        name = staged_object_name(repo_id, object_id)
+        with self._errors("read a staged object"):
+            try:
+                stream = self._open(name)
+            except FileNotFoundError:
+                return None
+            size = self._size_of(stream) or self._size(name)
+        self._report("open_staged", object_id, size)
+        return stream, size
+
+    def delete_staged_object(self, repo_id: str, object_id: str) -> None:
+        with self._errors("delete a staged object"):
+            self.storage.delete(staged_object_name(repo_id, object_id))
 
     def delete_upload(self, upload_id: str) -> None:
         with self._errors("delete an upload"):
@@ -392,6 +430,9 @@ class S3MPackStore(MPackStore):
 
     def _size(self, name: str) -> int:
         return self._call(self._client().head_object, Key=self._key(name))["ContentLength"]
+
+    def _modified_time(self, name: str) -> dt.datetime:
+        return self._call(self._client().head_object, Key=self._key(name))["LastModified"]
 
     def _read_span(self, name: str, start: int, end: int) -> bytes:
         response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")

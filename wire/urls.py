@@ -23,4 +23,9 @@ urlpatterns = [
     path(f"{repo}/mpack/upload", views.UploadView.as_view(), name="mpack-upload"),
     path(f"{repo}/mpack/push", views.PushView.as_view(), name="mpack-push"),
     path(f"{repo}/mpack/fetch", views.FetchView.as_view(), name="mpack-fetch"),
+    path(f"{repo}/presign", views.PresignView.as_view(), name="mwp-presign"),
+    path(f"{repo}/push/objects", views.PushObjectsView.as_view(), name="mwp-push-objects"),
+    path(f"{repo}/push", views.MwpPushView.as_view(), name="mwp-push"),
+    path(f"{repo}/fetch", views.MwpFetchView.as_view(), name="mwp-fetch"),
+    path(f"{repo}/negotiate", views.NegotiateView.as_view(), name="mwp-negotiate"),
 ]

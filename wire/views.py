@@ -32,15 +32,24 @@ from repos.models import MPackUpload, ObjectRef, Role
 from repos.selectors import branch_heads
 from repos.services.history import seen_by_repo
 from repos.services.repos import create_repo, remove_collaborator, set_collaborator
+from wire import mwp
 from wire import serializers as s
 from wire.authentication import BearerTokenAuthentication
 from wire.codecs import MsgpackParser, MsgpackRenderer
 from wire.exceptions import error_body
 from wire.fetch import wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
-from wire.storage import FileSystemMPackStore, SignedUrlError, get_backend, staging_name, verify_signed_url
+from wire.storage import (
+    FileSystemMPackStore,
+    SignedUrlError,
+    get_backend,
+    staged_object_name,
+    staging_name,
+    verify_signed_url,
+)
 
 NATIVE_HEADER = "X-Muse-Protocol"
+STAGED_OBJECTS = staged_object_name("", "").rsplit("/", 2)[0] + "/"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _CHUNK = 1024 * 1024
 
@@ -149,6 +158,64 @@ class FetchView(WireView):
         result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"])
         result["mpack_url"] = absolute(request, result["mpack_url"])
         return Response(result)
+
+
+# --- MWP (the muse CLI, wire.md §4): msgpack in and out, bare-hex ids ----------------------------
+
+
+class MwpView(WireView):
+    """MWP endpoints: the body is a msgpack map; replies are msgpack."""
+
+    def body(self, request) -> dict:
+        if not isinstance(request.data, dict):
+            raise BadRequest("The body must be a msgpack map.")
+        return request.data
+
+
+class PresignView(MwpView):
+    @extend_schema(summary="MWP: presigned PUT URLs for large objects")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for_push(request.user, owner, slug)
+        body = self.body(request)
+        result = mwp.mwp_presign(repo, body.get("object_ids"), body.get("direction"))
+        result["presigned"] = {oid: absolute(request, url) for oid, url in result["presigned"].items()}
+        return Response(result)
+
+
+class PushObjectsView(MwpView):
+    @extend_schema(summary="MWP: store a batch of objects")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for_push(request.user, owner, slug)
+        return Response(mwp.mwp_push_objects(repo, self.body(request).get("objects")))
+
+
+class MwpPushView(MwpView):
+    @extend_schema(summary="MWP: store a bundle of commits and snapshots, move a branch")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for_push(request.user, owner, slug)
+        body = self.body(request)
+        return Response(
+            mwp.mwp_push(
+                repo, bundle=body.get("bundle"), branch=body.get("branch"), force=body.get("force", False),
+                pusher=request.user,
+            )
+        )  # fmt: skip
+
+
+class MwpFetchView(MwpView):
+    @extend_schema(summary="MWP: commits, snapshots and objects the client lacks")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        body = self.body(request)
+        return Response(mwp.mwp_fetch(repo, want=body.get("want"), have=body.get("have", [])))
+
+
+class NegotiateView(MwpView):
+    @extend_schema(summary="MWP: find the commits client and hub have in common")
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        body = self.body(request)
+        return Response(mwp.mwp_negotiate(repo, want=body.get("want", []), have=body.get("have", [])))
 
 
 # --- REST: repositories --------------------------------------------------------------------------
@@ -274,25 +341,27 @@ class SignedStorageView(View):
     def put(self, request, token: str):
         name = verify_signed_url(token, "PUT")
         store = self._store()
-        upload = self._upload_for(name)
+        expected_id, max_size, exact_size = self._expectation(name)
         with tempfile.SpooledTemporaryFile(max_size=16 * _CHUNK) as spool:
-            digest, size = self._receive(request, spool, upload.size_bytes)
-            if size != upload.size_bytes or digest != upload.mpack_key:
+            digest, size = self._receive(request, spool, max_size)
+            if digest != expected_id or (exact_size is not None and size != exact_size):
                 raise BadRequest(
-                    f"The uploaded bytes ({size} bytes, {digest}) do not match the slot "
-                    f"({upload.size_bytes} bytes, {upload.mpack_key})."
+                    f"The uploaded bytes ({size} bytes, {digest}) do not match what this URL expects ({expected_id})."
                 )
             spool.seek(0)
             store.storage.save(name, File(spool))
         return HttpResponse(status=200)
 
     @staticmethod
-    def _upload_for(name: str) -> MPackUpload:
+    def _expectation(name: str) -> tuple[str, int, int | None]:
+        """Return (content id, size limit, exact size or None) an upload to storage key *name* must meet."""
+        if name.startswith(STAGED_OBJECTS):
+            return from_wire_hex(name.rsplit("/", 1)[-1]), settings.MUSEHUB_MAX_BLOB_BYTES, None
         upload_id = name.removeprefix(staging_name(""))
         upload = MPackUpload.objects.filter(upload_id=upload_id).first() if upload_id else None
         if upload is None:
             raise NotFound("This upload slot no longer exists; ask for a new upload URL.")
-        return upload
+        return upload.mpack_key, upload.size_bytes, upload.size_bytes
 
     @staticmethod
     def _receive(request, spool, limit: int) -> tuple[str, int]:

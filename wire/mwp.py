@@ -1,0 +1,311 @@
+"""MWP: the protocol the published muse CLI speaks (wire.md §4), on the same store as the mpack protocol.
+
+Ids travel as bare hex and are stored with their ``sha256:`` prefix; commit
+dicts carry ``parent_commit_id``/``parent2_commit_id`` and optional fields that
+are kept in ``Commit.metadata`` and returned unchanged. Whatever arrives is
+stored exactly like a native push: every ``push/objects`` batch becomes one
+mpack, presigned uploads are folded into one mpack when their ``push``
+arrives, commits and snapshots go to the database only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Sum
+
+from repos import graph
+from repos.bulk import insert_ignore
+from repos.errors import BadRequest, MalformedPack, PayloadTooLarge
+from repos.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
+from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
+from repos.selectors import branch_heads
+from repos.services.history import check_connectivity, seen_by_repo, verify_history, write_history
+from repos.services.packs import pack_blobs
+from repos.services.repos import move_branch, validate_branch_name
+from wire.blobs import plan_blob_reads, read_blobs
+from wire.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
+from wire.mpack import normalize_commit, normalize_snapshot
+from wire.push import pack_limits
+from wire.storage import get_backend
+
+log = logging.getLogger("musehub.mwp")
+
+MWP_PARENT_FIELDS = ("parent_commit_id", "parent2_commit_id")
+MAX_OBJECTS_PER_CALL = 10_000
+_REPLY_OVERHEAD = 64 * 1024
+
+
+class ReplyTooLarge(PayloadTooLarge):
+    code = "reply_too_large"
+
+
+# --- translation at the protocol boundary ----------------------------------------------------
+
+
+def id_in(value: object, where: str) -> str:
+    """Return the stored form of an id that arrives as bare hex (or already prefixed)."""
+    if is_hex(value) or is_id(value):
+        return from_wire_hex(value)  # type: ignore[arg-type]
+    raise MalformedPack(f"{where} must be a 64-hex id, got {value!r:.80}.")
+
+
+def _map(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedPack(f"{where} must be a map.")
+    return value
+
+
+def commit_from_mwp(raw: object, index: int) -> dict[str, Any]:
+    """Return the normalized commit of an MWP CommitDict (optional fields kept in metadata)."""
+    where = f"commits[{index}]"
+    data = dict(_map(raw, where))
+    parents = [data.pop(field, None) for field in MWP_PARENT_FIELDS]
+    if "parent_ids" in data and isinstance(data["parent_ids"], list):
+        parents = data.pop("parent_ids")
+    for key in ("commit_id", "snapshot_id"):
+        if key in data:
+            data[key] = id_in(data[key], f"{where}.{key}")
+    data["parent_ids"] = [id_in(p, f"{where}.parent") for p in parents if p]
+    return normalize_commit(data, index, pack_limits())
+
+
+def commit_to_mwp(commit: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the MWP CommitDict of a stored commit (optional fields exactly as they arrived)."""
+    parents = [to_wire_hex(p) for p in commit["parent_ids"]]
+    out: dict[str, Any] = {
+        "commit_id": to_wire_hex(commit["commit_id"]),
+        "parent_commit_id": parents[0] if parents else None,
+        "parent2_commit_id": parents[1] if len(parents) > 1 else None,
+        "snapshot_id": to_wire_hex(commit["snapshot_id"]),
+        "branch": commit["branch"],
+        "message": commit["message"],
+        "author": commit["author"],
+        "committed_at": commit["committed_at"],
+    }
+    out.update(commit.get("metadata") or {})
+    return out
+
+
+def snapshot_from_mwp(raw: object, index: int) -> dict[str, Any]:
+    where = f"snapshots[{index}]"
+    data = dict(_map(raw, where))
+    if "snapshot_id" in data:
+        data["snapshot_id"] = id_in(data["snapshot_id"], f"{where}.snapshot_id")
+    manifest = _map(data.get("manifest", {}), f"{where}.manifest")
+    data["manifest"] = {path: id_in(oid, f"{where}.manifest[{path!r}]") for path, oid in manifest.items()}
+    return normalize_snapshot(data, index, pack_limits())
+
+
+def snapshot_to_mwp(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "snapshot_id": to_wire_hex(snapshot["snapshot_id"]),
+        "manifest": {path: to_wire_hex(oid) for path, oid in snapshot["manifest"].items()},
+        "created_at": snapshot.get("created_at") or "",
+    }
+
+
+def _objects_in(objects: object, where: str) -> dict[str, bytes]:
+    """Return {object_id: content} of an MWP object list, every content verified against its id."""
+    if not isinstance(objects, list):
+        raise BadRequest(f"{where} must be a list of {{object_id, content}} maps.")
+    if len(objects) > MAX_OBJECTS_PER_CALL:
+        raise BadRequest(f"{where} holds {len(objects)} objects; send at most {MAX_OBJECTS_PER_CALL} per call.")
+    found: dict[str, bytes] = {}
+    for i, entry in enumerate(objects):
+        entry = _map(entry, f"{where}[{i}]")
+        oid = id_in(entry.get("object_id"), f"{where}[{i}].object_id")
+        content = entry.get("content")
+        if not isinstance(content, bytes):
+            raise MalformedPack(f"{where}[{i}].content must be binary.")
+        if blob_id(content) != oid:
+            raise MalformedPack(f"{where}[{i}]: content does not hash to its object id {to_wire_hex(oid)}.")
+        found[oid] = content
+    return found
+
+
+def _heads_out(repo: Repo) -> dict[str, str]:
+    return {name: to_wire_hex(head) for name, head in branch_heads(repo).items()}
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+
+def _store_objects(repo: Repo, contents: Mapping[str, bytes], staged: Sequence[str] = ()):
+    """Return (mpack, stored blobs, ref-only ids) for blobs this repo gains.
+
+    Blobs the hub already holds in a pack or cache only gain a ref (the client
+    proved it has the bytes); the rest, with the staged uploads, go into one new pack.
+    """
+    candidates = list(contents)
+    held = set(MPackIndex.objects.filter(entity_id__in=candidates).values_list("entity_id", flat=True))
+    held |= set(
+        Object.objects.filter(object_id__in=candidates, content_cache__isnull=False).values_list("object_id", flat=True)
+    )
+    backend = get_backend()
+    streamed = [(oid, lambda oid=oid: _open_staged(backend, repo, oid)) for oid in staged]
+    fresh = {oid: raw for oid, raw in contents.items() if oid not in held}
+    mpack, stored = pack_blobs(fresh, streamed=streamed, kind=MPackKind.PUSH)
+    return mpack, stored, [oid for oid in contents if oid in held]
+
+
+def _open_staged(backend, repo: Repo, oid: str):
+    opened = backend.open_staged_object(repo.repo_id, oid)
+    if opened is None:
+        raise MalformedPack(f"Object {to_wire_hex(oid)} was presigned but never uploaded.")
+    return opened
+
+
+def mwp_push_objects(repo: Repo, objects: object) -> dict[str, int]:
+    """Store a batch of blobs for *repo* as one mpack; return ``{stored, skipped}``."""
+    contents = _objects_in(objects, "objects")
+    known = seen_by_repo(ObjectRef, repo, "object_id", contents)
+    new = {oid: raw for oid, raw in contents.items() if oid not in known}
+    mpack, stored, refs_only = _store_objects(repo, new)
+    with transaction.atomic():
+        write_history(repo, commits=[], snapshots=[], blobs=stored, mpack=mpack)
+        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
+    return {"stored": len(new), "skipped": len(contents) - len(new)}
+
+
+def mwp_presign(repo: Repo, object_ids: object, direction: object) -> dict[str, Any]:
+    """Answer presigned PUT URLs for large blobs (or ``inline`` when presigning is switched off)."""
+    if direction != "put":
+        raise BadRequest("direction must be 'put': fetches carry their objects inline.")
+    if not isinstance(object_ids, list) or len(object_ids) > MAX_OBJECTS_PER_CALL:
+        raise BadRequest(f"object_ids must be a list of at most {MAX_OBJECTS_PER_CALL} ids.")
+    ids = [id_in(value, "object_ids") for value in object_ids]
+    if not settings.MUSEHUB_MWP_PRESIGN:
+        return {"presigned": {}, "inline": [to_wire_hex(oid) for oid in ids]}
+    insert_ignore(
+        StagedObject, ["repo", "object_id", "created_at"], ((repo.repo_id, oid, dt.datetime.now(dt.UTC)) for oid in ids)
+    )
+    backend = get_backend()
+    return {
+        "presigned": {to_wire_hex(oid): backend.presign_object_put(repo.repo_id, oid) for oid in ids},
+        "inline": [],
+    }
+
+
+def detect_tip(commits: Sequence[Mapping[str, Any]], branch: str) -> str:
+    """Return the bundle's tip: a commit no other bundle commit names as parent.
+
+    ``commits[0]`` (where the CLI started its walk) wins when it is such a
+    leaf, then a leaf made on *branch*, then any leaf.
+    """
+    parents = {p for c in commits for p in c["parent_ids"]}
+    leaves = [c for c in commits if c["commit_id"] not in parents]
+    if not leaves:
+        raise MalformedPack("The bundle's commits have no tip (every commit is another's parent).")
+    if commits[0] in leaves:
+        return commits[0]["commit_id"]
+    on_branch = [c for c in leaves if c["branch"] == branch]
+    return (on_branch or leaves)[0]["commit_id"]
+
+
+def mwp_push(
+    repo: Repo, *, bundle: object, branch: object, force: object, pusher: AbstractBaseUser | None
+) -> dict[str, Any]:
+    """Store an MWP bundle and move *branch* to its tip; return ``{ok, message, branch_heads}``.
+
+    Raises MalformedPack (bad ids, hashes or missing content), NonFastForward
+    (the current head is not reachable from the tip, without *force*).
+    """
+    bundle = _map(bundle, "bundle")
+    branch = validate_branch_name(branch)
+    if not isinstance(force, bool):
+        raise BadRequest("force must be true or false.")
+    for key in ("commits", "snapshots"):
+        if not isinstance(bundle.get(key, []), list):
+            raise MalformedPack(f"bundle.{key} must be a list.")
+    commits = [commit_from_mwp(c, i) for i, c in enumerate(bundle.get("commits") or [])]
+    snapshots = [snapshot_from_mwp(s, i) for i, s in enumerate(bundle.get("snapshots") or [])]
+    inline = _objects_in(bundle.get("objects") or [], "bundle.objects")
+    if not commits:
+        return {"ok": True, "message": "Nothing to push.", "branch_heads": _heads_out(repo)}
+    verify_history(commits, snapshots)
+    needed = {oid for s in snapshots for oid in s["manifest"].values()} - set(inline)
+    lacking = needed - seen_by_repo(ObjectRef, repo, "object_id", needed)
+    staged = sorted(
+        StagedObject.objects.filter(repo=repo, object_id__in=list(lacking)).values_list("object_id", flat=True)
+    )
+    check_connectivity(repo, commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged])
+    tip = detect_tip(commits, branch)
+    fresh_inline = {oid: raw for oid, raw in inline.items() if oid in lacking}
+    mpack, stored, refs_only = _store_objects(repo, fresh_inline, staged)
+    with transaction.atomic():
+        write_history(repo, commits=commits, snapshots=snapshots, blobs=stored, mpack=mpack)
+        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
+        move_branch(repo, branch, tip, force=force)
+        StagedObject.objects.filter(repo=repo, object_id__in=staged).delete()
+    backend = get_backend()
+    for oid in staged:
+        backend.delete_staged_object(repo.repo_id, oid)
+    who = pusher.get_username() if pusher is not None and pusher.is_authenticated else "-"
+    log.info("mwp push repo=%s user=%s branch=%s tip=%s commits=%d", repo.full_name, who, branch, tip, len(commits))
+    return {
+        "ok": True,
+        "message": f"Pushed {len(commits)} commit(s) to {branch}.",
+        "branch_heads": _heads_out(repo),
+    }
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+def _ids_in(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
+    if not isinstance(values, list):
+        raise BadRequest(f"{name} must be a list of commit ids.")
+    return check_ids([id_in(v, name) if isinstance(v, str) else v for v in values], name, limit)
+
+
+def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
+    """Return the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
+
+    Raises ReplyTooLarge when the reply would exceed what the CLI accepts.
+    """
+    want_ids = _ids_in(want, "want")
+    have_ids = _ids_in(have, "have", MAX_HAVE_IDS)
+    if not want_ids:
+        raise BadRequest("want must name at least one commit.")
+    selection = select_fetch(repo, want=want_ids, have=have_ids)
+    limit = settings.MUSEHUB_MWP_MAX_REPLY_BYTES
+    blob_bytes = Object.objects.filter(object_id__in=selection.blob_ids).aggregate(total=Sum("size_bytes"))["total"]
+    estimate = (blob_bytes or 0) + _REPLY_OVERHEAD + 200 * len(selection.commits)
+    estimate += sum(100 * len(s["manifest"]) for s in selection.snapshots)
+    if estimate > limit:
+        raise ReplyTooLarge(
+            f"This fetch is about {estimate // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may "
+            "hold. Clone with the MuseHub client (python -m wire.client clone URL DIR), which has no such cap."
+        )
+    objects = [
+        {"object_id": to_wire_hex(oid), "content": raw} for oid, raw in read_blobs(plan_blob_reads(selection.blob_ids))
+    ]
+    return {
+        "commits": [commit_to_mwp(c) for c in selection.commits],
+        "snapshots": [snapshot_to_mwp(s) for s in selection.snapshots],
+        "objects": objects,
+        "branch_heads": _heads_out(repo),
+    }
+
+
+def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
+    """Answer which *have* ids the hub knows and whether a common base with *want* is found."""
+    want_ids = _ids_in(want, "want")
+    have_ids = _ids_in(have, "have")
+    known = set(CommitRef.objects.filter(repo=repo, commit_id__in=have_ids).values_list("commit_id", flat=True))
+    ack = [cid for cid in have_ids if cid in known]
+    common = graph.ancestors(want_ids) & known if ack and want_ids else set()
+    generation = graph.generations(common)
+    base = max(common, key=lambda cid: (generation.get(cid, -1), cid)) if common else None
+    return {
+        "ack": [to_wire_hex(cid) for cid in ack],
+        "common_base": to_wire_hex(base) if base else None,
+        "ready": base is not None or not have_ids,
+    }
