@@ -1,0 +1,122 @@
+"""End to end: the reference client against a live hub, on the filesystem and on S3."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from repos.models import ApiToken, Collaborator, Role
+from tests.factories import make_repo, make_user, uid
+from tests.httpkit import token_for
+from wire import client
+from wire.mpack import index_mpack
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(*argv: str, token: str | None = None) -> tuple[int, str, str]:
+    """Run the client in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    args = [*argv, "-q"]
+    if token:
+        args += ["--token", token]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = client.main(args)
+    return code, out.getvalue(), err.getvalue()
+
+
+def make_tree(root: Path, count: int = 300) -> None:
+    for i in range(count):
+        path = root / f"dir{i % 7}" / f"sub{i % 3}" / f"file-{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"line {i}\n" * (i % 50))
+    (root / "binary.bin").write_bytes(os.urandom(200_000))
+    (root / "empty.txt").write_bytes(b"")
+    (root / "ünïcødé ♫.txt").write_text("notes")
+
+
+def tree_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".musehub" not in p.relative_to(root).parts
+    }
+
+
+@pytest.fixture
+def alice():
+    return make_user(f"alice-{uid()}")
+
+
+@pytest.fixture
+def url(live_server, alice):
+    return f"{live_server.url}/{alice.username}/songs-{uid()}"
+
+
+def test_push_clone_incremental_fetch_and_pull(backend, url, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source)
+    code, out, err = run("push", str(source), url, "--message", "first", token=token)
+    assert code == 0, err
+    clone = tmp_path / "clone"
+    code, _, err = run("clone", url, str(clone))
+    assert code == 0, err
+    assert tree_of(clone) == tree_of(source), "byte-identical trees"
+
+    for name in ("dir0/sub0/file-0.txt", "dir1/sub1/file-1.txt", "binary.bin"):
+        (source / name).write_bytes(os.urandom(1000))
+    assert run("push", str(source), url, "--message", "second", token=token)[0] == 0
+    packs_before = set((clone / ".musehub" / "packs").iterdir())
+    code, out, err = run("fetch", str(clone))
+    assert code == 0, err
+    new_packs = set((clone / ".musehub" / "packs").iterdir()) - packs_before
+    assert len(new_packs) == 1
+    with open(new_packs.pop(), "rb") as handle:
+        contents = index_mpack(handle)
+    assert len(contents.blobs) == 3 and len(contents.commits) == 1, "only the 3 changed blobs travel"
+    assert run("pull", str(clone))[0] == 0
+    assert tree_of(clone) == tree_of(source)
+
+
+def test_non_fast_forward_push_exits_with_conflict_and_force_wins(url, alice, tmp_path):
+    token = token_for(alice)
+    one, two = tmp_path / "one", tmp_path / "two"
+    (one / "a.txt").parent.mkdir(parents=True)
+    (one / "a.txt").write_text("one")
+    assert run("push", str(one), url, token=token)[0] == 0
+    assert run("clone", url, str(two))[0] == 0
+    (two / "b.txt").write_text("two")
+    assert run("push", str(two), url, token=token)[0] == 0
+    (one / "a.txt").write_text("one again")
+    code, _, err = run("push", str(one), url, token=token)
+    assert code == client.EXIT_CONFLICT and "force" in err
+    assert run("push", str(one), url, "--force", token=token)[0] == 0
+
+
+def test_private_repo_permissions_through_the_client(live_server, alice, tmp_path):
+    repo = make_repo(alice, f"private-{uid()}", visibility="private")
+    url = f"{live_server.url}/{alice.username}/{repo.slug}"
+    source = tmp_path / "s"
+    source.mkdir()
+    (source / "secret.txt").write_text("secret")
+    assert run("push", str(source), url, token=token_for(alice))[0] == 0
+    assert run("clone", url, str(tmp_path / "anon"))[0] == client.EXIT_NOT_FOUND
+    reader = make_user()
+    Collaborator.objects.create(repo=repo, user=reader, role=Role.READ)
+    reader_token = token_for(reader)
+    assert run("clone", url, str(tmp_path / "reader"), token=reader_token)[0] == 0
+    (tmp_path / "reader" / "secret.txt").write_text("changed")
+    code, _, err = run("push", str(tmp_path / "reader"), url, token=reader_token)
+    assert code == client.EXIT_AUTH and "write" in err
+    ApiToken.objects.filter(user=reader).update(revoked_at="2026-01-01T00:00:00Z")
+    assert run("clone", url, str(tmp_path / "revoked"), token=reader_token)[0] == client.EXIT_AUTH
+
+
+def test_usage_errors_exit_2():
+    code, _, err = run("push")
+    assert code == client.EXIT_USAGE and "usage" in err
