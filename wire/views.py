@@ -55,7 +55,10 @@ _CHUNK = 1024 * 1024
 
 
 def validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data if isinstance(data, dict) else {"": data})
+    """Return *data* validated by *serializer_class* (a 400 naming each bad field otherwise)."""
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a map (a msgpack or JSON object).")
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
