@@ -158,8 +158,10 @@ def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
 
     Raises IntegrityError when no source holds a blob's correct bytes.
     """
-    for chunk in _chunks(plan.cached, _CACHE_CHUNK):
-        for oid, content in Object.objects.filter(object_id__in=chunk).values_list("object_id", "content_cache"):
+    for chunk in _chunks(plan.cached):
+        # One query per chunk of ids; rows arrive _CACHE_CHUNK at a time, so memory stays bounded.
+        rows = Object.objects.filter(object_id__in=chunk).values_list("object_id", "content_cache")
+        for oid, content in rows.iterator(chunk_size=_CACHE_CHUNK):
             raw = _verified(oid, bytes(content)) if content is not None else None
             if raw is None:
                 log.warning("content_cache of %s is wrong; falling back to its mpack", oid)
