@@ -97,6 +97,11 @@ class MergeConflict(Conflict):
     default_message = "The branches conflict."
 
 
+class BranchMoved(Conflict):
+    code = "branch_moved"
+    default_message = "The target branch moved while the merge was being prepared; merge again."
+
+
 class InvalidProposal(MuseHubError):
     code = "invalid_proposal"
     status = 422

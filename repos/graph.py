@@ -8,13 +8,17 @@ X's ancestors that sit at or above generation g never needs to go below g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
 
-from .models import CommitGraph
+from .models import Commit, CommitGraph
 
 GRAPH = CommitGraph._meta.db_table
+COMMITS = Commit._meta.db_table
+# How far below the lower head the first merge-base walk looks (then 8 times further each round).
+_MERGE_BASE_WINDOW = 64
 
 
 def _expand_parents() -> str:
@@ -72,6 +76,48 @@ def commits_between(want: Iterable[str], have: Iterable[str]) -> list[str]:
     return [row[0] for row in _query(sql, [*want_ids, *have_ids])]
 
 
+def log_count(head: str) -> int:
+    """Return how many commits the log of *head* holds (*head* and all its ancestors)."""
+    sql = (
+        f"WITH RECURSIVE {_walk('walk', 1)}"
+        f" SELECT COUNT(*) FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
+        f" WHERE g.commit_id IN (SELECT commit_id FROM walk)"
+    )
+    return _query(sql, [head])[0][0]
+
+
+_LOG_ORDER = "ORDER BY g.generation DESC, c.timestamp DESC, g.commit_id"
+
+
+def log_page(head: str, *, offset: int, limit: int) -> list[str]:
+    """Return one page of the log of *head*, newest first.
+
+    Newest means highest generation (every commit before its parents), then
+    latest timestamp; one query however deep the page.
+    """
+    sql = (
+        f"WITH RECURSIVE {_walk('walk', 1)}"
+        f" SELECT g.commit_id FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
+        f" WHERE g.commit_id IN (SELECT commit_id FROM walk) {_LOG_ORDER} LIMIT %s OFFSET %s"
+    )
+    return [row[0] for row in _query(sql, [head, limit, offset])]
+
+
+def log_rows(head: str) -> list[tuple[str, str | None, str]]:
+    """Return (commit_id, first parent or None, snapshot_id) for the whole log of *head*, newest first."""
+    sql = (
+        f"WITH RECURSIVE {_walk('walk', 1)}"
+        f" SELECT g.commit_id, g.parent_ids, g.snapshot_id FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
+        f" WHERE g.commit_id IN (SELECT commit_id FROM walk) {_LOG_ORDER}"
+    )
+    out = []
+    for commit_id, parents, snapshot_id in _query(sql, [head]):
+        if isinstance(parents, str):  # SQLite hands JSON back as text
+            parents = json.loads(parents)
+        out.append((commit_id, parents[0] if parents else None, snapshot_id))
+    return out
+
+
 def generations(commit_ids: Iterable[str]) -> dict[str, int]:
     """Return {commit_id: generation} for those of *commit_ids* in the graph."""
     ids = list(dict.fromkeys(commit_ids))
@@ -94,12 +140,33 @@ def is_ancestor(ancestor: str, descendant: str) -> bool:
 
 
 def merge_base(a: str, b: str) -> str | None:
-    """Return a best common ancestor of *a* and *b* (the one of highest generation), or None."""
+    """Return a best common ancestor of *a* and *b* (the one of highest generation), or None.
+
+    Both walks stop at a generation floor, first just below the lower of the two
+    heads, then lower and lower: the common ancestors at or above a floor are
+    exactly those reachable through commits at or above it, so the first floor
+    that finds any finds the best one. A fork near the heads costs a few rows
+    however long the history; a fork near the root costs one walk of it.
+    """
+    if a == b:
+        return a if generations([a]) else None
+    gens = generations([a, b])
+    if a not in gens or b not in gens:
+        return None
+    top = min(gens[a], gens[b])
+    window = _MERGE_BASE_WINDOW
     sql = (
-        f"WITH RECURSIVE {_walk('a', 1)}, {_walk('b', 1)}"
+        f"WITH RECURSIVE {_walk('a', 1, min_generation=True)}, {_walk('b', 1, min_generation=True)}"
         f" SELECT g.commit_id FROM {GRAPH} g"
         f" WHERE g.commit_id IN (SELECT commit_id FROM a) AND g.commit_id IN (SELECT commit_id FROM b)"
+        f" AND g.generation >= %s"
         f" ORDER BY g.generation DESC, g.commit_id LIMIT 1"
     )
-    rows = _query(sql, [a, b])
-    return rows[0][0] if rows else None
+    while True:
+        floor = max(top - window, 0)
+        rows = _query(sql, [a, floor, b, floor, floor])
+        if rows:
+            return rows[0][0]
+        if floor == 0:
+            return None
+        window *= 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import msgpack
 
@@ -44,3 +45,30 @@ def load_manifests(snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
 
 def load_manifest(snapshot_id: str) -> dict[str, str]:
     return load_manifests([snapshot_id]).get(snapshot_id, {})
+
+
+@dataclass(frozen=True)
+class ManifestDiff:
+    """The paths one manifest adds, modifies and removes relative to another, each sorted."""
+
+    added: list[str]
+    modified: list[str]
+    removed: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "modified": self.modified, "removed": self.removed}
+
+
+def diff_manifests(old: Mapping[str, str], new: Mapping[str, str]) -> ManifestDiff:
+    """Return what changed from *old* to *new*: added, modified (new object id) and removed paths."""
+    return ManifestDiff(
+        added=sorted(set(new) - set(old)),
+        modified=sorted(p for p in set(new) & set(old) if new[p] != old[p]),
+        removed=sorted(set(old) - set(new)),
+    )
+
+
+def is_under(path: str, prefix: str) -> bool:
+    """Return True when *path* is *prefix* itself or lies inside directory *prefix* ('' matches everything)."""
+    prefix = prefix.strip("/")
+    return not prefix or path == prefix or path.startswith(prefix + "/")

@@ -1,10 +1,21 @@
-"""Read-side lookups: repositories, branches and refs, each raising a domain NotFound."""
+"""Read-side lookups: repositories, branches, refs, logs, trees and proposals, each raising a domain NotFound.
+
+Every selector runs a number of queries that does not grow with the size of a
+page (ancestry comes from ``repos.graph``, manifests from ``repos.manifests``).
+"""
 
 from __future__ import annotations
 
-from repos.errors import RefNotFound, RepoNotFound
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from repos import graph
+from repos.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from repos.ids import is_hex, is_id
-from repos.models import Branch, CommitRef, Repo
+from repos.manifests import ManifestDiff, diff_manifests, is_under, load_manifests
+from repos.models import Branch, Commit, CommitGraph, CommitRef, Object, Proposal, ProposalState, Repo
 
 
 def repo_by_id(repo_id: str) -> Repo:
@@ -36,3 +47,264 @@ def resolve_ref(repo: Repo, ref: str) -> str:
     if is_id(candidate) and CommitRef.objects.filter(repo=repo, commit_id=candidate).exists():
         return candidate
     raise RefNotFound(f"{ref!r} is neither a branch nor a commit of {repo.full_name}.")
+
+
+# --- branches and commits -------------------------------------------------------------------------
+
+
+def branches_of(repo: Repo) -> QuerySet[Branch]:
+    """Return the branches of *repo* that have a head, by name."""
+    return Branch.objects.filter(repo=repo, head_commit_id__isnull=False).order_by("name")
+
+
+def branch_by_name(repo: Repo, name: str) -> Branch:
+    branch = branches_of(repo).filter(name=name).first()
+    if branch is None:
+        raise RefNotFound(f"No branch {name!r} in {repo.full_name}.")
+    return branch
+
+
+def commits_by_id(commit_ids: Iterable[str]) -> dict[str, Commit]:
+    """Return {commit_id: Commit} for those of *commit_ids* that exist, in one query."""
+    return Commit.objects.in_bulk(list(dict.fromkeys(commit_ids)))
+
+
+def commit_in_repo(repo: Repo, commit_id: str) -> Commit:
+    """Return commit *commit_id* (prefixed or bare hex) if *repo* sees it, else raise RefNotFound."""
+    candidate = "sha256:" + commit_id if is_hex(commit_id) else commit_id
+    commit = None
+    if is_id(candidate):
+        commit = Commit.objects.filter(commit_id=candidate, refs__repo=repo).first()
+    if commit is None:
+        raise RefNotFound(f"No commit {commit_id!r:.80} in {repo.full_name}.")
+    return commit
+
+
+def snapshot_ids_of(commit_ids: Iterable[str]) -> dict[str, str]:
+    """Return {commit_id: snapshot_id} from the graph table, in one query."""
+    ids = list(dict.fromkeys(commit_ids))
+    return dict(CommitGraph.objects.filter(commit_id__in=ids).values_list("commit_id", "snapshot_id"))
+
+
+def manifests_of_commits(commit_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Return {commit_id: manifest} for commits in the graph, in two queries."""
+    snapshots = snapshot_ids_of(commit_ids)
+    manifests = load_manifests(snapshots.values())
+    return {cid: manifests.get(sid, {}) for cid, sid in snapshots.items()}
+
+
+def commit_changes(commit: Commit) -> ManifestDiff:
+    """Return what *commit* changed against its first parent (everything is added for a root commit)."""
+    parent = commit.parent_ids[0] if commit.parent_ids else None
+    manifests = manifests_of_commits([commit.commit_id, *([parent] if parent else [])])
+    return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
+
+
+class CommitLog:
+    """The log of one commit, newest first, as a lazily sliced sequence of Commit rows (for paginators).
+
+    ``len()`` and each slice cost a constant number of queries. With *path*,
+    only commits whose tree under *path* differs from their first parent's are
+    listed; that filter reads the manifests of the whole history once.
+    """
+
+    def __init__(self, head: str | None, *, path: str = "") -> None:
+        self.head = head
+        self.path = path.strip("/")
+        self._count: int | None = None
+        self._matching: list[str] | None = None
+
+    def __len__(self) -> int:
+        if self.head is None:
+            return 0
+        if self.path:
+            return len(self._touching())
+        if self._count is None:
+            self._count = graph.log_count(self.head)
+        return self._count
+
+    def count(self) -> int:
+        return len(self)
+
+    def __getitem__(self, index: slice) -> list[Commit]:
+        if not isinstance(index, slice):
+            raise TypeError("A commit log is read by slices.")
+        if self.head is None:
+            return []
+        start, stop, _ = index.indices(len(self))
+        if stop <= start:
+            return []
+        ids = self._touching()[start:stop] if self.path else graph.log_page(self.head, offset=start, limit=stop - start)
+        rows = commits_by_id(ids)
+        return [rows[cid] for cid in ids if cid in rows]
+
+    def _touching(self) -> list[str]:
+        if self._matching is None:
+            self._matching = _commits_touching(self.head, self.path) if self.head else []
+        return self._matching
+
+
+_MANIFEST_BATCH = 500
+
+
+def _commits_touching(head: str, path: str) -> list[str]:
+    """Return the commits of the log of *head*, newest first, whose tree under *path* differs from their first parent's."""
+    rows = graph.log_rows(head)
+    snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in rows}
+    needed = list(dict.fromkeys(snapshot_of.values()))
+    under: dict[str, frozenset[tuple[str, str]]] = {}
+    for start in range(0, len(needed), _MANIFEST_BATCH):
+        for snapshot_id, manifest in load_manifests(needed[start : start + _MANIFEST_BATCH]).items():
+            under[snapshot_id] = frozenset((p, oid) for p, oid in manifest.items() if is_under(p, path))
+    empty: frozenset[tuple[str, str]] = frozenset()
+    matching = []
+    for commit_id, parent, snapshot_id in rows:
+        mine = under.get(snapshot_id, empty)
+        before = under.get(snapshot_of.get(parent, ""), empty) if parent else empty
+        if mine != before:
+            matching.append(commit_id)
+    return matching
+
+
+# --- trees and files ------------------------------------------------------------------------------
+
+
+@dataclass
+class TreeEntry:
+    name: str
+    path: str
+    kind: str  # "file" or "dir"
+    object_id: str | None = None
+    size: int | None = None
+
+
+def split_ref_path(repo: Repo, spec: str) -> tuple[str, str, str]:
+    """Split ``<ref>/<path>`` into (ref, commit id, path); the longest matching branch name wins.
+
+    Branch names may hold slashes, so ``feature/x/src/a.py`` is branch
+    ``feature/x`` and path ``src/a.py`` when that branch exists. Otherwise the
+    first segment must be a branch or a commit id.
+    """
+    parts = [p for p in spec.strip("/").split("/") if p]
+    if not parts:
+        raise BadRequest("A ref is required.")
+    heads = dict(branches_of(repo).filter(name__startswith=parts[0]).values_list("name", "head_commit_id"))
+    for end in range(len(parts), 0, -1):
+        name = "/".join(parts[:end])
+        if name in heads:
+            return name, heads[name], "/".join(parts[end:])
+    return parts[0], resolve_ref(repo, parts[0]), "/".join(parts[1:])
+
+
+def tree_entries(commit_id: str, path: str = "") -> list[TreeEntry]:
+    """Return the directory *path* of *commit_id*'s tree: sub-directories first, then files, by name.
+
+    Sizes are not filled in (see :func:`fill_sizes`). Raises NotFound when
+    *path* is not a directory of that tree.
+    """
+    prefix = path.strip("/")
+    manifest = manifests_of_commits([commit_id]).get(commit_id, {})
+    if prefix and prefix in manifest:
+        raise NotFound(f"{prefix!r} is a file, not a directory; read it through raw/.")
+    children: dict[str, TreeEntry] = {}
+    for entry_path, object_id in manifest.items():
+        if not is_under(entry_path, prefix) or entry_path == prefix:
+            continue
+        rest = entry_path[len(prefix) + 1 :] if prefix else entry_path
+        name, sep, _ = rest.partition("/")
+        full = f"{prefix}/{name}" if prefix else name
+        if sep:
+            children.setdefault(name, TreeEntry(name=name, path=full, kind="dir"))
+        else:
+            children[name] = TreeEntry(name=name, path=full, kind="file", object_id=object_id)
+    if prefix and not children:
+        raise NotFound(f"No directory {prefix!r} at this ref.")
+    return sorted(children.values(), key=lambda e: (e.kind != "dir", e.name))
+
+
+def fill_sizes(entries: Iterable[TreeEntry]) -> None:
+    """Set the size of every file entry from its object row, in one query."""
+    files = [e for e in entries if e.object_id]
+    sizes = dict(
+        Object.objects.filter(object_id__in={e.object_id for e in files}).values_list("object_id", "size_bytes")
+    )
+    for entry in files:
+        entry.size = sizes.get(entry.object_id)
+
+
+def file_at(commit_id: str, path: str) -> str:
+    """Return the object id of file *path* in *commit_id*'s tree; raise NotFound otherwise."""
+    path = path.strip("/")
+    manifest = manifests_of_commits([commit_id]).get(commit_id, {})
+    if path in manifest:
+        return manifest[path]
+    if path and any(is_under(p, path) for p in manifest):
+        raise NotFound(f"{path!r} is a directory; list it through tree/.")
+    raise NotFound(f"No file {path!r} at this ref.")
+
+
+# --- comparing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    base_commit_id: str
+    head_commit_id: str
+    merge_base_commit_id: str | None
+    ahead: list[str]  # commits in head and not in base, newest first
+    behind_by: int
+    changes: ManifestDiff  # from the merge base to head
+
+
+def compare_commits(base: str, head: str) -> Comparison:
+    """Return how *head* differs from *base*: its own commits, and the paths it changed since they forked."""
+    merge_base = graph.merge_base(base, head)
+    ahead = list(reversed(graph.commits_between([head], [base])))
+    behind = graph.commits_between([base], [head])
+    manifests = manifests_of_commits([head, *([merge_base] if merge_base else [])])
+    before = manifests.get(merge_base, {}) if merge_base else {}
+    return Comparison(
+        base_commit_id=base,
+        head_commit_id=head,
+        merge_base_commit_id=merge_base,
+        ahead=ahead,
+        behind_by=len(behind),
+        changes=diff_manifests(before, manifests.get(head, {})),
+    )
+
+
+def split_compare_spec(repo: Repo, spec: str) -> tuple[str, str]:
+    """Return the commit ids of ``<base>...<head>`` (refs may hold slashes, and even dots)."""
+    start = spec.find("...")
+    failure: RefNotFound | None = None
+    while start > 0:
+        base, head = spec[:start], spec[start + 3 :]
+        if head:
+            try:
+                return resolve_ref(repo, base), resolve_ref(repo, head)
+            except RefNotFound as exc:
+                failure = exc
+        start = spec.find("...", start + 1)
+    if failure is not None:
+        raise failure
+    raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
+
+
+# --- proposals ------------------------------------------------------------------------------------
+
+
+def proposals_of(repo: Repo, state: str | None = None) -> QuerySet[Proposal]:
+    """Return *repo*'s proposals, newest first, optionally only those in *state*."""
+    rows = Proposal.objects.filter(repo=repo).order_by("-number")
+    if state:
+        if state not in ProposalState.values:
+            raise BadRequest(f"state must be one of {', '.join(ProposalState.values)}.")
+        rows = rows.filter(state=state)
+    return rows
+
+
+def proposal_by_number(repo: Repo, number: int) -> Proposal:
+    proposal = Proposal.objects.filter(repo=repo, number=number).first()
+    if proposal is None:
+        raise NotFound(f"No proposal #{number} in {repo.full_name}.")
+    return proposal

@@ -78,3 +78,36 @@ def test_BOS5_snapshots_served_from_db_not_s3(backend):
     assert not [op for op in ops if op.key in (commit.snapshot_id, fake_id("snap-bos5"))]
     pack = parse_wire_mpack(backend.get_mpack(result["mpack_id"]))
     assert pack["snapshots"] == [{"snapshot_id": commit.snapshot_id, "manifest": {"x.txt": oid}, "created_at": ""}]
+
+
+def test_BOS6_merge_proposal_commit_storage_uri_is_null(backend):
+    from django.db import transaction
+
+    from repos.services.proposals import create_proposal, merge_proposal
+    from repos.services.repos import move_branch
+    from tests.factories import make_user
+
+    gabriel = make_user("gabriel")
+    repo = make_repo(gabriel, "bos-merge")
+    feat = make_commit(repo, manifest={}, seed="merge-bos")
+    with transaction.atomic():
+        move_branch(repo, "feat", feat.commit_id)
+    proposal = create_proposal(repo.repo_id, title="Merge feat", from_branch="feat", to_branch="main", author=gabriel)
+    with record_storage_ops() as ops:
+        merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=gabriel)
+    merge_commit = Commit.objects.get(commit_id=merged.merge_commit_id)
+    assert merge_commit.storage_uri is None, "merge results belong in the database only"
+    assert ops == [], "merging writes nothing to object storage"
+
+    # A real merge commit: both branches move on, then a second proposal merges them.
+    commit_files_to_repo(repo.repo_id, branch="main", files={"m.py": b"m=1"}, message="main", author="gabriel")
+    commit_files_to_repo(repo.repo_id, branch="feat", files={"f.py": b"f=1"}, message="feat", author="gabriel")
+    second = create_proposal(repo.repo_id, title="Again", from_branch="feat", to_branch="main", author=gabriel)
+    with record_storage_ops() as ops:
+        merged = merge_proposal(repo.repo_id, second.proposal_id, merged_by=gabriel)
+    merge_commit = Commit.objects.get(commit_id=merged.merge_commit_id)
+    assert len(merge_commit.parent_ids) == 2
+    assert merge_commit.storage_uri is None, "merge commits belong in the database only"
+    assert Snapshot.objects.get(snapshot_id=merge_commit.snapshot_id).storage_uri is None
+    assert not [op for op in ops if op.key in (merge_commit.commit_id, merge_commit.snapshot_id)]
+    assert ops == [], "the merge reuses stored blobs and writes nothing to object storage"

@@ -1,0 +1,345 @@
+"""The REST API of one repository (``/api/v1/repos/{owner}/{slug}/…``): browse history, manage proposals.
+
+Views only coordinate: check access through ``repos.access.repo_for`` (read for
+browsing, write for merging), call one selector or service, serialize. Every
+list answers the same paginated shape ``{count, next, previous, results}``
+(``?page=`` and ``?page_size=``, at most 100), and every error the one JSON
+shape ``{error, detail}`` of ``wire.exceptions``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+
+from repos import api_serializers as s
+from repos import selectors
+from repos.access import repo_for
+from repos.errors import BadRequest, RefNotFound
+from repos.models import Repo, Role
+from repos.services import proposals
+from wire.blobs import read_blob
+from wire.views import ApiView, validated
+
+
+class ApiPagination(PageNumberPagination):
+    page_size = 30
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def paginated_schema(name: str, item, **extra) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item,
+            **extra,
+        },
+    )
+
+
+class RepoApiView(ApiView):
+    """Base of the per-repository REST views: one paginator, one way to answer a page."""
+
+    def paginate(self, request, items: Sequence[Any]) -> tuple[ApiPagination, list[Any]]:
+        paginator = ApiPagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator, list(page or [])
+
+    @staticmethod
+    def page_response(paginator: ApiPagination, results: list[Any], **extra: Any) -> Response:
+        response = paginator.get_paginated_response(results)
+        response.data.update(extra)
+        return response
+
+
+# --- branches and commits -------------------------------------------------------------------------
+
+
+class BranchListView(RepoApiView):
+    @extend_schema(
+        responses=paginated_schema("BranchPage", s.BranchSerializer(many=True)),
+        summary="Branches",
+        operation_id="repo_branches_list",
+    )
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        paginator, page = self.paginate(request, selectors.branches_of(repo))
+        context = {"repo": repo, "commits": selectors.commits_by_id(b.head_commit_id for b in page)}
+        return self.page_response(paginator, s.BranchSerializer(page, many=True, context=context).data)
+
+
+class BranchDetailView(RepoApiView):
+    @extend_schema(
+        responses=s.BranchSerializer, summary="A branch and its head commit", operation_id="repo_branch_retrieve"
+    )
+    def get(self, request, owner: str, slug: str, name: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        branch = selectors.branch_by_name(repo, name)
+        context = {"repo": repo, "commits": selectors.commits_by_id([branch.head_commit_id])}
+        return Response(s.BranchSerializer(branch, context=context).data)
+
+
+class CommitListView(RepoApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ref", str, description="Branch or commit id (default: the default branch)."),
+            OpenApiParameter("path", str, description="Only commits that changed this file or directory."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=paginated_schema("CommitPage", s.CommitSerializer(many=True)),
+        summary="Log of a branch or commit, newest first",
+        operation_id="repo_commits_list",
+    )
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        ref = request.query_params.get("ref") or ""
+        head = selectors.resolve_ref(repo, ref) if ref else _default_head(repo)
+        log = selectors.CommitLog(head, path=request.query_params.get("path", ""))
+        paginator, page = self.paginate(request, log)
+        return self.page_response(paginator, s.CommitSerializer(page, many=True).data)
+
+
+def _default_head(repo: Repo) -> str | None:
+    """Return the head of the default branch, or None while the repository is empty."""
+    try:
+        return selectors.resolve_ref(repo, repo.default_branch)
+    except RefNotFound:
+        return None
+
+
+class CommitDetailView(RepoApiView):
+    @extend_schema(
+        responses=s.CommitDetailSerializer,
+        summary="A commit and what it changed against its first parent",
+        operation_id="repo_commit_retrieve",
+    )
+    def get(self, request, owner: str, slug: str, commit_id: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        commit = selectors.commit_in_repo(repo, commit_id)
+        changes = selectors.commit_changes(commit)
+        return Response(s.CommitDetailSerializer(commit, context={"changes": changes}).data)
+
+
+# --- trees, files and comparisons -----------------------------------------------------------------
+
+
+class TreeView(RepoApiView):
+    @extend_schema(
+        responses=paginated_schema(
+            "TreePage",
+            s.TreeEntrySerializer(many=True),
+            ref=serializers.CharField(),
+            commit_id=serializers.CharField(),
+            path=serializers.CharField(),
+        ),
+        summary="Directory listing at a ref",
+        operation_id="repo_tree_retrieve",
+    )
+    def get(self, request, owner: str, slug: str, spec: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        ref, commit_id, path = selectors.split_ref_path(repo, spec)
+        paginator, page = self.paginate(request, selectors.tree_entries(commit_id, path))
+        selectors.fill_sizes(page)
+        data = s.TreeEntrySerializer(page, many=True).data
+        return self.page_response(paginator, data, ref=ref, commit_id=commit_id, path=path)
+
+
+def _if_none_match(header: str, etag: str) -> bool:
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _content_type(path: str, raw: bytes) -> str:
+    guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if guessed.startswith("text/"):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return guessed
+        return f"{guessed}; charset=utf-8"
+    return guessed
+
+
+class RawView(RepoApiView):
+    """A file's bytes at a ref, verified against its object id; the object id is the ETag."""
+
+    def perform_content_negotiation(self, request, force=False):
+        # Any Accept header may ask for a file; errors still answer JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        responses={(200, "*/*"): OpenApiTypes.BINARY, 304: None},
+        summary="A file's bytes at a ref",
+        operation_id="repo_raw_retrieve",
+    )
+    def get(self, request, owner: str, slug: str, spec: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        _, commit_id, path = selectors.split_ref_path(repo, spec)
+        if not path:
+            raise BadRequest("raw/ needs a file path after the ref: raw/<ref>/<path>.")
+        object_id = selectors.file_at(commit_id, path)
+        etag = f'"{object_id}"'
+        if _if_none_match(request.headers.get("If-None-Match", ""), etag):
+            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            raw = read_blob(object_id)
+            response = HttpResponse(raw, content_type=_content_type(path, raw))
+            response["Content-Length"] = str(len(raw))
+            response["Content-Disposition"] = content_disposition_header(False, path.rsplit("/", 1)[-1])
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        # Repository content is untrusted: never let a browser run it as part of this site.
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+        return response
+
+
+class CompareView(RepoApiView):
+    @extend_schema(
+        responses=paginated_schema(
+            "Comparison",
+            s.CommitSerializer(many=True),
+            base_commit_id=serializers.CharField(),
+            head_commit_id=serializers.CharField(),
+            merge_base_commit_id=serializers.CharField(allow_null=True),
+            ahead_by=serializers.IntegerField(),
+            behind_by=serializers.IntegerField(),
+            changes=s.ChangesSerializer(),
+        ),
+        summary="Commits and changed paths of <head> since it forked from <base>",
+        operation_id="repo_compare_retrieve",
+    )
+    def get(self, request, owner: str, slug: str, spec: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        base, head = selectors.split_compare_spec(repo, spec)
+        comparison = selectors.compare_commits(base, head)
+        paginator, ids = self.paginate(request, comparison.ahead)
+        commits = selectors.commits_by_id(ids)
+        results = s.CommitSerializer([commits[c] for c in ids if c in commits], many=True).data
+        return self.page_response(
+            paginator,
+            results,
+            base_commit_id=comparison.base_commit_id,
+            head_commit_id=comparison.head_commit_id,
+            merge_base_commit_id=comparison.merge_base_commit_id,
+            ahead_by=len(comparison.ahead),
+            behind_by=comparison.behind_by,
+            changes=comparison.changes.as_dict(),
+        )
+
+
+# --- proposals ------------------------------------------------------------------------------------
+
+
+class ProposalListView(RepoApiView):
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=["open", "merged", "closed"])],
+        responses=paginated_schema("ProposalPage", s.ProposalSerializer(many=True)),
+        summary="Merge proposals, newest first",
+        operation_id="repo_proposals_list",
+    )
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        state = validated(s.ProposalStateFilter, request.query_params.dict()).get("state")
+        paginator, page = self.paginate(request, selectors.proposals_of(repo, state))
+        return self.page_response(paginator, s.ProposalSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=s.ProposalCreateRequest,
+        responses={201: s.ProposalSerializer},
+        summary="Open a proposal",
+        operation_id="repo_proposals_create",
+    )
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        body = validated(s.ProposalCreateRequest, request.data)
+        proposal = proposals.create_proposal(
+            repo.repo_id,
+            title=body["title"],
+            body=body["body"],
+            from_branch=body["from_branch"],
+            to_branch=body.get("to_branch") or repo.default_branch,
+            author=request.user,
+        )
+        return Response(s.ProposalSerializer(proposal).data, status=status.HTTP_201_CREATED)
+
+
+class ProposalDetailView(RepoApiView):
+    @extend_schema(responses=s.ProposalSerializer, summary="A proposal", operation_id="repo_proposal_retrieve")
+    def get(self, request, owner: str, slug: str, number: int):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        return Response(s.ProposalSerializer(selectors.proposal_by_number(repo, number)).data)
+
+    @extend_schema(
+        request=s.ProposalUpdateRequest,
+        responses=s.ProposalSerializer,
+        summary="Edit title or body",
+        operation_id="repo_proposal_update",
+    )
+    def patch(self, request, owner: str, slug: str, number: int):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        body = validated(s.ProposalUpdateRequest, request.data)
+        proposal = selectors.proposal_by_number(repo, number)
+        proposal = proposals.update_proposal(
+            repo.repo_id, proposal.proposal_id, acting_user=request.user, title=body.get("title"), body=body.get("body")
+        )
+        return Response(s.ProposalSerializer(proposal).data)
+
+
+class ProposalMergeView(RepoApiView):
+    @extend_schema(
+        request=s.MergeRequest,
+        responses={200: s.ProposalSerializer, 409: s.MergeConflictResponse},
+        summary="Merge a proposal (merge, squash or fast-forward)",
+        operation_id="repo_proposal_merge",
+    )
+    def post(self, request, owner: str, slug: str, number: int):
+        repo = repo_for(request.user, owner, slug, Role.WRITE)
+        strategy = validated(s.MergeRequest, request.data)["strategy"]
+        proposal = selectors.proposal_by_number(repo, number)
+        proposal = proposals.merge_proposal(
+            repo.repo_id, proposal.proposal_id, strategy=strategy, merged_by=request.user
+        )
+        return Response(s.ProposalSerializer(proposal).data)
+
+
+class ProposalCloseView(RepoApiView):
+    @extend_schema(
+        request=None,
+        responses=s.ProposalSerializer,
+        summary="Close a proposal without merging",
+        operation_id="repo_proposal_close",
+    )
+    def post(self, request, owner: str, slug: str, number: int):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        proposal = selectors.proposal_by_number(repo, number)
+        proposal = proposals.close_proposal(repo.repo_id, proposal.proposal_id, acting_user=request.user)
+        return Response(s.ProposalSerializer(proposal).data)
+
+
+class ProposalReopenView(RepoApiView):
+    @extend_schema(
+        request=None,
+        responses=s.ProposalSerializer,
+        summary="Reopen a closed proposal",
+        operation_id="repo_proposal_reopen",
+    )
+    def post(self, request, owner: str, slug: str, number: int):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        proposal = selectors.proposal_by_number(repo, number)
+        proposal = proposals.reopen_proposal(repo.repo_id, proposal.proposal_id, acting_user=request.user)
+        return Response(s.ProposalSerializer(proposal).data)

@@ -1,0 +1,106 @@
+"""Request and response shapes of the repository browsing and proposal REST API (``repos.api``)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from repos.models import Commit, Proposal, ProposalState
+from repos.services.proposals import MergeStrategy
+
+
+class CommitSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Commit
+        fields = [
+            "commit_id", "parent_ids", "snapshot_id", "branch", "message", "author", "committed_at", "timestamp",
+            "metadata",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ChangesSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.CharField())
+    modified = serializers.ListField(child=serializers.CharField())
+    removed = serializers.ListField(child=serializers.CharField())
+
+
+class CommitDetailSerializer(CommitSerializer):
+    changes = serializers.SerializerMethodField()
+
+    class Meta(CommitSerializer.Meta):
+        fields = [*CommitSerializer.Meta.fields, "changes"]
+        read_only_fields = fields
+
+    def get_changes(self, commit: Commit) -> dict[str, list[str]]:
+        return self.context["changes"].as_dict()
+
+
+class BranchSerializer(serializers.Serializer):
+    """A branch and its head commit (``context["commits"]``: {commit_id: Commit}, loaded in one query)."""
+
+    name = serializers.CharField()
+    head_commit_id = serializers.CharField()
+    is_default = serializers.SerializerMethodField()
+    head = serializers.SerializerMethodField()
+
+    def get_is_default(self, branch) -> bool:
+        return branch.name == self.context["repo"].default_branch
+
+    def get_head(self, branch) -> dict | None:
+        commit = self.context["commits"].get(branch.head_commit_id)
+        return CommitSerializer(commit).data if commit is not None else None
+
+
+class TreeEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["file", "dir"])
+    object_id = serializers.CharField(allow_null=True)
+    size = serializers.IntegerField(allow_null=True)
+
+
+class ProposalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Proposal
+        fields = [
+            "proposal_id", "number", "title", "body", "state", "from_branch", "to_branch", "base_commit_id",
+            "head_commit_id", "merge_commit_id", "merge_strategy", "author", "merged_by", "created_at",
+            "updated_at", "merged_at", "closed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ProposalCreateRequest(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    body = serializers.CharField(allow_blank=True, default="", max_length=100_000)
+    from_branch = serializers.CharField(max_length=255)
+    to_branch = serializers.CharField(max_length=255, required=False, help_text="Default: the default branch.")
+
+
+class ProposalUpdateRequest(serializers.Serializer):
+    title = serializers.CharField(max_length=300, required=False)
+    body = serializers.CharField(allow_blank=True, max_length=100_000, required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send a title, a body, or both.")
+        return attrs
+
+
+class ProposalStateFilter(serializers.Serializer):
+    state = serializers.ChoiceField(choices=ProposalState.choices, required=False)
+
+
+class MergeRequest(serializers.Serializer):
+    strategy = serializers.ChoiceField(choices=MergeStrategy.choices, default=MergeStrategy.MERGE)
+
+
+class ConflictSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    kind = serializers.CharField()
+
+
+class MergeConflictResponse(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    conflicts = ConflictSerializer(many=True)
