@@ -250,6 +250,7 @@ class MPack(models.Model):
     class Meta:
         db_table = "musehub_mpacks"
         ordering = ["-created_at"]
+        verbose_name = "mpack"
 
     def __str__(self) -> str:
         return self.mpack_id
@@ -268,6 +269,8 @@ class MPackIndex(models.Model):
 
     class Meta:
         db_table = "musehub_mpack_index"
+        verbose_name = "mpack index entry"
+        verbose_name_plural = "mpack index"
         constraints = [models.UniqueConstraint(fields=["entity_id", "mpack_id"], name="musehub_mpack_index_unique")]
 
     def __str__(self) -> str:
@@ -287,6 +290,7 @@ class MPackUpload(models.Model):
 
     class Meta:
         db_table = "musehub_mpack_uploads"
+        verbose_name = "mpack upload"
         indexes = [models.Index(fields=["repo", "mpack_key"], name="musehub_upload_repo_key")]
 
     def __str__(self) -> str:
