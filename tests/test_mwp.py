@@ -192,6 +192,15 @@ def test_bundle_with_wrong_commit_id_is_422_and_writes_nothing(hub):
     assert row_counts() == before
 
 
+def test_objects_inline_in_the_bundle_are_stored(hub):
+    local = LocalRepo()
+    head = local.commit({"a.txt": b"inline a", "b.txt": b"inline b"}, message="inline")
+    objects = [{"object_id": o, "content": c} for o, c in local.objects.items()]
+    bundle = {"commits": [local.commits[head]], "snapshots": list(local.snapshots.values()), "objects": objects}
+    assert hub._request("POST", "push", {"bundle": bundle, "branch": "main", "force": False})["ok"] is True
+    assert MwpClient(hub.url).clone().files_at(head) == local.files_at(head)
+
+
 def test_object_whose_bytes_do_not_hash_is_refused(hub):
     with pytest.raises(HttpError) as caught:
         hub._request("POST", "push/objects", {"objects": [{"object_id": "a" * 64, "content": b"not a"}]})

@@ -230,14 +230,15 @@ def mwp_push(
     if not commits:
         return {"ok": True, "message": "Nothing to push.", "branch_heads": _heads_out(repo)}
     verify_history(commits, snapshots)
-    needed = {oid for s in snapshots for oid in s["manifest"].values()} - set(inline)
-    lacking = needed - seen_by_repo(ObjectRef, repo, "object_id", needed)
+    referenced = {oid for s in snapshots for oid in s["manifest"].values()}
+    known = seen_by_repo(ObjectRef, repo, "object_id", referenced | set(inline))
+    fresh_inline = {oid: raw for oid, raw in inline.items() if oid not in known}
+    lacking = referenced - known - set(inline)
     staged = sorted(
         StagedObject.objects.filter(repo=repo, object_id__in=list(lacking)).values_list("object_id", flat=True)
     )
     check_connectivity(repo, commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged])
     tip = detect_tip(commits, branch)
-    fresh_inline = {oid: raw for oid, raw in inline.items() if oid in lacking}
     mpack, stored, refs_only = _store_objects(repo, fresh_inline, staged)
     with transaction.atomic():
         write_history(repo, commits=commits, snapshots=snapshots, blobs=stored, mpack=mpack)
