@@ -3,7 +3,10 @@
 With nothing set the hub runs on the embedded default: SQLite and filesystem
 mpack storage under ``var/`` (or ``MUSEHUB_DATA_DIR``). ``DATABASE_URL`` selects
 PostgreSQL; ``MUSEHUB_S3_BUCKET`` (with the other ``MUSEHUB_S3_*`` variables)
-selects S3 or MinIO for mpacks. The README lists every variable.
+selects S3 or MinIO for mpacks. ``MUSEHUB_ENV=production`` (``make serve``,
+``deploy/``) wants ``DJANGO_SECRET_KEY`` and ``MUSEHUB_ALLOWED_HOSTS`` from the
+environment, logs JSON and serves the admin's static files through WhiteNoise.
+The README lists every variable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,9 +57,43 @@ def _embedded_secret_key() -> str:
     return path.read_text().strip()
 
 
+def env_required(name: str, why: str) -> str:
+    """Return variable *name*; raise ImproperlyConfigured saying to set it (and *why*) when it is empty."""
+    value = env_str(name).strip()
+    if not value:
+        raise ImproperlyConfigured(f"Set the environment variable {name}: {why}")
+    return value
+
+
+# --- mode: "development" (the default, `make run`) or "production" (`make serve`, deploy/) ----------
+MUSEHUB_ENV = env_str("MUSEHUB_ENV", "development").strip().lower()
+if MUSEHUB_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"MUSEHUB_ENV is {MUSEHUB_ENV!r}; set it to 'development' or 'production'.")
+PRODUCTION = MUSEHUB_ENV == "production"
+
 DEBUG = env_bool("MUSEHUB_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _embedded_secret_key()
-ALLOWED_HOSTS = env_list("MUSEHUB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+if PRODUCTION or env_str("MUSEHUB_S3_BUCKET"):
+    # Several app servers must sign and verify with one key (sessions, hub-signed URLs):
+    # the key the embedded default keeps in MUSEHUB_DATA_DIR exists on one server only.
+    SECRET_KEY = env_required(
+        "DJANGO_SECRET_KEY",
+        "production mode and S3 storage need one secret key shared by every app server, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'.",
+    )
+else:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _embedded_secret_key()
+if PRODUCTION:
+    ALLOWED_HOSTS = env_list("MUSEHUB_ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        env_required(
+            "MUSEHUB_ALLOWED_HOSTS",
+            "production mode answers only the host names listed there (comma-separated, e.g. hub.example.com).",
+        )
+    # The reverse proxy terminates TLS and says so; app servers are reachable through it only.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+else:
+    ALLOWED_HOSTS = env_list("MUSEHUB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("MUSEHUB_SECURE_COOKIES", False)
 CSRF_TRUSTED_ORIGINS = env_list("MUSEHUB_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -72,6 +110,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "musehub.logs.RequestLogMiddleware",
+    "musehub.metrics.RequestMetricsMiddleware",
     "musehub.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -81,6 +121,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if PRODUCTION:  # the admin's CSS and JS, served by every app server from its own collectstatic
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+if env_str("MUSEHUB_BENCH_STATS"):  # benchmark only (bench/server_stats.py): per-request stats to that file
+    MIDDLEWARE.insert(0, "bench.server_stats.BenchStatsMiddleware")
 
 ROOT_URLCONF = "musehub.urls"
 WSGI_APPLICATION = "musehub.wsgi.application"
@@ -106,6 +153,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'musehub.sqlite3'}"),
         conn_max_age=env_int("MUSEHUB_DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,  # a kept connection is checked before reuse (a restarted PostgreSQL)
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -118,7 +166,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- storage ----------------------------------------------------------------
 MUSEHUB_S3_BUCKET = env_str("MUSEHUB_S3_BUCKET")
+# Presigned URLs are signed for this endpoint when clients reach storage at another
+# address than the app servers do (e.g. MinIO behind the proxy); empty = MUSEHUB_S3_ENDPOINT_URL.
+MUSEHUB_S3_PUBLIC_ENDPOINT_URL = env_str("MUSEHUB_S3_PUBLIC_ENDPOINT_URL")
 if MUSEHUB_S3_BUCKET:
+    from botocore.config import Config as BotoConfig
+
     _mpack_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -130,6 +183,15 @@ if MUSEHUB_S3_BUCKET:
             "location": env_str("MUSEHUB_S3_PREFIX", ""),
             "addressing_style": env_str("MUSEHUB_S3_ADDRESSING_STYLE", "path"),
             "signature_version": "s3v4",
+            # Short connect timeout and few retries: an unreachable MinIO fails requests
+            # (503) and readiness checks in seconds instead of minutes.
+            "client_config": BotoConfig(
+                s3={"addressing_style": env_str("MUSEHUB_S3_ADDRESSING_STYLE", "path")},
+                signature_version="s3v4",
+                connect_timeout=env_int("MUSEHUB_S3_CONNECT_TIMEOUT", 5),
+                read_timeout=env_int("MUSEHUB_S3_READ_TIMEOUT", 60),
+                retries={"max_attempts": env_int("MUSEHUB_S3_MAX_ATTEMPTS", 3), "mode": "standard"},
+            ),
             "file_overwrite": True,
             "default_acl": None,
             "querystring_auth": True,
@@ -143,11 +205,18 @@ else:
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
     "mpacks": _mpack_storage,
 }
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("MUSEHUB_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Every MPackStore reports its storage requests to these callables (metrics).
+MUSEHUB_STORAGE_OBSERVERS = ["musehub.metrics.observe_storage"]
+MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 
 # --- hub limits and behaviour (documented in the README) ---------------------
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 4096)
@@ -198,9 +267,25 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# JSON lines in production (musehub.logs.JsonFormatter), "LEVEL logger: message key=value" otherwise.
+MUSEHUB_LOG_FORMAT = env_str("MUSEHUB_LOG_FORMAT", "json" if PRODUCTION else "text")
+if MUSEHUB_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"MUSEHUB_LOG_FORMAT is {MUSEHUB_LOG_FORMAT!r}; set it to 'json' or 'text'.")
+_log_level = env_str("MUSEHUB_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"musehub": {"handlers": ["console"], "level": env_str("MUSEHUB_LOG_LEVEL", "INFO")}},
+    "formatters": {
+        "json": {"()": "musehub.logs.JsonFormatter"},
+        "text": {"()": "musehub.logs.TextFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": MUSEHUB_LOG_FORMAT}},
+    "loggers": {"musehub": {"handlers": ["console"], "level": _log_level}},
 }
+if PRODUCTION:
+    # Django's own errors (500 tracebacks) in the same format; 4xx are in the request lines already.
+    LOGGING["loggers"]["django"] = {"handlers": ["console"], "level": _log_level, "propagate": False}
+    LOGGING["loggers"]["django.request"] = {"level": "ERROR"}
+else:
+    # runserver prints every request itself; keep the request lines for errors.
+    LOGGING["loggers"]["musehub.request"] = {"level": "WARNING"}

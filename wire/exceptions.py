@@ -9,6 +9,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from musehub.metrics import count_error
 from repos.errors import MuseHubError
 
 log = logging.getLogger("musehub.errors")
@@ -24,6 +25,7 @@ def response_for(exc: MuseHubError) -> Response:
     """Return the response for a domain error (used by DRF views and plain views alike)."""
     if exc.status >= 500 and exc.status != 503:
         log.error("domain error %s: %s", exc.code, exc.message)
+    count_error(exc.code, exc.status)
     response = Response(error_body(exc.code, exc.message, **_public_data(exc)), status=exc.status)
     for name, value in exc.headers().items():
         response[name] = value
@@ -57,6 +59,7 @@ def exception_handler(exc, context):
         if isinstance(exc, drf.ValidationError):
             code = "bad_request"
         response = Response(error_body(str(code), message), status=exc.status_code)
+        count_error(str(code), exc.status_code)
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):

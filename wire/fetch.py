@@ -8,12 +8,14 @@ handed out by URL.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from musehub.metrics import note_transfer, transfer
 from repos import graph
 from repos.errors import BadRequest, RefNotFound
 from repos.ids import is_id
@@ -120,7 +122,7 @@ def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[
         if not backend.mpack_exists(mpack_id):
             spool.seek(0)
             backend.put_mpack(mpack_id, spool)
-    MPack.objects.get_or_create(
+    _, created = MPack.objects.get_or_create(
         mpack_id=mpack_id,
         defaults={
             "kind": MPackKind.FETCH,
@@ -131,9 +133,13 @@ def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[
             "blob_count": plan.count,
         },
     )
+    if not created:
+        # Handed out again (an unchanged repo fetched twice): restart musehub_gc's grace period for it.
+        MPack.objects.filter(mpack_id=mpack_id).update(created_at=dt.datetime.now(dt.UTC))
     return mpack_id, size
 
 
+@transfer("fetch", "mpack", "musehub.fetch")
 def wire_fetch_mpack(repo_id: str, *, want: list[str], have: list[str]) -> dict[str, Any]:
     """Build the fetch pack taking a client from *have* to *want* and return where to download it.
 
@@ -142,12 +148,13 @@ def wire_fetch_mpack(repo_id: str, *, want: list[str], have: list[str]) -> dict[
     FetchNotIndexedError (a needed blob is not yet indexed: retry).
     """
     repo = repo_by_id(repo_id)
+    note_transfer(repo=repo.full_name)
     want_ids = check_ids(want, "want")
     have_ids = check_ids(have, "have", MAX_HAVE_IDS)
     selection = select_fetch(repo, want=want_ids, have=have_ids)
     plan = plan_blob_reads(selection.blob_ids)
     mpack_id, size = build_fetch_mpack(repo, selection, plan)
-    log.info("fetch repo=%s commits=%d blobs=%d bytes=%d", repo.full_name, len(selection.commits), plan.count, size)
+    note_transfer(pack=mpack_id, commits=len(selection.commits), blobs=plan.count, bytes=size)
     return {
         "mpack_id": mpack_id,
         "mpack_url": get_backend().presign_mpack_get(mpack_id),

@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Sum
 
+from musehub.metrics import note_transfer, transfer
 from repos import graph
 from repos.bulk import insert_ignore
 from repos.errors import BadRequest, MalformedPack, PayloadTooLarge
@@ -162,8 +163,10 @@ def _open_staged(backend, repo: Repo, oid: str):
     return opened
 
 
+@transfer("push", "mwp-objects", "musehub.mwp")
 def mwp_push_objects(repo: Repo, objects: object) -> dict[str, int]:
     """Store a batch of blobs for *repo* as one mpack; return ``{stored, skipped}``."""
+    note_transfer(repo=repo.full_name)
     contents = _objects_in(objects, "objects")
     known = seen_by_repo(ObjectRef, repo, "object_id", contents)
     new = {oid: raw for oid, raw in contents.items() if oid not in known}
@@ -171,6 +174,7 @@ def mwp_push_objects(repo: Repo, objects: object) -> dict[str, int]:
     with transaction.atomic():
         write_history(repo, commits=[], snapshots=[], blobs=stored, mpack=mpack)
         insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
+    note_transfer(blobs=len(new), bytes=sum(len(raw) for raw in new.values()))
     return {"stored": len(new), "skipped": len(contents) - len(new)}
 
 
@@ -209,6 +213,7 @@ def detect_tip(commits: Sequence[Mapping[str, Any]], branch: str) -> str:
     return (on_branch or leaves)[0]["commit_id"]
 
 
+@transfer("push", "mwp", "musehub.mwp")
 def mwp_push(
     repo: Repo, *, bundle: object, branch: object, force: object, pusher: AbstractBaseUser | None
 ) -> dict[str, Any]:
@@ -217,6 +222,7 @@ def mwp_push(
     Raises MalformedPack (bad ids, hashes or missing content), NonFastForward
     (the current head is not reachable from the tip, without *force*).
     """
+    note_transfer(repo=repo.full_name, branch=branch)
     bundle = _map(bundle, "bundle")
     branch = validate_branch_name(branch)
     if not isinstance(force, bool):
@@ -249,7 +255,9 @@ def mwp_push(
     for oid in staged:
         backend.delete_staged_object(repo.repo_id, oid)
     who = pusher.get_username() if pusher is not None and pusher.is_authenticated else "-"
-    log.info("mwp push repo=%s user=%s branch=%s tip=%s commits=%d", repo.full_name, who, branch, tip, len(commits))
+    note_transfer(
+        user=who, head=to_wire_hex(tip), commits=len(commits), blobs=len(stored), bytes=sum(b.size for b in stored)
+    )
     return {
         "ok": True,
         "message": f"Pushed {len(commits)} commit(s) to {branch}.",
@@ -266,11 +274,13 @@ def _ids_in(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
     return check_ids([id_in(v, name) if isinstance(v, str) else v for v in values], name, limit)
 
 
+@transfer("fetch", "mwp", "musehub.mwp")
 def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     """Return the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
 
     Raises ReplyTooLarge when the reply would exceed what the CLI accepts.
     """
+    note_transfer(repo=repo.full_name)
     want_ids = _ids_in(want, "want")
     have_ids = _ids_in(have, "have", MAX_HAVE_IDS)
     if not want_ids:
@@ -288,6 +298,7 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     objects = [
         {"object_id": to_wire_hex(oid), "content": raw} for oid, raw in read_blobs(plan_blob_reads(selection.blob_ids))
     ]
+    note_transfer(commits=len(selection.commits), blobs=len(objects), bytes=sum(len(o["content"]) for o in objects))
     return {
         "commits": [commit_to_mwp(c) for c in selection.commits],
         "snapshots": [snapshot_to_mwp(s) for s in selection.snapshots],

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from musehub.metrics import note_transfer, transfer
 from repos.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
 from repos.ids import is_id
 from repos.models import CommitRef, MPack, MPackKind, MPackUpload, ObjectRef, Repo
@@ -112,6 +113,15 @@ def _check_request(branch: object, head_commit_id: object, commits_count: object
             raise BadRequest(f"{name} must be a non-negative integer.")
 
 
+def _pusher_name(pusher: AbstractBaseUser | str | None) -> dict[str, str]:
+    if isinstance(pusher, str):
+        return {"user": pusher}
+    if pusher is not None and pusher.is_authenticated:
+        return {"user": pusher.get_username()}
+    return {}
+
+
+@transfer("push", "mpack", "musehub.push")
 def wire_push_unpack_mpack(
     repo_id: str,
     mpack_key: str,
@@ -131,6 +141,7 @@ def wire_push_unpack_mpack(
     rejected push writes no rows.
     """
     repo = repo_by_id(repo_id)
+    note_transfer(repo=repo.full_name, branch=branch, pack=mpack_key, **_pusher_name(pusher))
     _check_request(branch, head_commit_id, commits_count, blobs_count)
     source = _locate(repo, mpack_key)
     contents = _read(repo, mpack_key, source)
@@ -175,16 +186,7 @@ def wire_push_unpack_mpack(
             move_branch(repo, branch, head_commit_id, force=force)
         if source.upload is not None:
             MPackUpload.objects.filter(repo=repo, mpack_key=mpack_key).delete()
-    log.info(
-        "push repo=%s pack=%s branch=%s head=%s commits=%d blobs=%d bytes=%d",
-        repo.full_name,
-        mpack_key,
-        branch,
-        head_commit_id,
-        commits_added,
-        blobs_added,
-        contents.size,
-    )
+    note_transfer(head=head_commit_id, commits=commits_added, blobs=blobs_added, bytes=contents.size)
     return {
         "ok": True,
         "branch": branch,

@@ -33,6 +33,7 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
 from repos.errors import StorageUnavailable
 from repos.ids import hex_of
@@ -458,9 +459,27 @@ class S3MPackStore(MPackStore):
 
     def _signed_url(self, name: str, method: str, ttl: int) -> str:
         operation = "get_object" if method == "GET" else "put_object"
-        return self._client().generate_presigned_url(
+        return self._signing_client().generate_presigned_url(
             operation, Params={"Bucket": self.storage.bucket_name, "Key": self._key(name)}, ExpiresIn=ttl
         )
+
+    def _signing_client(self):
+        """Return the client that signs URLs: one for MUSEHUB_S3_PUBLIC_ENDPOINT_URL when clients use another address."""
+        public = getattr(settings, "MUSEHUB_S3_PUBLIC_ENDPOINT_URL", "")
+        if not public:
+            return self._client()
+        endpoint, client = getattr(self, "_public_client", ("", None))
+        if endpoint != public:
+            # Signing is local computation: this client never opens a connection.
+            client = self.storage._create_session().client(
+                "s3",
+                region_name=self.storage.region_name,
+                endpoint_url=public,
+                config=self.storage.client_config,
+                verify=self.storage.verify,
+            )
+            self._public_client = (public, client)
+        return client
 
     def check(self) -> None:
         with self._errors("answer"):
@@ -471,9 +490,10 @@ class S3MPackStore(MPackStore):
 def get_backend() -> MPackStore:
     """Return the process-wide store over the ``mpacks`` storage alias."""
     storage = storages["mpacks"]
-    if isinstance(storage, FileSystemStorage):
-        return FileSystemMPackStore(storage)
-    return S3MPackStore(storage)
+    store = FileSystemMPackStore(storage) if isinstance(storage, FileSystemStorage) else S3MPackStore(storage)
+    for path in getattr(settings, "MUSEHUB_STORAGE_OBSERVERS", ()):  # metrics
+        store.add_observer(import_string(path))
+    return store
 
 
 @receiver(setting_changed)
