@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from repos.errors import MalformedPack
 from repos.models import MPackIndex
-from wire.mpack import PackLimits, index_mpack
+from repos.services.maintenance import maintenance_limits
+from wire.mpack import index_mpack
 from wire.storage import get_backend
-
-_MANY = 10**9
 
 
 @dataclass
@@ -35,19 +32,6 @@ class PackCheck:
         return not self.problems
 
 
-def _limits() -> PackLimits:
-    # Packs already stored were accepted once; only the per-blob size bounds memory here.
-    return PackLimits(
-        max_pack_bytes=1 << 62,
-        max_commits=_MANY,
-        max_snapshots=_MANY,
-        max_blobs=_MANY,
-        max_blob_bytes=max(settings.MUSEHUB_MAX_BLOB_BYTES, 1 << 31),
-        max_manifest_entries=_MANY,
-        max_text_bytes=64 * 1024**2,
-    )
-
-
 def verify_mpack(mpack_id: str) -> PackCheck:
     """Read pack *mpack_id* from storage and return every problem with its bytes or its index rows.
 
@@ -60,7 +44,7 @@ def verify_mpack(mpack_id: str) -> PackCheck:
         return check
     try:
         with stream:
-            contents = index_mpack(stream, limits=_limits(), verify=True)
+            contents = index_mpack(stream, limits=maintenance_limits(), verify=True)
     except MalformedPack as exc:
         check.problems.append(f"mpack {mpack_id} is damaged: {exc.message}")
         return check

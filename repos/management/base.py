@@ -1,0 +1,94 @@
+"""What every maintenance command shares: ``--json``, ``--no-progress``, ``--repo`` and tqdm on stderr.
+
+Commands stay thin: parse arguments, call one service from ``repos.services``,
+print its report (text for people, one JSON document with ``--json`` for
+scripts) and raise CommandError with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from repos.errors import RepoNotFound, StorageUnavailable
+from repos.models import Repo
+from repos.selectors import repo_by_name
+from repos.services.maintenance import Progress, no_progress
+
+
+def human_bytes(count: int | None) -> str:
+    """Return *count* bytes as a short human string (``12.3 MiB``)."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+class MaintenanceCommand(BaseCommand):
+    """Base of the maintenance commands: subclasses implement :meth:`run` and set :attr:`takes_repo`."""
+
+    takes_repo = False
+    repo_help = "Restrict the command to repository OWNER/SLUG."
+
+    def add_arguments(self, parser) -> None:
+        if self.takes_repo:
+            parser.add_argument("--repo", metavar="OWNER/SLUG", help=self.repo_help)
+        parser.add_argument("--json", action="store_true", help="Print one JSON document on stdout (for scripts).")
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="Show no progress bars (they are off anyway when stderr is not a terminal).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self.run(**options)
+        except StorageUnavailable as exc:
+            raise CommandError(
+                f"{exc.message} Check that object storage is reachable (MUSEHUB_S3_* settings), then run it again."
+            ) from exc
+
+    def run(self, **options: Any) -> None:
+        raise NotImplementedError
+
+    # --- helpers -----------------------------------------------------------------
+    def progress(self, options: dict[str, Any]) -> Progress:
+        """Return a tqdm factory writing to stderr, or a silent one with --no-progress or no terminal."""
+        stream = getattr(self.stderr, "_out", sys.stderr)
+        is_tty = getattr(stream, "isatty", None)
+        if options.get("no_progress") or not (is_tty and is_tty()):
+            return no_progress
+        return functools.partial(tqdm, file=stream, leave=False, dynamic_ncols=True)
+
+    def repo(self, options: dict[str, Any]) -> Repo | None:
+        """Return the repository --repo names, None without it; raise CommandError when there is no such repo."""
+        value = options.get("repo")
+        if not value:
+            return None
+        owner, sep, slug = value.partition("/")
+        if not sep or not owner or not slug or "/" in slug:
+            raise CommandError(f"--repo takes OWNER/SLUG (for example gabriel/songs), not {value!r}.")
+        try:
+            return repo_by_name(owner, slug)
+        except RepoNotFound:
+            raise CommandError(
+                f"There is no repository {value}; check the owner and the slug (musehub_stats lists the biggest)."
+            ) from None
+
+    def emit_json(self, data: Any) -> None:
+        self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+    def positive(self, options: dict[str, Any], name: str, *, minimum: float = 1) -> Any:
+        """Return option *name*, raising CommandError when it is set below *minimum*."""
+        value = options.get(name)
+        if value is not None and value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise CommandError(f"{flag} must be at least {minimum:g}, not {value:g}.")
+        return value

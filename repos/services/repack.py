@@ -1,0 +1,296 @@
+"""Repack: combine a repository's many small mpacks into one, the way git's geometric repack does.
+
+Which packs (:func:`geometric_split`, documented in the README): sort the
+repository's push, server and repack packs that still hold indexed blobs by
+size. Walking down from the biggest, the packs form a geometric progression
+while each is at least twice the next smaller one; everything below the first
+break is combined, and then any bigger pack smaller than twice the combined
+size joins too (so the result restores the progression). A repository whose
+packs already double in size each step is left alone, and one big pack is not
+rewritten because small pushes landed next to it. ``all_packs`` combines
+everything; ``max_packs`` caps how many of the smallest are combined in one
+run, and the combined pack never exceeds ``MUSEHUB_MAX_PACK_BYTES``.
+
+How (:func:`build_repack` then :func:`switch_repack`): each chosen pack is
+read once as a stream; every blob's stored bytes are copied with their
+encoding (verified against the id on the way) into a new ``repack`` pack.
+Then one transaction inserts the new index rows, points ``Object.storage_uri``
+at the new pack, and deletes the old index rows. Fetches keep working all
+along: before the switch the old rows serve them, after it the new ones, and
+the old packs stay in storage until ``musehub_gc`` finds them unneeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+
+from repos.bulk import insert_ignore
+from repos.errors import MalformedPack
+from repos.ids import blob_id
+from repos.models import MPack, MPackIndex, MPackKind, Object, Repo
+from repos.services.history import StoredBlob
+from repos.services.maintenance import (
+    CHUNK,
+    PackBuilder,
+    Progress,
+    chunks,
+    maintenance_limits,
+    mpack_uri,
+    no_progress,
+)
+from wire.mpack import decode_blob, encode_blob, index_mpack
+from wire.storage import get_backend
+
+REPACKABLE_KINDS = (MPackKind.PUSH, MPackKind.SERVER, MPackKind.REPACK)
+SPLIT_FACTOR = 2
+_SKIP_CHUNK = 1024 * 1024
+_MAX_DECODED = 2**40
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    mpack_id: str
+    kind: str
+    size_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mpack_id": self.mpack_id, "kind": self.kind, "size_bytes": self.size_bytes}
+
+
+@dataclass
+class BuiltRepack:
+    """A new pack written to storage but not yet switched in: the index still points at *sources*."""
+
+    repo: Repo
+    sources: list[PackInfo]
+    mpack_id: str
+    size: int
+    blobs: list[StoredBlob]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class RepackResult:
+    repo: str
+    sources: list[PackInfo] = field(default_factory=list)
+    mpack_id: str | None = None
+    size: int = 0
+    blobs: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "sources": [p.as_dict() for p in self.sources],
+            "mpack_id": self.mpack_id,
+            "size": self.size,
+            "blobs": self.blobs,
+            "skipped": self.skipped,
+        }
+
+
+def geometric_split(sizes: Sequence[int], factor: int = SPLIT_FACTOR) -> int:
+    """Return how many of the smallest packs to combine, given pack *sizes* sorted ascending.
+
+    git's rule: from the top, find the first pack smaller than *factor* times
+    the next smaller one; combine it and everything below, then absorb bigger
+    packs while each is smaller than *factor* times the combined size.
+    Returns 0 when the sizes already form a progression (nothing to do).
+    """
+    split = 0
+    for i in range(len(sizes) - 1, 0, -1):
+        if sizes[i] < factor * sizes[i - 1]:
+            split = i + 1
+            break
+    total = sum(sizes[:split])
+    while split and split < len(sizes) and sizes[split] < factor * total:
+        total += sizes[split]
+        split += 1
+    return split if split >= 2 else 0
+
+
+def repackable_packs(repo: Repo) -> list[PackInfo]:
+    """Return *repo*'s packs that hold indexed blobs and may be combined, smallest first."""
+    rows = (
+        MPack.objects.filter(repo=repo, kind__in=REPACKABLE_KINDS)
+        .filter(Exists(MPackIndex.objects.filter(mpack_id=OuterRef("pk"))))
+        .order_by("size_bytes", "created_at", "mpack_id")
+        .values_list("mpack_id", "kind", "size_bytes")
+    )
+    return [PackInfo(mpack_id, kind, size or 0) for mpack_id, kind, size in rows]
+
+
+def select_packs(repo: Repo, *, max_packs: int | None = None, all_packs: bool = False) -> list[PackInfo]:
+    """Return the packs of *repo* to combine now (smallest first), or [] when there is nothing worth doing."""
+    packs = repackable_packs(repo)
+    count = len(packs) if all_packs else geometric_split([p.size_bytes for p in packs])
+    chosen = packs[:count]
+    if max_packs is not None:
+        chosen = chosen[:max_packs]
+    limit = settings.MUSEHUB_MAX_PACK_BYTES
+    while chosen and sum(p.size_bytes for p in chosen) > limit:
+        chosen.pop()
+    return chosen if len(chosen) >= 2 else []
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    while count > 0:
+        data = stream.read(min(count, _SKIP_CHUNK))
+        if not data:
+            raise MalformedPack("The pack ended early.")
+        count -= len(data)
+
+
+def _raw_of(object_id: str, stored: bytes, encoding: str) -> bytes | None:
+    try:
+        raw = decode_blob(stored, encoding, max_bytes=_MAX_DECODED, where=object_id)
+    except MalformedPack:
+        return None
+    return raw if blob_id(raw) == object_id else None
+
+
+def _copy_pack(pack: PackInfo, builder: PackBuilder, skipped: list[dict[str, str]]) -> None:
+    """Copy the blobs indexed in *pack* (and not yet in *builder*) into *builder*, reading the pack once."""
+    rows = (
+        MPackIndex.objects.filter(mpack_id=pack.mpack_id)
+        .filter(Exists(Object.objects.filter(pk=OuterRef("entity_id"))))
+        .values_list("entity_id", "offset", "length", "encoding")
+    )
+    entries = [r for r in rows if r[0] not in builder]
+    if not entries:
+        return
+    stream = get_backend().open_mpack(pack.mpack_id)
+    if stream is None:
+        skipped.extend(
+            {"object_id": oid, "mpack_id": pack.mpack_id, "reason": "pack missing from storage"} for oid, *_ in entries
+        )
+        return
+    with stream:
+        if all(offset is not None and length is not None for _, offset, length, _ in entries):
+            position = 0
+            for oid, offset, length, encoding in sorted(entries, key=lambda e: e[1]):
+                if offset < position:  # two rows claim overlapping bytes: an index fsck will flag
+                    skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "overlapping index entry"})
+                    continue
+                _skip(stream, offset - position)
+                stored = stream.read(length)
+                position = offset + len(stored)
+                raw = _raw_of(oid, stored, encoding or "") if len(stored) == length else None
+                if raw is None:
+                    skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "bytes do not hash to id"})
+                    continue
+                builder.add(oid, stored, encoding or "", len(raw))
+            return
+        # Rows without byte ranges (older hubs): parse the pack, keep the wanted blobs decoded, re-encode.
+        wanted = {oid for oid, *_ in entries}
+        contents = index_mpack(stream, limits=maintenance_limits(), keep_ids=wanted, verify=True)
+    found = {b.object_id: b.content for b in contents.blobs if b.content is not None}
+    for oid in sorted(wanted):
+        if oid not in found:
+            skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "not in the pack"})
+            continue
+        stored, encoding = encode_blob(found[oid])
+        builder.add(oid, stored, encoding, len(found[oid]))
+
+
+def build_repack(repo: Repo, packs: Sequence[PackInfo], *, progress: Progress = no_progress) -> BuiltRepack | None:
+    """Write one new pack holding every blob indexed in *packs*; return it (not yet switched in).
+
+    Each source pack is read once. Blobs whose stored bytes do not decode to
+    their id are left where they are and listed in ``skipped``. Returns None
+    when nothing could be copied.
+    """
+    skipped: list[dict[str, str]] = []
+    with PackBuilder() as builder:
+        with progress(total=sum(p.size_bytes for p in packs), desc=f"repack {repo}", unit="B", unit_scale=True) as bar:
+            for pack in packs:
+                try:
+                    _copy_pack(pack, builder, skipped)
+                except MalformedPack as exc:
+                    skipped.append({"object_id": "", "mpack_id": pack.mpack_id, "reason": exc.message})
+                bar.update(pack.size_bytes)
+        if not len(builder):
+            return None
+        mpack_id, size, blobs = builder.write()
+    return BuiltRepack(repo=repo, sources=list(packs), mpack_id=mpack_id, size=size, blobs=blobs, skipped=skipped)
+
+
+def switch_repack(built: BuiltRepack) -> int:
+    """Point the index at the new pack in one transaction; return how many blobs moved.
+
+    Inserts the new pack's row and index rows, moves ``Object.storage_uri``
+    from the old packs to the new one, and deletes the old index rows. Blobs
+    whose old index rows vanished meanwhile (gc) are not switched. The old
+    packs stay in storage for fetches already planned; gc removes them later.
+    """
+    sources = [p.mpack_id for p in built.sources if p.mpack_id != built.mpack_id]
+    old_uris = [mpack_uri(m) for m in sources]
+    new_uri = mpack_uri(built.mpack_id)
+    now = dt.datetime.now(dt.UTC)
+    moved = 0
+    with transaction.atomic():
+        insert_ignore(
+            MPack,
+            ["mpack_id", "kind", "repo", "size_bytes", "commit_count", "snapshot_count", "blob_count", "created_at"],
+            [(built.mpack_id, MPackKind.REPACK, built.repo.repo_id, built.size, 0, 0, len(built.blobs), now)],
+        )
+        for batch in chunks(built.blobs, CHUNK):
+            ids = [b.object_id for b in batch]
+            present = set(
+                MPackIndex.objects.filter(mpack_id__in=sources, entity_id__in=ids).values_list("entity_id", flat=True)
+            )
+            present &= set(Object.objects.filter(object_id__in=ids).values_list("object_id", flat=True))
+            switched = [b for b in batch if b.object_id in present]
+            insert_ignore(
+                MPackIndex,
+                ["entity_id", "mpack_id", "entity_type", "offset", "length", "encoding", "created_at"],
+                ((b.object_id, built.mpack_id, "object", b.offset, b.length, b.encoding, now) for b in switched),
+            )
+            switched_ids = [b.object_id for b in switched]
+            Object.objects.filter(object_id__in=switched_ids, storage_uri__in=old_uris).update(storage_uri=new_uri)
+            MPackIndex.objects.filter(mpack_id__in=sources, entity_id__in=switched_ids).delete()
+            moved += len(switched)
+    return moved
+
+
+def repack_repo(
+    repo: Repo, *, max_packs: int | None = None, all_packs: bool = False, progress: Progress = no_progress
+) -> RepackResult:
+    """Combine *repo*'s small packs into one (see the module docstring for which); return what was done."""
+    result = RepackResult(repo=repo.full_name)
+    packs = select_packs(repo, max_packs=max_packs, all_packs=all_packs)
+    if not packs:
+        return result
+    built = build_repack(repo, packs, progress=progress)
+    result.sources = packs
+    if built is None:
+        return result
+    result.skipped = built.skipped
+    result.mpack_id = built.mpack_id
+    result.size = built.size
+    result.blobs = switch_repack(built)
+    return result
+
+
+def repack_hub(
+    *, max_packs: int | None = None, all_packs: bool = False, progress: Progress = no_progress
+) -> list[RepackResult]:
+    """Repack every repository that has at least two repackable packs; return one result per repository."""
+    repo_ids = (
+        MPack.objects.filter(kind__in=REPACKABLE_KINDS, repo__isnull=False)
+        .values("repo")
+        .annotate(packs=Count("pk"))
+        .filter(packs__gte=2)
+        .values_list("repo", flat=True)
+    )
+    results = []
+    for repo in Repo.objects.filter(repo_id__in=list(repo_ids)).order_by("owner", "slug"):
+        results.append(repack_repo(repo, max_packs=max_packs, all_packs=all_packs, progress=progress))
+    return results

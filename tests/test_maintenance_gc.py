@@ -1,0 +1,178 @@
+"""musehub_gc: deletes what no repository needs, keeps what any does, and honours the grace period."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+
+from repos.ids import blob_id, fake_id
+from repos.models import (
+    Commit,
+    CommitGraph,
+    MPack,
+    MPackIndex,
+    MPackKind,
+    MPackUpload,
+    Object,
+    ObjectRef,
+    Snapshot,
+)
+from tests.factories import History, build_pack, make_repo, push_history, stage_mpack
+from tests.maintkit import fetch_all, random_blob, run, run_json
+from tests.seedkit import make_commit, now
+
+pytestmark = pytest.mark.django_db
+
+SHARED = b"a file both repositories hold" * 20
+
+
+@dataclass
+class Scene:
+    kept: object
+    kept_blobs: dict[str, bytes]
+    kept_packs: set[str]
+    doomed_commits: set[str]
+    doomed_objects: set[str]
+    doomed_pack: str
+    fetch_pack: str
+    orphan: str
+
+
+def counts() -> dict[str, int]:
+    return {m.__name__: m.objects.count() for m in (Commit, CommitGraph, Snapshot, Object, MPackIndex, MPack)}
+
+
+@pytest.fixture
+def scene(backend) -> Scene:
+    """A repository to keep, one deleted (sharing a blob with the first), a past fetch and an orphan pack."""
+    kept = make_repo()
+    history = History()
+    history.commit({"shared.txt": SHARED, "big.bin": random_blob(6000)})
+    push_history(kept, history)
+    kept_packs = set(MPack.objects.filter(repo=kept).values_list("mpack_id", flat=True))
+
+    doomed = make_repo()
+    other = History()
+    other.commit({"shared.txt": SHARED, "own.txt": b"only the deleted repo had this"})
+    push_history(doomed, other)
+    doomed_pack = MPack.objects.get(repo=doomed).mpack_id
+    _, fetched = fetch_all(doomed)
+    fetch_pack = MPack.objects.get(kind=MPackKind.FETCH).mpack_id
+    doomed.delete()
+
+    orphan = build_pack(blobs={blob_id(b"failed push"): b"failed push"})
+    backend.put_mpack(blob_id(orphan), orphan)
+    return Scene(
+        kept=kept,
+        kept_blobs=dict(history.blobs),
+        kept_packs=kept_packs,
+        doomed_commits={c["commit_id"] for c in other.commits},
+        doomed_objects={blob_id(b"only the deleted repo had this")},
+        doomed_pack=doomed_pack,
+        fetch_pack=fetch_pack,
+        orphan=blob_id(orphan),
+    )
+
+
+def test_gc_deletes_what_a_deleted_repo_left_and_keeps_what_others_need(scene, backend):
+    report = run_json("musehub_gc", "--grace", "0")
+    deleted = report["deleted"]
+    assert deleted["commits"] == deleted["graph_rows"] == deleted["snapshots"] == 1
+    assert deleted["objects"] == 1
+    assert {p["mpack_id"] for p in report["mpacks"]} == {scene.doomed_pack, scene.fetch_pack}
+    assert report["orphan_mpacks"] == [scene.orphan]
+
+    assert not Commit.objects.filter(commit_id__in=scene.doomed_commits).exists()
+    assert not CommitGraph.objects.filter(commit_id__in=scene.doomed_commits).exists()
+    assert not Object.objects.filter(object_id__in=scene.doomed_objects).exists()
+    assert Object.objects.filter(object_id=blob_id(SHARED)).exists(), "the kept repository still sees it"
+    assert not MPackIndex.objects.filter(mpack_id=scene.doomed_pack).exists()
+    for gone in (scene.doomed_pack, scene.fetch_pack, scene.orphan):
+        assert not backend.mpack_exists(gone)
+    assert set(MPack.objects.values_list("mpack_id", flat=True)) == scene.kept_packs
+    assert all(backend.mpack_exists(p) for p in scene.kept_packs)
+
+    _, blobs = fetch_all(scene.kept)
+    assert blobs == scene.kept_blobs
+    assert run_json("musehub_fsck")["ok"] is True
+
+
+def test_gc_leaves_everything_younger_than_the_grace_period(scene, backend):
+    before = counts()
+    report = run_json("musehub_gc")  # default grace: 24 hours
+    assert report["grace_hours"] == 24
+    assert report["mpacks"] == [] and report["orphan_mpacks"] == []
+    assert report["deleted"]["objects"] == 0
+    assert counts()["MPack"] == before["MPack"]
+    assert counts()["Object"] == before["Object"]
+    assert backend.mpack_exists(scene.orphan) and backend.mpack_exists(scene.fetch_pack)
+    # Ref-less commits are never a write in progress (rows and refs commit together): no grace for them.
+    assert report["deleted"]["commits"] == 1
+
+
+def test_gc_dry_run_reports_and_changes_nothing(scene, backend):
+    before = counts()
+    report = run_json("musehub_gc", "--dry-run", "--grace", "0")
+    assert report["dry_run"] is True
+    assert report["deleted"]["commits"] == 1 and report["deleted"]["objects"] == 1
+    assert {p["mpack_id"] for p in report["mpacks"]} == {scene.doomed_pack, scene.fetch_pack}
+    assert report["orphan_mpacks"] == [scene.orphan]
+    assert counts() == before
+    assert backend.mpack_exists(scene.orphan) and backend.mpack_exists(scene.doomed_pack)
+    text = run("musehub_gc", "--dry-run", "--grace", "0")
+    assert "Would delete 1 commit(s)" in text and scene.orphan in text
+    assert counts() == before
+
+
+def test_gc_never_deletes_an_object_a_visible_snapshot_names(backend):
+    repo = make_repo()
+    raw = b"named but never given a ref"
+    oid = blob_id(raw)
+    Object.objects.create(object_id=oid, size_bytes=len(raw), storage_uri="mpack://x", content_cache=raw)
+    make_commit(repo, manifest={"a.txt": oid}, seed="named")
+    loose = fake_id("loose object")
+    Object.objects.create(object_id=loose, size_bytes=1, storage_uri="mpack://x")
+    run_json("musehub_gc", "--grace", "0")
+    assert Object.objects.filter(object_id=oid).exists()
+    assert not Object.objects.filter(object_id=loose).exists()
+    assert not ObjectRef.objects.filter(object_id=oid).exists()
+
+
+def test_gc_removes_stale_uploads_and_their_staging_objects(backend):
+    repo = make_repo()
+    history = History()
+    history.commit({"a.txt": b"never pushed"})
+    data = build_pack(history.commits, history.snapshots, history.blobs)
+    stage_mpack(repo, data)
+    upload = MPackUpload.objects.get(repo=repo)
+    assert run_json("musehub_gc")["deleted"]["uploads"] == 0, "a young upload may still be in flight"
+    report = run_json("musehub_gc", "--grace", "0")
+    assert report["deleted"]["uploads"] == 1
+    assert not MPackUpload.objects.exists()
+    assert backend.open_upload(str(upload.upload_id)) is None
+
+
+def test_gc_rejects_a_negative_grace_period(db):
+    from tests.maintkit import run_failing
+
+    error, _ = run_failing("musehub_gc", "--grace", "-1")
+    assert "--grace must be at least 0" in str(error)
+
+
+def test_gc_keeps_a_fetch_pack_that_was_just_handed_out_again(backend):
+    repo = make_repo()
+    history = History()
+    history.commit({"a.txt": b"unchanged between two clones"})
+    push_history(repo, history)
+    first, _ = fetch_all(repo)
+    MPack.objects.filter(mpack_id=first["mpack_id"]).update(created_at=now() - dt.timedelta(days=2))
+    second, _ = fetch_all(repo)
+    assert second["mpack_id"] == first["mpack_id"], "same history, same pack"
+    report = run_json("musehub_gc")
+    assert report["mpacks"] == []
+    assert backend.mpack_exists(first["mpack_id"])
+    MPack.objects.filter(mpack_id=first["mpack_id"]).update(created_at=now() - dt.timedelta(days=2))
+    assert [p["mpack_id"] for p in run_json("musehub_gc")["mpacks"]] == [first["mpack_id"]]
+    assert not backend.mpack_exists(first["mpack_id"])
