@@ -1,4 +1,5 @@
-# MuseHub — `make run` serves the embedded default, `make test` runs the whole suite.
+# MuseHub — `make run` serves the embedded default, `make serve` a production app server
+# (gunicorn, MUSEHUB_ENV=production, configured by the environment), `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/musehub
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve test test-sqlite test-postgres lint format bench clean
+.PHONY: install run serve migrate test test-sqlite test-postgres lint format bench bench-core clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	MUSEHUB_DEBUG=$${MUSEHUB_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production: run `make migrate` once per deploy (not on every app server), then `make serve` on each.
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+serve: $(STAMP)
+	MUSEHUB_ENV=$${MUSEHUB_ENV:-production} $(BIN)/python manage.py collectstatic --noinput -v 0
+	MUSEHUB_ENV=$${MUSEHUB_ENV:-production} HOST=$(HOST) PORT=$(PORT) \
+		$(BIN)/gunicorn -c deploy/gunicorn.conf.py musehub.wsgi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,8 +48,15 @@ test-postgres: $(STAMP)
 
 test: lint test-sqlite test-postgres
 
+# Benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3, gunicorn and git daemon, all local.
+# BENCH_ARGS="--quick" for a smoke run; results go to bench/results/.
 bench: $(STAMP)
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+bench-core: $(STAMP)
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	$(BIN)/python -m bench.core_25k $(BENCH_CORE_ARGS)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

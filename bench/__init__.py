@@ -1,0 +1,1 @@
+"""MuseHub benchmark: ``python -m bench.run`` (see bench/README.md)."""

@@ -1,0 +1,162 @@
+"""Seeded file trees for the benchmark: the same bytes for MuseHub and for git, every run.
+
+Sizes follow a log-normal distribution (sigma 1.0) whose mean is ``mean_size``
+(4 KiB by default: the median file is about 2.5 KiB, a few are hundreds of KiB),
+clamped to [1 B, 1 MiB]. Content is a mix, chosen per file from the seeded RNG:
+
+- text (50 %): words from a fixed vocabulary, compresses about 3x with zstd;
+- binary (30 %): random bytes, incompressible;
+- mixed (20 %): runs of random bytes and runs of one repeated byte, about 2x.
+
+Files live in nested folders ``dNN/sNN/`` (about 100 files per folder).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_FILE = 1024 * 1024
+SIGMA = 1.0
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "zu", "be", "do", "fa", "gi", "ho", "ja", "pe"]
+_EXT = {"text": (".txt", ".md", ".py", ".json"), "binary": (".bin", ".dat"), "mixed": (".mid", ".wav")}
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    files: int
+    mean_size: int = 4096
+    seed: int = 20260101
+
+
+@dataclass
+class TreeInfo:
+    root: Path
+    files: int
+    total_bytes: int
+    paths: list[str]
+
+
+def _vocabulary(rng: random.Random, count: int = 3000) -> list[str]:
+    words = set()
+    while len(words) < count:
+        words.add("".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 4))))
+    return sorted(words)
+
+
+class ContentMaker:
+    """Makes seeded file contents of a given size and kind."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.vocab = _vocabulary(rng)
+
+    def kind(self) -> str:
+        roll = self.rng.random()
+        return "text" if roll < 0.5 else ("binary" if roll < 0.8 else "mixed")
+
+    def make(self, kind: str, size: int) -> bytes:
+        rng = self.rng
+        if kind == "binary":
+            return rng.randbytes(size)
+        if kind == "mixed":
+            parts: list[bytes] = []
+            left = size
+            while left > 0:
+                run = min(left, rng.randint(16, 256))
+                parts.append(rng.randbytes(run) if rng.random() < 0.5 else bytes([rng.randrange(256)]) * run)
+                left -= run
+            return b"".join(parts)
+        words = rng.choices(self.vocab, k=size // 5 + 8)
+        text = " ".join(words).encode()
+        while len(text) < size:  # pragma: no cover (k is generous)
+            text += text
+        return text[:size]
+
+
+def _sizes(rng: random.Random, count: int, mean: int) -> list[int]:
+    mu = math.log(mean) - SIGMA**2 / 2
+    return [max(1, min(MAX_FILE, int(rng.lognormvariate(mu, SIGMA)))) for _ in range(count)]
+
+
+def tree_paths(count: int, kinds: list[str]) -> list[str]:
+    """Return nested relative paths for *count* files (about 100 per folder, 10 top-level folders)."""
+    per_dir = 100
+    paths = []
+    for i in range(count):
+        folder = i // per_dir
+        ext = _EXT[kinds[i]][i % len(_EXT[kinds[i]])]
+        paths.append(f"d{folder % 10:02d}/s{folder // 10:03d}/f{i:05d}{ext}")
+    return paths
+
+
+def make_tree(root: Path, spec: TreeSpec) -> TreeInfo:
+    """Write the seeded tree of *spec* into the new folder *root*."""
+    rng = random.Random(spec.seed)
+    maker = ContentMaker(rng)
+    sizes = _sizes(rng, spec.files, spec.mean_size)
+    kinds = [maker.kind() for _ in range(spec.files)]
+    paths = tree_paths(spec.files, kinds)
+    total = 0
+    for relative, size, kind in zip(paths, sizes, kinds, strict=True):
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = maker.make(kind, size)
+        target.write_bytes(data)
+        total += len(data)
+    return TreeInfo(root=root, files=spec.files, total_bytes=total, paths=paths)
+
+
+def change_files(root: Path, paths: list[str], count: int, seed: int) -> list[str]:
+    """Rewrite *count* seeded-chosen files of *paths* under *root* with new seeded content; return them.
+
+    Calling it with the same arguments on two copies of a tree makes the same change.
+    """
+    rng = random.Random(seed)
+    maker = ContentMaker(rng)
+    chosen = sorted(rng.sample(paths, count))
+    for relative in chosen:
+        target = root / relative
+        old = target.read_bytes()
+        # Keep most of the file and change a part of it, as an edit would.
+        cut = len(old) // 2
+        new = old[:cut] + maker.make("text", max(64, len(old) - cut))
+        target.write_bytes(new)
+    return chosen
+
+
+def small_commit_files(
+    step: int, seed: int, files_per_commit: int, size_range: tuple[int, int]
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (relative path, content) for commit *step* of the many-small-pushes workload (W4).
+
+    Each commit adds ``files_per_commit - 1`` new files and rewrites one file of
+    an earlier commit, so the history holds every version.
+    """
+    rng = random.Random(seed * 1_000_003 + step)
+    maker = ContentMaker(rng)
+    for j in range(files_per_commit - 1):
+        size = rng.randint(*size_range)
+        yield f"w4/c{step:04d}/n{j}.bin", maker.make(rng.choice(["binary", "mixed", "text"]), size)
+    if step > 0:
+        earlier = rng.randrange(step)
+        size = rng.randint(*size_range)
+        yield f"w4/c{earlier:04d}/n0.bin", maker.make("mixed", size)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy *source* to the new folder *target* (files only, no MuseHub or git state)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".musehub", ".git"))
+
+
+def tree_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in (".musehub", ".git")]
+        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
+    return total
