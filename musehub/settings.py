@@ -22,7 +22,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """Return the variable *name*, or *default* when it is unset or empty."""
+    return os.environ.get(name) or default
 
 
 def env_int(name: str, default: int) -> int:
