@@ -287,6 +287,9 @@ class MPackUpload(models.Model):
     size_bytes = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+    promoted = models.BooleanField(
+        default=False, help_text="The uploaded bytes were verified and moved to the pack's content key."
+    )
 
     class Meta:
         db_table = "musehub_mpack_uploads"

@@ -174,13 +174,13 @@ def test_unknown_commit_fields_round_trip_through_normalize_and_commit_to_wire()
         "sem_ver_bump": "minor",
         "agent_id": "agent-7",
         "metadata": {"reviewers": ["ana", "bo"], "nested": {"x": 1}},
-        "parent2_commit_id": None,
-    }
-    assert commit_to_wire(normalized) == commit
+    }, "MWP's parent_commit_id/parent2_commit_id are derived from parent_ids, never kept as metadata"
+    stored_form = {k: v for k, v in commit.items() if k != "parent2_commit_id"}
+    assert commit_to_wire(normalized) == stored_form
 
     data = build_wire_mpack({"commits": [commit]})
-    assert commit_to_wire(parse_wire_mpack(data)["commits"][0]) == commit
-    assert commit_to_wire(index(data).commits[0]) == commit
+    assert commit_to_wire(parse_wire_mpack(data)["commits"][0]) == stored_form
+    assert commit_to_wire(index(data).commits[0]) == stored_form
     assert msgpack.unpackb(data)["commits"] == [commit], "the builder writes wire-form commits as given"
 
     out = io.BytesIO()
@@ -189,7 +189,9 @@ def test_unknown_commit_fields_round_trip_through_normalize_and_commit_to_wire()
     writer.write_snapshots([])
     writer.begin_blobs(0)
     writer.finish()
-    assert msgpack.unpackb(out.getvalue())["commits"] == [commit], "the writer turns normalized commits into wire form"
+    assert msgpack.unpackb(out.getvalue())["commits"] == [stored_form], (
+        "the writer turns normalized commits into wire form"
+    )
 
 
 # --- refusals -----------------------------------------------------------------------

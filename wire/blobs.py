@@ -23,7 +23,7 @@ from repos.errors import FetchNotIndexedError, IntegrityError, MalformedPack
 from repos.ids import blob_id
 from repos.models import MPack, MPackIndex, Object
 from wire.mpack import decode_blob, index_mpack
-from wire.storage import get_backend
+from wire.storage import MAX_SPANS, coalesce_ranges, get_backend
 
 log = logging.getLogger("musehub.blobs")
 _CHUNK = 10_000
@@ -126,8 +126,9 @@ def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) 
     located = [e for e in entries if e.offset is not None and e.length is not None]
     if len(located) == len(entries) and pack_size:
         needed = sum(e.length for e in located)  # type: ignore[misc]
-        if needed < pack_size * RANGED_READ_MAX_SHARE:
-            spans = backend.read_ranges(mpack_id, [(e.offset, e.length) for e in located])  # type: ignore[misc]
+        wanted = [(e.offset, e.length) for e in located]
+        if needed < pack_size * RANGED_READ_MAX_SHARE and len(coalesce_ranges(wanted)) <= MAX_SPANS:
+            spans = backend.read_ranges(mpack_id, wanted)  # type: ignore[arg-type]
             if spans is None:
                 raise FileNotFoundError(mpack_id)
             for e in located:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -27,6 +28,8 @@ from repos.ids import PREFIX, blob_id, is_id
 TOP_LEVEL_KEYS = ("commits", "snapshots", "blobs", "branch_heads")
 ENCODINGS = ("", "zstd")
 COMMIT_FIELDS = ("commit_id", "parent_ids", "snapshot_id", "branch", "message", "author", "committed_at")
+# MWP's spelling of parent_ids: derived from the hashed parents on the way out, never stored as metadata.
+DERIVED_FIELDS = ("metadata", "parent_commit_id", "parent2_commit_id")
 _READ_SIZE = 1024 * 1024
 
 
@@ -116,6 +119,16 @@ def _require_map(value: object, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _require_json(value: object, where: str) -> None:
+    """Raise MalformedPack unless *value* is plain JSON (no binary, NaN or NUL) that any database stores."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise MalformedPack(f"{where} must be JSON values (no binary or NaN): {exc}.") from exc
+    if "\\u0000" in text:
+        raise MalformedPack(f"{where} contain NUL.")
+
+
 def normalize_commit(raw: object, index: int, limits: PackLimits) -> dict[str, Any]:
     """Return a validated commit dict; unknown fields go to ``metadata`` unchanged."""
     where = f"commits[{index}]"
@@ -127,9 +140,13 @@ def normalize_commit(raw: object, index: int, limits: PackLimits) -> dict[str, A
     if not isinstance(parents, list) or len(parents) > 16:
         raise MalformedPack(f"{where}.parent_ids must be a list of at most 16 ids.")
     parent_ids = [_require_id(p, f"{where}.parent_ids[{i}]") for i, p in enumerate(parents) if p is not None]
-    metadata = {k: v for k, v in data.items() if k not in COMMIT_FIELDS and k != "metadata"}
+    metadata = {k: v for k, v in data.items() if k not in COMMIT_FIELDS and k not in DERIVED_FIELDS}
     if "metadata" in data:
         metadata["metadata"] = data["metadata"]
+    _require_json(metadata, f"{where}'s optional fields")
+    for key in ("branch", "message", "author", "committed_at"):
+        if isinstance(data.get(key), str) and "\0" in data[key]:
+            raise MalformedPack(f"{where}.{key} contains NUL.")
     return {
         "commit_id": _require_id(data["commit_id"], f"{where}.commit_id"),
         "parent_ids": parent_ids,
@@ -372,9 +389,8 @@ def parse_wire_mpack(data: bytes, *, limits: PackLimits | None = None) -> dict[s
 
 def commit_to_wire(commit: Mapping[str, Any]) -> dict[str, Any]:
     """Return the CommitDict for a normalized commit (metadata fields back at the top level)."""
-    wire = {key: commit.get(key, "" if key != "parent_ids" else []) for key in COMMIT_FIELDS}
-    wire.update(commit.get("metadata") or {})
-    return wire
+    core = {key: commit.get(key, "" if key != "parent_ids" else []) for key in COMMIT_FIELDS}
+    return {**(commit.get("metadata") or {}), **core}
 
 
 def _bin_header(length: int) -> bytes:

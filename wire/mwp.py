@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -90,8 +91,7 @@ def commit_to_mwp(commit: Mapping[str, Any]) -> dict[str, Any]:
         "author": commit["author"],
         "committed_at": commit["committed_at"],
     }
-    out.update(commit.get("metadata") or {})
-    return out
+    return {**(commit.get("metadata") or {}), **out}
 
 
 def snapshot_from_mwp(raw: object, index: int) -> dict[str, Any]:
@@ -160,14 +160,25 @@ def _open_staged(backend, repo: Repo, oid: str):
     opened = backend.open_staged_object(repo.repo_id, oid)
     if opened is None:
         raise MalformedPack(f"Object {to_wire_hex(oid)} was presigned but never uploaded.")
+    stream, size = opened
+    if size > settings.MUSEHUB_MAX_BLOB_BYTES:
+        stream.close()
+        raise PayloadTooLarge(
+            f"Object {to_wire_hex(oid)} is {size} bytes; this hub accepts blobs of at most "
+            f"{settings.MUSEHUB_MAX_BLOB_BYTES} bytes."
+        )
     return opened
 
 
+def parse_push_objects(body: Mapping[str, Any]) -> dict[str, bytes]:
+    """Return the verified ``{object_id: content}`` of a ``push/objects`` body."""
+    return _objects_in(body.get("objects"), "objects")
+
+
 @transfer("push", "mwp-objects", "musehub.mwp")
-def mwp_push_objects(repo: Repo, objects: object) -> dict[str, int]:
-    """Store a batch of blobs for *repo* as one mpack; return ``{stored, skipped}``."""
+def mwp_push_objects(repo: Repo, contents: Mapping[str, bytes]) -> dict[str, int]:
+    """Store a batch of verified blobs for *repo* as one mpack; return ``{stored, skipped}``."""
     note_transfer(repo=repo.full_name)
-    contents = _objects_in(objects, "objects")
     known = seen_by_repo(ObjectRef, repo, "object_id", contents)
     new = {oid: raw for oid, raw in contents.items() if oid not in known}
     mpack, stored, refs_only = _store_objects(repo, new)
@@ -178,13 +189,18 @@ def mwp_push_objects(repo: Repo, objects: object) -> dict[str, int]:
     return {"stored": len(new), "skipped": len(contents) - len(new)}
 
 
-def mwp_presign(repo: Repo, object_ids: object, direction: object) -> dict[str, Any]:
-    """Answer presigned PUT URLs for large blobs (or ``inline`` when presigning is switched off)."""
-    if direction != "put":
+def parse_presign(body: Mapping[str, Any]) -> list[str]:
+    """Return the object ids of a ``presign`` body (only ``direction: "put"`` exists)."""
+    if body.get("direction") != "put":
         raise BadRequest("direction must be 'put': fetches carry their objects inline.")
+    object_ids = body.get("object_ids")
     if not isinstance(object_ids, list) or len(object_ids) > MAX_OBJECTS_PER_CALL:
         raise BadRequest(f"object_ids must be a list of at most {MAX_OBJECTS_PER_CALL} ids.")
-    ids = [id_in(value, "object_ids") for value in object_ids]
+    return [id_in(value, "object_ids") for value in object_ids]
+
+
+def mwp_presign(repo: Repo, ids: Sequence[str]) -> dict[str, Any]:
+    """Answer presigned PUT URLs for large blobs (or ``inline`` when presigning is switched off)."""
     if not settings.MUSEHUB_MWP_PRESIGN:
         return {"presigned": {}, "inline": [to_wire_hex(oid) for oid in ids]}
     insert_ignore(
@@ -213,26 +229,45 @@ def detect_tip(commits: Sequence[Mapping[str, Any]], branch: str) -> str:
     return (on_branch or leaves)[0]["commit_id"]
 
 
-@transfer("push", "mwp", "musehub.mwp")
-def mwp_push(
-    repo: Repo, *, bundle: object, branch: object, force: object, pusher: AbstractBaseUser | None
-) -> dict[str, Any]:
-    """Store an MWP bundle and move *branch* to its tip; return ``{ok, message, branch_heads}``.
+@dataclass(frozen=True)
+class PushBundle:
+    """A validated ``push`` body: normalized commits and snapshots, verified inline objects."""
 
-    Raises MalformedPack (bad ids, hashes or missing content), NonFastForward
-    (the current head is not reachable from the tip, without *force*).
-    """
-    note_transfer(repo=repo.full_name, branch=branch)
-    bundle = _map(bundle, "bundle")
-    branch = validate_branch_name(branch)
+    commits: list[dict[str, Any]]
+    snapshots: list[dict[str, Any]]
+    inline: dict[str, bytes]
+    branch: str
+    force: bool
+
+
+def parse_push(body: Mapping[str, Any]) -> PushBundle:
+    """Return the validated bundle of a ``push`` body; raise BadRequest or MalformedPack naming the problem."""
+    bundle = _map(body.get("bundle"), "bundle")
+    branch = validate_branch_name(body.get("branch"))
+    force = body.get("force", False)
     if not isinstance(force, bool):
         raise BadRequest("force must be true or false.")
     for key in ("commits", "snapshots"):
         if not isinstance(bundle.get(key, []), list):
             raise MalformedPack(f"bundle.{key} must be a list.")
-    commits = [commit_from_mwp(c, i) for i, c in enumerate(bundle.get("commits") or [])]
-    snapshots = [snapshot_from_mwp(s, i) for i, s in enumerate(bundle.get("snapshots") or [])]
-    inline = _objects_in(bundle.get("objects") or [], "bundle.objects")
+    return PushBundle(
+        commits=[commit_from_mwp(c, i) for i, c in enumerate(bundle.get("commits") or [])],
+        snapshots=[snapshot_from_mwp(s, i) for i, s in enumerate(bundle.get("snapshots") or [])],
+        inline=_objects_in(bundle.get("objects") or [], "bundle.objects"),
+        branch=branch,
+        force=force,
+    )
+
+
+@transfer("push", "mwp", "musehub.mwp")
+def mwp_push(repo: Repo, push: PushBundle, *, pusher: AbstractBaseUser | None) -> dict[str, Any]:
+    """Store an MWP bundle and move its branch to its tip; return ``{ok, message, branch_heads}``.
+
+    Raises MalformedPack (bad ids, hashes or missing content), NonFastForward
+    (the current head is not reachable from the tip, without ``force``).
+    """
+    commits, snapshots, inline, branch = push.commits, push.snapshots, push.inline, push.branch
+    note_transfer(repo=repo.full_name, branch=branch)
     if not commits:
         return {"ok": True, "message": "Nothing to push.", "branch_heads": _heads_out(repo)}
     verify_history(commits, snapshots)
@@ -249,10 +284,16 @@ def mwp_push(
     with transaction.atomic():
         write_history(repo, commits=commits, snapshots=snapshots, blobs=stored, mpack=mpack)
         insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
-        move_branch(repo, branch, tip, force=force)
-        StagedObject.objects.filter(repo=repo, object_id__in=staged).delete()
+        move_branch(repo, branch, tip, force=push.force)
+        # Every upload this push made unnecessary goes, not only the folded ones.
+        done = sorted(
+            StagedObject.objects.filter(repo=repo, object_id__in=[*referenced, *inline]).values_list(
+                "object_id", flat=True
+            )
+        )
+        StagedObject.objects.filter(repo=repo, object_id__in=done).delete()
     backend = get_backend()
-    for oid in staged:
+    for oid in done:
         backend.delete_staged_object(repo.repo_id, oid)
     who = pusher.get_username() if pusher is not None and pusher.is_authenticated else "-"
     note_transfer(
@@ -311,6 +352,8 @@ def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     """Answer which *have* ids the hub knows and whether a common base with *want* is found."""
     want_ids = _ids_in(want, "want")
     have_ids = _ids_in(have, "have")
+    # Walk only from commits this repository has: the graph is shared with private repositories.
+    want_ids = list(CommitRef.objects.filter(repo=repo, commit_id__in=want_ids).values_list("commit_id", flat=True))
     known = set(CommitRef.objects.filter(repo=repo, commit_id__in=have_ids).values_list("commit_id", flat=True))
     ack = [cid for cid in have_ids if cid in known]
     common = graph.ancestors(want_ids) & known if ack and want_ids else set()

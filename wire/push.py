@@ -72,13 +72,16 @@ class _PackSource:
     upload: MPackUpload | None
 
     def open(self, mpack_key: str) -> IO[bytes] | None:
+        """Return a stream of the pack's bytes, or None when this repo has not uploaded them.
+
+        The content key itself is read only for a pack this repo already holds,
+        or one this repo's own slot promoted (an earlier attempt that failed
+        after the move): knowing a key must not be enough to read a pack.
+        """
         backend = get_backend()
-        if self.upload is not None:
-            stream = backend.open_upload(str(self.upload.upload_id))
-            if stream is not None:
-                return stream
-        # Promoted by an earlier attempt whose transaction then failed, or re-pushed.
-        return backend.open_mpack(mpack_key)
+        if self.upload is None or self.upload.promoted:
+            return backend.open_mpack(mpack_key)
+        return backend.open_upload(str(self.upload.upload_id))
 
 
 def _locate(repo: Repo, mpack_key: str) -> _PackSource:
@@ -168,8 +171,10 @@ def wire_push_unpack_mpack(
     blob_ids = [b.object_id for b in contents.blobs]
     blobs_added = len(set(blob_ids) - seen_by_repo(ObjectRef, repo, "object_id", blob_ids))
 
-    if source.upload is not None:
+    if source.upload is not None and not source.upload.promoted:
         get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
+        # Committed on its own: a retry after a failed transaction reads the promoted pack.
+        MPackUpload.objects.filter(pk=source.upload.pk).update(promoted=True)
     mpack = MPack(
         mpack_id=mpack_key,
         kind=MPackKind.PUSH,

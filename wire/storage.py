@@ -188,17 +188,20 @@ class MPackStore:
         """
         name = mpack_name(mpack_id)
         out: dict[tuple[int, int], bytes] = {}
+        pending = sorted(set(ranges))
+        position = 0  # ranges and spans are both sorted: one pass over each
         with self._errors("read mpack ranges"):
-            for start, end in coalesce_ranges(ranges):
+            for start, end in coalesce_ranges(pending):
                 try:
                     span = self._read_span(name, start, end)
                 except FileNotFoundError:
                     self._report("get_range", mpack_id, 0)
                     return None
                 self._report("get_range", mpack_id, len(span))
-                for offset, length in ranges:
-                    if start <= offset and offset + length <= end:
-                        out[(offset, length)] = span[offset - start : offset - start + length]
+                while position < len(pending) and pending[position][0] + pending[position][1] <= end:
+                    offset, length = pending[position]
+                    out[(offset, length)] = span[offset - start : offset - start + length]
+                    position += 1
         return out
 
     def mpack_exists(self, mpack_id: str) -> bool:

@@ -127,8 +127,8 @@ class FilterObjectsView(WireView):
 class UploadView(WireView):
     @extend_schema(request=s.UploadRequest, responses=s.UploadResponse, summary="Get a URL to upload an mpack to")
     def post(self, request, owner: str, slug: str):
-        repo = repo_for_push(request.user, owner, slug)
         body = validated(s.UploadRequest, request.data)
+        repo = repo_for_push(request.user, owner, slug)
         slot = create_mpack_upload(repo, mpack_key=body["mpack_key"], size=body["size"], user=request.user)
         if "upload_url" in slot:
             slot["upload_url"] = absolute(request, slot["upload_url"])
@@ -138,8 +138,8 @@ class UploadView(WireView):
 class PushView(WireView):
     @extend_schema(request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded mpack, move a branch")
     def post(self, request, owner: str, slug: str):
-        repo = repo_for_push(request.user, owner, slug)
         body = validated(s.PushRequest, request.data)
+        repo = repo_for_push(request.user, owner, slug)
         result = wire_push_unpack_mpack(
             repo.repo_id,
             body["mpack_key"],
@@ -178,9 +178,9 @@ class MwpView(WireView):
 class PresignView(MwpView):
     @extend_schema(summary="MWP: presigned PUT URLs for large objects")
     def post(self, request, owner: str, slug: str):
+        ids = mwp.parse_presign(self.body(request))
         repo = repo_for_push(request.user, owner, slug)
-        body = self.body(request)
-        result = mwp.mwp_presign(repo, body.get("object_ids"), body.get("direction"))
+        result = mwp.mwp_presign(repo, ids)
         result["presigned"] = {oid: absolute(request, url) for oid, url in result["presigned"].items()}
         return Response(result)
 
@@ -188,21 +188,17 @@ class PresignView(MwpView):
 class PushObjectsView(MwpView):
     @extend_schema(summary="MWP: store a batch of objects")
     def post(self, request, owner: str, slug: str):
+        contents = mwp.parse_push_objects(self.body(request))
         repo = repo_for_push(request.user, owner, slug)
-        return Response(mwp.mwp_push_objects(repo, self.body(request).get("objects")))
+        return Response(mwp.mwp_push_objects(repo, contents))
 
 
 class MwpPushView(MwpView):
     @extend_schema(summary="MWP: store a bundle of commits and snapshots, move a branch")
     def post(self, request, owner: str, slug: str):
+        push = mwp.parse_push(self.body(request))
         repo = repo_for_push(request.user, owner, slug)
-        body = self.body(request)
-        return Response(
-            mwp.mwp_push(
-                repo, bundle=body.get("bundle"), branch=body.get("branch"), force=body.get("force", False),
-                pusher=request.user,
-            )
-        )  # fmt: skip
+        return Response(mwp.mwp_push(repo, push, pusher=request.user))
 
 
 class MwpFetchView(MwpView):

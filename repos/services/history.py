@@ -64,9 +64,11 @@ def parse_timestamp(value: str, where: str) -> dt.datetime:
     """Return the aware datetime of an ISO-8601 *value* (naive means UTC)."""
     try:
         stamp = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise MalformedPack(f"{where} is not an ISO-8601 timestamp: {value!r:.64}.") from exc
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+        stamp.astimezone(dt.UTC)  # a time near year 1 or 9999 may not exist in UTC
+    except (ValueError, OverflowError) as exc:
+        raise MalformedPack(f"{where} is not a usable ISO-8601 timestamp: {value!r:.64}.") from exc
+    return stamp
 
 
 def verify_history(commits: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]]) -> None:
@@ -135,21 +137,21 @@ def _generations(commits: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     known = graph.generations(outside)
     result: dict[str, int] = {}
     for commit_id in in_pack:
-        stack = [commit_id]
+        # Iterative depth-first walk: a commit is finished once all its in-pack parents are.
+        stack = [(commit_id, False)]
         while stack:
-            current = stack[-1]
+            current, parents_done = stack.pop()
             if current in result:
-                stack.pop()
                 continue
-            pending = [p for p in in_pack[current]["parent_ids"] if p in in_pack and p not in result]
-            if pending:
-                if len(stack) > len(in_pack):
-                    raise MalformedPack("The pack's commits form a cycle.")
-                stack.extend(pending)
+            parents = in_pack[current]["parent_ids"]
+            if not parents_done:
+                stack.append((current, True))
+                stack.extend((p, False) for p in parents if p in in_pack and p not in result)
                 continue
-            parent_gens = [result[p] if p in in_pack else known.get(p, 0) for p in in_pack[current]["parent_ids"]]
+            if any(p in in_pack and p not in result for p in parents):
+                raise MalformedPack("The pack's commits form a cycle.")
+            parent_gens = [result[p] if p in in_pack else known.get(p, 0) for p in parents]
             result[current] = 1 + max(parent_gens) if parent_gens else 0
-            stack.pop()
     return result
 
 
