@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.workloads import Measure
+from wire.client import format_bytes
 
 COLUMNS = (
     "workload",
@@ -56,12 +57,7 @@ def median(values: list[float]) -> float | None:
 
 
 def human_bytes(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
+    return format_bytes(int(n))
 
 
 def _seconds(value: float | None) -> str:

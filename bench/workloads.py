@@ -131,11 +131,7 @@ def muse_push(
             manifest = wc.scan_tree(root)
             scan_seconds = time.perf_counter() - scan_started
             commit, snapshot = wc.make_commit(manifest, parent, branch=branch, message=message, author=AUTHOR)
-            missing = set(client.filter_objects(manifest.values()))
-            blob_paths: dict[str, str] = {}
-            for relative, oid in manifest.items():
-                if oid in missing:
-                    blob_paths.setdefault(oid, relative)
+            blob_paths = wc.missing_blob_paths(client, manifest)
             with tempfile.TemporaryFile(prefix="bench-push-", suffix=".mpack") as handle:
                 with pack():
                     key, size = wc.build_push_pack(

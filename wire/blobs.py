@@ -15,14 +15,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from repos.errors import FetchNotIndexedError, IntegrityError, MalformedPack
 from repos.ids import blob_id
 from repos.models import MPack, MPackIndex, Object
-from wire.mpack import decode_blob, index_mpack
+from wire.mpack import decode_verified, index_mpack, skip_bytes
 from wire.storage import MAX_SPANS, coalesce_ranges, get_backend
 
 log = logging.getLogger("musehub.blobs")
@@ -30,8 +29,6 @@ _CHUNK = 10_000
 _CACHE_CHUNK = 1_000
 # A pack is read by ranges when the bytes needed are less than this share of it.
 RANGED_READ_MAX_SHARE = 0.5
-_SKIP_CHUNK = 1024 * 1024
-_MAX_DECODED = 2**40
 
 
 @dataclass(frozen=True)
@@ -105,19 +102,7 @@ def _verified(entry_id: str, raw: bytes) -> bytes | None:
 
 
 def _decode(entry: IndexEntry, stored: bytes) -> bytes | None:
-    try:
-        raw = decode_blob(stored, entry.encoding, max_bytes=_MAX_DECODED, where=entry.object_id)
-    except MalformedPack:
-        return None
-    return _verified(entry.object_id, raw)
-
-
-def _skip(stream: IO[bytes], count: int) -> None:
-    while count > 0:
-        data = stream.read(min(count, _SKIP_CHUNK))
-        if not data:
-            raise MalformedPack("The pack ended early.")
-        count -= len(data)
+    return decode_verified(entry.object_id, stored, entry.encoding)
 
 
 def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) -> Iterator[tuple[str, bytes | None]]:
@@ -141,7 +126,8 @@ def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) 
         if len(located) == len(entries):
             position = 0
             for e in sorted(located, key=lambda x: x.offset):  # type: ignore[arg-type, return-value]
-                _skip(stream, e.offset - position)  # type: ignore[operator]
+                if not skip_bytes(stream, e.offset - position):  # type: ignore[operator]
+                    raise MalformedPack("The pack ended early.")
                 stored = stream.read(e.length)
                 position = e.offset + len(stored)  # type: ignore[operator]
                 yield e.object_id, _decode(e, stored) if len(stored) == e.length else None

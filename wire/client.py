@@ -711,6 +711,16 @@ def remove_file(root: Path, relative: str) -> None:
 # --- packs ------------------------------------------------------------------------------
 
 
+def missing_blob_paths(client: HubClient, manifest: Mapping[str, str]) -> dict[str, str]:
+    """Return {object_id: a path holding it} for the blobs of *manifest* the hub lacks."""
+    missing = set(client.filter_objects(manifest.values()))
+    blob_paths: dict[str, str] = {}
+    for relative, oid in manifest.items():
+        if oid in missing:
+            blob_paths.setdefault(oid, relative)
+    return blob_paths
+
+
 def build_push_pack(
     out: IO[bytes],
     root: Path,
@@ -923,11 +933,7 @@ def cmd_push(args: argparse.Namespace, out: Output) -> int:
     commit, snapshot = make_commit(
         manifest, parent, branch=branch, message=args.message or "Push from the MuseHub client", author=_author(args)
     )
-    missing = set(client.filter_objects(manifest.values()))
-    blob_paths: dict[str, str] = {}
-    for relative, oid in manifest.items():
-        if oid in missing:
-            blob_paths.setdefault(oid, relative)
+    blob_paths = missing_blob_paths(client, manifest)
 
     with tempfile.TemporaryFile(prefix="musehub-push-", suffix=".mpack") as handle:
         mpack_key, size = build_push_pack(

@@ -31,6 +31,8 @@ COMMIT_FIELDS = ("commit_id", "parent_ids", "snapshot_id", "branch", "message", 
 # MWP's spelling of parent_ids: derived from the hashed parents on the way out, never stored as metadata.
 DERIVED_FIELDS = ("metadata", "parent_commit_id", "parent2_commit_id")
 _READ_SIZE = 1024 * 1024
+# Stored blobs were size-checked when they arrived; reading them back only guards against absurd frames.
+_MAX_DECODED = 2**40
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,25 @@ def encode_blob(raw: bytes, *, min_size: int = 512, min_saving: float = 0.1) -> 
     if len(packed) <= len(raw) * (1 - min_saving):
         return packed, "zstd"
     return raw, ""
+
+
+def decode_verified(object_id: str, stored: bytes, encoding: str) -> bytes | None:
+    """Return the raw bytes of a stored blob when they decode and hash to *object_id*, else None."""
+    try:
+        raw = decode_blob(stored, encoding, max_bytes=_MAX_DECODED, where=object_id)
+    except MalformedPack:
+        return None
+    return raw if blob_id(raw) == object_id else None
+
+
+def skip_bytes(stream: IO[bytes], count: int) -> bool:
+    """Read and discard *count* bytes of *stream* (which may not seek); return False if it ends first."""
+    while count > 0:
+        data = stream.read(min(count, _READ_SIZE))
+        if not data:
+            return False
+        count -= len(data)
+    return True
 
 
 # --- reading ------------------------------------------------------------------

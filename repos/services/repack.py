@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,7 +33,6 @@ from django.db.models import Count, Exists, OuterRef
 
 from repos.bulk import insert_ignore
 from repos.errors import MalformedPack
-from repos.ids import blob_id
 from repos.models import MPack, MPackIndex, MPackKind, Object, Repo
 from repos.services.history import StoredBlob
 from repos.services.maintenance import (
@@ -45,13 +44,11 @@ from repos.services.maintenance import (
     mpack_uri,
     no_progress,
 )
-from wire.mpack import decode_blob, encode_blob, index_mpack
+from wire.mpack import decode_verified, encode_blob, index_mpack, skip_bytes
 from wire.storage import get_backend
 
 REPACKABLE_KINDS = (MPackKind.PUSH, MPackKind.SERVER, MPackKind.REPACK)
 SPLIT_FACTOR = 2
-_SKIP_CHUNK = 1024 * 1024
-_MAX_DECODED = 2**40
 
 
 @dataclass(frozen=True)
@@ -140,22 +137,6 @@ def select_packs(repo: Repo, *, max_packs: int | None = None, all_packs: bool = 
     return chosen if len(chosen) >= 2 else []
 
 
-def _skip(stream: IO[bytes], count: int) -> None:
-    while count > 0:
-        data = stream.read(min(count, _SKIP_CHUNK))
-        if not data:
-            raise MalformedPack("The pack ended early.")
-        count -= len(data)
-
-
-def _raw_of(object_id: str, stored: bytes, encoding: str) -> bytes | None:
-    try:
-        raw = decode_blob(stored, encoding, max_bytes=_MAX_DECODED, where=object_id)
-    except MalformedPack:
-        return None
-    return raw if blob_id(raw) == object_id else None
-
-
 def _copy_pack(pack: PackInfo, builder: PackBuilder, skipped: list[dict[str, str]]) -> None:
     """Copy the blobs indexed in *pack* (and not yet in *builder*) into *builder*, reading the pack once."""
     rows = (
@@ -179,10 +160,11 @@ def _copy_pack(pack: PackInfo, builder: PackBuilder, skipped: list[dict[str, str
                 if offset < position:  # two rows claim overlapping bytes: an index fsck will flag
                     skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "overlapping index entry"})
                     continue
-                _skip(stream, offset - position)
+                if not skip_bytes(stream, offset - position):
+                    raise MalformedPack("The pack ended early.")
                 stored = stream.read(length)
                 position = offset + len(stored)
-                raw = _raw_of(oid, stored, encoding or "") if len(stored) == length else None
+                raw = decode_verified(oid, stored, encoding or "") if len(stored) == length else None
                 if raw is None:
                     skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "bytes do not hash to id"})
                     continue
