@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "repos",
     "wire",
 ]
@@ -261,6 +262,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "MuseHub API",
     "DESCRIPTION": "Push, fetch and browse Muse repositories.",
     "VERSION": "1.0.0",
+    # The docs page's JavaScript ships with the hub (drf-spectacular-sidecar): no CDN needed.
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 LANGUAGE_CODE = "en-us"

@@ -255,3 +255,10 @@ def test_openapi_schema_lists_the_wire_endpoints():
     assert reply.status_code == 200
     paths = reply.json()["paths"]
     assert "/{owner}/{slug}/mpack/push" in paths and "/api/v1/repos" in paths
+
+
+def test_api_docs_page_needs_no_cdn():
+    reply = WireCaller().client.get("/api/docs/")
+    assert reply.status_code == 200
+    page = reply.content.decode()
+    assert "drf_spectacular_sidecar" in page and "cdn.jsdelivr" not in page
