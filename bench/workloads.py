@@ -131,7 +131,8 @@ def muse_push(
             manifest = wc.scan_tree(root)
             scan_seconds = time.perf_counter() - scan_started
             commit, snapshot = wc.make_commit(manifest, parent, branch=branch, message=message, author=AUTHOR)
-            blob_paths = wc.missing_blob_paths(client, manifest)
+            known = state.manifest.values() if tracks and state and parent == state.head else ()
+            blob_paths = wc.missing_blob_paths(client, manifest, known)
             with tempfile.TemporaryFile(prefix="bench-push-", suffix=".mpack") as handle:
                 with pack():
                     key, size = wc.build_push_pack(

@@ -120,3 +120,29 @@ def test_private_repo_permissions_through_the_client(live_server, alice, tmp_pat
 def test_usage_errors_exit_2():
     code, _, err = run("push")
     assert code == client.EXIT_USAGE and "usage" in err
+
+
+def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_path):
+    """A tracked folder's recorded head tells the client which blobs the hub already has."""
+    token = token_for(alice)
+    source = tmp_path / "src"
+    make_tree(source, count=50)
+    assert run("push", str(source), url, token=token)[0] == 0
+    (source / "dir0/sub0/file-0.txt").write_text("changed")
+    asked: list[int] = []
+    original = client.HubClient.filter_objects
+
+    def counting(self, object_ids):
+        ids = list(object_ids)
+        asked.append(len(ids))
+        return original(self, ids)
+
+    client.HubClient.filter_objects = counting
+    try:
+        assert run("push", str(source), url, token=token)[0] == 0
+    finally:
+        client.HubClient.filter_objects = original
+    assert asked == [1]
+    clone = tmp_path / "clone"
+    assert run("clone", url, str(clone))[0] == 0
+    assert tree_of(clone) == tree_of(source)

@@ -711,9 +711,13 @@ def remove_file(root: Path, relative: str) -> None:
 # --- packs ------------------------------------------------------------------------------
 
 
-def missing_blob_paths(client: HubClient, manifest: Mapping[str, str]) -> dict[str, str]:
-    """Return {object_id: a path holding it} for the blobs of *manifest* the hub lacks."""
-    missing = set(client.filter_objects(manifest.values()))
+def missing_blob_paths(client: HubClient, manifest: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Return {object_id: a path holding it} for the blobs of *manifest* the hub lacks.
+
+    Blobs in *known* (those of a parent the hub has) are not asked about.
+    """
+    held = set(known)
+    missing = set(client.filter_objects(oid for oid in manifest.values() if oid not in held))
     blob_paths: dict[str, str] = {}
     for relative, oid in manifest.items():
         if oid in missing:
@@ -933,7 +937,9 @@ def cmd_push(args: argparse.Namespace, out: Output) -> int:
     commit, snapshot = make_commit(
         manifest, parent, branch=branch, message=args.message or "Push from the MuseHub client", author=_author(args)
     )
-    blob_paths = missing_blob_paths(client, manifest)
+    # The hub holds every blob of DIR's recorded head when that head is the parent.
+    known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
+    blob_paths = missing_blob_paths(client, manifest, known)
 
     with tempfile.TemporaryFile(prefix="musehub-push-", suffix=".mpack") as handle:
         mpack_key, size = build_push_pack(

@@ -21,7 +21,7 @@ from repos import graph
 from repos.bulk import insert_ignore
 from repos.errors import MalformedPack
 from repos.ids import compute_commit_id, compute_snapshot_id
-from repos.manifests import directories_of, encode_manifest
+from repos.manifests import directories_of, encode_manifest, load_manifests
 from repos.models import (
     Commit,
     CommitGraph,
@@ -125,6 +125,12 @@ def check_connectivity(
         raise MalformedPack(f"Missing snapshots: {_describe(missing)} are neither in the pack nor in the repository.")
 
     objects = {oid for s in snapshots for oid in s["manifest"].values()} - pack_blobs
+    # What a parent's snapshot names the repo already holds (checked when that parent arrived):
+    # a small commit on a big tree then looks up only the blobs it changed.
+    edge = {p for c in commits for p in c["parent_ids"]} - pack_commits
+    edge_snapshots = CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("snapshot_id", flat=True)
+    for manifest in load_manifests(edge_snapshots).values():
+        objects.difference_update(manifest.values())
     missing = objects - seen_by_repo(ObjectRef, repo, "object_id", objects)
     if missing:
         raise MalformedPack(f"Missing blobs: {_describe(missing)} are neither in the pack nor in the repository.")
