@@ -146,3 +146,22 @@ def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_pa
     clone = tmp_path / "clone"
     assert run("clone", url, str(clone))[0] == 0
     assert tree_of(clone) == tree_of(source)
+
+
+def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+    """The stat cache: files whose size and mtime did not change keep their object id without a read."""
+    root = tmp_path / "tree"
+    make_tree(root, count=30)
+    past = 1_600_000_000
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    first = client.scan_tree(root)
+    reads: list[Path] = []
+    original = client.hash_file
+    monkeypatch.setattr(client, "hash_file", lambda path: reads.append(path) or original(path))
+    assert client.scan_tree(root) == first and reads == []
+    (root / "binary.bin").write_bytes(b"new content")
+    second = client.scan_tree(root)
+    assert reads == [root / "binary.bin"], "only the changed (and freshly modified) file is hashed"
+    assert second["binary.bin"] == client.hash_file(root / "binary.bin") != first["binary.bin"]

@@ -611,15 +611,45 @@ def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
                 yield to_manifest_path(prefix + name), path
 
 
+STAT_CACHE_FILE = "stat-cache.json"
+# A file modified this recently may change again within the same mtime tick: hash it, never cache it.
+RACY_SECONDS = 2
+
+
 def scan_tree(root: Path) -> dict[str, str]:
-    """Return the manifest {POSIX relative path: object id} of the regular files under *root*."""
+    """Return the manifest {POSIX relative path: object id} of the regular files under *root*.
+
+    Like git's index, ``DIR/.musehub/stat-cache.json`` remembers each file's
+    size, modification time and object id, so a file whose size and mtime are
+    unchanged is not read again; files modified in the last RACY_SECONDS are
+    always hashed.
+    """
+    cache_path = root / STATE_DIR / STAT_CACHE_FILE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    fresh: dict[str, list] = {}
     manifest: dict[str, str] = {}
+    racy_after = (time.time() - RACY_SECONDS) * 1e9
     for relative, path in iter_tree(root):
-        if path.stat().st_size > MAX_FILE_BYTES:
+        info = path.stat()
+        if info.st_size > MAX_FILE_BYTES:
             raise ClientError(
                 f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
             )
-        manifest[relative] = hash_file(path)
+        cached = cache.get(relative)
+        if isinstance(cached, list) and cached[:2] == [info.st_size, info.st_mtime_ns] and is_id(cached[2]):
+            manifest[relative] = cached[2]
+        else:
+            manifest[relative] = hash_file(path)
+        if info.st_mtime_ns < racy_after:
+            fresh[relative] = [info.st_size, info.st_mtime_ns, manifest[relative]]
+    with contextlib.suppress(OSError):  # the cache only saves time; a read-only folder still pushes
+        cache_path.parent.mkdir(exist_ok=True)
+        tmp = cache_path.with_name(f".{STAT_CACHE_FILE}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(fresh, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, cache_path)
     return manifest
 
 
