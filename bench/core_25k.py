@@ -252,24 +252,6 @@ def make_blobs(count: int, seed: int) -> tuple[dict[str, bytes], dict[str, str]]
     return blobs, manifest
 
 
-def build_pack(manifest: dict[str, str], blobs: dict[str, bytes], parent: str | None, message: str):
-    """Return (pack bytes, key, commit) for one commit of *manifest* holding *blobs* (zstd where it pays)."""
-    from wire.client import make_commit
-    from wire.mpack import MPackWriter, encode_blob
-
-    commit, snapshot = make_commit(manifest, parent, branch="main", message=message, author="core")
-    buffer = io.BytesIO()
-    writer = MPackWriter(buffer)
-    writer.write_commits([commit])
-    writer.write_snapshots([snapshot])
-    writer.begin_blobs(len(blobs))
-    for oid, raw in blobs.items():
-        stored, encoding = encode_blob(raw)
-        writer.write_blob(oid, stored, encoding)
-    key, _size = writer.finish({"main": commit["commit_id"]})
-    return buffer.getvalue(), key, commit
-
-
 def push(steps: list[Step], label: str, repo, user, pack: bytes, key: str, commit: dict, blobs: int, tm: bool) -> dict:
     from repos.models import MPackUpload
     from wire.push import create_mpack_upload, wire_push_unpack_mpack
@@ -388,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         blobs, manifest = make_blobs(args.blobs, args.seed)
         raw_total = sum(len(b) for b in blobs.values())
         t = time.perf_counter()
-        pack, key, commit = build_pack(manifest, blobs, None, "core 25k")
+        pack, key, commit = data.one_commit_pack(manifest, blobs, None, "core 25k", author="core")
         pack_seconds = time.perf_counter() - t
         print(
             f"made {len(blobs):,} blobs ({raw_total / 1024 / 1024:.1f} MiB raw) in {t - started:.1f}s; "
@@ -413,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
             changed[blob_id(raw)] = raw
             manifest2[path] = blob_id(raw)
-        pack2, key2, commit2 = build_pack(manifest2, changed, head1, "core: 10 files")
+        pack2, key2, commit2 = data.one_commit_pack(manifest2, changed, head1, "core: 10 files", author="core")
         push(steps, "push 2", repo, user, pack2, key2, commit2, len(changed), tm)
         with measure(steps, f"incremental fetch ({args.changed} changed files): want=[head2], have=[head]", tm):
             incr = wire_fetch_mpack(repo.repo_id, want=[commit2["commit_id"]], have=[head1])

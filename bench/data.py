@@ -13,6 +13,7 @@ Files live in nested folders ``dNN/sNN/`` (about 100 files per folder).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -160,3 +161,23 @@ def tree_bytes(root: Path) -> int:
         dirnames[:] = [d for d in dirnames if d not in (".musehub", ".git")]
         total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
     return total
+
+
+def one_commit_pack(
+    manifest: dict[str, str], blobs: dict[str, bytes], parent: str | None, message: str, *, author: str
+) -> tuple[bytes, str, dict]:
+    """Return (pack bytes, key, commit) for one commit of *manifest* holding *blobs* (zstd where it pays)."""
+    from wire.client import make_commit
+    from wire.mpack import MPackWriter, encode_blob
+
+    commit, snapshot = make_commit(manifest, parent, branch="main", message=message, author=author)
+    buffer = io.BytesIO()
+    writer = MPackWriter(buffer)
+    writer.write_commits([commit])
+    writer.write_snapshots([snapshot])
+    writer.begin_blobs(len(blobs))
+    for oid, raw in blobs.items():
+        stored, encoding = encode_blob(raw)
+        writer.write_blob(oid, stored, encoding)
+    key, _size = writer.finish({"main": commit["commit_id"]})
+    return buffer.getvalue(), key, commit

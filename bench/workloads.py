@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import data
 from bench.hub import StatsLog
 from wire import client as wc
-from wire.mpack import MPackWriter, encode_blob
 
 AUTHOR = "bench"
 
@@ -293,18 +293,11 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
                 oid = wc.blob_id(content)
                 manifest[relative] = oid
                 blobs[oid] = content
-            commit, snapshot = wc.make_commit(manifest, head, branch="main", message="small push", author=AUTHOR)
+            pack, key, commit = data.one_commit_pack(manifest, blobs, head, "small push", author=AUTHOR)
             with tempfile.TemporaryFile() as handle:
-                writer = MPackWriter(handle)
-                writer.write_commits([commit])
-                writer.write_snapshots([snapshot])
-                writer.begin_blobs(len(blobs))
-                for oid, raw in blobs.items():
-                    stored, encoding = encode_blob(raw)
-                    writer.write_blob(oid, stored, encoding)
-                key, size = writer.finish({"main": commit["commit_id"]})
+                handle.write(pack)
                 handle.seek(0)
-                client.upload(handle, key, size)
+                client.upload(handle, key, len(pack))
             client.push(
                 mpack_key=key,
                 branch="main",
