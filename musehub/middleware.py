@@ -19,7 +19,7 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request):
         limit = settings.MUSEHUB_MAX_REQUEST_BYTES
-        if request.path.endswith(("/push", "/push/objects")):
+        if request.path.endswith(("/push", "/push/objects")) and not request.path.endswith("/mpack/push"):
             limit = settings.MUSEHUB_MAX_PUSH_REQUEST_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)

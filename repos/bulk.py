@@ -16,8 +16,11 @@ from django.db import connection, models
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 
 
-def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Insert *rows* (values in *fields* order) into *model*'s table, skipping rows that already exist."""
+def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Insert *rows* (values in *fields* order) into *model*'s table, skipping rows that already exist.
+
+    Return how many rows were inserted (those that already existed do not count).
+    """
     meta_fields = [model._meta.get_field(name) for name in fields]
     prepare = [
         (lambda value, f=f: f.get_db_prep_save(value, connection)) if f.get_internal_type() in _PREPARED else None
@@ -25,10 +28,11 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     ]
     batch = [tuple(p(value) if p else value for p, value in zip(prepare, row, strict=True)) for row in rows]
     if not batch:
-        return
+        return 0
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in meta_fields)
     marks = ", ".join(["%s"] * len(meta_fields))
     sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:
         cursor.executemany(sql, batch)
+        return cursor.rowcount

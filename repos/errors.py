@@ -57,6 +57,13 @@ class PermissionDenied(MuseHubError):
     default_message = "You do not have permission to do that."
 
 
+class BadSignature(PermissionDenied):
+    """A hub-signed storage URL is forged, for another method, or expired."""
+
+    code = "bad_signature"
+    default_message = "The storage URL signature is invalid."
+
+
 class NotFound(MuseHubError):
     code = "not_found"
     status = 404

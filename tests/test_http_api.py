@@ -262,3 +262,9 @@ def test_api_docs_page_needs_no_cdn():
     assert reply.status_code == 200
     page = reply.content.decode()
     assert "drf_spectacular_sidecar" in page and "cdn.jsdelivr" not in page
+
+
+def test_native_push_body_keeps_the_ordinary_request_limit(as_alice, alice, settings):
+    settings.MUSEHUB_MAX_REQUEST_BYTES = 100
+    reply = as_alice.post(f"/{alice.username}/big/mpack/push", {"mpack_key": "x" * 200})
+    assert reply.status == 413, "only MWP's push and push/objects get the larger push limit"

@@ -21,9 +21,9 @@ from django.db import transaction
 from musehub.metrics import note_transfer, transfer
 from repos.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
 from repos.ids import is_id
-from repos.models import CommitRef, MPack, MPackKind, MPackUpload, ObjectRef, Repo
+from repos.models import CommitRef, MPack, MPackKind, MPackUpload, Repo
 from repos.selectors import branch_heads, repo_by_id
-from repos.services.history import StoredBlob, check_connectivity, seen_by_repo, verify_history, write_history
+from repos.services.history import StoredBlob, check_connectivity, verify_history, write_history
 from repos.services.repos import move_branch, validate_branch_name
 from wire.mpack import PackContents, PackLimits, index_mpack
 from wire.storage import get_backend
@@ -167,10 +167,6 @@ def wire_push_unpack_mpack(
     ):
         raise MalformedPack(f"head_commit_id {head_commit_id} is neither in the pack nor in the repository.")
 
-    commits_added = len(pack_commits - seen_by_repo(CommitRef, repo, "commit_id", pack_commits))
-    blob_ids = [b.object_id for b in contents.blobs]
-    blobs_added = len(set(blob_ids) - seen_by_repo(ObjectRef, repo, "object_id", blob_ids))
-
     if source.upload is not None and not source.upload.promoted:
         get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
         # Committed on its own: a retry after a failed transaction reads the promoted pack.
@@ -186,17 +182,17 @@ def wire_push_unpack_mpack(
     )
     blobs = [StoredBlob(b.object_id, b.size, b.offset, b.length, b.encoding, b.content) for b in contents.blobs]
     with transaction.atomic():
-        write_history(repo, commits=contents.commits, snapshots=contents.snapshots, blobs=blobs, mpack=mpack)
+        added = write_history(repo, commits=contents.commits, snapshots=contents.snapshots, blobs=blobs, mpack=mpack)
         if head_commit_id:
             move_branch(repo, branch, head_commit_id, force=force)
         if source.upload is not None:
             MPackUpload.objects.filter(repo=repo, mpack_key=mpack_key).delete()
-    note_transfer(head=head_commit_id, commits=commits_added, blobs=blobs_added, bytes=contents.size)
+    note_transfer(head=head_commit_id, commits=added.commits, blobs=added.blobs, bytes=contents.size)
     return {
         "ok": True,
         "branch": branch,
         "head_commit_id": head_commit_id,
         "branch_heads": branch_heads(repo),
-        "commits_added": commits_added,
-        "blobs_added": blobs_added,
+        "commits_added": added.commits,
+        "blobs_added": added.blobs,
     }

@@ -35,7 +35,7 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from repos.errors import StorageUnavailable
+from repos.errors import BadSignature, StorageUnavailable
 from repos.ids import hex_of
 
 SIGNING_SALT = "musehub.storage-url"
@@ -208,10 +208,6 @@ class MPackStore:
         with self._errors("look up an mpack"):
             return self._exists(mpack_name(mpack_id))
 
-    def mpack_size(self, mpack_id: str) -> int:
-        with self._errors("size an mpack"):
-            return self._size(mpack_name(mpack_id))
-
     def mpack_modified_time(self, mpack_id: str) -> dt.datetime | None:
         """Return when the pack was written (aware), or None when it is not in storage (gc's grace period)."""
         with self._errors("look up an mpack"):
@@ -372,20 +368,16 @@ class FileSystemMPackStore(MPackStore):
         return self.storage.path(name)
 
 
-class SignedUrlError(Exception):
-    """A hub-signed storage URL is forged, for another method, or expired."""
-
-
 def verify_signed_url(token: str, method: str) -> str:
-    """Return the storage name a hub-signed URL grants *method* on; raise SignedUrlError otherwise."""
+    """Return the storage name a hub-signed URL grants *method* on; raise BadSignature otherwise."""
     try:
         claims = signing.loads(token, salt=SIGNING_SALT)
     except signing.BadSignature as exc:
-        raise SignedUrlError("The storage URL signature is invalid.") from exc
+        raise BadSignature() from exc
     if claims.get("m") != method:
-        raise SignedUrlError(f"This storage URL does not allow {method}.")
+        raise BadSignature(f"This storage URL does not allow {method}.")
     if int(claims.get("e", 0)) < time.time():
-        raise SignedUrlError("This storage URL has expired; ask the hub for a new one.")
+        raise BadSignature("This storage URL has expired; ask the hub for a new one.")
     return claims["n"]
 
 

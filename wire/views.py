@@ -15,9 +15,6 @@ import tempfile
 from django.conf import settings
 from django.core.files import File
 from django.http import FileResponse, HttpResponse
-from django.utils.decorators import method_decorator
-from django.views import View
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser
@@ -26,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from repos.access import repo_for, repo_for_push
-from repos.errors import AuthenticationRequired, BadRequest, MuseHubError, NotFound, PayloadTooLarge
+from repos.errors import AuthenticationRequired, BadRequest, NotFound, PayloadTooLarge
 from repos.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
 from repos.models import MPackUpload, ObjectRef, Role
 from repos.selectors import branch_heads
@@ -36,12 +33,10 @@ from wire import mwp
 from wire import serializers as s
 from wire.authentication import BearerTokenAuthentication
 from wire.codecs import MsgpackParser, MsgpackRenderer
-from wire.exceptions import error_body
 from wire.fetch import wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 from wire.storage import (
     FileSystemMPackStore,
-    SignedUrlError,
     get_backend,
     staged_object_name,
     staging_name,
@@ -267,35 +262,16 @@ class CollaboratorView(ApiView):
 # --- signed storage URLs (filesystem backend) ----------------------------------------------------
 
 
-def _json_error(exc: MuseHubError) -> HttpResponse:
-    response = HttpResponse(
-        JSONRenderer().render(error_body(exc.code, exc.message)), status=exc.status, content_type="application/json"
-    )
-    for name, value in exc.headers().items():
-        response[name] = value
-    return response
-
-
-@method_decorator(csrf_exempt, name="dispatch")
-class SignedStorageView(View):
+class SignedStorageView(APIView):
     """The filesystem backend's signed URLs: GET (honouring Range) downloads, PUT uploads.
 
     The signature names one storage key, one method and an expiry, so the URL
-    needs no other credentials; uploads are checked against the slot's size and key.
+    needs no other credentials (and any token sent along is ignored); uploads are
+    checked against the slot's size and key. Errors take the usual JSON shape.
     """
 
-    def dispatch(self, request, *args, **kwargs):
-        try:
-            return super().dispatch(request, *args, **kwargs)
-        except SignedUrlError as exc:
-            return self._forbidden(str(exc))
-        except MuseHubError as exc:
-            return _json_error(exc)
-
-    @staticmethod
-    def _forbidden(message: str) -> HttpResponse:
-        body = JSONRenderer().render(error_body("bad_signature", message))
-        return HttpResponse(body, status=403, content_type="application/json")
+    authentication_classes: list = []
+    renderer_classes = [JSONRenderer]
 
     @staticmethod
     def _store() -> FileSystemMPackStore:

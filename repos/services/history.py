@@ -161,6 +161,14 @@ def _generations(commits: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return result
 
 
+@dataclass
+class Added:
+    """What one write gave a repository that it did not see before."""
+
+    commits: int = 0
+    blobs: int = 0
+
+
 def write_history(
     repo: Repo,
     *,
@@ -168,13 +176,15 @@ def write_history(
     snapshots: Sequence[Mapping[str, Any]],
     blobs: Sequence[StoredBlob] = (),
     mpack: MPack | None = None,
-) -> None:
+) -> Added:
     """Insert rows and refs for *commits*, *snapshots* and *blobs* (idempotent; call inside a transaction).
 
     Blobs are recorded as living in *mpack* (``mpack://<key>`` plus an index
     entry); small ones also get ``content_cache``. Commits and snapshots are
-    stored in the database only.
+    stored in the database only. Return how many commits and blobs *repo*
+    gained (ones it already had do not count).
     """
+    added = Added()
     if mpack is not None:
         insert_ignore(
             MPack,
@@ -219,7 +229,7 @@ def write_history(
             ["entity_id", "mpack_id", "entity_type", "offset", "length", "encoding", "created_at"],
             ((b.object_id, mpack.mpack_id, "object", b.offset, b.length, b.encoding, now) for b in blobs),
         )
-        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, b.object_id) for b in blobs))
+        added.blobs = insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, b.object_id) for b in blobs))
     if snapshots:
         insert_ignore(
             Snapshot,
@@ -274,4 +284,5 @@ def write_history(
             ["commit_id", "parent_ids", "generation", "snapshot_id"],
             ((c["commit_id"], list(c["parent_ids"]), gens[c["commit_id"]], c["snapshot_id"]) for c in commits),
         )
-        insert_ignore(CommitRef, ["repo", "commit"], ((repo.repo_id, c["commit_id"]) for c in commits))
+        added.commits = insert_ignore(CommitRef, ["repo", "commit"], ((repo.repo_id, c["commit_id"]) for c in commits))
+    return added
