@@ -235,7 +235,7 @@ def instrument() -> None:
 
 def make_blobs(count: int, seed: int) -> tuple[dict[str, bytes], dict[str, str]]:
     """Return ({object id: raw}, manifest {path: object id}) for *count* seeded blobs."""
-    from repos.ids import blob_id
+    from musehub_core.ids import blob_id
 
     rng = random.Random(seed)
     maker = data.ContentMaker(rng)
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest2 = dict(manifest)
         for path in sorted(rng.sample(sorted(manifest), args.changed)):
             raw = maker.make("text", rng.randint(1024, 16384))
-            from repos.ids import blob_id
+            from musehub_core.ids import blob_id
 
             changed[blob_id(raw)] = raw
             manifest2[path] = blob_id(raw)

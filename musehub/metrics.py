@@ -50,7 +50,7 @@ from prometheus_client import (
 )
 
 from musehub.logs import body_sizes, current_user_name, route_of
-from repos.errors import MuseHubError
+from musehub_core.errors import MuseHubError
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(1024 * 4**n for n in range(12))  # 1 KiB … 4 GiB

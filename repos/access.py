@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from repos.errors import AuthenticationRequired, Conflict, PermissionDenied, RepoNotFound
+from musehub_core.errors import AuthenticationRequired, Conflict, PermissionDenied, RepoNotFound
 from repos.models import Collaborator, Repo, Role
 from repos.selectors import repo_by_name
 

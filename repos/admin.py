@@ -27,8 +27,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from musehub_core.errors import MuseHubError
 from repos import models, selectors
-from repos.errors import MuseHubError
 from repos.manifests import decode_manifest
 from repos.services.integrity import verify_mpack
 from repos.services.proposals import close_proposal, reopen_proposal

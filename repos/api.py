@@ -21,10 +21,10 @@ from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from musehub_core.errors import BadRequest, RefNotFound
 from repos import api_serializers as s
 from repos import selectors
 from repos.access import repo_for
-from repos.errors import BadRequest, RefNotFound
 from repos.models import Repo, Role
 from repos.services import proposals
 from wire.blobs import read_blob

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from repos.errors import MergeConflict
-from repos.manifests import directories_of
+from musehub_core.errors import MergeConflict
+from musehub_core.manifests import directories_of
 
 BOTH_MODIFIED = "both_modified"
 BOTH_ADDED = "both_added"

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
+from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
+from musehub_core.ids import is_hex, is_id
+from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
 from repos import graph
-from repos.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
-from repos.ids import is_hex, is_id
-from repos.manifests import ManifestDiff, diff_manifests, is_under, load_manifests
+from repos.manifests import load_manifests
 from repos.models import Branch, Commit, CommitGraph, CommitRef, Object, Proposal, ProposalState, Repo
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.mpack import build_wire_mpack, encode_blob
 from repos.models import Repo
 from repos.services.repos import create_repo
-from wire.mpack import build_wire_mpack, encode_blob
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 from wire.storage import get_backend
 

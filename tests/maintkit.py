@@ -10,11 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
+from musehub_core.mpack import parse_wire_mpack
 from repos.models import Branch, MPackIndex
 from tests.factories import History, push_history
 from wire.fetch import wire_fetch_mpack
-from wire.mpack import parse_wire_mpack
 from wire.storage import get_backend
 
 MPACK_READS = {"get_mpack", "open_mpack", "get_range"}

@@ -6,9 +6,9 @@ import datetime as dt
 
 import msgpack
 
-from repos.ids import fake_id
+from musehub_core.ids import fake_id
+from musehub_core.mpack import build_wire_mpack
 from repos.models import Commit, CommitGraph, CommitRef, MPackIndex, Object, ObjectRef, Snapshot, SnapshotRef
-from wire.mpack import build_wire_mpack
 from wire.storage import StorageOp
 
 MPACK_READS = {"get_mpack", "open_mpack", "get_range"}

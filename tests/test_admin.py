@@ -10,8 +10,8 @@ from django.contrib.admin.utils import quote
 from django.test import Client
 from django.urls import reverse
 
+from musehub_core.ids import blob_id
 from repos import models
-from repos.ids import blob_id
 from repos.services.commits import commit_files_to_repo
 from repos.services.proposals import create_proposal
 from tests.factories import History, build_pack, make_repo, make_user, push_history, uid

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from musehub_core.mpack import index_mpack
 from repos.models import ApiToken, Collaborator, Role
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
 from wire import client
-from wire.mpack import index_mpack
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

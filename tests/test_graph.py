@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
+from musehub_core.ids import fake_id
 from repos import graph
 from repos.bulk import insert_ignore
-from repos.ids import fake_id
 from repos.models import CommitGraph
 from tests.factories import History, make_repo, push_history
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from repos.errors import NonFastForward, PackNotFound
-from repos.ids import blob_id
+from musehub_core.errors import NonFastForward, PackNotFound
+from musehub_core.ids import blob_id
 from repos.models import Commit, CommitGraph, MPackUpload, Repo, StagedObject
 from tests.factories import History, build_pack, make_repo, make_user, push_history, stage_mpack, uid
 from tests.httpkit import WireCaller, row_counts, token_for

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from repos.models import ApiToken, Collaborator, Repo, Role
 from tests.factories import History, build_pack, make_repo, make_user, uid
 from tests.httpkit import WireCaller, row_counts, token_for

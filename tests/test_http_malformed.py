@@ -6,7 +6,7 @@ import msgpack
 import pytest
 import zstandard
 
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
 from tests.factories import History, make_user, timestamp, uid
 from tests.httpkit import WireCaller, row_counts, token_for
 from tests.test_http_api import http_push

@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repos.ids import (
+from musehub_core.ids import (
     PREFIX,
     blob_id,
     compute_branch_id,

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from musehub.logs import JsonFormatter, redact
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from tests.deploykit import PRODUCTION_ENV, django_process
 from tests.factories import History, build_pack, make_user, uid
 from tests.httpkit import WireCaller, token_for

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from repos.ids import blob_id, compute_branch_id, fake_id
+from musehub_core.ids import blob_id, compute_branch_id, fake_id
 from repos.models import Branch, MPack, MPackIndex, MPackKind, Object, Snapshot
 from repos.services.commits import commit_files_to_repo
 from tests.factories import History, build_pack, make_repo, push_history

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from repos.ids import blob_id, fake_id
+from musehub_core.ids import blob_id, fake_id
 from repos.models import (
     Commit,
     CommitGraph,

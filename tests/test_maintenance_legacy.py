@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from repos.errors import FetchNotIndexedError
-from repos.ids import blob_id, compute_branch_id
+from musehub_core.errors import FetchNotIndexedError
+from musehub_core.ids import blob_id, compute_branch_id
 from repos.models import Branch, MPack, MPackIndex, MPackKind, Object, ObjectRef
 from tests.factories import build_pack, make_repo
 from tests.maintkit import fetch_all, packs_read, random_blob, run_failing, run_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from repos.models import MPack, MPackIndex, MPackKind, Object
 from repos.services.repack import build_repack, geometric_split, select_packs, switch_repack
 from tests.factories import History, make_repo, push_history

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from repos.management.base import MaintenanceCommand, human_bytes
 from repos.models import MPack
 from repos.services.commits import commit_files_to_repo

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from repos.errors import MergeConflict
-from repos.ids import fake_id
-from repos.manifests import diff_manifests
+from musehub_core.errors import MergeConflict
+from musehub_core.ids import fake_id
+from musehub_core.manifests import diff_manifests
 from repos.merge import (
     BOTH_ADDED,
     BOTH_MODIFIED,

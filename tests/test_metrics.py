@@ -7,7 +7,7 @@ import requests
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from tests.factories import History, build_pack, make_user, uid
 from tests.httpkit import WireCaller, token_for
 from tests.mwpkit import LocalRepo

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 import zstandard
 
-from repos.errors import MalformedPack
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id
-from wire.mpack import (
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id
+from musehub_core.mpack import (
     MPackWriter,
     PackLimits,
     build_wire_mpack,

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from repos.ids import from_wire_hex
+from musehub_core.ids import from_wire_hex
+from musehub_core.mpack import parse_wire_mpack
 from repos.models import Commit, MPackIndex, Object, Repo, Snapshot, StagedObject
 from tests.factories import History, make_repo, make_user, push_history, uid
 from tests.httpkit import row_counts, token_for
 from tests.mwpkit import HttpError, LocalRepo, MwpClient, commit_id
 from wire.fetch import wire_fetch_mpack
-from wire.mpack import parse_wire_mpack
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

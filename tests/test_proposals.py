@@ -7,8 +7,7 @@ import time
 import pytest
 from django.db import transaction
 
-from repos import graph
-from repos.errors import (
+from musehub_core.errors import (
     AuthenticationRequired,
     BadRequest,
     BranchMoved,
@@ -18,7 +17,8 @@ from repos.errors import (
     PermissionDenied,
     RepoNotFound,
 )
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from repos import graph
 from repos.manifests import load_manifest
 from repos.models import (
     Collaborator,

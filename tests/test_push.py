@@ -13,8 +13,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from repos.errors import MalformedPack, NonFastForward, PackNotFound
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id
+from musehub_core.errors import MalformedPack, NonFastForward, PackNotFound
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id
+from musehub_core.mpack import build_wire_mpack, commit_to_wire, decode_blob, encode_blob, parse_wire_mpack
 from repos.manifests import load_manifest
 from repos.models import (
     Branch,
@@ -31,7 +32,6 @@ from repos.models import (
 from repos.services.commits import commit_files_to_repo
 from tests.factories import History, build_pack, make_repo, push_history, stage_mpack, timestamp, uid
 from wire.fetch import wire_fetch_mpack
-from wire.mpack import build_wire_mpack, commit_to_wire, decode_blob, encode_blob, parse_wire_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 from wire.storage import get_backend, record_storage_ops
 

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from repos.ids import blob_id
+from musehub_core.ids import blob_id
 from repos.models import Collaborator, Commit, Object, Role
 from repos.selectors import branch_heads
 from repos.services.commits import commit_files_to_repo

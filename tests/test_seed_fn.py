@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from repos.errors import FetchNotIndexedError
-from repos.ids import blob_id, fake_id
+from musehub_core.errors import FetchNotIndexedError
+from musehub_core.ids import blob_id, fake_id
+from musehub_core.mpack import parse_wire_mpack
 from repos.models import Object
 from tests.factories import make_repo
 from tests.seedkit import give_repo, index_object_in_mpack, make_commit, mpack_of, reads_of
 from wire.fetch import wire_fetch_mpack
-from wire.mpack import parse_wire_mpack
 from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from repos.errors import FetchNotIndexedError, IntegrityError, MalformedPack
-from repos.ids import blob_id
+from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack
+from musehub_core.ids import blob_id
+from musehub_core.mpack import decode_verified, index_mpack, skip_bytes
 from repos.models import MPack, MPackIndex, Object
-from wire.mpack import decode_verified, index_mpack, skip_bytes
 from wire.storage import MAX_SPANS, coalesce_ranges, get_backend
 
 log = logging.getLogger("musehub.blobs")

@@ -46,8 +46,8 @@ network error (HTTP 5xx, connection failure, downloaded data failing its
 integrity checks); 130 interrupted. Errors are one line ``error: <detail>`` on
 stderr.
 
-This module imports no Django: only ``wire.mpack``, ``repos.ids`` and
-``repos.errors`` from the project, plus msgpack, zstandard and requests.
+This module imports no Django: only ``musehub_core.mpack``, ``musehub_core.ids`` and
+``musehub_core.errors`` from the project, plus msgpack, zstandard and requests.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ from urllib.parse import urljoin, urlsplit
 import msgpack
 import requests
 
-from repos.errors import MalformedPack
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
-from wire.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, encode_blob, index_mpack
-from wire.mpack import validate_path as _validate_manifest_path
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
+from musehub_core.manifests import validate_path as _validate_manifest_path
+from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, encode_blob, index_mpack
 
 # --- exit codes and errors ----------------------------------------------------------
 

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from musehub.metrics import count_error
-from repos.errors import MuseHubError
+from musehub_core.errors import MuseHubError
 
 log = logging.getLogger("musehub.errors")
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from musehub.metrics import note_transfer, transfer
+from musehub_core.errors import BadRequest, RefNotFound
+from musehub_core.ids import is_id
+from musehub_core.mpack import MPackWriter
 from repos import graph
-from repos.errors import BadRequest, RefNotFound
-from repos.ids import is_id
 from repos.manifests import load_manifests
 from repos.models import Commit, CommitGraph, CommitRef, MPack, MPackKind, Repo
 from repos.selectors import branch_heads, repo_by_id
 from wire.blobs import BlobPlan, plan_blob_reads, read_blobs
-from wire.mpack import MPackWriter
 from wire.storage import get_backend
 
 log = logging.getLogger("musehub.fetch")

@@ -22,10 +22,11 @@ from django.db import transaction
 from django.db.models import Sum
 
 from musehub.metrics import note_transfer, transfer
+from musehub_core.errors import BadRequest, MalformedPack, PayloadTooLarge
+from musehub_core.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
+from musehub_core.mpack import normalize_commit, normalize_snapshot
 from repos import graph
 from repos.bulk import insert_ignore
-from repos.errors import BadRequest, MalformedPack, PayloadTooLarge
-from repos.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
 from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
 from repos.selectors import branch_heads
 from repos.services.history import check_connectivity, seen_by_repo, verify_history, write_history
@@ -33,7 +34,6 @@ from repos.services.packs import pack_blobs
 from repos.services.repos import move_branch, validate_branch_name
 from wire.blobs import plan_blob_reads, read_blobs
 from wire.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
-from wire.mpack import normalize_commit, normalize_snapshot
 from wire.push import pack_limits
 from wire.storage import get_backend
 

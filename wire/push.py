@@ -19,13 +19,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from musehub.metrics import note_transfer, transfer
-from repos.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
-from repos.ids import is_id
+from musehub_core.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
+from musehub_core.ids import is_id
+from musehub_core.mpack import PackContents, PackLimits, index_mpack
 from repos.models import CommitRef, MPack, MPackKind, MPackUpload, Repo
 from repos.selectors import branch_heads, repo_by_id
 from repos.services.history import StoredBlob, check_connectivity, verify_history, write_history
 from repos.services.repos import move_branch, validate_branch_name
-from wire.mpack import PackContents, PackLimits, index_mpack
 from wire.storage import get_backend
 
 log = logging.getLogger("musehub.push")

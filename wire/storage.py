@@ -35,8 +35,8 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from repos.errors import BadSignature, StorageUnavailable
-from repos.ids import hex_of
+from musehub_core.errors import BadSignature, StorageUnavailable
+from musehub_core.ids import hex_of
 
 SIGNING_SALT = "musehub.storage-url"
 # Ranges closer than this are read as one span; past MAX_SPANS the whole pack is streamed.

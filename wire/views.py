@@ -22,9 +22,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from musehub_core.errors import AuthenticationRequired, BadRequest, NotFound, PayloadTooLarge
+from musehub_core.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
 from repos.access import repo_for, repo_for_push
-from repos.errors import AuthenticationRequired, BadRequest, NotFound, PayloadTooLarge
-from repos.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
 from repos.models import MPackUpload, ObjectRef, Role
 from repos.selectors import branch_heads
 from repos.services.history import seen_by_repo

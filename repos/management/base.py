@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from repos.errors import RepoNotFound, StorageUnavailable
+from musehub_core.errors import RepoNotFound, StorageUnavailable
 from repos.models import Repo
 from repos.selectors import repo_by_name
 from repos.services.maintenance import Progress, no_progress

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 
 from django.db import transaction
 
-from repos.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.manifests import validate_path
 from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
 from repos.services.history import seen_by_repo, write_history
 from repos.services.packs import pack_blobs
 from repos.services.repos import move_branch, validate_branch_name
-from wire.mpack import validate_path
 
 
 def commit_files_to_repo(

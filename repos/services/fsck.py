@@ -30,8 +30,9 @@ from typing import Any
 
 from django.db.models import Q
 
-from repos.errors import MalformedPack
-from repos.ids import blob_id
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id
+from musehub_core.mpack import BlobEntry, decode_verified, index_mpack, skip_bytes
 from repos.manifests import decode_manifest
 from repos.models import (
     Branch,
@@ -48,7 +49,6 @@ from repos.models import (
     SnapshotRef,
 )
 from repos.services.maintenance import CHUNK, Progress, chunks, maintenance_limits, no_progress
-from wire.mpack import BlobEntry, decode_verified, index_mpack, skip_bytes
 from wire.storage import get_backend
 
 ERROR = "error"

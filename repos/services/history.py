@@ -17,11 +17,12 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Model
 
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import compute_commit_id, compute_snapshot_id
+from musehub_core.manifests import directories_of
 from repos import graph
 from repos.bulk import insert_ignore
-from repos.errors import MalformedPack
-from repos.ids import compute_commit_id, compute_snapshot_id
-from repos.manifests import directories_of, encode_manifest, load_manifests
+from repos.manifests import encode_manifest, load_manifests
 from repos.models import (
     Commit,
     CommitGraph,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from repos.errors import MalformedPack
+from musehub_core.errors import MalformedPack
+from musehub_core.mpack import index_mpack
 from repos.models import MPackIndex
 from repos.services.maintenance import maintenance_limits
-from wire.mpack import index_mpack
 from wire.storage import get_backend
 
 

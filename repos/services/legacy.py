@@ -28,13 +28,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id
+from musehub_core.mpack import decode_blob, encode_blob, index_mpack
 from repos.bulk import insert_ignore
-from repos.errors import MalformedPack
-from repos.ids import blob_id
 from repos.models import MPack, MPackIndex, MPackKind, Object
 from repos.services.history import StoredBlob
 from repos.services.maintenance import CHUNK, PackBuilder, Progress, chunks, maintenance_limits, mpack_uri, no_progress
-from wire.mpack import decode_blob, encode_blob, index_mpack
 from wire.storage import get_backend
 
 DEFAULT_BATCH_BLOBS = 10_000

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
+from musehub_core.mpack import MPackWriter, PackLimits
 from repos.models import (
     Branch,
     Commit,
@@ -35,7 +36,6 @@ from repos.models import (
     SnapshotRef,
 )
 from repos.services.history import StoredBlob
-from wire.mpack import MPackWriter, PackLimits
 from wire.storage import get_backend
 
 CHUNK = 10_000

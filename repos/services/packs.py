@@ -7,9 +7,9 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
+from musehub_core.mpack import MPackWriter, encode_blob
 from repos.models import MPack, MPackKind
 from repos.services.history import StoredBlob
-from wire.mpack import MPackWriter, encode_blob
 from wire.storage import get_backend
 
 _SPOOL_BYTES = 16 * 1024 * 1024

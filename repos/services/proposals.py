@@ -23,9 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Max, TextChoices
 
-from repos import graph
-from repos.access import require
-from repos.errors import (
+from musehub_core.errors import (
     AuthenticationRequired,
     BadRequest,
     BranchMoved,
@@ -34,7 +32,9 @@ from repos.errors import (
     NonFastForward,
     NotFound,
 )
-from repos.ids import compute_commit_id, compute_snapshot_id
+from musehub_core.ids import compute_commit_id, compute_snapshot_id
+from repos import graph
+from repos.access import require
 from repos.merge import merge_manifests
 from repos.models import Branch, Proposal, ProposalState, Repo, Role
 from repos.selectors import branch_heads, manifests_of_commits, repo_by_id

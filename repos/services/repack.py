@@ -31,8 +31,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 
+from musehub_core.errors import MalformedPack
+from musehub_core.mpack import decode_verified, encode_blob, index_mpack, skip_bytes
 from repos.bulk import insert_ignore
-from repos.errors import MalformedPack
 from repos.models import MPack, MPackIndex, MPackKind, Object, Repo
 from repos.services.history import StoredBlob
 from repos.services.maintenance import (
@@ -44,7 +45,6 @@ from repos.services.maintenance import (
     mpack_uri,
     no_progress,
 )
-from wire.mpack import decode_verified, encode_blob, index_mpack, skip_bytes
 from wire.storage import get_backend
 
 REPACKABLE_KINDS = (MPackKind.PUSH, MPackKind.SERVER, MPackKind.REPACK)

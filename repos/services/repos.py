@@ -9,9 +9,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from musehub_core.errors import BadRequest, Conflict, NonFastForward, NotFound, RefNotFound
+from musehub_core.ids import compute_branch_id, compute_identity_id, compute_repo_id
 from repos import graph
-from repos.errors import BadRequest, Conflict, NonFastForward, NotFound, RefNotFound
-from repos.ids import compute_branch_id, compute_identity_id, compute_repo_id
 from repos.models import Branch, Collaborator, CommitRef, Repo, Role, Visibility, slug_validator
 
 

@@ -22,8 +22,9 @@ from typing import IO, Any
 import msgpack
 import zstandard
 
-from repos.errors import MalformedPack
-from repos.ids import PREFIX, blob_id, is_id
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import PREFIX, blob_id, is_id
+from musehub_core.manifests import validate_path
 
 TOP_LEVEL_KEYS = ("commits", "snapshots", "blobs", "branch_heads")
 ENCODINGS = ("", "zstd")
@@ -71,29 +72,6 @@ class PackContents:
 
 
 # --- validation helpers -------------------------------------------------------
-
-
-def validate_path(path: object, where: str) -> str:
-    """Return *path* when it is a relative POSIX path, else raise MalformedPack naming it."""
-    if not isinstance(path, str) or not path:
-        raise MalformedPack(f"{where}: a manifest path must be a non-empty string.")
-    problem = None
-    if path.startswith("/"):
-        problem = "is absolute"
-    elif "\0" in path:
-        problem = "contains NUL"
-    elif "\\" in path:
-        problem = "contains a backslash"
-    elif len(path.encode()) > 4096:
-        problem = "is longer than 4096 bytes"
-    else:
-        for segment in path.split("/"):
-            if segment in ("", ".", ".."):
-                problem = "has an empty, '.' or '..' segment"
-                break
-    if problem:
-        raise MalformedPack(f"{where}: manifest path {path!r} {problem}.")
-    return path
 
 
 def _require_id(value: object, where: str) -> str:

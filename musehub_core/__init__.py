@@ -1,0 +1,5 @@
+"""The pure-Python core shared by the hub and the client: ids, errors, manifests and the mpack codec.
+
+Nothing here imports Django (a test and an import-linter contract keep it so):
+the installable client ships this package beside its own.
+"""
