@@ -10,10 +10,15 @@ business (``repos.manifests``); this module only computes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from musehub_core.errors import MalformedPack
+from musehub_core.ids import PREFIX, hex_of
 
 MAX_PATH_BYTES = 4096
 
@@ -122,3 +127,120 @@ def apply_delta(base: Mapping[str, str], delta: ManifestDelta, *, where: str = "
             raise MalformedPack(f"{where}: 'delete' names {path!r}, which its base does not hold.")
     manifest.update(delta.set)
     return manifest
+
+
+def delta_of(snapshot: Mapping[str, Any]) -> ManifestDelta | None:
+    """Return the delta a normalized SnapshotDict carries, or None for a full one."""
+    if "base" not in snapshot:
+        return None
+    return ManifestDelta(set=dict(snapshot.get("set") or {}), delete=list(snapshot.get("delete") or []))
+
+
+def snapshot_dict(
+    snapshot_id: str,
+    manifest: Mapping[str, str],
+    *,
+    base: tuple[str, Mapping[str, str]] | None = None,
+    created_at: str = "",
+) -> dict[str, Any]:
+    """Return the SnapshotDict to send for *manifest*: a delta against *base* (id, manifest) when that is smaller.
+
+    Every sender (push, fetch, merges) builds its snapshot dicts here.
+    """
+    if base is not None:
+        delta = make_delta(base[1], manifest)
+        if delta_pays(delta, manifest):
+            return {
+                "snapshot_id": snapshot_id,
+                "base": base[0],
+                "set": delta.set,
+                "delete": delta.delete,
+                "created_at": created_at,
+            }
+    return {"snapshot_id": snapshot_id, "manifest": dict(manifest), "created_at": created_at}
+
+
+# --- trees: a manifest with its snapshot id kept cheap to recompute --------------------------------
+
+
+class Tree:
+    """A manifest together with its sorted ``path NUL hex`` entries (wire.md §1).
+
+    :meth:`apply` makes the tree of a delta by editing only the entries that
+    changed, so checking a snapshot id costs one join and one hash, not a
+    string per path, whatever the tree's size.
+    """
+
+    __slots__ = ("manifest", "_entries")
+
+    def __init__(self, manifest: dict[str, str], entries: list[str]) -> None:
+        self.manifest = manifest
+        self._entries = entries
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, str]) -> Tree:
+        entries = sorted(f"{path}\0{hex_of(oid)}" for path, oid in manifest.items())
+        return cls(dict(manifest), entries)
+
+    def apply(self, delta: ManifestDelta, *, where: str = "snapshot") -> Tree:
+        """Return the tree *delta* makes from this one (MalformedPack naming *where* when it does not apply)."""
+        manifest = apply_delta(self.manifest, delta, where=where)
+        entries = list(self._entries)
+        for path in [*delta.delete, *(p for p in delta.set if p in self.manifest)]:
+            entry = f"{path}\0{hex_of(self.manifest[path])}"
+            del entries[bisect_left(entries, entry)]
+        for path, oid in delta.set.items():
+            insort(entries, f"{path}\0{hex_of(oid)}")
+        return Tree(manifest, entries)
+
+    def snapshot_id(self) -> str:
+        return PREFIX + hashlib.sha256("\0".join(self._entries).encode()).hexdigest()
+
+
+BaseLookup = Callable[[list[str]], Mapping[str, Mapping[str, str]]]
+
+
+def rebuild_snapshots(
+    snapshots: Sequence[Mapping[str, Any]], lookup: BaseLookup
+) -> Iterator[tuple[Mapping[str, Any], Tree]]:
+    """Yield (snapshot dict, its full tree) for each snapshot of a pack, in pack order, ids verified.
+
+    A delta's base is a snapshot earlier in *snapshots* or one *lookup* returns
+    (called once, with every base the pack does not hold itself). Trees are kept
+    only while a later delta still needs them, so memory stays a few trees
+    whatever the history's length. Raises MalformedPack naming the snapshot:
+    unknown base, a deleted path its base lacks, set/delete overlap, or an id
+    that does not match the rebuilt manifest.
+    """
+    in_pack = {s["snapshot_id"] for s in snapshots}
+    uses = Counter(s["base"] for s in snapshots if "base" in s)
+    outside = sorted(b for b in uses if b not in in_pack)
+    external = dict(lookup(outside)) if outside else {}
+    trees: dict[str, Tree] = {}
+    seen: set[str] = set()
+    for index, snap in enumerate(snapshots):
+        sid = snap["snapshot_id"]
+        where = f"snapshots[{index}] ({sid})"
+        delta = delta_of(snap)
+        if delta is None:
+            tree = Tree.of(snap["manifest"])
+        else:
+            base_id = snap["base"]
+            base = trees.get(base_id)
+            if base is None:
+                if base_id in in_pack and base_id not in seen:
+                    raise MalformedPack(f"{where}: its base {base_id} comes later in the pack; a base must come first.")
+                known = external.get(base_id)
+                if known is None:
+                    raise MalformedPack(f"{where}: its base {base_id} is not in the pack nor held by the receiver.")
+                base = trees[base_id] = Tree.of(known)
+            tree = base.apply(delta, where=where)
+            uses[base_id] -= 1
+            if uses[base_id] <= 0:
+                trees.pop(base_id, None)
+        if tree.snapshot_id() != sid:
+            raise MalformedPack(f"{where}: the manifest does not hash to its snapshot id.")
+        seen.add(sid)
+        if uses.get(sid, 0) > 0:
+            trees[sid] = tree
+        yield snap, tree

@@ -139,26 +139,51 @@ def normalize_commit(raw: object, index: int, limits: PackLimits) -> dict[str, A
     }
 
 
+def _checked_entries(value: object, where: str, limits: PackLimits) -> dict[str, str]:
+    entries = _require_map(value, where)
+    if len(entries) > limits.max_manifest_entries:
+        raise MalformedPack(f"{where} has more than {limits.max_manifest_entries} entries.")
+    return {validate_path(path, where): _require_id(oid, f"{where}[{path!r}]") for path, oid in entries.items()}
+
+
 def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str, Any]:
-    """Return a validated snapshot dict with a checked manifest."""
+    """Return a validated SnapshotDict: full (``manifest``) or a delta (``base``, ``set``, ``delete``).
+
+    A delta's paths are checked here; whether its base exists and holds every
+    deleted path is checked when it is rebuilt (:func:`musehub_core.manifests.rebuild_snapshots`).
+    """
     where = f"snapshots[{index}]"
     data = _require_map(raw, where)
-    for key in ("snapshot_id", "manifest"):
-        if key not in data:
-            raise MalformedPack(f"{where} is missing '{key}'.")
-    manifest = _require_map(data["manifest"], f"{where}.manifest")
-    if len(manifest) > limits.max_manifest_entries:
-        raise MalformedPack(f"{where}.manifest has more than {limits.max_manifest_entries} entries.")
-    checked = {
-        validate_path(path, f"{where}.manifest"): _require_id(oid, f"{where}.manifest[{path!r}]")
-        for path, oid in manifest.items()
-    }
+    if "snapshot_id" not in data:
+        raise MalformedPack(f"{where} is missing 'snapshot_id'.")
+    snapshot_id = _require_id(data["snapshot_id"], f"{where}.snapshot_id")
+    where = f"{where} ({snapshot_id})"
     created_at = data.get("created_at")
-    return {
-        "snapshot_id": _require_id(data["snapshot_id"], f"{where}.snapshot_id"),
-        "manifest": checked,
+    snapshot: dict[str, Any] = {
+        "snapshot_id": snapshot_id,
         "created_at": created_at if isinstance(created_at, str) else "",
     }
+    if "manifest" in data and "base" in data:
+        raise MalformedPack(f"{where} has both 'manifest' and 'base'; a snapshot is full or a delta, not both.")
+    if "manifest" in data:
+        snapshot["manifest"] = _checked_entries(data["manifest"], f"{where}.manifest", limits)
+        return snapshot
+    if "base" not in data:
+        raise MalformedPack(f"{where} is missing 'manifest' (or 'base' for a delta).")
+    snapshot["base"] = _require_id(data["base"], f"{where}.base")
+    if snapshot["base"] == snapshot_id:
+        raise MalformedPack(f"{where} names itself as its base.")
+    snapshot["set"] = _checked_entries(data.get("set") or {}, f"{where}.set", limits)
+    delete = data.get("delete") or []
+    if not isinstance(delete, list) or len(delete) > limits.max_manifest_entries:
+        raise MalformedPack(f"{where}.delete must be a list of at most {limits.max_manifest_entries} paths.")
+    snapshot["delete"] = [validate_path(path, f"{where}.delete") for path in delete]
+    if len(set(snapshot["delete"])) != len(snapshot["delete"]):
+        raise MalformedPack(f"{where}.delete names a path twice.")
+    overlap = set(snapshot["delete"]) & snapshot["set"].keys()
+    if overlap:
+        raise MalformedPack(f"{where}: path {min(overlap)!r} is both in 'set' and in 'delete'.")
+    return snapshot
 
 
 def decode_blob(content: bytes, encoding: str, *, max_bytes: int, where: str = "blob") -> bytes:
