@@ -109,7 +109,7 @@ def measure(steps: list[Step], name: str, use_tracemalloc: bool) -> Iterator[Ste
     from django.db import connection
 
     from bench.server_stats import statements
-    from wire.storage import record_storage_ops
+    from repos.storage.backend import record_storage_ops
 
     step = Step(name)
     BREAKDOWN.clear()
@@ -160,8 +160,8 @@ TIMED = [
     ("wire.push", "seen_by_repo", "push: seen_by_repo (counts)"),
     ("wire.push", "write_history", "push: write_history (all inserts)"),
     ("wire.push", "move_branch", "push: move_branch"),
-    ("wire.storage.MPackStore", "promote_upload", "storage: promote_upload (S3 copy)"),
-    ("wire.storage.MPackStore", "put_mpack", "storage: put_mpack"),
+    ("repos.storage.backend.MPackStore", "promote_upload", "storage: promote_upload (S3 copy)"),
+    ("repos.storage.backend.MPackStore", "put_mpack", "storage: put_mpack"),
     ("repos.services.history", "encode_manifest", "push: encode_manifest"),
     ("repos.services.history", "directories_of", "push: directories_of"),
     ("wire.fetch", "select_fetch", "fetch: select_fetch (graph, commits, manifests)"),
@@ -254,8 +254,8 @@ def make_blobs(count: int, seed: int) -> tuple[dict[str, bytes], dict[str, str]]
 
 def push(steps: list[Step], label: str, repo, user, pack: bytes, key: str, commit: dict, blobs: int, tm: bool) -> dict:
     from repos.models import MPackUpload
+    from repos.storage.backend import get_backend
     from wire.push import create_mpack_upload, wire_push_unpack_mpack
-    from wire.storage import get_backend
 
     with measure(steps, f"{label}: upload slot + put_upload ({len(pack) / 1024 / 1024:.1f} MiB)", tm):
         create_mpack_upload(repo, mpack_key=key, size=len(pack), user=user)

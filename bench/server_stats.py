@@ -70,7 +70,7 @@ def _install() -> None:
         if _installed:
             return
         _installed = True
-    from wire.storage import get_backend
+    from repos.storage.backend import get_backend
 
     get_backend().add_observer(_on_storage_op)
     try:

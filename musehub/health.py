@@ -17,7 +17,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_safe
 
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
 
 log = logging.getLogger("musehub.health")
 

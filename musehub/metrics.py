@@ -89,7 +89,7 @@ def count_error(code: str, status: int) -> None:
 
 
 def observe_storage(event: Any) -> None:
-    """Count one object storage request (a ``wire.storage.StorageOp``) and its bytes."""
+    """Count one object storage request (a ``repos.storage.backend.StorageOp``) and its bytes."""
     STORAGE_REQUESTS.labels(op=event.op).inc()
     if event.nbytes:
         STORAGE_BYTES.labels(op=event.op).inc(event.nbytes)

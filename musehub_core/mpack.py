@@ -157,7 +157,6 @@ def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str,
     if "snapshot_id" not in data:
         raise MalformedPack(f"{where} is missing 'snapshot_id'.")
     snapshot_id = _require_id(data["snapshot_id"], f"{where}.snapshot_id")
-    where = f"{where} ({snapshot_id})"
     created_at = data.get("created_at")
     snapshot: dict[str, Any] = {
         "snapshot_id": snapshot_id,
@@ -168,6 +167,7 @@ def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str,
     if "manifest" in data:
         snapshot["manifest"] = _checked_entries(data["manifest"], f"{where}.manifest", limits)
         return snapshot
+    where = f"{where} ({snapshot_id})"  # a delta's problems name the snapshot they are about
     if "base" not in data:
         raise MalformedPack(f"{where} is missing 'manifest' (or 'base' for a delta).")
     snapshot["base"] = _require_id(data["base"], f"{where}.base")

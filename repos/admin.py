@@ -32,8 +32,9 @@ from repos import models, selectors
 from repos.manifests import decode_manifest
 from repos.services.integrity import verify_mpack
 from repos.services.proposals import close_proposal, reopen_proposal
-from wire.blobs import read_blob
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
+from repos.storage.layout import MPACK_SCHEME
+from repos.storage.reader import read_blob
 
 MANIFEST_ROWS = 1_000
 INDEX_ROWS = 500
@@ -423,9 +424,9 @@ class StorageFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "mpack":
-            return queryset.filter(storage_uri__startswith="mpack://")
+            return queryset.filter(storage_uri__startswith=MPACK_SCHEME)
         if self.value() == "legacy":
-            return queryset.exclude(storage_uri__startswith="mpack://").exclude(storage_uri__isnull=True)
+            return queryset.exclude(storage_uri__startswith=MPACK_SCHEME).exclude(storage_uri__isnull=True)
         if self.value() == "none":
             return queryset.filter(storage_uri__isnull=True)
         return queryset

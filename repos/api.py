@@ -27,7 +27,7 @@ from repos import selectors
 from repos.access import repo_for
 from repos.models import Repo, Role
 from repos.services import proposals
-from wire.blobs import read_blob
+from repos.storage.reader import read_blob
 from wire.views import ApiView, validated
 
 

@@ -13,7 +13,7 @@ import socket
 import boto3
 import pytest
 
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
 
 S3_BUCKET = "musehub-test"
 S3_KEYS = {"access_key": "testing", "secret_key": "testing"}

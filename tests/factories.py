@@ -15,8 +15,8 @@ from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
 from musehub_core.mpack import build_wire_mpack, encode_blob
 from repos.models import Repo
 from repos.services.repos import create_repo
+from repos.storage.backend import get_backend
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
-from wire.storage import get_backend
 
 _clock = itertools.count()
 

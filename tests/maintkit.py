@@ -13,9 +13,9 @@ from django.core.management.base import CommandError
 from musehub_core.ids import blob_id
 from musehub_core.mpack import parse_wire_mpack
 from repos.models import Branch, MPackIndex
+from repos.storage.backend import get_backend
 from tests.factories import History, push_history
 from wire.fetch import wire_fetch_mpack
-from wire.storage import get_backend
 
 MPACK_READS = {"get_mpack", "open_mpack", "get_range"}
 

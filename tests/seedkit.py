@@ -9,7 +9,7 @@ import msgpack
 from musehub_core.ids import fake_id
 from musehub_core.mpack import build_wire_mpack
 from repos.models import Commit, CommitGraph, CommitRef, MPackIndex, Object, ObjectRef, Snapshot, SnapshotRef
-from wire.storage import StorageOp
+from repos.storage.backend import StorageOp
 
 MPACK_READS = {"get_mpack", "open_mpack", "get_range"}
 

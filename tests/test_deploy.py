@@ -17,8 +17,8 @@ import pytest
 import yaml
 from django.conf import settings as django_settings
 
+from repos.storage.backend import S3MPackStore
 from tests.deploykit import PRODUCTION_ENV, REPO, django_process
-from wire.storage import S3MPackStore
 
 DEPLOY = REPO / "deploy"
 # Everything that reads the hub's environment: settings, the metrics exporter, the gunicorn config.

@@ -9,12 +9,12 @@ import pytest
 from musehub_core.errors import NonFastForward, PackNotFound
 from musehub_core.ids import blob_id
 from repos.models import Commit, CommitGraph, MPackUpload, Repo, StagedObject
+from repos.storage.backend import MAX_SPANS, record_storage_ops
+from repos.storage.reader import plan_blob_reads, read_blobs
 from tests.factories import History, build_pack, make_repo, make_user, push_history, stage_mpack, uid
 from tests.httpkit import WireCaller, row_counts, token_for
-from wire.blobs import plan_blob_reads, read_blobs
 from wire.mwp import commit_to_mwp, mwp_negotiate
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
-from wire.storage import MAX_SPANS, record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

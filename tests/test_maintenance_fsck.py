@@ -14,10 +14,10 @@ import pytest
 from musehub_core.ids import blob_id, compute_branch_id, fake_id
 from repos.models import Branch, MPack, MPackIndex, MPackKind, Object, Snapshot
 from repos.services.commits import commit_files_to_repo
+from repos.storage.backend import record_storage_ops
 from tests.factories import History, build_pack, make_repo, push_history
 from tests.maintkit import codes, fetch_all, fsck_failure, random_blob, run, run_json
 from tests.seedkit import make_commit
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

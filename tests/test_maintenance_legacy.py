@@ -7,11 +7,11 @@ import pytest
 from musehub_core.errors import FetchNotIndexedError
 from musehub_core.ids import blob_id, compute_branch_id
 from repos.models import Branch, MPack, MPackIndex, MPackKind, Object, ObjectRef
+from repos.storage.backend import record_storage_ops
 from tests.factories import build_pack, make_repo
 from tests.maintkit import fetch_all, packs_read, random_blob, run_failing, run_json
 from tests.seedkit import make_commit
 from wire.fetch import wire_fetch_mpack
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

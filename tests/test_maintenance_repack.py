@@ -7,9 +7,9 @@ import pytest
 from musehub_core.ids import blob_id
 from repos.models import MPack, MPackIndex, MPackKind, Object
 from repos.services.repack import build_repack, geometric_split, select_packs, switch_repack
+from repos.storage.backend import record_storage_ops
 from tests.factories import History, make_repo, push_history
 from tests.maintkit import fetch_all, packs_read, push_series, random_blob, run, run_failing, run_json
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

@@ -45,9 +45,9 @@ from repos.services.proposals import (
     update_proposal,
 )
 from repos.services.repos import move_branch
+from repos.storage.backend import record_storage_ops
 from tests.factories import make_repo, make_user, timestamp, uid
 from tests.httpkit import row_counts
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

@@ -30,10 +30,10 @@ from repos.models import (
     SnapshotRef,
 )
 from repos.services.commits import commit_files_to_repo
+from repos.storage.backend import get_backend, record_storage_ops
 from tests.factories import History, build_pack, make_repo, push_history, stage_mpack, timestamp, uid
 from wire.fetch import wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
-from wire.storage import get_backend, record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from repos.models import Collaborator, Commit, Object, Role
 from repos.selectors import branch_heads
 from repos.services.commits import commit_files_to_repo
 from repos.services.repos import move_branch
+from repos.storage.backend import record_storage_ops
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

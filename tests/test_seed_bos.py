@@ -8,11 +8,11 @@ from musehub_core.ids import blob_id, fake_id
 from musehub_core.mpack import build_wire_mpack, parse_wire_mpack
 from repos.models import Commit, Object, Snapshot
 from repos.services.commits import commit_files_to_repo
+from repos.storage.backend import record_storage_ops
 from tests.factories import make_repo, stage_mpack
 from tests.seedkit import give_repo, index_object_in_mpack, make_commit, mpack_of
 from wire.fetch import wire_fetch_mpack
 from wire.push import wire_push_unpack_mpack
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db(transaction=False)
 

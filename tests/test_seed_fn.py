@@ -14,10 +14,10 @@ from musehub_core.errors import FetchNotIndexedError
 from musehub_core.ids import blob_id, fake_id
 from musehub_core.mpack import parse_wire_mpack
 from repos.models import Object
+from repos.storage.backend import record_storage_ops
 from tests.factories import make_repo
 from tests.seedkit import give_repo, index_object_in_mpack, make_commit, mpack_of, reads_of
 from wire.fetch import wire_fetch_mpack
-from wire.storage import record_storage_ops
 
 pytestmark = pytest.mark.django_db
 

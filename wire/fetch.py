@@ -1,7 +1,7 @@
 """Fetch: the commits a client lacks, their snapshots, and only the blobs it does not hold.
 
 Commits come from the graph table and snapshots from the database; blob
-bytes come through ``wire.blobs`` (cache, then each covering pack read once).
+bytes come through ``repos.storage.reader`` (cache, then each covering pack read once).
 The result is streamed into one fetch mpack, stored under its content key and
 handed out by URL.
 """
@@ -23,8 +23,8 @@ from repos import graph
 from repos.manifests import load_manifests
 from repos.models import Commit, CommitGraph, CommitRef, MPack, MPackKind, Repo
 from repos.selectors import branch_heads, repo_by_id
-from wire.blobs import BlobPlan, plan_blob_reads, read_blobs
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
+from repos.storage.reader import BlobPlan, plan_blob_reads, read_blobs
 
 log = logging.getLogger("musehub.fetch")
 MAX_IDS = 10_000

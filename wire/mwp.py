@@ -30,12 +30,12 @@ from repos.bulk import insert_ignore
 from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
 from repos.selectors import branch_heads
 from repos.services.history import check_connectivity, seen_by_repo, verify_history, write_history
-from repos.services.packs import pack_blobs
 from repos.services.repos import move_branch, validate_branch_name
-from wire.blobs import plan_blob_reads, read_blobs
+from repos.storage.backend import get_backend
+from repos.storage.reader import plan_blob_reads, read_blobs
+from repos.storage.writer import pack_blobs
 from wire.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
 from wire.push import pack_limits
-from wire.storage import get_backend
 
 log = logging.getLogger("musehub.mwp")
 

@@ -24,9 +24,10 @@ from musehub_core.ids import is_id
 from musehub_core.mpack import PackContents, PackLimits, index_mpack
 from repos.models import CommitRef, MPack, MPackKind, MPackUpload, Repo
 from repos.selectors import branch_heads, repo_by_id
-from repos.services.history import StoredBlob, check_connectivity, verify_history, write_history
+from repos.services.history import check_connectivity, verify_history, write_history
 from repos.services.repos import move_branch, validate_branch_name
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
+from repos.storage.writer import StoredBlob
 
 log = logging.getLogger("musehub.push")
 

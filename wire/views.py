@@ -29,22 +29,20 @@ from repos.models import MPackUpload, ObjectRef, Role
 from repos.selectors import branch_heads
 from repos.services.history import seen_by_repo
 from repos.services.repos import create_repo, remove_collaborator, set_collaborator
+from repos.storage.backend import (
+    FileSystemMPackStore,
+    get_backend,
+    verify_signed_url,
+)
+from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
 from wire.authentication import BearerTokenAuthentication
 from wire.codecs import MsgpackParser, MsgpackRenderer
 from wire.fetch import wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
-from wire.storage import (
-    FileSystemMPackStore,
-    get_backend,
-    staged_object_name,
-    staging_name,
-    verify_signed_url,
-)
 
 NATIVE_HEADER = "X-Muse-Protocol"
-STAGED_OBJECTS = staged_object_name("", "").rsplit("/", 2)[0] + "/"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _CHUNK = 1024 * 1024
 
@@ -330,9 +328,9 @@ class SignedStorageView(APIView):
     @staticmethod
     def _expectation(name: str) -> tuple[str, int, int | None]:
         """Return (content id, size limit, exact size or None) an upload to storage key *name* must meet."""
-        if name.startswith(STAGED_OBJECTS):
+        if is_staged_object(name):
             return from_wire_hex(name.rsplit("/", 1)[-1]), settings.MUSEHUB_MAX_BLOB_BYTES, None
-        upload_id = name.removeprefix(staging_name(""))
+        upload_id = upload_id_of(name)
         upload = MPackUpload.objects.filter(upload_id=upload_id).first() if upload_id else None
         if upload is None:
             raise NotFound("This upload slot no longer exists; ask for a new upload URL.")

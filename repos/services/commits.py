@@ -13,8 +13,8 @@ from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
 from repos.services.history import seen_by_repo, write_history
-from repos.services.packs import pack_blobs
 from repos.services.repos import move_branch, validate_branch_name
+from repos.storage.writer import pack_blobs
 
 
 def commit_files_to_repo(

@@ -49,7 +49,7 @@ from repos.models import (
     SnapshotRef,
 )
 from repos.services.maintenance import CHUNK, Progress, chunks, maintenance_limits, no_progress
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
 
 ERROR = "error"
 WARNING = "warning"

@@ -59,7 +59,8 @@ from repos.models import (
     StagedObject,
 )
 from repos.services.maintenance import CHUNK, Progress, chunks, no_progress
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
+from repos.storage.layout import is_mpack_uri
 
 DEFAULT_GRACE_HOURS = 24.0
 _SQL_CHUNK = 1_000
@@ -279,7 +280,7 @@ def apply_gc(plan: GcPlan, report: GcReport, *, progress: Progress = no_progress
         )
         remaining = set(Object.objects.filter(object_id__in=batch).values_list("object_id", flat=True))
         for oid, uri in uris.items():
-            if oid not in remaining and uri and not uri.startswith("mpack://"):
+            if oid not in remaining and uri and not is_mpack_uri(uri):
                 backend.delete(oid)  # its legacy per-object key
     counts["index_rows"] = _delete(
         f"DELETE FROM {t['MPackIndex']} WHERE {MPackIndex._meta.pk.column} IN ({{ids}})"

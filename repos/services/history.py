@@ -28,27 +28,16 @@ from repos.models import (
     CommitGraph,
     CommitRef,
     MPack,
-    MPackIndex,
     Object,
     ObjectRef,
     Repo,
     Snapshot,
     SnapshotRef,
 )
+from repos.storage.layout import mpack_uri
+from repos.storage.writer import StoredBlob, record_index, record_mpack
 
 _CHUNK = 10_000
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    """A blob being written into a pack: where its bytes are and (if small) the bytes themselves."""
-
-    object_id: str
-    size: int
-    offset: int | None
-    length: int | None
-    encoding: str = ""
-    content: bytes | None = None
 
 
 def seen_by_repo(model: type[Model], repo: Repo, field: str, ids: Iterable[str]) -> set[str]:
@@ -187,29 +176,14 @@ def write_history(
     """
     added = Added()
     if mpack is not None:
-        insert_ignore(
-            MPack,
-            ["mpack_id", "kind", "repo", "size_bytes", "commit_count", "snapshot_count", "blob_count", "created_at"],
-            [
-                (
-                    mpack.mpack_id,
-                    mpack.kind,
-                    repo.repo_id,
-                    mpack.size_bytes,
-                    mpack.commit_count,
-                    mpack.snapshot_count,
-                    mpack.blob_count,
-                    mpack.created_at or dt.datetime.now(dt.UTC),
-                )
-            ],
-        )
+        record_mpack(mpack, repo_id=repo.repo_id)
     now = dt.datetime.now(dt.UTC)
     if blobs:
         if mpack is None:
             raise ValueError("Blobs need the mpack that holds them.")
         hints = {oid: path for s in snapshots for path, oid in s["manifest"].items()}
         cache_max = settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES
-        uri = f"mpack://{mpack.mpack_id}"
+        uri = mpack_uri(mpack.mpack_id)
         insert_ignore(
             Object,
             ["object_id", "size_bytes", "path", "storage_uri", "content_cache", "created_at"],
@@ -225,11 +199,7 @@ def write_history(
                 for b in blobs
             ),
         )
-        insert_ignore(
-            MPackIndex,
-            ["entity_id", "mpack_id", "entity_type", "offset", "length", "encoding", "created_at"],
-            ((b.object_id, mpack.mpack_id, "object", b.offset, b.length, b.encoding, now) for b in blobs),
-        )
+        record_index(mpack.mpack_id, blobs)
         added.blobs = insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, b.object_id) for b in blobs))
     if snapshots:
         insert_ignore(

@@ -15,7 +15,7 @@ from musehub_core.errors import MalformedPack
 from musehub_core.mpack import index_mpack
 from repos.models import MPackIndex
 from repos.services.maintenance import maintenance_limits
-from wire.storage import get_backend
+from repos.storage.backend import get_backend
 
 
 @dataclass

@@ -20,7 +20,6 @@ been read back and verified. Keys of objects no row names are left alone.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +30,11 @@ from django.db.models import Exists, OuterRef, Q
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id
 from musehub_core.mpack import decode_blob, encode_blob, index_mpack
-from repos.bulk import insert_ignore
 from repos.models import MPack, MPackIndex, MPackKind, Object
-from repos.services.history import StoredBlob
-from repos.services.maintenance import CHUNK, PackBuilder, Progress, chunks, maintenance_limits, mpack_uri, no_progress
-from wire.storage import get_backend
+from repos.services.maintenance import CHUNK, Progress, chunks, maintenance_limits, no_progress
+from repos.storage.backend import get_backend
+from repos.storage.layout import MPACK_SCHEME, is_mpack_uri, mpack_of_uri, mpack_uri
+from repos.storage.writer import PackBuilder, StoredBlob, new_mpack_row, record_index, record_mpack
 
 DEFAULT_BATCH_BLOBS = 10_000
 DEFAULT_BATCH_BYTES = 256 * 1024**2
@@ -60,15 +59,6 @@ class MigrationReport:
             "deleted_keys": self.deleted_keys,
             "problems": self.problems,
         }
-
-
-def _index_rows(mpack_id: str, blobs: list[StoredBlob]) -> None:
-    now = dt.datetime.now(dt.UTC)
-    insert_ignore(
-        MPackIndex,
-        ["entity_id", "mpack_id", "entity_type", "offset", "length", "encoding", "created_at"],
-        ((b.object_id, mpack_id, "object", b.offset, b.length, b.encoding, now) for b in blobs),
-    )
 
 
 def _index_in_place(by_pack: dict[str, list[str]], report: MigrationReport, progress: Progress) -> set[str]:
@@ -101,7 +91,7 @@ def _index_in_place(by_pack: dict[str, list[str]], report: MigrationReport, prog
             ]
             leftover.update(oid for oid in oids if oid not in held)
             with transaction.atomic():
-                _index_rows(mpack_id, blobs)
+                record_index(mpack_id, blobs)
             report.indexed_in_place += len(blobs)
     return leftover
 
@@ -110,12 +100,8 @@ def _flush(builder: PackBuilder, moved_keys: list[str], report: MigrationReport,
     """Write the batch's pack and switch its blobs to it; then, optionally, drop their legacy keys."""
     mpack_id, size, blobs = builder.write()
     with transaction.atomic():
-        insert_ignore(
-            MPack,
-            ["mpack_id", "kind", "repo", "size_bytes", "commit_count", "snapshot_count", "blob_count", "created_at"],
-            [(mpack_id, MPackKind.REPACK, None, size, 0, 0, len(blobs), dt.datetime.now(dt.UTC))],
-        )
-        _index_rows(mpack_id, blobs)
+        record_mpack(new_mpack_row(mpack_id, kind=MPackKind.REPACK, size=size, blobs=len(blobs)), repo_id=None)
+        record_index(mpack_id, blobs)
         for batch in chunks([b.object_id for b in blobs], CHUNK):
             Object.objects.filter(object_id__in=batch).update(storage_uri=mpack_uri(mpack_id))
     report.mpacks.append(mpack_id)
@@ -149,8 +135,8 @@ def migrate_legacy_blobs(
     by_pack: dict[str, list[str]] = defaultdict(list)
     to_move: list[str] = []
     for oid, uri in unindexed.values_list("object_id", "storage_uri").iterator(chunk_size=CHUNK):
-        if uri and uri.startswith("mpack://"):
-            by_pack[uri[len("mpack://") :]].append(oid)
+        if is_mpack_uri(uri):
+            by_pack[mpack_of_uri(uri)].append(oid)
         else:
             to_move.append(oid)
     to_move.extend(sorted(_index_in_place(by_pack, report, progress)))
@@ -192,7 +178,7 @@ def migrate_legacy_blobs(
         finally:
             builder.close()
 
-    relink = Object.objects.filter(Q(storage_uri__isnull=True) | ~Q(storage_uri__startswith="mpack://")).filter(
+    relink = Object.objects.filter(Q(storage_uri__isnull=True) | ~Q(storage_uri__startswith=MPACK_SCHEME)).filter(
         Exists(MPackIndex.objects.filter(entity_id=OuterRef("pk")))
     )
     for batch in chunks(relink.values_list("object_id", flat=True).iterator(chunk_size=CHUNK), CHUNK):

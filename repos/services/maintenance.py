@@ -14,7 +14,6 @@ commands pass a tqdm writing to stderr.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -22,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from musehub_core.mpack import MPackWriter, PackLimits
+from musehub_core.mpack import PackLimits
 from repos.models import (
     Branch,
     Commit,
@@ -35,8 +34,6 @@ from repos.models import (
     Snapshot,
     SnapshotRef,
 )
-from repos.services.history import StoredBlob
-from wire.storage import get_backend
 
 CHUNK = 10_000
 _SPOOL_BYTES = 16 * 1024 * 1024
@@ -101,67 +98,6 @@ def maintenance_limits() -> PackLimits:
         max_manifest_entries=big,
         max_text_bytes=64 * 1024**2,
     )
-
-
-def mpack_uri(mpack_id: str) -> str:
-    return f"mpack://{mpack_id}"
-
-
-class PackBuilder:
-    """Collect blobs as stored (bytes plus encoding), then write them as one new mpack sorted by id.
-
-    Blobs are spooled to a temporary file as they arrive (so the count the
-    pack's header needs is known before writing it, and a blob that fails
-    verification can simply be left out); :meth:`write` streams them into the
-    pack and stores it. Use as a context manager.
-    """
-
-    def __init__(self) -> None:
-        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (closed by close())
-        self._items: dict[str, tuple[int, str, int, int]] = {}  # oid -> (raw size, encoding, start, length)
-        self.stored_bytes = 0
-
-    def __enter__(self) -> PackBuilder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._spool.close()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, object_id: str) -> bool:
-        return object_id in self._items
-
-    def add(self, object_id: str, stored: bytes, encoding: str, size: int) -> None:
-        """Add one blob: *stored* bytes in *encoding* ('' or 'zstd') that decode to *size* raw bytes."""
-        if object_id in self._items:
-            return
-        self._spool.seek(0, 2)
-        start = self._spool.tell()
-        self._spool.write(stored)
-        self._items[object_id] = (size, encoding, start, len(stored))
-        self.stored_bytes += len(stored)
-
-    def write(self) -> tuple[str, int, list[StoredBlob]]:
-        """Write and store the pack; return (mpack id, size in bytes, where each blob lies)."""
-        blobs: list[StoredBlob] = []
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as out:
-            writer = MPackWriter(out)
-            writer.write_commits([])
-            writer.write_snapshots([])
-            writer.begin_blobs(len(self._items))
-            for oid, (size, encoding, start, length) in sorted(self._items.items()):
-                self._spool.seek(start)
-                offset = writer.write_blob(oid, self._spool.read(length), encoding)
-                blobs.append(StoredBlob(oid, size, offset, length, encoding))
-            mpack_id, total = writer.finish({})
-            out.seek(0)
-            get_backend().put_mpack(mpack_id, out)
-        return mpack_id, total, blobs
 
 
 # --- statistics -------------------------------------------------------------------------

@@ -22,7 +22,6 @@ the old packs stay in storage until ``musehub_gc`` finds them unneeded.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,19 +32,11 @@ from django.db.models import Count, Exists, OuterRef
 
 from musehub_core.errors import MalformedPack
 from musehub_core.mpack import decode_verified, encode_blob, index_mpack, skip_bytes
-from repos.bulk import insert_ignore
 from repos.models import MPack, MPackIndex, MPackKind, Object, Repo
-from repos.services.history import StoredBlob
-from repos.services.maintenance import (
-    CHUNK,
-    PackBuilder,
-    Progress,
-    chunks,
-    maintenance_limits,
-    mpack_uri,
-    no_progress,
-)
-from wire.storage import get_backend
+from repos.services.maintenance import CHUNK, Progress, chunks, maintenance_limits, no_progress
+from repos.storage.backend import get_backend
+from repos.storage.layout import mpack_uri
+from repos.storage.writer import PackBuilder, StoredBlob, new_mpack_row, record_index, record_mpack
 
 REPACKABLE_KINDS = (MPackKind.PUSH, MPackKind.SERVER, MPackKind.REPACK)
 SPLIT_FACTOR = 2
@@ -215,13 +206,11 @@ def switch_repack(built: BuiltRepack) -> int:
     sources = [p.mpack_id for p in built.sources if p.mpack_id != built.mpack_id]
     old_uris = [mpack_uri(m) for m in sources]
     new_uri = mpack_uri(built.mpack_id)
-    now = dt.datetime.now(dt.UTC)
     moved = 0
     with transaction.atomic():
-        insert_ignore(
-            MPack,
-            ["mpack_id", "kind", "repo", "size_bytes", "commit_count", "snapshot_count", "blob_count", "created_at"],
-            [(built.mpack_id, MPackKind.REPACK, built.repo.repo_id, built.size, 0, 0, len(built.blobs), now)],
+        record_mpack(
+            new_mpack_row(built.mpack_id, kind=MPackKind.REPACK, size=built.size, blobs=len(built.blobs)),
+            repo_id=built.repo.repo_id,
         )
         for batch in chunks(built.blobs, CHUNK):
             ids = [b.object_id for b in batch]
@@ -230,11 +219,7 @@ def switch_repack(built: BuiltRepack) -> int:
             )
             present &= set(Object.objects.filter(object_id__in=ids).values_list("object_id", flat=True))
             switched = [b for b in batch if b.object_id in present]
-            insert_ignore(
-                MPackIndex,
-                ["entity_id", "mpack_id", "entity_type", "offset", "length", "encoding", "created_at"],
-                ((b.object_id, built.mpack_id, "object", b.offset, b.length, b.encoding, now) for b in switched),
-            )
+            record_index(built.mpack_id, switched)
             switched_ids = [b.object_id for b in switched]
             Object.objects.filter(object_id__in=switched_ids, storage_uri__in=old_uris).update(storage_uri=new_uri)
             MPackIndex.objects.filter(mpack_id__in=sources, entity_id__in=switched_ids).delete()

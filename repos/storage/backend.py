@@ -6,11 +6,8 @@ default) or an :class:`S3MPackStore` over django-storages' S3Storage (S3 and
 MinIO), which reuses the storage's boto3 client. Every storage request is
 reported to the registered observers (tests count them, metrics export them).
 
-Key layout (content-addressed, so a key is written once and never changes):
-
-- ``mpacks/<hex[:2]>/<hex>.mpack``  push, fetch, repack and server packs
-- ``incoming/<upload id>``          uploads waiting for their push call
-- ``objects/<hex[:2]>/<hex>``       legacy per-object blobs (read-only fallback)
+Where each thing lies (keys and ``mpack://`` URIs) is decided in
+:mod:`repos.storage.layout`; this module only moves bytes.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from musehub_core.errors import BadSignature, StorageUnavailable
-from musehub_core.ids import hex_of
+from repos.storage.layout import legacy_object_uri, mpack_name, object_name, staged_object_name, staging_name
 
 SIGNING_SALT = "musehub.storage-url"
 # Ranges closer than this are read as one span; past MAX_SPANS the whole pack is streamed.
@@ -54,24 +51,6 @@ class StorageOp:
 
 
 Observer = Callable[[StorageOp], None]
-
-
-def mpack_name(mpack_id: str) -> str:
-    digest = hex_of(mpack_id)
-    return f"mpacks/{digest[:2]}/{digest}.mpack"
-
-
-def staging_name(upload_id: str) -> str:
-    return f"incoming/{upload_id}"
-
-
-def staged_object_name(repo_id: str, object_id: str) -> str:
-    return f"incoming/objects/{hex_of(repo_id)}/{hex_of(object_id)}"
-
-
-def object_name(object_id: str) -> str:
-    digest = hex_of(object_id)
-    return f"objects/{digest[:2]}/{digest}"
 
 
 def coalesce_ranges(ranges: list[tuple[int, int]], gap: int = RANGE_MERGE_GAP) -> list[tuple[int, int]]:
@@ -299,7 +278,7 @@ class MPackStore:
         with self._errors("store an object"):
             self._write(name, data)
         self._report("put", object_id, len(data))
-        return f"objects://{hex_of(object_id)}"
+        return legacy_object_uri(object_id)
 
     def get(self, object_id: str) -> bytes | None:
         name = object_name(object_id)

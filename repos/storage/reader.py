@@ -22,7 +22,7 @@ from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedP
 from musehub_core.ids import blob_id
 from musehub_core.mpack import decode_verified, index_mpack, skip_bytes
 from repos.models import MPack, MPackIndex, Object
-from wire.storage import MAX_SPANS, coalesce_ranges, get_backend
+from repos.storage.backend import MAX_SPANS, coalesce_ranges, get_backend
 
 log = logging.getLogger("musehub.blobs")
 _CHUNK = 10_000
