@@ -14,19 +14,18 @@ fields and tracebacks.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import json
 import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.urls import Resolver404, resolve
-from django.utils.functional import empty
+
+from hubhttp.context import RequestContext, bind_request, current_request_id, release_request, user_name
 
 log = logging.getLogger("musehub.request")
 
@@ -62,35 +61,6 @@ def redact(text: str) -> str:
         return "[redacted]"
 
     return _SECRETS.sub(mask, text)
-
-
-@dataclass
-class RequestContext:
-    request_id: str
-    request: Any
-
-
-_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("musehub_request", default=None)
-
-
-def current_request_id() -> str | None:
-    context = _current.get()
-    return context.request_id if context else None
-
-
-def user_name(request: Any) -> str:
-    """Return the username of the request's user, or ``-``; never evaluates a lazy (session) user."""
-    user = getattr(request, "user", None) if request is not None else None
-    wrapped = getattr(user, "_wrapped", user)
-    if user is None or wrapped is empty or not getattr(wrapped, "is_authenticated", False):
-        return "-"
-    return wrapped.get_username()
-
-
-def current_user_name() -> str:
-    """Return the username of the user of the request running now (``-`` outside requests)."""
-    context = _current.get()
-    return user_name(context.request if context else None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -182,7 +152,7 @@ class RequestLogMiddleware:
     def __call__(self, request):
         supplied = request.headers.get("X-Request-ID", "")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        token = _current.set(RequestContext(request_id, request))
+        token = bind_request(RequestContext(request_id, request))
         start = time.perf_counter()
         try:
             response = self.get_response(request)
@@ -190,7 +160,7 @@ class RequestLogMiddleware:
             self._log(request, response, time.perf_counter() - start)
             return response
         finally:
-            _current.reset(token)
+            release_request(token)
 
     @staticmethod
     def _log(request, response, seconds: float) -> None:

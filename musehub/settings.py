@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "repos",
+    "api",
     "wire",
 ]
 
@@ -217,7 +218,7 @@ STORAGES = {
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("MUSEHUB_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Every MPackStore reports its storage requests to these callables (metrics).
-MUSEHUB_STORAGE_OBSERVERS = ["musehub.metrics.observe_storage"]
+MUSEHUB_STORAGE_OBSERVERS = ["hubhttp.instruments.observe_storage"]
 MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 
 # --- hub limits and behaviour (documented in the README) ---------------------
@@ -241,20 +242,20 @@ APPEND_SLASH = False  # the muse CLI refuses redirects
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "wire.authentication.BearerTokenAuthentication",
+        "hubhttp.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PARSER_CLASSES": [
-        "wire.codecs.MsgpackParser",
+        "hubhttp.codecs.MsgpackParser",
         "rest_framework.parsers.JSONParser",
     ],
     "DEFAULT_RENDERER_CLASSES": [
-        "wire.codecs.MsgpackRenderer",
+        "hubhttp.codecs.MsgpackRenderer",
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "EXCEPTION_HANDLER": "wire.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "hubhttp.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -1,16 +1,26 @@
-"""Top-level routes: health, metrics, admin, the repository REST API, API schema, signed storage URLs, wire endpoints."""
+"""Top-level routes: health, metrics, admin, the REST API (``api/``), then the wire endpoints.
+
+Every first path segment spelled here (or in an included map) is a reserved
+owner name (``repos.access.reserved_owners`` reads them from this table). An
+unmatched URL answers JSON (``hubhttp.errors.not_found``), in debug mode too.
+"""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from hubhttp.views import unmatched
 from musehub.health import health, ready
 from musehub.metrics import metrics_view
+
+handler404 = "hubhttp.errors.not_found"
+handler500 = "hubhttp.errors.server_error"
 
 urlpatterns = [
     path("health", health, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/repos/<str:owner>/<str:slug>/", include("repos.urls")),
+    path("api/", include("api.urls")),
     path("", include("wire.urls")),
+    re_path(r"", unmatched, name="unmatched"),
 ]

@@ -2,7 +2,7 @@
 
 Each class carries a machine-readable ``code``, the HTTP ``status`` it maps to
 and a sentence a person can act on. Nothing below a view knows about HTTP; the
-one place that turns these into responses is ``wire.exceptions``.
+one place that turns these into responses is ``hubhttp.errors``.
 """
 
 from __future__ import annotations

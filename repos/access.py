@@ -7,17 +7,41 @@ administering the admin role; the owner and superusers have every role.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+import functools
 
-from musehub_core.errors import AuthenticationRequired, Conflict, PermissionDenied, RepoNotFound
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.urls import URLResolver, get_resolver
+
+from musehub_core.errors import AuthenticationRequired, PermissionDenied, RepoNotFound
 from repos.models import Collaborator, Repo, Role
 from repos.selectors import repo_by_name
 
 RANKS = {None: 0, Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
-# First path segments that are hub routes, so no account may own repositories under them.
-RESERVED_OWNERS = frozenset({"admin", "api", "_storage", "static", "health", "metrics"})
 
 User = AbstractBaseUser | AnonymousUser
+
+
+def _first_segments(patterns, prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern).lstrip("^")
+        head = route.split("/", 1)[0]
+        if head and not head.startswith(("<", "(", "\\")) and head.isprintable() and "$" not in head:
+            found.add(head)
+        elif isinstance(pattern, URLResolver) and not head:
+            found |= _first_segments(pattern.url_patterns, route)
+    return found
+
+
+@functools.cache
+def reserved_owners() -> frozenset[str]:
+    """Return the first path segments of the hub's own routes (and static files): no account may own repositories there.
+
+    Read from the URL table, so a new top-level route reserves its name by existing.
+    """
+    static = settings.STATIC_URL.strip("/").split("/", 1)[0]
+    return frozenset(_first_segments(get_resolver().url_patterns) | ({static} if static else set()))
 
 
 def role_of(user: User | None, repo: Repo) -> str | None:
@@ -53,22 +77,3 @@ def require(user: User | None, repo: Repo, role: str) -> Repo:
 def repo_for(user: User | None, owner: str, slug: str, role: str = Role.READ) -> Repo:
     """Return repository ``owner/slug`` if *user* holds *role* on it (see :func:`require`)."""
     return require(user, repo_by_name(owner, slug), role)
-
-
-def repo_for_push(user: User | None, owner: str, slug: str) -> Repo:
-    """Return ``owner/slug`` for writing, creating it when it is missing and *user* is *owner*."""
-    from repos.services.repos import create_repo
-
-    try:
-        return repo_for(user, owner, slug, Role.WRITE)
-    except RepoNotFound:
-        if user is None or not user.is_authenticated:
-            raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
-        if user.get_username() != owner or owner in RESERVED_OWNERS:
-            raise
-        if Repo.objects.filter(owner=owner, slug=slug).exists():
-            raise
-        try:
-            return create_repo(owner=user, slug=slug)
-        except Conflict:  # created by a concurrent first push
-            return repo_for(user, owner, slug, Role.WRITE)

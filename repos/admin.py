@@ -23,7 +23,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -32,6 +31,7 @@ from repos import models, selectors
 from repos.manifests import decode_manifest
 from repos.services.integrity import verify_mpack
 from repos.services.proposals import close_proposal, reopen_proposal
+from repos.services.tokens import ACTIVE, revoke_tokens, token_state
 from repos.storage.backend import get_backend
 from repos.storage.layout import MPACK_SCHEME
 from repos.storage.reader import read_blob
@@ -196,11 +196,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True)
     def active(self, token: models.ApiToken) -> bool:
-        return token.revoked_at is None and (token.expires_at is None or token.expires_at > timezone.now())
+        return token_state(token) == ACTIVE
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = revoke_tokens(queryset)
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 

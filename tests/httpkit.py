@@ -11,7 +11,7 @@ import msgpack
 from django.test import Client
 
 from repos import models
-from wire.authentication import issue_token
+from repos.services.tokens import issue_token
 
 CONTENT_TABLES = (
     models.Commit, models.CommitRef, models.CommitGraph, models.Snapshot, models.SnapshotRef,

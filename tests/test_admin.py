@@ -14,9 +14,9 @@ from musehub_core.ids import blob_id
 from repos import models
 from repos.services.commits import commit_files_to_repo
 from repos.services.proposals import create_proposal
+from repos.services.tokens import issue_token
 from repos.storage.backend import get_backend
 from tests.factories import History, build_pack, make_repo, make_user, push_history, uid
-from wire.authentication import issue_token
 from wire.push import create_mpack_upload
 
 pytestmark = pytest.mark.django_db

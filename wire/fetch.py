@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from musehub.metrics import note_transfer, transfer
+from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest, RefNotFound
 from musehub_core.ids import is_id
 from musehub_core.mpack import MPackWriter

@@ -21,7 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Sum
 
-from musehub.metrics import note_transfer, transfer
+from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest, MalformedPack, PayloadTooLarge
 from musehub_core.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
 from musehub_core.mpack import normalize_commit, normalize_snapshot

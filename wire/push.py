@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from musehub.metrics import note_transfer, transfer
+from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
 from musehub_core.ids import is_id
 from musehub_core.mpack import PackContents, PackLimits, index_mpack

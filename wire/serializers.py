@@ -1,11 +1,9 @@
-"""Request and response shapes of the HTTP API (validation, and the OpenAPI schema)."""
+"""Request and response shapes of the wire protocols (validation, and the OpenAPI schema)."""
 
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from rest_framework import serializers
-
-from repos.models import Repo, Role, Visibility
 
 
 class ContentIdField(serializers.CharField):
@@ -81,32 +79,3 @@ class FilterObjectsRequest(serializers.Serializer):
 
 class FilterObjectsResponse(serializers.Serializer):
     missing = serializers.ListField(child=serializers.CharField())
-
-
-class RepoSerializer(serializers.ModelSerializer):
-    full_name = serializers.CharField(read_only=True)
-    clone_url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Repo
-        fields = [
-            "repo_id", "owner", "slug", "name", "full_name", "description", "visibility", "domain",
-            "default_branch", "created_at", "updated_at", "clone_url",
-        ]  # fmt: skip
-        read_only_fields = fields
-
-    def get_clone_url(self, repo: Repo) -> str:
-        request = self.context.get("request")
-        path = f"/{repo.owner}/{repo.slug}"
-        return request.build_absolute_uri(path) if request else path
-
-
-class RepoCreateRequest(serializers.Serializer):
-    name = serializers.CharField(max_length=100, help_text="Becomes the slug: owner/name.")
-    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
-    description = serializers.CharField(allow_blank=True, default="", max_length=10_000)
-    default_branch = serializers.CharField(default="main", max_length=255)
-
-
-class CollaboratorRequest(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)

@@ -1,22 +1,16 @@
-"""Routes: the REST API under /api/, signed storage URLs, and each repository's wire endpoints.
+"""Routes of the wire protocols: signed storage URLs, and each repository's native and MWP endpoints.
 
 Repository routes are ``/{owner}/{slug}/<suffix>`` with no trailing slash (the
 muse CLI refuses redirects), so the fixed prefixes above them are reserved names.
 """
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from wire import views
 
 repo = "<str:owner>/<str:slug>"
 
 urlpatterns = [
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
-    path("api/v1/repos", views.RepoListView.as_view(), name="repo-list"),
-    path(f"api/v1/repos/{repo}", views.RepoDetailView.as_view(), name="repo-detail"),
-    path(f"api/v1/repos/{repo}/collaborators/<str:username>", views.CollaboratorView.as_view(), name="collaborator"),
     path("_storage/<str:token>", views.SignedStorageView.as_view(), name="storage-signed"),
     path(f"{repo}/refs", views.RefsView.as_view(), name="refs"),
     path(f"{repo}/filter-objects", views.FilterObjectsView.as_view(), name="filter-objects"),

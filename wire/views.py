@@ -1,8 +1,8 @@
-"""HTTP views of the native mpack protocol (wire.md §3), the repository API and signed storage URLs.
+"""HTTP views of the wire protocols: native mpack (wire.md §3), MWP (§4) and signed storage URLs.
 
 Views only coordinate: parse and validate the body, check access through
 ``repos.access``, call one service, serialize. Errors are domain exceptions,
-turned into responses by ``wire.exceptions``; error bodies are always JSON.
+turned into responses by ``hubhttp.errors``; error bodies are always JSON.
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ from django.conf import settings
 from django.core.files import File
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from musehub_core.errors import AuthenticationRequired, BadRequest, NotFound, PayloadTooLarge
+from hubhttp.authentication import BearerTokenAuthentication
+from hubhttp.codecs import MsgpackParser, MsgpackRenderer
+from hubhttp.views import absolute, validated
+from musehub_core.errors import BadRequest, NotFound, PayloadTooLarge
 from musehub_core.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
-from repos.access import repo_for, repo_for_push
-from repos.models import MPackUpload, ObjectRef, Role
+from repos.access import repo_for
+from repos.models import MPackUpload, ObjectRef
 from repos.selectors import branch_heads
 from repos.services.history import seen_by_repo
-from repos.services.repos import create_repo, remove_collaborator, set_collaborator
+from repos.services.repos import repo_for_push
 from repos.storage.backend import (
     FileSystemMPackStore,
     get_backend,
@@ -37,31 +39,12 @@ from repos.storage.backend import (
 from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
-from wire.authentication import BearerTokenAuthentication
-from wire.codecs import MsgpackParser, MsgpackRenderer
 from wire.fetch import wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _CHUNK = 1024 * 1024
-
-
-def validated(serializer_class, data) -> dict:
-    """Return *data* validated by *serializer_class* (a 400 naming each bad field otherwise)."""
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a map (a msgpack or JSON object).")
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def absolute(request, url: str) -> str:
-    """Return *url* as an absolute URL (hub-signed URLs are paths on this hub)."""
-    base = settings.MUSEHUB_PUBLIC_URL
-    if url.startswith("/") and base:
-        return base.rstrip("/") + url
-    return request.build_absolute_uri(url)
 
 
 def is_native(request) -> bool:
@@ -121,7 +104,7 @@ class UploadView(WireView):
     @extend_schema(request=s.UploadRequest, responses=s.UploadResponse, summary="Get a URL to upload an mpack to")
     def post(self, request, owner: str, slug: str):
         body = validated(s.UploadRequest, request.data)
-        repo = repo_for_push(request.user, owner, slug)
+        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
         slot = create_mpack_upload(repo, mpack_key=body["mpack_key"], size=body["size"], user=request.user)
         if "upload_url" in slot:
             slot["upload_url"] = absolute(request, slot["upload_url"])
@@ -132,7 +115,7 @@ class PushView(WireView):
     @extend_schema(request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded mpack, move a branch")
     def post(self, request, owner: str, slug: str):
         body = validated(s.PushRequest, request.data)
-        repo = repo_for_push(request.user, owner, slug)
+        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
         result = wire_push_unpack_mpack(
             repo.repo_id,
             body["mpack_key"],
@@ -172,7 +155,7 @@ class PresignView(MwpView):
     @extend_schema(summary="MWP: presigned PUT URLs for large objects")
     def post(self, request, owner: str, slug: str):
         ids = mwp.parse_presign(self.body(request))
-        repo = repo_for_push(request.user, owner, slug)
+        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
         result = mwp.mwp_presign(repo, ids)
         result["presigned"] = {oid: absolute(request, url) for oid, url in result["presigned"].items()}
         return Response(result)
@@ -182,7 +165,7 @@ class PushObjectsView(MwpView):
     @extend_schema(summary="MWP: store a batch of objects")
     def post(self, request, owner: str, slug: str):
         contents = mwp.parse_push_objects(self.body(request))
-        repo = repo_for_push(request.user, owner, slug)
+        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
         return Response(mwp.mwp_push_objects(repo, contents))
 
 
@@ -190,7 +173,7 @@ class MwpPushView(MwpView):
     @extend_schema(summary="MWP: store a bundle of commits and snapshots, move a branch")
     def post(self, request, owner: str, slug: str):
         push = mwp.parse_push(self.body(request))
-        repo = repo_for_push(request.user, owner, slug)
+        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
         return Response(mwp.mwp_push(repo, push, pusher=request.user))
 
 
@@ -208,53 +191,6 @@ class NegotiateView(MwpView):
         repo = repo_for(request.user, owner, slug)
         body = self.body(request)
         return Response(mwp.mwp_negotiate(repo, want=body.get("want", []), have=body.get("have", [])))
-
-
-# --- REST: repositories --------------------------------------------------------------------------
-
-
-class ApiView(APIView):
-    """Base of the JSON REST API (tokens or an admin session)."""
-
-    renderer_classes = [JSONRenderer, MsgpackRenderer]
-    parser_classes = [JSONParser, MsgpackParser]
-
-
-class RepoListView(ApiView):
-    @extend_schema(request=s.RepoCreateRequest, responses={201: s.RepoSerializer}, summary="Create a repository")
-    def post(self, request):
-        if not request.user.is_authenticated:
-            raise AuthenticationRequired()
-        body = validated(s.RepoCreateRequest, request.data)
-        repo = create_repo(
-            owner=request.user,
-            slug=body["name"],
-            visibility=body["visibility"],
-            description=body["description"],
-            default_branch=body["default_branch"],
-        )
-        return Response(s.RepoSerializer(repo, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-
-class RepoDetailView(ApiView):
-    @extend_schema(responses=s.RepoSerializer, summary="A repository")
-    def get(self, request, owner: str, slug: str):
-        repo = repo_for(request.user, owner, slug)
-        return Response(s.RepoSerializer(repo, context={"request": request}).data)
-
-
-class CollaboratorView(ApiView):
-    @extend_schema(request=s.CollaboratorRequest, responses={204: None}, summary="Grant a role on a repository")
-    def put(self, request, owner: str, slug: str, username: str):
-        repo = repo_for(request.user, owner, slug, Role.ADMIN)
-        set_collaborator(repo, username=username, role=validated(s.CollaboratorRequest, request.data)["role"])
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(responses={204: None}, summary="Remove a collaborator")
-    def delete(self, request, owner: str, slug: str, username: str):
-        repo = repo_for(request.user, owner, slug, Role.ADMIN)
-        remove_collaborator(repo, username=username)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- signed storage URLs (filesystem backend) ----------------------------------------------------

@@ -9,9 +9,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from musehub_core.errors import BadRequest, Conflict, NonFastForward, NotFound, RefNotFound
+from musehub_core.errors import (
+    AuthenticationRequired,
+    BadRequest,
+    Conflict,
+    NonFastForward,
+    NotFound,
+    RefNotFound,
+    RepoNotFound,
+)
 from musehub_core.ids import compute_branch_id, compute_identity_id, compute_repo_id
 from repos import graph
+from repos.access import User, repo_for, reserved_owners
 from repos.models import Branch, Collaborator, CommitRef, Repo, Role, Visibility, slug_validator
 
 
@@ -30,10 +39,8 @@ def create_repo(
     *owner* is a user (or, for fixtures, a bare username). Raises BadRequest
     for an invalid slug or visibility and Conflict when the name is taken.
     """
-    from repos.access import RESERVED_OWNERS
-
     username = owner if isinstance(owner, str) else owner.get_username()
-    if username in RESERVED_OWNERS:
+    if username in reserved_owners():
         raise BadRequest(f"{username!r} is a reserved name and cannot own repositories.")
     try:
         slug_validator(slug)
@@ -64,6 +71,25 @@ def create_repo(
     except IntegrityError as exc:
         raise Conflict(f"Repository {username}/{slug} already exists.") from exc
     return repo
+
+
+def repo_for_push(*, actor: User | None, owner: str, slug: str) -> Repo:
+    """Return ``owner/slug`` for writing by *actor*, creating it when it is missing and *actor* is *owner*.
+
+    Idempotent under concurrency: when a racing first push creates the
+    repository first, this one finds it instead of failing.
+    """
+    try:
+        return repo_for(actor, owner, slug, Role.WRITE)
+    except RepoNotFound:
+        if actor is None or not actor.is_authenticated:
+            raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
+        if actor.get_username() != owner or owner in reserved_owners():
+            raise
+    try:
+        return create_repo(owner=actor, slug=slug)
+    except Conflict:  # created meanwhile by a concurrent first push
+        return repo_for(actor, owner, slug, Role.WRITE)
 
 
 def validate_branch_name(name: object) -> str:

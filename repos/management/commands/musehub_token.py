@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from repos.models import ApiToken
-from wire.authentication import issue_token
+from repos.services.tokens import issue_token, revoke_tokens, token_state
 
 
 class Command(BaseCommand):
@@ -51,19 +51,12 @@ class Command(BaseCommand):
         tokens = ApiToken.objects.filter(user=user)
         if action == "list":
             for token in tokens:
-                state = (
-                    "revoked"
-                    if token.revoked_at
-                    else ("expired" if token.expires_at and token.expires_at <= timezone.now() else "active")
-                )
+                state = token_state(token)
                 expires = token.expires_at.isoformat() if token.expires_at else "never"
                 self.stdout.write(f"{token.prefix}…\t{state}\t{token.name or '-'}\texpires {expires}")
             return
         prefix = options["prefix"]
-        chosen = tokens.filter(revoked_at__isnull=True)
-        if prefix:
-            chosen = chosen.filter(prefix__startswith=prefix[:10])
-        count = chosen.update(revoked_at=timezone.now())
+        count = revoke_tokens(tokens, prefix=prefix)
         if prefix and count == 0:
             raise CommandError(f"{username} has no active token starting with {prefix!r}.")
         self.stdout.write(f"Revoked {count} token(s) of {username}.")

@@ -1,10 +1,10 @@
-"""The REST API of one repository (``/api/v1/repos/{owner}/{slug}/…``): browse history, manage proposals.
+"""The REST API (``/api/v1/repos/…``): create repositories, browse history, manage proposals and collaborators.
 
 Views only coordinate: check access through ``repos.access.repo_for`` (read for
 browsing, write for merging), call one selector or service, serialize. Every
 list answers the same paginated shape ``{count, next, previous, results}``
 (``?page=`` and ``?page_size=``, at most 100), and every error the one JSON
-shape ``{error, detail}`` of ``wire.exceptions``.
+shape ``{error, detail}`` of ``hubhttp.errors``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,28 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from musehub_core.errors import BadRequest, RefNotFound
-from repos import api_serializers as s
+from api import serializers as s
+from hubhttp.codecs import MsgpackParser, MsgpackRenderer
+from hubhttp.views import validated
+from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
 from repos import selectors
 from repos.access import repo_for
 from repos.models import Repo, Role
 from repos.services import proposals
+from repos.services.repos import create_repo, remove_collaborator, set_collaborator
 from repos.storage.reader import read_blob
-from wire.views import ApiView, validated
+
+
+class ApiView(APIView):
+    """Base of the JSON REST API (tokens or an admin session)."""
+
+    renderer_classes = [JSONRenderer, MsgpackRenderer]
+    parser_classes = [JSONParser, MsgpackParser]
 
 
 class ApiPagination(PageNumberPagination):
@@ -343,3 +355,43 @@ class ProposalReopenView(RepoApiView):
         proposal = selectors.proposal_by_number(repo, number)
         proposal = proposals.reopen_proposal(repo.repo_id, proposal.proposal_id, acting_user=request.user)
         return Response(s.ProposalSerializer(proposal).data)
+
+
+# --- repositories ---------------------------------------------------------------------------------
+
+
+class RepoListView(ApiView):
+    @extend_schema(request=s.RepoCreateRequest, responses={201: s.RepoSerializer}, summary="Create a repository")
+    def post(self, request):
+        if not request.user.is_authenticated:
+            raise AuthenticationRequired()
+        body = validated(s.RepoCreateRequest, request.data)
+        repo = create_repo(
+            owner=request.user,
+            slug=body["name"],
+            visibility=body["visibility"],
+            description=body["description"],
+            default_branch=body["default_branch"],
+        )
+        return Response(s.RepoSerializer(repo, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class RepoDetailView(ApiView):
+    @extend_schema(responses=s.RepoSerializer, summary="A repository")
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug)
+        return Response(s.RepoSerializer(repo, context={"request": request}).data)
+
+
+class CollaboratorView(ApiView):
+    @extend_schema(request=s.CollaboratorRequest, responses={204: None}, summary="Grant a role on a repository")
+    def put(self, request, owner: str, slug: str, username: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        set_collaborator(repo, username=username, role=validated(s.CollaboratorRequest, request.data)["role"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={204: None}, summary="Remove a collaborator")
+    def delete(self, request, owner: str, slug: str, username: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        remove_collaborator(repo, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,10 +1,10 @@
-"""Request and response shapes of the repository browsing and proposal REST API (``repos.api``)."""
+"""Request and response shapes of the REST API (validation, and the OpenAPI schema)."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from repos.models import Commit, Proposal, ProposalState
+from repos.models import Commit, Proposal, ProposalState, Repo, Role, Visibility
 from repos.services.proposals import MergeStrategy
 
 
@@ -104,3 +104,32 @@ class MergeConflictResponse(serializers.Serializer):
     error = serializers.CharField()
     detail = serializers.CharField()
     conflicts = ConflictSerializer(many=True)
+
+
+class RepoSerializer(serializers.ModelSerializer):
+    full_name = serializers.CharField(read_only=True)
+    clone_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Repo
+        fields = [
+            "repo_id", "owner", "slug", "name", "full_name", "description", "visibility", "domain",
+            "default_branch", "created_at", "updated_at", "clone_url",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_clone_url(self, repo: Repo) -> str:
+        request = self.context.get("request")
+        path = f"/{repo.owner}/{repo.slug}"
+        return request.build_absolute_uri(path) if request else path
+
+
+class RepoCreateRequest(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="Becomes the slug: owner/name.")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
+    description = serializers.CharField(allow_blank=True, default="", max_length=10_000)
+    default_branch = serializers.CharField(default="main", max_length=255)
+
+
+class CollaboratorRequest(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)

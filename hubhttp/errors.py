@@ -1,18 +1,27 @@
-"""The one place domain errors become HTTP responses: ``{"error": code, "detail": message}``."""
+"""The one place errors become HTTP responses: ``{"error": code, "detail": message}`` with the right status.
+
+Domain errors (``musehub_core.errors``) and DRF's own errors take the same
+shape through :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``); plain
+Django code (middleware, the metrics view, unmatched routes) answers through
+:func:`json_error`. Every 401 is ``unauthenticated`` and carries
+``WWW-Authenticate``; every 503 carries ``Retry-After``.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from musehub.metrics import count_error
-from musehub_core.errors import MuseHubError
+from hubhttp.instruments import count_error
+from musehub_core.errors import AuthenticationRequired, MuseHubError, NotFound
 
 log = logging.getLogger("musehub.errors")
+
+REALM = 'Bearer realm="musehub"'
 
 
 def error_body(code: str, detail: str, **data) -> dict:
@@ -21,13 +30,29 @@ def error_body(code: str, detail: str, **data) -> dict:
     return body
 
 
+def _headers_of(exc: MuseHubError) -> dict[str, str]:
+    headers = dict(exc.headers())
+    if exc.status == 401:
+        headers.setdefault("WWW-Authenticate", REALM)
+    return headers
+
+
 def response_for(exc: MuseHubError) -> Response:
-    """Return the response for a domain error (used by DRF views and plain views alike)."""
+    """Return the DRF response for a domain error."""
     if exc.status >= 500 and exc.status != 503:
         log.error("domain error %s: %s", exc.code, exc.message)
     count_error(exc.code, exc.status)
     response = Response(error_body(exc.code, exc.message, **_public_data(exc)), status=exc.status)
-    for name, value in exc.headers().items():
+    for name, value in _headers_of(exc).items():
+        response[name] = value
+    return response
+
+
+def json_error(exc: MuseHubError) -> JsonResponse:
+    """Return the plain Django response for a domain error (code outside DRF views)."""
+    count_error(exc.code, exc.status)
+    response = JsonResponse(error_body(exc.code, exc.message, **_public_data(exc)), status=exc.status)
+    for name, value in _headers_of(exc).items():
         response[name] = value
     return response
 
@@ -52,6 +77,9 @@ def exception_handler(exc, context):
         return response_for(exc)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        set_rollback()
+        return response_for(AuthenticationRequired("; ".join(_flatten(exc.detail))))
     if isinstance(exc, drf.APIException):
         set_rollback()
         message = "; ".join(_flatten(exc.detail))
@@ -60,9 +88,17 @@ def exception_handler(exc, context):
             code = "bad_request"
         response = Response(error_body(str(code), message), status=exc.status_code)
         count_error(str(code), exc.status_code)
-        if getattr(exc, "auth_header", None):
-            response["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             response["Retry-After"] = str(int(exc.wait))
         return response
     return None
+
+
+def not_found(request, exception=None) -> JsonResponse:
+    """``handler404``: an unmatched URL answers JSON like every other error."""
+    return json_error(NotFound(f"No route matches {request.path!r}."))
+
+
+def server_error(request) -> JsonResponse:
+    """``handler500``: an unhandled exception answers JSON (the traceback goes to the log, never to the client)."""
+    return json_error(MuseHubError())

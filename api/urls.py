@@ -1,0 +1,31 @@
+"""Routes of the REST API, all under ``/api/``: the schema and its docs, repositories, and each repository's API.
+
+Branch names and file paths may hold slashes, so those routes take the rest of the URL.
+"""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from api import views
+
+repo = "v1/repos/<str:owner>/<str:slug>"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    path("v1/repos", views.RepoListView.as_view(), name="repo-list"),
+    path(repo, views.RepoDetailView.as_view(), name="repo-detail"),
+    path(f"{repo}/collaborators/<str:username>", views.CollaboratorView.as_view(), name="collaborator"),
+    path(f"{repo}/branches", views.BranchListView.as_view(), name="api-branches"),
+    path(f"{repo}/branches/<path:name>", views.BranchDetailView.as_view(), name="api-branch"),
+    path(f"{repo}/commits", views.CommitListView.as_view(), name="api-commits"),
+    path(f"{repo}/commits/<str:commit_id>", views.CommitDetailView.as_view(), name="api-commit"),
+    path(f"{repo}/tree/<path:spec>", views.TreeView.as_view(), name="api-tree"),
+    path(f"{repo}/raw/<path:spec>", views.RawView.as_view(), name="api-raw"),
+    path(f"{repo}/compare/<path:spec>", views.CompareView.as_view(), name="api-compare"),
+    path(f"{repo}/proposals", views.ProposalListView.as_view(), name="api-proposals"),
+    path(f"{repo}/proposals/<int:number>", views.ProposalDetailView.as_view(), name="api-proposal"),
+    path(f"{repo}/proposals/<int:number>/merge", views.ProposalMergeView.as_view(), name="api-proposal-merge"),
+    path(f"{repo}/proposals/<int:number>/close", views.ProposalCloseView.as_view(), name="api-proposal-close"),
+    path(f"{repo}/proposals/<int:number>/reopen", views.ProposalReopenView.as_view(), name="api-proposal-reopen"),
+]
