@@ -223,6 +223,8 @@ MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 
 # --- hub limits and behaviour (documented in the README) ---------------------
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 4096)
+# Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).
+MUSEHUB_SNAPSHOT_CHAIN_MAX = env_int("MUSEHUB_SNAPSHOT_CHAIN_MAX", 64)
 MUSEHUB_MAX_PACK_BYTES = env_int("MUSEHUB_MAX_PACK_BYTES", 2 * 1024**3)
 MUSEHUB_MAX_BLOB_BYTES = env_int("MUSEHUB_MAX_BLOB_BYTES", 512 * 1024**2)
 MUSEHUB_MAX_PACK_COMMITS = env_int("MUSEHUB_MAX_PACK_COMMITS", 100_000)

@@ -201,7 +201,7 @@ BaseLookup = Callable[[list[str]], Mapping[str, Mapping[str, str]]]
 
 
 def rebuild_snapshots(
-    snapshots: Sequence[Mapping[str, Any]], lookup: BaseLookup
+    snapshots: Sequence[Mapping[str, Any]], lookup: BaseLookup, *, positions: Sequence[int] | None = None
 ) -> Iterator[tuple[Mapping[str, Any], Tree]]:
     """Yield (snapshot dict, its full tree) for each snapshot of a pack, in pack order, ids verified.
 
@@ -210,7 +210,8 @@ def rebuild_snapshots(
     only while a later delta still needs them, so memory stays a few trees
     whatever the history's length. Raises MalformedPack naming the snapshot:
     unknown base, a deleted path its base lacks, set/delete overlap, or an id
-    that does not match the rebuilt manifest.
+    that does not match the rebuilt manifest. *positions* are the snapshots'
+    indexes in the pack as sent, for messages, when the caller reordered them.
     """
     in_pack = {s["snapshot_id"] for s in snapshots}
     uses = Counter(s["base"] for s in snapshots if "base" in s)
@@ -220,7 +221,7 @@ def rebuild_snapshots(
     seen: set[str] = set()
     for index, snap in enumerate(snapshots):
         sid = snap["snapshot_id"]
-        where = f"snapshots[{index}] ({sid})"
+        where = f"snapshots[{positions[index] if positions else index}] ({sid})"
         delta = delta_of(snap)
         if delta is None:
             tree = Tree.of(snap["manifest"])
@@ -238,8 +239,9 @@ def rebuild_snapshots(
             uses[base_id] -= 1
             if uses[base_id] <= 0:
                 trees.pop(base_id, None)
-        if tree.snapshot_id() != sid:
-            raise MalformedPack(f"{where}: the manifest does not hash to its snapshot id.")
+        actual = tree.snapshot_id()
+        if actual != sid:
+            raise MalformedPack(f"{where}: id {sid} does not match its manifest (expected {actual}).")
         seen.add(sid)
         if uses.get(sid, 0) > 0:
             trees[sid] = tree

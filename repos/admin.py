@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString
 
 from musehub_core.errors import MuseHubError
 from repos import models, selectors
-from repos.manifests import decode_manifest
+from repos.manifests import load_manifest
 from repos.services.integrity import verify_mpack
 from repos.services.proposals import close_proposal, reopen_proposal
 from repos.services.tokens import ACTIVE, revoke_tokens, token_state
@@ -374,10 +374,10 @@ class CommitGraphAdmin(ReadOnlyAdmin):
 
 @admin.register(models.Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["snapshot_id", "entry_count", "created_at", "storage_uri"]
-    list_filter = [("storage_uri", admin.EmptyFieldListFilter)]
+    list_display = ["snapshot_id", "entry_count", "depth", "created_at", "storage_uri"]
+    list_filter = [("storage_uri", admin.EmptyFieldListFilter), ("base_id", admin.EmptyFieldListFilter)]
     search_fields = ["snapshot_id"]
-    fields = ["snapshot_id", "entry_count", "created_at", "storage_uri", "seen_by", "manifest"]
+    fields = ["snapshot_id", "entry_count", "base_id", "depth", "created_at", "storage_uri", "seen_by", "manifest"]
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -390,7 +390,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
     @admin.display(description="manifest")
     def manifest(self, snapshot: models.Snapshot):
-        manifest = decode_manifest(snapshot.manifest_blob)
+        manifest = load_manifest(snapshot.snapshot_id)
         shown = sorted(manifest.items())[:MANIFEST_ROWS]
         sizes = dict(
             models.Object.objects.filter(object_id__in={oid for _, oid in shown}).values_list("object_id", "size_bytes")

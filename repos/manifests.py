@@ -1,36 +1,350 @@
-"""Snapshot manifests: the msgpack ``{path: object_id}`` kept in ``Snapshot.manifest_blob``."""
+"""Stored manifests: the one module that reads and writes ``Snapshot.manifest_blob``.
+
+A snapshot row holds either its whole manifest (a *checkpoint*, ``base_id``
+NULL, ``depth`` 0) or a delta against another snapshot (``base_id``, ``set`` and
+``delete`` as in wire.md §2.1, ``depth`` = the base's depth + 1). A new
+snapshot is stored as a delta against its first parent's snapshot when that is
+smaller, and as a checkpoint when the chain would grow past
+``MUSEHUB_SNAPSHOT_CHAIN_MAX``: a history costs what changed, and rebuilding
+any manifest reads one checkpoint and at most that many small rows, in one
+query, whatever the history's length.
+
+The stored bytes are zstd-compressed msgpack (rows written before deltas
+existed are plain msgpack and still read). Everything else asks this module:
+:func:`load_manifests` / :func:`load_manifest` for full manifests,
+:func:`iter_trees` to walk many in order with bounded memory,
+:func:`stored_form` for the row as stored (fetch sends deltas without
+rebuilding), :func:`changed_paths`, :func:`named_objects` (gc, fsck) and
+:class:`SnapshotPlanner` to decide how new snapshots are stored.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import msgpack
+import zstandard
+from django.conf import settings
+from django.db import connection
+
+from musehub_core.errors import MalformedPack
+from musehub_core.manifests import ManifestDelta, Tree, apply_delta, delta_pays, make_delta
+from musehub_core.mpack import decode_blob
 
 from .models import Snapshot
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BATCH = 500
+_DECODED_MAX = 2**34
 
-def encode_manifest(manifest: Mapping[str, str]) -> bytes:
-    """Return the stored form of *manifest*: msgpack with paths in sorted order."""
-    return msgpack.packb(dict(sorted(manifest.items())), use_bin_type=True)
+
+def chain_max() -> int:
+    """Return how many deltas may stand between a snapshot and its checkpoint."""
+    return max(0, int(settings.MUSEHUB_SNAPSHOT_CHAIN_MAX))
 
 
-def decode_manifest(blob: bytes | memoryview | None) -> dict[str, str]:
-    if not blob:
+# --- the stored bytes -------------------------------------------------------------------------------
+
+
+def _pack(value: Any) -> bytes:
+    return zstandard.ZstdCompressor(level=3).compress(msgpack.packb(value, use_bin_type=True))
+
+
+def _unpack(blob: bytes | memoryview | None) -> Any:
+    data = bytes(blob or b"")
+    if not data:
         return {}
-    return msgpack.unpackb(bytes(blob), raw=False)
+    if data.startswith(_ZSTD_MAGIC):
+        data = decode_blob(data, "zstd", max_bytes=_DECODED_MAX, where="stored manifest")
+    return msgpack.unpackb(data, raw=False)
+
+
+def encode_full(manifest: Mapping[str, str]) -> bytes:
+    """Return the stored bytes of a checkpoint: the manifest with paths in sorted order."""
+    return _pack(dict(sorted(manifest.items())))
+
+
+def encode_delta(delta: ManifestDelta) -> bytes:
+    """Return the stored bytes of a delta row."""
+    return _pack({"set": dict(sorted(delta.set.items())), "delete": sorted(delta.delete)})
+
+
+def _decode_delta(blob: bytes | memoryview | None) -> ManifestDelta:
+    value = _unpack(blob)
+    return ManifestDelta(set=dict(value.get("set") or {}), delete=list(value.get("delete") or []))
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    """A snapshot row as stored: a full manifest, or a delta against ``base_id``."""
+
+    snapshot_id: str
+    base_id: str | None
+    depth: int
+    entry_count: int
+    manifest: dict[str, str] | None = None
+    delta: ManifestDelta | None = None
+
+    def named_objects(self) -> Iterable[str]:
+        """The object ids this row itself names (a delta: only those it sets)."""
+        return (self.manifest if self.delta is None else self.delta.set).values()  # type: ignore[union-attr]
+
+
+def _form(sid: str, base_id: str | None, depth: int, count: int, blob: Any) -> StoredForm:
+    if base_id is None:
+        return StoredForm(sid, None, depth, count, manifest=_unpack(blob))
+    return StoredForm(sid, base_id, depth, count, delta=_decode_delta(blob))
+
+
+def stored_forms(snapshot_ids: Iterable[str]) -> dict[str, StoredForm]:
+    """Return the rows of *snapshot_ids* as stored (deltas are not rebuilt)."""
+    ids = list(dict.fromkeys(snapshot_ids))
+    found: dict[str, StoredForm] = {}
+    for start in range(0, len(ids), _BATCH):
+        rows = Snapshot.objects.filter(snapshot_id__in=ids[start : start + _BATCH]).values_list(
+            "snapshot_id", "base_id", "depth", "entry_count", "manifest_blob"
+        )
+        found.update((row[0], _form(*row)) for row in rows)
+    return found
+
+
+def stored_form(snapshot_id: str) -> StoredForm | None:
+    return stored_forms([snapshot_id]).get(snapshot_id)
+
+
+# --- rebuilding ---------------------------------------------------------------------------------
+
+
+def _chain_rows(snapshot_ids: Sequence[str]) -> dict[str, tuple[str | None, int, int, Any]]:
+    """Return {id: (base_id, depth, entry_count, blob)} for *snapshot_ids* and every row down their chains.
+
+    One recursive query per batch: the chain is walked by the database.
+    """
+    table = connection.ops.quote_name(Snapshot._meta.db_table)
+    rows: dict[str, tuple[str | None, int, int, Any]] = {}
+    for start in range(0, len(snapshot_ids), _BATCH):
+        batch = list(snapshot_ids[start : start + _BATCH])
+        marks = ", ".join(["%s"] * len(batch))
+        sql = (
+            f"WITH RECURSIVE chain(snapshot_id, base_id) AS ("
+            f" SELECT snapshot_id, base_id FROM {table} WHERE snapshot_id IN ({marks})"
+            f" UNION SELECT s.snapshot_id, s.base_id FROM {table} s JOIN chain c ON s.snapshot_id = c.base_id)"
+            f" SELECT s.snapshot_id, s.base_id, s.depth, s.entry_count, s.manifest_blob FROM {table} s"
+            f" WHERE s.snapshot_id IN (SELECT snapshot_id FROM chain)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, batch)
+            for sid, base_id, depth, count, blob in cursor.fetchall():
+                rows[sid] = (base_id, depth, count, blob)
+    return rows
+
+
+class _Rebuilder:
+    """Rebuild manifests from chain rows, keeping a few decoded checkpoints and recent results."""
+
+    def __init__(self, rows: dict[str, tuple[str | None, int, int, Any]], keep: int = 4) -> None:
+        self.rows = rows
+        self._recent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._keep = keep
+
+    def _remember(self, sid: str, manifest: dict[str, str]) -> None:
+        self._recent[sid] = manifest
+        self._recent.move_to_end(sid)
+        while len(self._recent) > self._keep:
+            self._recent.popitem(last=False)
+
+    def manifest(self, sid: str) -> dict[str, str]:
+        """Return a fresh dict holding the manifest of *sid* (raises MalformedPack for a broken chain)."""
+        chain: list[str] = []
+        current: str | None = sid
+        start: dict[str, str] | None = None
+        while current is not None:
+            if current in self._recent:
+                start = self._recent[current]
+                break
+            row = self.rows.get(current)
+            if row is None:
+                raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: its chain names {current}, which is not stored.")
+            if len(chain) > 100_000:
+                raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: its chain loops.")
+            chain.append(current)
+            if row[0] is None:
+                break
+            current = row[0]
+        if start is None:
+            base_id = chain.pop()
+            start = _unpack(self.rows[base_id][3])
+            self._remember(base_id, start)
+        manifest = dict(start)
+        for member in reversed(chain):
+            manifest = apply_delta(manifest, _decode_delta(self.rows[member][3]), where=f"stored snapshot {member}")
+        if chain:
+            self._remember(sid, manifest)
+            manifest = dict(manifest)
+        return manifest
 
 
 def load_manifests(snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
-    """Return {snapshot_id: manifest} for the given snapshots, in one query per 10,000 ids."""
+    """Return {snapshot_id: full manifest} for the stored ones of *snapshot_ids*.
+
+    Holds every result in memory: for many snapshots of a big tree use :func:`iter_trees`.
+    """
     ids = list(dict.fromkeys(snapshot_ids))
-    manifests: dict[str, dict[str, str]] = {}
-    for start in range(0, len(ids), 10_000):
-        rows = Snapshot.objects.filter(snapshot_id__in=ids[start : start + 10_000]).values_list(
-            "snapshot_id", "manifest_blob"
-        )
-        manifests.update((sid, decode_manifest(blob)) for sid, blob in rows)
-    return manifests
+    rebuilder = _Rebuilder(_chain_rows(ids))
+    return {sid: rebuilder.manifest(sid) for sid in ids if sid in rebuilder.rows}
 
 
 def load_manifest(snapshot_id: str) -> dict[str, str]:
+    """Return the full manifest of *snapshot_id* (empty when it is not stored)."""
     return load_manifests([snapshot_id]).get(snapshot_id, {})
+
+
+def iter_manifests(snapshot_ids: Sequence[str], *, batch: int = 64) -> Iterator[tuple[str, dict[str, str]]]:
+    """Yield (id, full manifest) for each stored snapshot of *snapshot_ids*, in order, a few in memory at a time.
+
+    Consecutive snapshots that are deltas of each other (a history walked
+    parents first) cost one small row each.
+    """
+    rebuilder = _Rebuilder({})
+    for start in range(0, len(snapshot_ids), batch):
+        chunk = list(snapshot_ids[start : start + batch])
+        rebuilder.rows = _chain_rows(chunk)
+        for sid in chunk:
+            if sid in rebuilder.rows:
+                yield sid, rebuilder.manifest(sid)
+
+
+def changed_paths(snapshot_id: str, parent_snapshot_id: str | None) -> list[str]:
+    """Return the paths that differ between the manifests of *parent_snapshot_id* (None: empty) and *snapshot_id*.
+
+    Answered from the stored delta alone when the snapshot is stored against that parent.
+    """
+    form = stored_form(snapshot_id)
+    if form is None:
+        return []
+    if form.delta is not None and form.base_id == parent_snapshot_id:
+        return sorted({*form.delta.set, *form.delta.delete})
+    manifests = load_manifests([snapshot_id, *([parent_snapshot_id] if parent_snapshot_id else [])])
+    new, old = manifests.get(snapshot_id, {}), manifests.get(parent_snapshot_id or "", {})
+    return sorted({p for p in new if old.get(p) != new[p]} | {p for p in old if p not in new})
+
+
+def named_objects(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, Iterable[str]]]:
+    """Yield (snapshot id, object ids its row names) for each stored snapshot, without rebuilding.
+
+    Over a set of snapshots that holds each one's whole chain, the union is
+    every object their manifests name: each object of a manifest was set by
+    its checkpoint or by one of the deltas above it.
+    """
+    ids = list(dict.fromkeys(snapshot_ids))
+    for start in range(0, len(ids), _BATCH):
+        for sid, form in stored_forms(ids[start : start + _BATCH]).items():
+            yield sid, form.named_objects()
+
+
+def verify_snapshots(snapshot_ids: Sequence[str], *, batch: int = 64) -> Iterator[tuple[str, str | None]]:
+    """Yield (id, None) for each snapshot that rebuilds to its id, (id, a sentence saying why not) otherwise."""
+    rebuilder = _Rebuilder({})
+    for start in range(0, len(snapshot_ids), batch):
+        chunk = list(snapshot_ids[start : start + batch])
+        rebuilder.rows = _chain_rows(chunk)
+        for sid in chunk:
+            if sid not in rebuilder.rows:
+                yield sid, "it is not stored"
+                continue
+            try:
+                actual = Tree.of(rebuilder.manifest(sid)).snapshot_id()
+            except (MalformedPack, ValueError, TypeError, AttributeError, msgpack.UnpackException) as exc:
+                yield sid, f"its stored manifest cannot be rebuilt: {getattr(exc, 'message', exc)}"
+                continue
+            yield sid, None if actual == sid else f"its stored manifest rebuilds to {actual}"
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """How one new snapshot is stored, and which objects it names beyond its base (for connectivity)."""
+
+    snapshot_id: str
+    blob: bytes
+    base_id: str | None
+    depth: int
+    entry_count: int
+    added: dict[str, str]  # {path: object_id} beyond the base it was compared with (all entries if none)
+
+    def as_insert(self) -> tuple[str, bytes, str | None, int, int]:
+        return (self.snapshot_id, self.blob, self.base_id, self.depth, self.entry_count)
+
+
+SNAPSHOT_FIELDS = ["snapshot_id", "manifest_blob", "base_id", "depth", "entry_count"]
+
+
+class SnapshotPlanner:
+    """Decide how new snapshots are stored, given their trees in an order where a base comes first.
+
+    :meth:`add` takes a snapshot's full tree and the snapshot it should be
+    stored against (normally its first parent's); the base may be an earlier
+    snapshot given to this planner or one already stored. Keeps the last few
+    trees so a chain of commits costs one small delta each.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.rows: list[SnapshotRow] = []
+        self._depth: dict[str, int] = {}
+        self._recent: OrderedDict[str, Mapping[str, str]] = OrderedDict()
+        self._keep = keep
+
+    def _base_manifest(self, base_id: str) -> tuple[Mapping[str, str], int] | None:
+        if base_id in self._recent:
+            return self._recent[base_id], self._depth[base_id]
+        form = stored_forms([base_id]).get(base_id)
+        if form is None:
+            return None
+        self._depth[base_id] = form.depth
+        return load_manifest(base_id), form.depth
+
+    def add(
+        self,
+        snapshot_id: str,
+        manifest: Mapping[str, str],
+        *,
+        base_id: str | None,
+        delta: ManifestDelta | None = None,
+        stored_depth: int | None = None,
+    ) -> SnapshotRow:
+        """Plan how *snapshot_id* is stored (against *base_id* where that pays) and return the row.
+
+        *delta* is the delta from *base_id* when the caller already has it (a
+        pushed delta), saving the comparison. *stored_depth* is the depth of a
+        row already stored for this snapshot (that row is kept; the returned one
+        still says what the snapshot adds beyond *base_id*).
+        """
+        based: tuple[Mapping[str, str] | None, int] | None = None
+        if base_id and base_id != snapshot_id:
+            if delta is not None:  # only the base's depth is needed
+                depth = self._depth.get(base_id)
+                if depth is None:
+                    depth = Snapshot.objects.filter(snapshot_id=base_id).values_list("depth", flat=True).first()
+                based = None if depth is None else (None, depth)
+            else:
+                based = self._base_manifest(base_id)
+                delta = make_delta(based[0], manifest) if based is not None else None
+        if based is None:
+            delta = None
+        if based is not None and delta is not None and delta_pays(delta, manifest) and based[1] < chain_max():
+            row = SnapshotRow(snapshot_id, encode_delta(delta), base_id, based[1] + 1, len(manifest), delta.set)
+        else:
+            added = dict(delta.set) if delta is not None else dict(manifest)
+            row = SnapshotRow(snapshot_id, encode_full(manifest), None, 0, len(manifest), added)
+        self.rows.append(row)
+        self._depth[snapshot_id] = row.depth if stored_depth is None else stored_depth
+        self._recent[snapshot_id] = manifest
+        self._recent.move_to_end(snapshot_id)
+        while len(self._recent) > self._keep:
+            self._recent.popitem(last=False)
+        return row

@@ -170,10 +170,15 @@ class CommitGraph(models.Model):
 
 
 class Snapshot(models.Model):
+    """A manifest, stored whole (a checkpoint) or as a delta against ``base_id``; only ``repos.manifests`` reads it."""
+
     snapshot_id = content_id_field(primary_key=True)
-    manifest_blob = models.BinaryField(help_text="msgpack {path: object_id}.")
+    manifest_blob = models.BinaryField(
+        help_text="zstd msgpack: {path: object_id} for a checkpoint, {set, delete} for a delta."
+    )
+    base_id = content_id_field(null=True, blank=True, db_index=True, help_text="The snapshot a delta applies to.")
+    depth = models.IntegerField(default=0, help_text="Deltas between this snapshot and its checkpoint.")
     entry_count = models.IntegerField(default=0)
-    directories = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     storage_uri = models.CharField(max_length=300, null=True, blank=True)
 

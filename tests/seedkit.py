@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import msgpack
-
-from musehub_core.ids import fake_id
+from musehub_core.ids import compute_snapshot_id, fake_id
 from musehub_core.mpack import build_wire_mpack
+from repos.manifests import encode_full
 from repos.models import Commit, CommitGraph, CommitRef, MPackIndex, Object, ObjectRef, Snapshot, SnapshotRef
 from repos.storage.backend import StorageOp
 
@@ -20,13 +19,12 @@ def now() -> dt.datetime:
 
 def make_commit(repo, *, manifest: dict[str, str], seed: str, parent_ids=None, generation: int = 0) -> Commit:
     """Insert a snapshot, a commit and its graph row with fake ids, visible to *repo*."""
-    snap_id = fake_id(f"snap-{seed}")
+    snap_id = compute_snapshot_id(manifest)
     Snapshot.objects.get_or_create(
         snapshot_id=snap_id,
         defaults={
-            "manifest_blob": msgpack.packb(manifest, use_bin_type=True),
+            "manifest_blob": encode_full(manifest),
             "entry_count": len(manifest),
-            "directories": [],
             "created_at": now(),
         },
     )

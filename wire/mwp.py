@@ -29,8 +29,9 @@ from repos import graph
 from repos.bulk import insert_ignore
 from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
 from repos.selectors import branch_heads
-from repos.services.history import check_connectivity, seen_by_repo, verify_history, write_history
-from repos.services.repos import move_branch, validate_branch_name
+from repos.services.history import seen_by_repo, write_history
+from repos.services.push import IncomingPush, StoredBlobs, receive_push
+from repos.services.repos import validate_branch_name
 from repos.storage.backend import get_backend
 from repos.storage.reader import plan_blob_reads, read_blobs
 from repos.storage.writer import pack_blobs
@@ -270,32 +271,41 @@ def mwp_push(repo: Repo, push: PushBundle, *, pusher: AbstractBaseUser | None) -
     note_transfer(repo=repo.full_name, branch=branch)
     if not commits:
         return {"ok": True, "message": "Nothing to push.", "branch_heads": _heads_out(repo)}
-    verify_history(commits, snapshots)
-    referenced = {oid for s in snapshots for oid in s["manifest"].values()}
+    referenced = {oid for snap in snapshots for oid in snap["manifest"].values()}
     known = seen_by_repo(ObjectRef, repo, "object_id", referenced | set(inline))
     fresh_inline = {oid: raw for oid, raw in inline.items() if oid not in known}
     lacking = referenced - known - set(inline)
     staged = sorted(
         StagedObject.objects.filter(repo=repo, object_id__in=list(lacking)).values_list("object_id", flat=True)
     )
-    check_connectivity(repo, commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged])
     tip = detect_tip(commits, branch)
-    mpack, stored, refs_only = _store_objects(repo, fresh_inline, staged)
-    with transaction.atomic():
-        write_history(repo, commits=commits, snapshots=snapshots, blobs=stored, mpack=mpack)
-        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
-        move_branch(repo, branch, tip, force=push.force)
+    done: list[str] = []
+
+    written: list[StoredBlobs] = []
+
+    def store() -> StoredBlobs:
+        mpack, stored, refs_only = _store_objects(repo, fresh_inline, staged)
+        written.append(StoredBlobs(mpack=mpack, blobs=stored, refs_only=refs_only))
+        return written[0]
+
+    def forget_staged() -> None:
         # Every upload this push made unnecessary goes, not only the folded ones.
-        done = sorted(
+        done.extend(
             StagedObject.objects.filter(repo=repo, object_id__in=[*referenced, *inline]).values_list(
                 "object_id", flat=True
             )
         )
         StagedObject.objects.filter(repo=repo, object_id__in=done).delete()
+
+    incoming = IncomingPush(
+        commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged], branch=branch, head=tip, force=push.force
+    )
+    receive_push(repo, incoming, store_blobs=store, finish=forget_staged)
     backend = get_backend()
-    for oid in done:
+    for oid in sorted(done):
         backend.delete_staged_object(repo.repo_id, oid)
     who = pusher.get_username() if pusher is not None and pusher.is_authenticated else "-"
+    stored = written[0].blobs
     note_transfer(
         user=who, head=to_wire_hex(tip), commits=len(commits), blobs=len(stored), bytes=sum(b.size for b in stored)
     )

@@ -2,9 +2,10 @@
 
 The pack travels client → object storage directly (a presigned or hub-signed
 URL into ``incoming/``). :func:`wire_push_unpack_mpack` then streams it back
-once, checks it hashes to its key, indexes and verifies every blob, recomputes
-every id, checks connectivity, moves the pack to its content key and, in one
-transaction, writes rows, refs and index entries and moves the branch.
+once, checks it hashes to its key, indexes and verifies every blob, and hands
+the rest to the domain's one push pipeline (``repos.services.push``): ids,
+snapshot deltas, connectivity, then moving the pack to its content key and one
+transaction for rows, refs, index entries and the branch.
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 
 from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
 from musehub_core.ids import is_id
 from musehub_core.mpack import PackContents, PackLimits, index_mpack
-from repos.models import CommitRef, MPack, MPackKind, MPackUpload, Repo
+from repos.models import MPack, MPackKind, MPackUpload, Repo
 from repos.selectors import branch_heads, repo_by_id
-from repos.services.history import check_connectivity, verify_history, write_history
-from repos.services.repos import move_branch, validate_branch_name
+from repos.services.push import IncomingPush, StoredBlobs, receive_push
+from repos.services.repos import validate_branch_name
 from repos.storage.backend import get_backend
-from repos.storage.writer import StoredBlob
+from repos.storage.writer import StoredBlob, new_mpack_row
 
 log = logging.getLogger("musehub.push")
 
@@ -154,40 +154,38 @@ def wire_push_unpack_mpack(
             f"The pack holds {len(contents.commits)} commits and {len(contents.blobs)} blobs, "
             f"but the request declared {commits_count} and {blobs_count}."
         )
-    verify_history(contents.commits, contents.snapshots)
-    check_connectivity(
-        repo, commits=contents.commits, snapshots=contents.snapshots, blob_ids=[b.object_id for b in contents.blobs]
-    )
-    pack_commits = {c["commit_id"] for c in contents.commits}
     if contents.commits and not head_commit_id:
         raise MalformedPack("head_commit_id is required when the pack holds commits.")
-    if (
-        head_commit_id
-        and head_commit_id not in pack_commits
-        and not CommitRef.objects.filter(repo=repo, commit_id=head_commit_id).exists()
-    ):
-        raise MalformedPack(f"head_commit_id {head_commit_id} is neither in the pack nor in the repository.")
 
-    if source.upload is not None and not source.upload.promoted:
-        get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
-        # Committed on its own: a retry after a failed transaction reads the promoted pack.
-        MPackUpload.objects.filter(pk=source.upload.pk).update(promoted=True)
-    mpack = MPack(
-        mpack_id=mpack_key,
-        kind=MPackKind.PUSH,
-        size_bytes=contents.size,
-        commit_count=len(contents.commits),
-        snapshot_count=len(contents.snapshots),
-        blob_count=len(contents.blobs),
-        created_at=dt.datetime.now(dt.UTC),
-    )
-    blobs = [StoredBlob(b.object_id, b.size, b.offset, b.length, b.encoding, b.content) for b in contents.blobs]
-    with transaction.atomic():
-        added = write_history(repo, commits=contents.commits, snapshots=contents.snapshots, blobs=blobs, mpack=mpack)
-        if head_commit_id:
-            move_branch(repo, branch, head_commit_id, force=force)
+    def promote() -> StoredBlobs:
+        if source.upload is not None and not source.upload.promoted:
+            get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
+            # Committed on its own: a retry after a failed transaction reads the promoted pack.
+            MPackUpload.objects.filter(pk=source.upload.pk).update(promoted=True)
+        mpack = new_mpack_row(
+            mpack_key,
+            kind=MPackKind.PUSH,
+            size=contents.size,
+            blobs=len(contents.blobs),
+            commits=len(contents.commits),
+            snapshots=len(contents.snapshots),
+        )
+        blobs = [StoredBlob(b.object_id, b.size, b.offset, b.length, b.encoding, b.content) for b in contents.blobs]
+        return StoredBlobs(mpack=mpack, blobs=blobs)
+
+    def forget_upload() -> None:
         if source.upload is not None:
             MPackUpload.objects.filter(repo=repo, mpack_key=mpack_key).delete()
+
+    push = IncomingPush(
+        commits=contents.commits,
+        snapshots=contents.snapshots,
+        blob_ids=[b.object_id for b in contents.blobs],
+        branch=branch,
+        head=head_commit_id or None,
+        force=force,
+    )
+    added = receive_push(repo, push, store_blobs=promote, finish=forget_upload)
     note_transfer(head=head_commit_id, commits=added.commits, blobs=added.blobs, bytes=contents.size)
     return {
         "ok": True,

@@ -12,7 +12,7 @@ from musehub_core.manifests import validate_path
 from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
-from repos.services.history import seen_by_repo, write_history
+from repos.services.history import record_history, seen_by_repo
 from repos.services.repos import move_branch, validate_branch_name
 from repos.storage.writer import pack_blobs
 
@@ -64,6 +64,6 @@ def commit_files_to_repo(
         "metadata": {},
     }
     with transaction.atomic():
-        write_history(repo, commits=[commit], snapshots=[snapshot], blobs=stored, mpack=mpack)
+        record_history(repo, commits=[commit], snapshots=[snapshot], blobs=stored, mpack=mpack)
         move_branch(repo, branch, commit["commit_id"])
     return commit["commit_id"]

@@ -33,7 +33,7 @@ from django.db.models import Q
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id
 from musehub_core.mpack import BlobEntry, decode_verified, index_mpack, skip_bytes
-from repos.manifests import decode_manifest
+from repos.manifests import named_objects, verify_snapshots
 from repos.models import (
     Branch,
     Commit,
@@ -425,21 +425,24 @@ def _served(object_ids: Iterable[str]) -> set[str]:
 
 
 def _check_snapshots(scope: _Scope, report: FsckReport, progress: Progress) -> None:
-    """Every object a snapshot names must be indexed or cached (else fetches fail)."""
+    """Every snapshot must rebuild to its id, and every object it names be indexed or cached (else fetches fail)."""
     backend = get_backend()
     missing: dict[str, tuple[str, int]] = {}
-    rows = scope.snapshots().values_list("snapshot_id", "manifest_blob")
-    with progress(total=rows.count(), desc="fsck snapshots", unit="snap") as bar:
-        for batch in chunks(rows.iterator(chunk_size=_SNAPSHOT_CHUNK), _SNAPSHOT_CHUNK):
+    ids = list(scope.snapshots().values_list("snapshot_id", flat=True))
+    with progress(total=len(ids), desc="fsck snapshots", unit="snap") as bar:
+        for batch in chunks(ids, _SNAPSHOT_CHUNK):
+            for snapshot_id, problem in verify_snapshots(batch):
+                if problem:
+                    report.add(ERROR, "snapshot-corrupt", snapshot_id, f"snapshot {snapshot_id} is damaged: {problem}.")
             named: dict[str, str] = {}
-            for snapshot_id, blob in batch:
-                for oid in decode_manifest(blob).values():
+            for snapshot_id, oids in named_objects(batch):
+                for oid in oids:
                     named.setdefault(oid, snapshot_id)
             report.checked["snapshots"] += len(batch)
             bar.update(len(batch))
-            for ids in chunks(list(named), CHUNK):
-                served = _served(ids)
-                for oid in ids:
+            for ids_ in chunks(list(named), CHUNK):
+                served = _served(ids_)
+                for oid in ids_:
                     if oid not in served:
                         first, count = missing.get(oid, (named[oid], 0))
                         missing[oid] = (first, count + 1)

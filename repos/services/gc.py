@@ -5,7 +5,8 @@ The rules (documented in the README):
 
 - **Rows.** Commit and commit-graph rows with no ``CommitRef`` of any
   repository (and not a branch head); snapshots with no ``SnapshotRef`` that no
-  remaining commit names; objects with no ``ObjectRef`` that no remaining
+  remaining commit names and no remaining snapshot is stored against (a
+  delta keeps its chain of bases); objects with no ``ObjectRef`` that no remaining
   snapshot names; index rows of objects that no longer exist.
 - **Packs.** A pack is *needed* while any index entry points at it, whatever
   its kind. Fetch packs never get index entries (they are caches of past
@@ -42,7 +43,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q
 
-from repos.manifests import decode_manifest
+from repos.manifests import named_objects
 from repos.models import (
     Branch,
     Commit,
@@ -137,6 +138,16 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress) -> GcPlan:
         ):
             if commit_id not in dropped_commits:
                 candidates.discard(snapshot_id)  # a remaining commit still names it
+    # A remaining snapshot stored as a delta keeps its whole chain of bases.
+    while True:
+        needed = set()
+        for batch in chunks(sorted(candidates)):
+            for snapshot_id, base_id in Snapshot.objects.filter(base_id__in=batch).values_list("snapshot_id", "base_id"):
+                if snapshot_id not in candidates:
+                    needed.add(base_id)
+        if not needed:
+            break
+        candidates -= needed
     plan.snapshots = sorted(candidates)
 
     objects = set(
@@ -147,14 +158,15 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress) -> GcPlan:
     if objects:
         # Never delete an object a remaining snapshot names, ref or not.
         dropped_snapshots = set(plan.snapshots)
-        rows = Snapshot.objects.values_list("snapshot_id", "manifest_blob")
-        with progress(total=rows.count(), desc="gc snapshots", unit="snap") as bar:
-            for snapshot_id, blob in rows.iterator(chunk_size=1_000):
-                bar.update()
-                if snapshot_id not in dropped_snapshots:
-                    objects.difference_update(decode_manifest(blob).values())
-                    if not objects:
-                        break
+        every = Snapshot.objects.values_list("snapshot_id", flat=True)
+        with progress(total=every.count(), desc="gc snapshots", unit="snap") as bar:
+            for batch in chunks(every.iterator(chunk_size=CHUNK)):
+                bar.update(len(batch))
+                batch = [sid for sid in batch if sid not in dropped_snapshots]
+                for _, named in named_objects(batch):
+                    objects.difference_update(named)
+                if not objects:
+                    break
     plan.objects = sorted(objects)
 
     index_rows = set(
@@ -264,12 +276,19 @@ def apply_gc(plan: GcPlan, report: GcReport, *, progress: Progress = no_progress
         f" AND commit_id NOT IN ({heads})",
         plan.graph_rows,
     )
-    counts["snapshots"] = _delete(
-        f"DELETE FROM {t['Snapshot']} WHERE snapshot_id IN ({{ids}})"
-        f" AND NOT EXISTS (SELECT 1 FROM {t['SnapshotRef']} r WHERE r.snapshot_id = {t['Snapshot']}.snapshot_id)"
-        f" AND NOT EXISTS (SELECT 1 FROM {t['Commit']} c WHERE c.snapshot_id = {t['Snapshot']}.snapshot_id)",
-        plan.snapshots,
-    )
+    # A delta's base goes only after the delta: each pass deletes the snapshots nothing is stored against.
+    counts["snapshots"] = 0
+    while True:
+        deleted = _delete(
+            f"DELETE FROM {t['Snapshot']} WHERE snapshot_id IN ({{ids}})"
+            f" AND NOT EXISTS (SELECT 1 FROM {t['SnapshotRef']} r WHERE r.snapshot_id = {t['Snapshot']}.snapshot_id)"
+            f" AND NOT EXISTS (SELECT 1 FROM {t['Commit']} c WHERE c.snapshot_id = {t['Snapshot']}.snapshot_id)"
+            f" AND NOT EXISTS (SELECT 1 FROM {t['Snapshot']} d WHERE d.base_id = {t['Snapshot']}.snapshot_id)",
+            plan.snapshots,
+        )
+        counts["snapshots"] += deleted
+        if not deleted:
+            break
     counts["objects"] = 0
     for batch in chunks(plan.objects, CHUNK):
         uris = dict(Object.objects.filter(object_id__in=batch).values_list("object_id", "storage_uri"))

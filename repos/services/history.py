@@ -1,10 +1,13 @@
 """Write history into the hub: the one path every commit, snapshot and blob row takes.
 
-Push (both protocols), server-side commits and merges all call
-:func:`verify_history`, :func:`check_connectivity` and :func:`write_history`,
-so ids are recomputed, nothing dangles, and the storage rule holds the same way
-everywhere: commits and snapshots in the database (``storage_uri`` NULL), blobs
-as ``mpack://<key>`` rows with a byte-range index entry.
+Push (both protocols, through ``repos.services.push``), server-side commits
+and merges all go through :func:`verify_commits`, :func:`plan_snapshots`,
+:func:`check_connectivity` and :func:`write_history` (:func:`record_history`
+runs the four), so ids are recomputed, snapshots sent as deltas are rebuilt
+and verified, nothing dangles, and the storage rule holds the same way
+everywhere: commits and snapshots in the database (``storage_uri`` NULL; a
+snapshot as a delta where that is smaller, see ``repos.manifests``), blobs as
+``mpack://<key>`` rows with a byte-range index entry.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from django.conf import settings
 from django.db.models import Model
 
 from musehub_core.errors import MalformedPack
-from musehub_core.ids import compute_commit_id, compute_snapshot_id
-from musehub_core.manifests import directories_of
+from musehub_core.ids import compute_commit_id
+from musehub_core.manifests import delta_of, rebuild_snapshots
 from repos import graph
 from repos.bulk import insert_ignore
-from repos.manifests import encode_manifest, load_manifests
+from repos.manifests import SNAPSHOT_FIELDS, SnapshotPlanner, SnapshotRow, load_manifests
 from repos.models import (
     Commit,
     CommitGraph,
@@ -61,14 +64,8 @@ def parse_timestamp(value: str, where: str) -> dt.datetime:
     return stamp
 
 
-def verify_history(commits: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]]) -> None:
-    """Recompute every snapshot and commit id; raise MalformedPack on the first mismatch."""
-    for i, snap in enumerate(snapshots):
-        expected = compute_snapshot_id(snap["manifest"])
-        if expected != snap["snapshot_id"]:
-            raise MalformedPack(
-                f"snapshots[{i}]: id {snap['snapshot_id']} does not match its manifest (expected {expected})."
-            )
+def verify_commits(commits: Sequence[Mapping[str, Any]]) -> None:
+    """Recompute every commit id and parse every timestamp; raise MalformedPack on the first mismatch."""
     for i, commit in enumerate(commits):
         parse_timestamp(commit["committed_at"], f"commits[{i}].committed_at")
         expected = compute_commit_id(
@@ -78,6 +75,66 @@ def verify_history(commits: Sequence[Mapping[str, Any]], snapshots: Sequence[Map
             raise MalformedPack(
                 f"commits[{i}]: id {commit['commit_id']} does not match its content (expected {expected})."
             )
+
+
+def _parent_snapshots(commits: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Return {snapshot id: its commit's first parent's snapshot id} for the pushed commits that have a parent."""
+    in_pack = {c["commit_id"]: c["snapshot_id"] for c in commits}
+    outside = {c["parent_ids"][0] for c in commits if c["parent_ids"] and c["parent_ids"][0] not in in_pack}
+    known = dict(CommitGraph.objects.filter(commit_id__in=list(outside)).values_list("commit_id", "snapshot_id"))
+    found: dict[str, str] = {}
+    for c in commits:
+        if c["parent_ids"]:
+            parent_snapshot = in_pack.get(c["parent_ids"][0]) or known.get(c["parent_ids"][0])
+            if parent_snapshot:
+                found.setdefault(c["snapshot_id"], parent_snapshot)
+    return found
+
+
+def _parents_first(commits: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Return the indexes of *snapshots* ordered like their commits, oldest generation first (others last)."""
+    gens = _generations(commits)
+    rank: dict[str, int] = {}
+    for c in commits:
+        rank[c["snapshot_id"]] = min(rank.get(c["snapshot_id"], gens[c["commit_id"]]), gens[c["commit_id"]])
+    last = max(rank.values(), default=0) + 1
+    return sorted(range(len(snapshots)), key=lambda i: rank.get(snapshots[i]["snapshot_id"], last))
+
+
+def plan_snapshots(
+    repo: Repo, *, commits: Sequence[Mapping[str, Any]], snapshots: Sequence[Mapping[str, Any]]
+) -> list[SnapshotRow]:
+    """Rebuild and verify every snapshot (full or delta) and decide how each is stored.
+
+    A delta's base must come earlier in *snapshots* or be a snapshot *repo*
+    holds: a snapshot only another repository holds is refused like an unknown
+    one. Each snapshot is stored against its commit's first parent's snapshot
+    where that is smaller. Raises MalformedPack naming the snapshot and the problem.
+    """
+    if not snapshots:
+        return []
+    positions = list(range(len(snapshots)))
+    if not any("base" in snap for snap in snapshots):
+        # Full snapshots may come in any order (the CLI sends newest first): store parents first.
+        positions = _parents_first(commits, snapshots)
+        snapshots = [snapshots[i] for i in positions]
+    prefer = _parent_snapshots(commits)
+
+    def bases_of_repo(ids: list[str]) -> dict[str, dict[str, str]]:
+        return load_manifests(seen_by_repo(SnapshotRef, repo, "snapshot_id", ids))
+
+    existing = dict(
+        Snapshot.objects.filter(snapshot_id__in=[s["snapshot_id"] for s in snapshots]).values_list(
+            "snapshot_id", "depth"
+        )
+    )
+    planner = SnapshotPlanner()
+    for snap, tree in rebuild_snapshots(snapshots, bases_of_repo, positions=positions):
+        sid = snap["snapshot_id"]
+        base_id = prefer.get(sid) or snap.get("base")
+        sent = delta_of(snap) if snap.get("base") == base_id else None
+        planner.add(sid, tree.manifest, base_id=base_id, delta=sent, stored_depth=existing.get(sid))
+    return planner.rows
 
 
 def _describe(missing: Iterable[str], limit: int = 3) -> str:
@@ -90,16 +147,19 @@ def check_connectivity(
     repo: Repo,
     *,
     commits: Sequence[Mapping[str, Any]],
-    snapshots: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[SnapshotRow],
     blob_ids: Iterable[str],
 ) -> None:
     """Raise MalformedPack unless every parent, snapshot and blob named exists in the pack or the repo.
 
     Content another repository holds does not count: a client must send what
-    this repository has not seen, so no one can reach content by id alone.
+    this repository has not seen, so no one can reach content by id alone. Only
+    the blobs each snapshot adds beyond the snapshot it was compared with are
+    looked up (that one's were checked when it arrived), so a small commit on
+    a big tree costs what it changed.
     """
     pack_commits = {c["commit_id"] for c in commits}
-    pack_snapshots = {s["snapshot_id"] for s in snapshots}
+    pack_snapshots = {s.snapshot_id for s in snapshots}
     pack_blobs = set(blob_ids)
 
     parents = {p for c in commits for p in c["parent_ids"]} - pack_commits
@@ -114,13 +174,7 @@ def check_connectivity(
     if missing:
         raise MalformedPack(f"Missing snapshots: {_describe(missing)} are neither in the pack nor in the repository.")
 
-    objects = {oid for s in snapshots for oid in s["manifest"].values()} - pack_blobs
-    # What a parent's snapshot names the repo already holds (checked when that parent arrived):
-    # a small commit on a big tree then looks up only the blobs it changed.
-    edge = {p for c in commits for p in c["parent_ids"]} - pack_commits
-    edge_snapshots = CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("snapshot_id", flat=True)
-    for manifest in load_manifests(edge_snapshots).values():
-        objects.difference_update(manifest.values())
+    objects = {oid for s in snapshots for oid in s.added.values()} - pack_blobs
     missing = objects - seen_by_repo(ObjectRef, repo, "object_id", objects)
     if missing:
         raise MalformedPack(f"Missing blobs: {_describe(missing)} are neither in the pack nor in the repository.")
@@ -163,15 +217,16 @@ def write_history(
     repo: Repo,
     *,
     commits: Sequence[Mapping[str, Any]],
-    snapshots: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[SnapshotRow],
     blobs: Sequence[StoredBlob] = (),
     mpack: MPack | None = None,
 ) -> Added:
     """Insert rows and refs for *commits*, *snapshots* and *blobs* (idempotent; call inside a transaction).
 
-    Blobs are recorded as living in *mpack* (``mpack://<key>`` plus an index
-    entry); small ones also get ``content_cache``. Commits and snapshots are
-    stored in the database only. Return how many commits and blobs *repo*
+    *snapshots* are rows planned by :func:`plan_snapshots`. Blobs are recorded
+    as living in *mpack* (``mpack://<key>`` plus an index entry); small ones
+    also get ``content_cache``. Commits and snapshots are stored in the
+    database only. Return how many commits and blobs *repo*
     gained (ones it already had do not count).
     """
     added = Added()
@@ -181,7 +236,7 @@ def write_history(
     if blobs:
         if mpack is None:
             raise ValueError("Blobs need the mpack that holds them.")
-        hints = {oid: path for s in snapshots for path, oid in s["manifest"].items()}
+        hints = {oid: path for s in snapshots for path, oid in s.added.items()}
         cache_max = settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES
         uri = mpack_uri(mpack.mpack_id)
         insert_ignore(
@@ -204,20 +259,10 @@ def write_history(
     if snapshots:
         insert_ignore(
             Snapshot,
-            ["snapshot_id", "manifest_blob", "entry_count", "directories", "created_at", "storage_uri"],
-            (
-                (
-                    s["snapshot_id"],
-                    encode_manifest(s["manifest"]),
-                    len(s["manifest"]),
-                    directories_of(s["manifest"]),
-                    now,
-                    None,
-                )
-                for s in snapshots
-            ),
+            [*SNAPSHOT_FIELDS, "created_at", "storage_uri"],
+            ((*s.as_insert(), now, None) for s in snapshots),
         )
-        insert_ignore(SnapshotRef, ["repo", "snapshot"], ((repo.repo_id, s["snapshot_id"]) for s in snapshots))
+        insert_ignore(SnapshotRef, ["repo", "snapshot"], ((repo.repo_id, s.snapshot_id) for s in snapshots))
     if commits:
         gens = _generations(commits)
         insert_ignore(
@@ -257,3 +302,18 @@ def write_history(
         )
         added.commits = insert_ignore(CommitRef, ["repo", "commit"], ((repo.repo_id, c["commit_id"]) for c in commits))
     return added
+
+
+def record_history(
+    repo: Repo,
+    *,
+    commits: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[Mapping[str, Any]],
+    blobs: Sequence[StoredBlob] = (),
+    mpack: MPack | None = None,
+) -> Added:
+    """Verify, check and write history the hub made itself (server-side commits, merges); call inside a transaction."""
+    verify_commits(commits)
+    rows = plan_snapshots(repo, commits=commits, snapshots=snapshots)
+    check_connectivity(repo, commits=commits, snapshots=rows, blob_ids=[b.object_id for b in blobs])
+    return write_history(repo, commits=commits, snapshots=rows, blobs=blobs, mpack=mpack)

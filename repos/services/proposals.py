@@ -6,7 +6,7 @@ builds the merge commit with the wire.md §1 id formulas; nothing is written.
 :func:`apply_merge` then, in one transaction, locks the proposal and the target
 branch row, checks the target still points where the plan started from (else
 BranchMoved, and nothing changes), writes the commit and its snapshot through
-``write_history`` (database only: ``storage_uri`` NULL; the blobs are the ones
+``record_history`` (database only: ``storage_uri`` NULL; the blobs are the ones
 the repository already holds, so no blob row or mpack is written) and moves
 the branch with ``move_branch``, the compare-and-swap a push uses.
 :func:`merge_proposal` does both.
@@ -38,7 +38,7 @@ from repos.access import require
 from repos.merge import merge_manifests
 from repos.models import Branch, Proposal, ProposalState, Repo, Role
 from repos.selectors import branch_heads, manifests_of_commits, repo_by_id
-from repos.services.history import check_connectivity, verify_history, write_history
+from repos.services.history import record_history
 from repos.services.repos import move_branch, validate_branch_name
 
 User = AbstractBaseUser | AnonymousUser
@@ -184,7 +184,7 @@ class MergePlan:
     """What merging a proposal will do, computed from the heads as they were read.
 
     ``new_head`` is where the target branch will point; ``commit`` and
-    ``snapshot`` (wire-format dicts, as ``write_history`` takes them) are set
+    ``snapshot`` (wire-format dicts, as ``record_history`` takes them) are set
     only when the merge makes a new commit.
     """
 
@@ -311,10 +311,7 @@ def apply_merge(plan: MergePlan) -> Proposal:
                 branch=plan.target_branch,
             )
         if plan.commit is not None and plan.snapshot is not None:
-            commits, snapshots = [plan.commit], [plan.snapshot]
-            verify_history(commits, snapshots)
-            check_connectivity(repo, commits=commits, snapshots=snapshots, blob_ids=())
-            write_history(repo, commits=commits, snapshots=snapshots)
+            record_history(repo, commits=[plan.commit], snapshots=[plan.snapshot])
         if plan.new_head != current:
             move_branch(repo, plan.target_branch, plan.new_head)
         proposal.state = ProposalState.MERGED

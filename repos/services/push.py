@@ -1,0 +1,76 @@
+"""Receive a push: the one pipeline both protocols (native mpack and MWP) run.
+
+verify commits → rebuild and verify snapshots (full or delta) and plan how they
+are stored → connectivity (parents, snapshots, blobs in the push or the
+repository) → store the blobs (the protocol's own step: promote the uploaded
+pack, or write one) → one transaction: rows, refs, index entries, the branch
+move and the protocol's own clean-up. A push refused at any step writes no rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from musehub_core.errors import MalformedPack
+from repos.bulk import insert_ignore
+from repos.models import CommitRef, MPack, ObjectRef, Repo
+from repos.services.history import Added, check_connectivity, plan_snapshots, verify_commits, write_history
+from repos.services.repos import move_branch
+from repos.storage.writer import StoredBlob
+
+
+@dataclass
+class StoredBlobs:
+    """What the protocol's storage step produced: the pack written (if any), where each blob lies, and
+    blobs the hub already held that the repository only needs a ref to."""
+
+    mpack: MPack | None = None
+    blobs: Sequence[StoredBlob] = ()
+    refs_only: Collection[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IncomingPush:
+    """A push as the domain sees it, whatever protocol brought it."""
+
+    commits: Sequence[Mapping[str, Any]]
+    snapshots: Sequence[Mapping[str, Any]]
+    blob_ids: Collection[str]  # blobs that arrive with the push (in the pack, inline, or uploaded apart)
+    branch: str
+    head: str | None  # where the branch moves (None: no branch move)
+    force: bool = False
+
+
+def receive_push(
+    repo: Repo,
+    push: IncomingPush,
+    *,
+    store_blobs: Callable[[], StoredBlobs],
+    finish: Callable[[], None] = lambda: None,
+) -> Added:
+    """Check *push* against *repo*, store it and move its branch; return what the repository gained.
+
+    *store_blobs* runs after every check passed and before the transaction;
+    *finish* runs last inside the transaction. Raises MalformedPack (ids,
+    hashes, deltas or connectivity) or NonFastForward (without ``force``);
+    then nothing is written.
+    """
+    verify_commits(push.commits)
+    rows = plan_snapshots(repo, commits=push.commits, snapshots=push.snapshots)
+    check_connectivity(repo, commits=push.commits, snapshots=rows, blob_ids=push.blob_ids)
+    pushed = {c["commit_id"] for c in push.commits}
+    if push.head and push.head not in pushed and not CommitRef.objects.filter(repo=repo, commit_id=push.head).exists():
+        raise MalformedPack(f"head_commit_id {push.head} is neither in the pack nor in the repository.")
+    stored = store_blobs()
+    with transaction.atomic():
+        added = write_history(repo, commits=push.commits, snapshots=rows, blobs=stored.blobs, mpack=stored.mpack)
+        if stored.refs_only:
+            added.blobs += insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, o) for o in stored.refs_only))
+        if push.head:
+            move_branch(repo, push.branch, push.head, force=push.force)
+        finish()
+    return added
