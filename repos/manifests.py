@@ -167,7 +167,9 @@ class _Rebuilder:
                 break
             row = self.rows.get(current)
             if row is None:
-                raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: its chain names {current}, which is not stored.")
+                raise MalformedPack(
+                    f"Snapshot {sid} cannot be rebuilt: its chain names {current}, which is not stored."
+                )
             if len(chain) > 100_000:
                 raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: its chain loops.")
             chain.append(current)
@@ -302,11 +304,13 @@ class SnapshotPlanner:
     def _base_manifest(self, base_id: str) -> tuple[Mapping[str, str], int] | None:
         if base_id in self._recent:
             return self._recent[base_id], self._depth[base_id]
-        form = stored_forms([base_id]).get(base_id)
-        if form is None:
-            return None
-        self._depth[base_id] = form.depth
-        return load_manifest(base_id), form.depth
+        depth = self._depth.get(base_id)  # planned here: its row may not be written yet
+        if depth is None:
+            depth = Snapshot.objects.filter(snapshot_id=base_id).values_list("depth", flat=True).first()
+            if depth is None:
+                return None
+            self._depth[base_id] = depth
+        return load_manifest(base_id), depth
 
     def add(
         self,

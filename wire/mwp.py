@@ -29,13 +29,13 @@ from repos import graph
 from repos.bulk import insert_ignore
 from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
 from repos.selectors import branch_heads
+from repos.services.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
 from repos.services.history import seen_by_repo, write_history
 from repos.services.push import IncomingPush, StoredBlobs, receive_push
 from repos.services.repos import validate_branch_name
 from repos.storage.backend import get_backend
 from repos.storage.reader import plan_blob_reads, read_blobs
 from repos.storage.writer import pack_blobs
-from wire.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
 from wire.push import pack_limits
 
 log = logging.getLogger("musehub.mwp")

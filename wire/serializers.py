@@ -55,6 +55,12 @@ class PushResponse(serializers.Serializer):
 class FetchRequest(serializers.Serializer):
     want = IdListField(min_length=1)
     have = IdListField(default=list, max_length=1_000_000)
+    capabilities = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        default=list,
+        max_length=32,
+        help_text="Optional wire features the client understands, e.g. 'snapshot-delta' (wire.md 2.1).",
+    )
 
 
 class FetchResponse(serializers.Serializer):
@@ -71,6 +77,7 @@ class RefsResponse(serializers.Serializer):
     domain = serializers.CharField()
     default_branch = serializers.CharField()
     branch_heads = serializers.DictField(child=serializers.CharField())
+    capabilities = serializers.ListField(child=serializers.CharField())
 
 
 class FilterObjectsRequest(serializers.Serializer):

@@ -39,7 +39,7 @@ from repos.storage.backend import (
 from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
-from wire.fetch import wire_fetch_mpack
+from wire.fetch import CAPABILITIES, wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
@@ -81,6 +81,7 @@ class RefsView(WireView):
                 "domain": repo.domain,
                 "default_branch": repo.default_branch,
                 "branch_heads": heads,
+                "capabilities": list(CAPABILITIES),
             }
         )
 
@@ -134,7 +135,7 @@ class FetchView(WireView):
     def post(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         body = validated(s.FetchRequest, request.data)
-        result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"])
+        result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"], capabilities=body["capabilities"])
         result["mpack_url"] = absolute(request, result["mpack_url"])
         return Response(result)
 

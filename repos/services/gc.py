@@ -142,7 +142,9 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress) -> GcPlan:
     while True:
         needed = set()
         for batch in chunks(sorted(candidates)):
-            for snapshot_id, base_id in Snapshot.objects.filter(base_id__in=batch).values_list("snapshot_id", "base_id"):
+            for snapshot_id, base_id in Snapshot.objects.filter(base_id__in=batch).values_list(
+                "snapshot_id", "base_id"
+            ):
                 if snapshot_id not in candidates:
                     needed.add(base_id)
         if not needed:

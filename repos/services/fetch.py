@@ -1,0 +1,146 @@
+"""What a fetch sends: the commits a client lacks, their snapshots, and only the blobs it does not hold.
+
+Both protocols select through :func:`select_fetch`. Commits come from the
+graph table, snapshots from ``repos.manifests``. With ``deltas`` (the client
+asked for ``snapshot-delta``, wire.md §2.1) a snapshot stored as a delta goes
+out as that delta whenever its base is one the client will hold by then (sent
+earlier, or the snapshot of a commit it listed in ``have``), so a clone costs
+what the history changed and is never rebuilt row by row; a checkpoint goes
+out as a delta against its first parent's snapshot when that is smaller.
+Without it every snapshot is full, as older clients expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from musehub_core.errors import BadRequest, RefNotFound
+from musehub_core.ids import is_id
+from musehub_core.manifests import snapshot_dict
+from repos import graph
+from repos.manifests import iter_manifests, load_manifest, load_manifests, stored_forms
+from repos.models import Commit, CommitGraph, CommitRef, Repo
+
+MAX_IDS = 10_000
+MAX_HAVE_IDS = 1_000_000
+MAX_HAVE_WALK = 1_000
+SNAPSHOT_DELTA = "snapshot-delta"
+_CHUNK = 10_000
+
+
+@dataclass
+class FetchSet:
+    """What a fetch sends: commits (parents first), their snapshots (full or delta), and the blobs to send."""
+
+    commits: list[dict[str, Any]]
+    snapshots: list[dict[str, Any]]
+    blob_ids: list[str]
+
+
+def check_ids(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
+    """Return *values* as a list of commit ids, or raise BadRequest naming *name*."""
+    if not isinstance(values, list) or len(values) > limit:
+        raise BadRequest(f"{name} must be a list of at most {limit} commit ids.")
+    for value in values:
+        if not is_id(value):
+            raise BadRequest(f"{name} holds {value!r:.80}, which is not a commit id.")
+    return list(dict.fromkeys(values))
+
+
+def commit_dicts(commit_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Return commit dicts for *commit_ids*, in that order, from the database."""
+    rows: dict[str, dict[str, Any]] = {}
+    fields = ("commit_id", "parent_ids", "snapshot_id", "branch", "message", "author", "committed_at", "metadata")
+    for start in range(0, len(commit_ids), _CHUNK):
+        chunk = commit_ids[start : start + _CHUNK]
+        for row in Commit.objects.filter(commit_id__in=chunk).values(*fields, "timestamp"):
+            if not row["committed_at"]:
+                row["committed_at"] = row["timestamp"].isoformat()
+            del row["timestamp"]
+            rows[row["commit_id"]] = row
+    return [rows[cid] for cid in commit_ids if cid in rows]
+
+
+def known_have(repo: Repo, have: Sequence[str], *, limit: int = MAX_HAVE_WALK) -> list[str]:
+    """Return the *have* ids *repo* knows, at most *limit* of them (the newest by generation).
+
+    Dropping a have id can only make a fetch send more, never less, so a
+    client listing every commit it holds (the muse CLI does) costs one bounded walk.
+    """
+    known: list[str] = []
+    for start in range(0, len(have), _CHUNK):
+        chunk = list(have[start : start + _CHUNK])
+        known.extend(CommitRef.objects.filter(repo=repo, commit_id__in=chunk).values_list("commit_id", flat=True))
+    if len(known) <= limit:
+        return known
+    generation = graph.generations(known)
+    return sorted(known, key=lambda cid: generation.get(cid, -1), reverse=True)[:limit]
+
+
+def select_fetch(repo: Repo, *, want: Iterable[str], have: Iterable[str], deltas: bool = False) -> FetchSet:
+    """Return what a client holding *have* needs to reach *want* in *repo* (snapshots as deltas with *deltas*)."""
+    want_ids = list(want)
+    visible = set(CommitRef.objects.filter(repo=repo, commit_id__in=want_ids).values_list("commit_id", flat=True))
+    unknown = [cid for cid in want_ids if cid not in visible]
+    if unknown:
+        raise RefNotFound(f"Commit {unknown[0]} is not in {repo.full_name}.")
+    have_known = known_have(repo, list(have))
+    send = graph.commits_between(want_ids, have_known)
+    commits = commit_dicts(send)
+    sent = set(send)
+    # The client holds every blob of the commits at the boundary of what it has.
+    edge = {p for c in commits for p in c["parent_ids"] if p not in sent}
+    edge_snapshots = dict(CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("commit_id", "snapshot_id"))
+    held_objects = {oid for m in load_manifests(set(edge_snapshots.values())).values() for oid in m.values()}
+    listed = set(have_known)
+    bases = {sid for cid, sid in edge_snapshots.items() if cid in listed}  # wire.md §2.1: snapshots of `have` commits
+    snapshots, named = _snapshot_dicts(commits, edge_snapshots, bases) if deltas else _full_snapshot_dicts(commits)
+    blob_ids = [oid for oid in named if oid not in held_objects]
+    return FetchSet(commits=commits, snapshots=snapshots, blob_ids=blob_ids)
+
+
+def _send_order(commits: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(c["snapshot_id"] for c in commits))
+
+
+def _full_snapshot_dicts(commits: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, None]]:
+    snapshots: list[dict[str, Any]] = []
+    named: dict[str, None] = {}
+    for sid, manifest in iter_manifests(_send_order(commits)):
+        snapshots.append(snapshot_dict(sid, manifest))
+        named.update(dict.fromkeys(manifest.values()))
+    return snapshots, named
+
+
+def _snapshot_dicts(
+    commits: Sequence[dict[str, Any]], edge_snapshots: dict[str, str], bases: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, None]]:
+    """Return the snapshot dicts to send (deltas wherever the base will be held) and the objects they name."""
+    by_commit = {c["commit_id"]: c["snapshot_id"] for c in commits} | edge_snapshots
+    first_parent = {c["snapshot_id"]: by_commit.get(c["parent_ids"][0]) for c in reversed(commits) if c["parent_ids"]}
+    order = _send_order(commits)
+    forms = stored_forms(order)
+    available = set(bases)
+    snapshots: list[dict[str, Any]] = []
+    named: dict[str, None] = {}
+    for sid in order:
+        form = forms.get(sid)
+        if form is not None and form.delta is not None and form.base_id in available:
+            snap = {
+                "snapshot_id": sid,
+                "base": form.base_id,
+                "set": form.delta.set,
+                "delete": form.delta.delete,
+                "created_at": "",
+            }
+        else:
+            manifest = form.manifest if form is not None and form.manifest is not None else load_manifest(sid)
+            parent = first_parent.get(sid)
+            base = (parent, load_manifest(parent)) if parent in available else None
+            snap = snapshot_dict(sid, manifest, base=base)
+        named.update(dict.fromkeys((snap.get("set") if "base" in snap else snap["manifest"]).values()))
+        snapshots.append(snap)
+        available.add(sid)
+    return snapshots, named
