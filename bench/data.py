@@ -167,8 +167,8 @@ def one_commit_pack(
     manifest: dict[str, str], blobs: dict[str, bytes], parent: str | None, message: str, *, author: str
 ) -> tuple[bytes, str, dict]:
     """Return (pack bytes, key, commit) for one commit of *manifest* holding *blobs* (zstd where it pays)."""
+    from musehub_client.packs import make_commit
     from musehub_core.mpack import MPackWriter, encode_blob
-    from wire.client import make_commit
 
     commit, snapshot = make_commit(manifest, parent, branch="main", message=message, author=author)
     buffer = io.BytesIO()

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.workloads import Measure
-from wire.client import format_bytes
+from musehub_client.feedback import format_bytes
 
 COLUMNS = (
     "workload",

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         f"W4: {cfg.w4_pushes} pushes of {W4_FILES_PER_PUSH} files of {W4_SIZES[0] // 1024}-{W4_SIZES[1] // 1024} KiB "
         "(2 new, 1 rewritten), then `manage.py musehub_repack --repo bench/w4`",
         f"Hub: gunicorn musehub.wsgi, {args.workers} workers x 4 threads, on PostgreSQL and moto's S3 server "
-        "(127.0.0.1); client: wire.client functions in the benchmark process; git: git daemon on 127.0.0.1",
+        "(127.0.0.1); client: musehub_client.operations in the benchmark process; git: git daemon on 127.0.0.1",
         f"Work folder (trees, clones, git repositories): {work.parent} ({work_fs}); PostgreSQL's data stays "
         "on its own disk, moto keeps objects in memory",
     ]

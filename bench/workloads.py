@@ -1,6 +1,7 @@
-"""The workloads, timed phase by phase with the reference client's own functions (``wire.client``).
+"""The workloads, timed phase by phase through the reference client's operations (``musehub_client.operations``).
 
-The client runs in this process, so each phase is timed on its own; the
+The client runs in this process and calls the benchmark's phase hook around
+each of its phases (:class:`PhaseTimers`), so each phase is timed on its own; the
 server side of each phase (storage requests, bytes read from storage, database
 queries, peak memory) comes from the lines bench.server_stats wrote for the
 requests made during that phase.
@@ -22,7 +23,6 @@ requests made during that phase.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +32,9 @@ from typing import Any
 
 from bench import data
 from bench.hub import StatsLog
-from wire import client as wc
+from musehub_client import operations
+from musehub_client.http import HubClient
+from musehub_core.ids import blob_id
 
 AUTHOR = "bench"
 
@@ -101,8 +103,30 @@ class Timer:
         return self.log.between(self.start_mark, self.end_mark)
 
 
-def _client(url: str, token: str) -> wc.HubClient:
-    return wc.HubClient(url, token, out=wc.Output(quiet=True))
+def _client(url: str, token: str) -> HubClient:
+    return HubClient(url, token)
+
+
+class PhaseTimers:
+    """The phase hook handed to ``musehub_client.operations``: a :class:`Timer` around every phase it runs.
+
+    A phase that runs more than once (a retried download) adds up its seconds and requests.
+    """
+
+    def __init__(self, log: StatsLog) -> None:
+        self.log = log
+        self.timers: dict[str, list[Timer]] = {}
+
+    def __call__(self, name: str) -> contextlib.AbstractContextManager[Timer]:
+        timer = Timer(self.log)
+        self.timers.setdefault(name, []).append(timer)
+        return timer()
+
+    def seconds(self, *names: str) -> float:
+        return sum(t.seconds for name in names for t in self.timers.get(name, []))
+
+    def requests(self, *names: str) -> list[dict]:
+        return [r for name in names for t in self.timers.get(name, []) for r in t.requests()]
 
 
 # --- push ------------------------------------------------------------------------------------------
@@ -111,166 +135,70 @@ def _client(url: str, token: str) -> wc.HubClient:
 def muse_push(
     rec: Recorder, workload: str, root: Path, url: str, token: str, message: str, *, prefix: str = ""
 ) -> dict[str, Any]:
-    """Push the folder *root* to *url* like ``wire.client push``, recording each phase (named *prefix* + phase)."""
-    log = rec.log
-    client = _client(url, token)
-    total, pack, upload, unpack = Timer(log), Timer(log), Timer(log), Timer(log)
-    try:
-        with total():
-            state = wc.State.load(root)
-            try:
-                refs = client.refs()
-            except wc.ClientError as exc:
-                if exc.exit_code != wc.EXIT_NOT_FOUND:
-                    raise
-                refs = {"branch_heads": {}}
-            tracks = state is not None and state.url == client.url
-            branch = (state.branch if tracks and state else None) or refs.get("default_branch") or "main"
-            parent = state.head if tracks and state else refs["branch_heads"].get(branch)
-            scan_started = time.perf_counter()
-            manifest = wc.scan_tree(root)
-            scan_seconds = time.perf_counter() - scan_started
-            commit, snapshot = wc.make_commit(manifest, parent, branch=branch, message=message, author=AUTHOR)
-            known = state.manifest.values() if tracks and state and parent == state.head else ()
-            blob_paths = wc.missing_blob_paths(client, manifest, known)
-            with tempfile.TemporaryFile(prefix="bench-push-", suffix=".mpack") as handle:
-                with pack():
-                    key, size = wc.build_push_pack(
-                        handle, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch=branch
-                    )
-                handle.seek(0)
-                with upload():
-                    client.upload(handle, key, size)
-            with unpack():
-                answer = client.push(
-                    mpack_key=key,
-                    branch=branch,
-                    head_commit_id=commit["commit_id"],
-                    force=False,
-                    commits_count=1,
-                    blobs_count=len(blob_paths),
-                )
-            if answer.get("head_commit_id") != commit["commit_id"]:
-                raise RuntimeError(f"push did not move {branch}: {answer}")
-            known = state.commits if tracks and state else []
-            wc.State(
-                url=client.url,
-                branch=branch,
-                head=commit["commit_id"],
-                manifest=manifest,
-                commits=[*known, commit["commit_id"]],
-            ).save(root)
-    finally:
-        client.close()
+    """Push the folder *root* to *url* with ``operations.push``, recording each phase (named *prefix* + phase)."""
+    total, phases = Timer(rec.log), PhaseTimers(rec.log)
+    with total():
+        result = operations.push(root, url, token=token, message=message, author=AUTHOR, phases=phases)
+    if not result.pushed:
+        raise RuntimeError(f"nothing to push from {root}")
     measures = {
-        "pack": Measure(workload, f"{prefix}client pack (scan+hash+build)", scan_seconds + pack.seconds, server=False),
-        "upload": Measure(workload, f"{prefix}upload (slot + PUT)", upload.seconds, requests=upload.requests()),
-        "unpack": Measure(workload, f"{prefix}server unpack (mpack/push)", unpack.seconds, requests=unpack.requests()),
+        "pack": Measure(
+            workload, f"{prefix}client pack (scan+hash+build)", phases.seconds("scan", "pack"), server=False
+        ),
+        "upload": Measure(
+            workload, f"{prefix}upload (slot + PUT)", phases.seconds("upload"), requests=phases.requests("upload")
+        ),
+        "unpack": Measure(
+            workload,
+            f"{prefix}server unpack (mpack/push)",
+            phases.seconds("push"),
+            requests=phases.requests("push"),
+        ),
     }
     for measure in measures.values():
         rec.add(measure)
     return {
         "measures": measures,
         "total": total,
-        "upload_unpack": upload.seconds + unpack.seconds,
-        "upload_unpack_requests": upload.requests() + unpack.requests(),
-        "blobs": len(blob_paths),
-        "pack_bytes": size,
-        "head": commit["commit_id"],
+        "upload_unpack": phases.seconds("upload", "push"),
+        "upload_unpack_requests": phases.requests("upload", "push"),
+        "blobs": result.blobs,
+        "pack_bytes": result.pack_bytes,
+        "head": result.head,
     }
 
 
 # --- clone and fetch -------------------------------------------------------------------------------
 
 
-def _download(client: wc.HubClient, answer: dict[str, Any], folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    size = answer.get("size") if isinstance(answer.get("size"), int) else None
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", suffix=".part", delete=False)  # noqa: SIM115
-    with handle:
-        client.download(answer["mpack_url"], handle, size)
-    return Path(handle.name)
-
-
-def _verify(part: Path, answer: dict[str, Any], folder: Path) -> tuple[Path, wc.PackContents]:
-    size = answer.get("size") if isinstance(answer.get("size"), int) else None
-    contents = wc.verify_pack(part, mpack_id=answer.get("mpack_id"), size=size)
-    final = folder / f"{wc.hex_of(contents.digest)}.mpack"
-    os.replace(part, final)
-    return final, contents
-
-
 def muse_clone(rec: Recorder, workload: str, url: str, token: str, root: Path, *, label: str = "") -> dict[str, Any]:
-    """Clone *url* into the new folder *root* like ``wire.client clone``, recording each phase."""
-    log = rec.log
-    client = _client(url, token)
-    total, call, download, verify, write = Timer(log), Timer(log), Timer(log), Timer(log), Timer(log)
-    packs = root / wc.STATE_DIR / wc.PACKS_DIR
-    try:
-        with total():
-            refs = client.refs()
-            branch = refs.get("default_branch") or "main"
-            head = refs["branch_heads"][branch]
-            root.mkdir(parents=True, exist_ok=False)
-            with call():
-                answer = client.fetch([head], [])
-            with download():
-                part = _download(client, answer, packs)
-            with verify():
-                final, contents = _verify(part, answer, packs)
-            with write():
-                store = wc.PackStore()
-                store.add(final, contents)
-                manifest = store.manifest_of(head)
-                if manifest is None:
-                    raise RuntimeError("the clone pack lacks the head commit")
-                files = wc.checkout_manifest(manifest, client.out)
-                with open(final, "rb") as handle:
-                    for relative, oid in sorted(files.items()):
-                        wc.write_file(root, relative, wc.read_blob(handle, store.blobs[oid][1]))
-                wc.State(
-                    url=client.url,
-                    branch=branch,
-                    head=head,
-                    manifest=manifest,
-                    commits=[c["commit_id"] for c in contents.commits],
-                ).save(root)
-    finally:
-        client.close()
+    """Clone *url* into the new folder *root* with ``operations.clone``, recording each phase."""
+    total, phases = Timer(rec.log), PhaseTimers(rec.log)
+    with total():
+        result = operations.clone(url, root, token=token, phases=phases)
+    if result.head is None:
+        raise RuntimeError(f"{url} is empty")
     suffix = f" {label}" if label else ""
-    rec.add(Measure(workload, f"fetch call (mpack/fetch){suffix}", call.seconds, requests=call.requests()))
-    rec.add(Measure(workload, f"download{suffix}", download.seconds, server=False))
-    rec.add(Measure(workload, f"verify{suffix}", verify.seconds, server=False))
-    rec.add(Measure(workload, f"write files{suffix}", write.seconds, server=False))
-    return {"total": total, "files": len(manifest), "pack_bytes": contents.size, "blobs": len(contents.blobs)}
+    rec.add(
+        Measure(
+            workload, f"fetch call (mpack/fetch){suffix}", phases.seconds("fetch"), requests=phases.requests("fetch")
+        )
+    )
+    rec.add(Measure(workload, f"download{suffix}", phases.seconds("download"), server=False))
+    rec.add(Measure(workload, f"verify{suffix}", phases.seconds("verify"), server=False))
+    rec.add(Measure(workload, f"write files{suffix}", phases.seconds("write"), server=False))
+    return {"total": total, "files": result.files, "pack_bytes": result.pack_bytes, "blobs": result.blobs}
 
 
 def muse_fetch(rec: Recorder, workload: str, root: Path, token: str) -> dict[str, Any]:
-    """``wire.client fetch`` in *root*, recording each phase."""
-    log = rec.log
-    state = wc.State.load(root)
-    assert state is not None
-    client = _client(state.url, token)
-    total, call, download, verify = Timer(log), Timer(log), Timer(log), Timer(log)
-    packs = root / wc.STATE_DIR / wc.PACKS_DIR
-    try:
-        with total():
-            remote = client.refs()["branch_heads"][state.branch]
-            with call():
-                answer = client.fetch([remote], state.have())
-            with download():
-                part = _download(client, answer, packs)
-            with verify():
-                _final, contents = _verify(part, answer, packs)
-                state.commits = [*state.commits, *(c["commit_id"] for c in contents.commits)]
-                state.fetched_head = remote
-                state.save(root)
-    finally:
-        client.close()
-    rec.add(Measure(workload, "fetch call (mpack/fetch)", call.seconds, requests=call.requests()))
-    rec.add(Measure(workload, "download", download.seconds, server=False))
-    rec.add(Measure(workload, "verify + state", verify.seconds, server=False))
-    return {"total": total, "blobs": len(contents.blobs), "pack_bytes": contents.size}
+    """``operations.fetch`` in *root*, recording each phase."""
+    total, phases = Timer(rec.log), PhaseTimers(rec.log)
+    with total():
+        result = operations.fetch(root, token=token, phases=phases)
+    rec.add(Measure(workload, "fetch call (mpack/fetch)", phases.seconds("fetch"), requests=phases.requests("fetch")))
+    rec.add(Measure(workload, "download", phases.seconds("download"), server=False))
+    rec.add(Measure(workload, "verify + state", phases.seconds("verify", "state"), server=False))
+    return {"total": total, "blobs": result.blobs, "pack_bytes": result.size}
 
 
 # --- W4: many small pushes ----------------------------------------------------------------------------
@@ -290,7 +218,7 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
         for files in commits:
             blobs: dict[str, bytes] = {}
             for relative, content in files:
-                oid = wc.blob_id(content)
+                oid = blob_id(content)
                 manifest[relative] = oid
                 blobs[oid] = content
             pack, key, commit = data.one_commit_pack(manifest, blobs, head, "small push", author=AUTHOR)

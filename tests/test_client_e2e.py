@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from musehub_client import cli, operations, worktree
+from musehub_client.http import EXIT_AUTH, EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE, SNAPSHOT_DELTA, HubClient
+from musehub_client.state import PACKS_DIR, STATE_DIR
 from musehub_core.mpack import index_mpack
 from repos.models import ApiToken, Collaborator, Role
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
-from wire import client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +27,7 @@ def run(*argv: str, token: str | None = None) -> tuple[int, str, str]:
     if token:
         args += ["--token", token]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = client.main(args)
+        code = cli.main(args)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -71,10 +73,10 @@ def test_push_clone_incremental_fetch_and_pull(backend, url, alice, tmp_path):
     for name in ("dir0/sub0/file-0.txt", "dir1/sub1/file-1.txt", "binary.bin"):
         (source / name).write_bytes(os.urandom(1000))
     assert run("push", str(source), url, "--message", "second", token=token)[0] == 0
-    packs_before = set((clone / ".musehub" / "packs").iterdir())
+    packs_before = set((clone / ".musehub" / "packs").glob("*.mpack"))
     code, out, err = run("fetch", str(clone))
     assert code == 0, err
-    new_packs = set((clone / ".musehub" / "packs").iterdir()) - packs_before
+    new_packs = set((clone / ".musehub" / "packs").glob("*.mpack")) - packs_before
     assert len(new_packs) == 1
     with open(new_packs.pop(), "rb") as handle:
         contents = index_mpack(handle)
@@ -94,7 +96,7 @@ def test_non_fast_forward_push_exits_with_conflict_and_force_wins(url, alice, tm
     assert run("push", str(two), url, token=token)[0] == 0
     (one / "a.txt").write_text("one again")
     code, _, err = run("push", str(one), url, token=token)
-    assert code == client.EXIT_CONFLICT and "force" in err
+    assert code == EXIT_CONFLICT and "force" in err
     assert run("push", str(one), url, "--force", token=token)[0] == 0
 
 
@@ -105,21 +107,21 @@ def test_private_repo_permissions_through_the_client(live_server, alice, tmp_pat
     source.mkdir()
     (source / "secret.txt").write_text("secret")
     assert run("push", str(source), url, token=token_for(alice))[0] == 0
-    assert run("clone", url, str(tmp_path / "anon"))[0] == client.EXIT_NOT_FOUND
+    assert run("clone", url, str(tmp_path / "anon"))[0] == EXIT_NOT_FOUND
     reader = make_user()
     Collaborator.objects.create(repo=repo, user=reader, role=Role.READ)
     reader_token = token_for(reader)
     assert run("clone", url, str(tmp_path / "reader"), token=reader_token)[0] == 0
     (tmp_path / "reader" / "secret.txt").write_text("changed")
     code, _, err = run("push", str(tmp_path / "reader"), url, token=reader_token)
-    assert code == client.EXIT_AUTH and "write" in err
+    assert code == EXIT_AUTH and "write" in err
     ApiToken.objects.filter(user=reader).update(revoked_at="2026-01-01T00:00:00Z")
-    assert run("clone", url, str(tmp_path / "revoked"), token=reader_token)[0] == client.EXIT_AUTH
+    assert run("clone", url, str(tmp_path / "revoked"), token=reader_token)[0] == EXIT_AUTH
 
 
 def test_usage_errors_exit_2():
     code, _, err = run("push")
-    assert code == client.EXIT_USAGE and "usage" in err
+    assert code == EXIT_USAGE and "usage" in err
 
 
 def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_path):
@@ -130,18 +132,18 @@ def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_pa
     assert run("push", str(source), url, token=token)[0] == 0
     (source / "dir0/sub0/file-0.txt").write_text("changed")
     asked: list[int] = []
-    original = client.HubClient.filter_objects
+    original = HubClient.filter_objects
 
     def counting(self, object_ids):
         ids = list(object_ids)
         asked.append(len(ids))
         return original(self, ids)
 
-    client.HubClient.filter_objects = counting
+    HubClient.filter_objects = counting
     try:
         assert run("push", str(source), url, token=token)[0] == 0
     finally:
-        client.HubClient.filter_objects = original
+        HubClient.filter_objects = original
     assert asked == [1]
     clone = tmp_path / "clone"
     assert run("clone", url, str(clone))[0] == 0
@@ -156,12 +158,33 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     for path in root.rglob("*"):
         if path.is_file():
             os.utime(path, (past, past))
-    first = client.scan_tree(root)
+    first = worktree.scan_tree(root)
     reads: list[Path] = []
-    original = client.hash_file
-    monkeypatch.setattr(client, "hash_file", lambda path: reads.append(path) or original(path))
-    assert client.scan_tree(root) == first and reads == []
+    original = worktree.hash_file
+    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(path) or original(path))
+    assert worktree.scan_tree(root) == first and reads == []
     (root / "binary.bin").write_bytes(b"new content")
-    second = client.scan_tree(root)
+    second = worktree.scan_tree(root)
     assert reads == [root / "binary.bin"], "only the changed (and freshly modified) file is hashed"
-    assert second["binary.bin"] == client.hash_file(root / "binary.bin") != first["binary.bin"]
+    assert second["binary.bin"] == worktree.hash_file(root / "binary.bin") != first["binary.bin"]
+
+
+def test_snapshot_deltas_travel_both_ways(url, alice, tmp_path):
+    """wire.md §2.1: the hub lists snapshot-delta; a push sends a delta, a fetch asks for deltas and rebuilds them."""
+    token = token_for(alice)
+    source, clone = tmp_path / "source", tmp_path / "clone"
+    make_tree(source, count=60)
+    first = operations.push(source, url, token=token)
+    assert first.pushed and not first.delta, "a root commit has no parent to be a delta against"
+    operations.clone(url, clone, token=token)
+    (source / "dir0/sub0/file-0.txt").write_text("changed")
+    (source / "dir1/sub1/file-1.txt").unlink()
+    second = operations.push(source, url, token=token)
+    assert second.delta and second.parent == first.head
+
+    fetched = operations.fetch(clone, token=token)
+    assert SNAPSHOT_DELTA in fetched.capabilities and fetched.commits == 1
+    assert list((clone / STATE_DIR / PACKS_DIR).glob("*.manifests")), "the fetch pack's delta was rebuilt and kept"
+    pulled = operations.pull(clone, token=token)
+    assert (pulled.written, pulled.deleted) == (1, 1)
+    assert tree_of(clone) == tree_of(source)

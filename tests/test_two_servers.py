@@ -25,10 +25,10 @@ import requests
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
+from musehub_client.http import EXIT_CONFLICT, EXIT_OK
 from tests.conftest import S3_BUCKET, S3_KEYS, _free_port
 from tests.factories import History, build_pack, make_user, uid
 from tests.httpkit import token_for
-from wire import client
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET_KEY = "two-servers-" + "k" * 40
@@ -132,12 +132,12 @@ def servers(transactional_db, s3_endpoint, tmp_path):
 
 
 def run_client(*argv: str, token: str | None = None) -> subprocess.Popen:
-    """Start the reference client (``python -m wire.client``) as its own process."""
+    """Start the reference client (``python -m musehub_client``) as its own process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSEHUB_")}
     if token:
         env["MUSEHUB_TOKEN"] = token
     return subprocess.Popen(
-        [sys.executable, "-m", "wire.client", *argv, "-q"],
+        [sys.executable, "-m", "musehub_client", *argv, "-q"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -246,9 +246,9 @@ def test_two_app_servers_share_everything_and_race_pushes_without_losing_one(ser
         ]
         outcomes = [finish(p) for p in racers]
         codes = sorted(code for code, _ in outcomes)
-        assert codes == [client.EXIT_OK, client.EXIT_CONFLICT], outcomes
-        winner = (one, two)[[code for code, _ in outcomes].index(client.EXIT_OK)]
-        loser_err = next(err for code, err in outcomes if code == client.EXIT_CONFLICT)
+        assert codes == [EXIT_OK, EXIT_CONFLICT], outcomes
+        winner = (one, two)[[code for code, _ in outcomes].index(EXIT_OK)]
+        loser_err = next(err for code, err in outcomes if code == EXIT_CONFLICT)
         assert "force" in loser_err
         assert state_head(winner) != start
         for server in (a, b):

@@ -1,0 +1,20 @@
+"""The reference MuseHub client, as an installable package that imports no Django.
+
+Modules, by concern:
+
+- :mod:`musehub_client.http`: :class:`~musehub_client.http.HubClient` (the
+  mpack protocol over requests), Bearer auth, error decoding, exit codes, retries.
+- :mod:`musehub_client.state`: ``.musehub/state.json`` and the stat cache.
+- :mod:`musehub_client.worktree`: scanning and hashing the tree, safe writes,
+  checkout, planning a pull.
+- :mod:`musehub_client.packs`: the push pack, verifying downloaded packs
+  (snapshot deltas included), the local pack store, downloads.
+- :mod:`musehub_client.operations`: push / clone / fetch / pull as functions
+  returning result dataclasses.
+- :mod:`musehub_client.cli`: the command line (``musehub``, ``python -m musehub_client``).
+
+Besides the standard library it uses msgpack, zstandard, requests and the pure
+core package :mod:`musehub_core`.
+"""
+
+__version__ = "0.1.0"

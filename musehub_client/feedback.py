@@ -1,0 +1,81 @@
+"""How the client reports while it works: notes, progress and phases, through objects the caller passes in.
+
+Library code never prints. It calls ``note(message)`` and
+``progress(label, total)`` on a :class:`Feedback`; the command line passes
+:class:`musehub_client.cli.Output` (stderr, unless quiet), library callers
+anything with those two methods, or nothing (:class:`Silent`). Operations
+also run each of their phases inside a caller's :data:`PhaseHook`, so a caller
+(the benchmark) can time them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+from musehub_core.ids import hex_of
+
+
+class ProgressReport(Protocol):
+    """One transfer's progress: bytes added with :meth:`update`, then :meth:`close` once."""
+
+    def update(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Feedback(Protocol):
+    """Where notes and progress go."""
+
+    def note(self, message: str) -> None: ...
+
+    def progress(self, label: str, total: int | None) -> ProgressReport: ...
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Silent:
+    """Feedback that shows nothing (the default of every library function)."""
+
+    def note(self, message: str) -> None:
+        pass
+
+    def progress(self, label: str, total: int | None) -> ProgressReport:
+        return _NoProgress()
+
+
+def format_bytes(n: int) -> str:
+    """Return *n* bytes as a short human string (``512 B``, ``1.5 MiB``)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+# --- phases -------------------------------------------------------------------------------
+
+PhaseHook = Callable[[str], AbstractContextManager[object]]
+"""Called with a phase name ("scan", "pack", "upload", ...) around that phase; returns a context manager."""
+
+
+def no_phases(name: str) -> AbstractContextManager[object]:
+    """The PhaseHook that does nothing."""
+    return nullcontext()
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def short(object_id: str | None) -> str:
+    """Return the first 12 hex digits of an id, or "(none)"."""
+    return hex_of(object_id)[:12] if object_id else "(none)"

@@ -1,0 +1,402 @@
+"""Packs on the client: the push pack, verifying downloaded packs, the local pack store, downloads.
+
+Downloaded packs are kept in ``DIR/.musehub/packs/<hex of mpack id>.mpack``.
+A fetch reply may carry snapshot deltas (wire.md §2.1); once a pack is verified
+the full manifests of its delta snapshots are written beside it, in
+``<hex>.manifests`` (a msgpack map {snapshot id: manifest}), so the client
+always holds full manifests and never has to replay a chain of deltas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+
+from musehub_client.feedback import PhaseHook, no_phases
+from musehub_client.http import EXIT_SERVER, SNAPSHOT_DELTA, ClientError, HubClient, integrity_error
+from musehub_client.state import PACKS_DIR, STATE_DIR
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
+from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
+from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, encode_blob, index_mpack
+
+MANIFESTS_SUFFIX = ".manifests"
+
+# Limits for packs this client reads: as generous as memory allows (one blob at a time).
+CLIENT_LIMITS = PackLimits(
+    max_pack_bytes=1024**4,
+    max_commits=10_000_000,
+    max_snapshots=10_000_000,
+    max_blobs=50_000_000,
+    max_manifest_entries=10_000_000,
+)
+
+
+# --- the push pack ----------------------------------------------------------------------
+
+
+def now() -> str:
+    """Return the current time as the ISO-8601 string a commit carries."""
+    return datetime.now(UTC).isoformat()
+
+
+def make_commit(
+    manifest: Mapping[str, str],
+    parent: str | None,
+    *,
+    branch: str,
+    message: str,
+    author: str,
+    base: tuple[str, Mapping[str, str]] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (commit dict, snapshot dict) for *manifest* on top of *parent*.
+
+    With *base* (snapshot id, manifest) the snapshot is a delta against it when
+    that is smaller (wire.md §2.1); without it, or for the base's own tree, full.
+    """
+    committed_at = now()
+    snapshot_id = compute_snapshot_id(manifest)
+    parents = [parent] if parent else []
+    commit = {
+        "commit_id": compute_commit_id(parents, snapshot_id, message, committed_at),
+        "parent_ids": parents,
+        "snapshot_id": snapshot_id,
+        "branch": branch,
+        "message": message,
+        "author": author,
+        "committed_at": committed_at,
+    }
+    if base is not None and base[0] == snapshot_id:
+        base = None  # an unchanged tree: a delta would name itself as its base
+    snapshot = snapshot_dict(snapshot_id, manifest, base=base, created_at=committed_at)
+    return commit, snapshot
+
+
+def missing_blob_paths(client: HubClient, manifest: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Return {object_id: a path holding it} for the blobs of *manifest* the hub lacks.
+
+    Blobs in *known* (those of a parent the hub has) are not asked about.
+    """
+    held = set(known)
+    missing = set(client.filter_objects(oid for oid in manifest.values() if oid not in held))
+    blob_paths: dict[str, str] = {}
+    for relative, oid in manifest.items():
+        if oid in missing:
+            blob_paths.setdefault(oid, relative)
+    return blob_paths
+
+
+def build_push_pack(
+    out: IO[bytes],
+    root: Path,
+    *,
+    commit: Mapping[str, Any],
+    snapshot: Mapping[str, Any],
+    blob_paths: Mapping[str, str],
+    branch: str,
+) -> tuple[str, int]:
+    """Stream one commit, its snapshot and the blobs {object id: manifest path} into *out*; return (key, size).
+
+    Files are read one at a time; a file whose content no longer hashes to its
+    manifest id (edited during the push) raises ClientError.
+    """
+    writer = MPackWriter(out)
+    writer.write_commits([commit])
+    writer.write_snapshots([snapshot])
+    writer.begin_blobs(len(blob_paths))
+    for oid, relative in blob_paths.items():
+        raw = (root / relative).read_bytes()
+        if blob_id(raw) != oid:
+            raise ClientError(f"{relative} changed while pushing; push again")
+        stored, encoding = encode_blob(raw)
+        writer.write_blob(oid, stored, encoding)
+    return writer.finish({branch: commit["commit_id"]})
+
+
+# --- verifying downloaded packs -----------------------------------------------------------
+
+
+class UnknownBase(ClientError):
+    """A downloaded pack holds a snapshot delta whose base this client does not hold (exit 6)."""
+
+    def __init__(self, message: str, bases: list[str]) -> None:
+        super().__init__(f"integrity check failed: {message}", EXIT_SERVER)
+        self.bases = bases
+
+
+@dataclass
+class VerifiedPack:
+    """A pack whose every blob, snapshot and commit id checked out."""
+
+    contents: PackContents  # as it travelled: its snapshots may be deltas
+    manifests: dict[str, dict[str, str]]  # the full manifest of every snapshot in the pack, by snapshot id
+
+    def rebuilt(self) -> dict[str, dict[str, str]]:
+        """Return the full manifests of the snapshots that travelled as deltas."""
+        return {s["snapshot_id"]: self.manifests[s["snapshot_id"]] for s in self.contents.snapshots if "base" in s}
+
+
+def verify_history(contents: PackContents, lookup: BaseLookup | None = None) -> dict[str, dict[str, str]]:
+    """Rebuild and check every snapshot and commit id of a downloaded pack; return {snapshot id: full manifest}.
+
+    A delta's base is an earlier snapshot of the pack or one *lookup* returns
+    (given the ids of the bases the pack does not hold; see
+    :func:`musehub_core.manifests.rebuild_snapshots`). A base nobody holds raises
+    :class:`UnknownBase`; any other mismatch ClientError (exit 6).
+    """
+    unknown: list[str] = []
+
+    def find(ids: list[str]) -> Mapping[str, Mapping[str, str]]:
+        found = dict(lookup(ids)) if lookup is not None and ids else {}
+        unknown.extend(i for i in ids if i not in found)
+        return found
+
+    manifests: dict[str, dict[str, str]] = {}
+    try:
+        for snap, tree in rebuild_snapshots(contents.snapshots, find):
+            manifests[snap["snapshot_id"]] = snap.get("manifest", tree.manifest)
+    except MalformedPack as exc:
+        if unknown:
+            raise UnknownBase(exc.message, unknown) from None
+        raise integrity_error(exc.message) from None
+    for commit in contents.commits:
+        expected = compute_commit_id(
+            commit["parent_ids"], commit["snapshot_id"], commit["message"], commit["committed_at"]
+        )
+        if expected != commit["commit_id"]:
+            raise integrity_error(f"commit {commit['commit_id']} does not match its content")
+    return manifests
+
+
+def verify_pack(
+    path: Path, *, mpack_id: object = None, size: int | None = None, lookup: BaseLookup | None = None
+) -> VerifiedPack:
+    """Index the pack at *path* verifying every blob hash and every id; check its key and size if given.
+
+    *lookup* returns the manifests of delta bases the pack does not hold (see :func:`verify_history`).
+    """
+    try:
+        with open(path, "rb") as handle:
+            contents = index_mpack(handle, limits=CLIENT_LIMITS, verify=True)
+    except MalformedPack as exc:
+        raise integrity_error(exc.message) from None
+    if is_id(mpack_id) and contents.digest != mpack_id:
+        raise integrity_error(f"the pack hashes to {contents.digest}, not to its id {mpack_id}")
+    if size is not None and contents.size != size:
+        raise integrity_error(f"the pack is {contents.size} bytes, the hub announced {size}")
+    return VerifiedPack(contents, verify_history(contents, lookup))
+
+
+def read_blob(handle: IO[bytes], entry: BlobEntry) -> bytes:
+    """Return the raw bytes of *entry* read at its (offset, length) in the open pack, hash re-checked."""
+    handle.seek(entry.offset)
+    stored = handle.read(entry.length)
+    if len(stored) != entry.length:
+        raise integrity_error(f"blob {entry.object_id} runs past the end of its pack")
+    try:
+        raw = decode_blob(stored, entry.encoding, max_bytes=CLIENT_LIMITS.max_blob_bytes, where=entry.object_id)
+    except MalformedPack as exc:
+        raise integrity_error(exc.message) from None
+    if blob_id(raw) != entry.object_id:
+        raise integrity_error(f"blob {entry.object_id} does not hash to its id")
+    return raw
+
+
+# --- the local packs --------------------------------------------------------------------------
+
+
+def manifests_path(pack: Path) -> Path:
+    """Return where the full manifests of *pack*'s delta snapshots are kept."""
+    return pack.with_suffix(MANIFESTS_SUFFIX)
+
+
+def write_manifests(pack: Path, manifests: Mapping[str, Mapping[str, str]]) -> None:
+    """Write *manifests* ({snapshot id: manifest}) beside *pack*, atomically."""
+    target = manifests_path(pack)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    try:
+        tmp.write_bytes(msgpack.packb({sid: dict(m) for sid, m in manifests.items()}, use_bin_type=True))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def read_manifests(pack: Path) -> dict[str, dict[str, str]]:
+    """Return the manifests kept beside *pack* ({} when there are none or they cannot be read)."""
+    try:
+        data = msgpack.unpackb(manifests_path(pack).read_bytes(), raw=False, strict_map_key=True)
+    except (OSError, ValueError, msgpack.UnpackException):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {sid: m for sid, m in data.items() if is_id(sid) and isinstance(m, dict)}
+
+
+def remove_pack(pack: Path) -> None:
+    """Delete a local pack and the manifests kept beside it."""
+    pack.unlink(missing_ok=True)
+    manifests_path(pack).unlink(missing_ok=True)
+
+
+class PackStore:
+    """The packs of one working directory (``.musehub/packs``): commits, full manifests and blob locations.
+
+    Reading a blob always re-checks its hash, so packs are indexed without
+    verification here. A delta snapshot takes its manifest from the file kept
+    beside its pack or, failing that, is rebuilt from its base when some pack
+    holds that.
+    """
+
+    def __init__(self) -> None:
+        self.commits: dict[str, dict[str, Any]] = {}
+        self.snapshots: dict[str, dict[str, str]] = {}
+        self.blobs: dict[str, tuple[Path, BlobEntry]] = {}
+        self._pending: dict[str, dict[str, Any]] = {}  # delta snapshots whose manifest is not known yet
+
+    def add(self, path: Path, contents: PackContents, manifests: Mapping[str, dict[str, str]] | None = None) -> None:
+        """Take in a pack's commits, snapshots and blobs; *manifests* holds full manifests of its deltas."""
+        for commit in contents.commits:
+            self.commits[commit["commit_id"]] = commit
+        for snap in contents.snapshots:
+            sid = snap["snapshot_id"]
+            manifest = manifests.get(sid) if manifests else None
+            if manifest is None:
+                manifest = snap.get("manifest")
+            if manifest is not None:
+                self.snapshots[sid] = manifest
+                self._pending.pop(sid, None)
+            elif sid not in self.snapshots:
+                self._pending[sid] = snap
+        for entry in contents.blobs:
+            self.blobs.setdefault(entry.object_id, (path, entry))
+        self._resolve()
+
+    def _resolve(self) -> None:
+        """Rebuild pending deltas whose base is now known (checking their ids); drop those that do not apply."""
+        progress = True
+        while progress and self._pending:
+            progress = False
+            for sid, snap in list(self._pending.items()):
+                base = self.snapshots.get(snap["base"])
+                if base is None:
+                    continue
+                del self._pending[sid]
+                progress = True
+                try:
+                    manifest = apply_delta(base, delta_of(snap))  # type: ignore[arg-type]
+                except MalformedPack:
+                    continue
+                if compute_snapshot_id(manifest) == sid:
+                    self.snapshots[sid] = manifest
+
+    @classmethod
+    def open(cls, root: Path) -> PackStore:
+        store = cls()
+        for path in sorted((root / STATE_DIR / PACKS_DIR).glob("*.mpack")):
+            try:
+                with open(path, "rb") as handle:
+                    contents = index_mpack(handle, limits=CLIENT_LIMITS, verify=False)
+            except (MalformedPack, OSError):
+                continue  # a damaged pack only loses its content; blobs are re-checked on read
+            store.add(path, contents, read_manifests(path))
+        return store
+
+    def manifest_of(self, commit_id: str) -> dict[str, str] | None:
+        commit = self.commits.get(commit_id)
+        return None if commit is None else self.snapshots.get(commit["snapshot_id"])
+
+    def lookup(self, snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Return the full manifests this store holds among *snapshot_ids* (a BaseLookup)."""
+        return {sid: self.snapshots[sid] for sid in snapshot_ids if sid in self.snapshots}
+
+    def read(self, object_id: str) -> bytes:
+        path, entry = self.blobs[object_id]
+        with open(path, "rb") as handle:
+            return read_blob(handle, entry)
+
+
+# --- downloads ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Downloaded:
+    """A fetch pack on disk, verified."""
+
+    path: Path
+    contents: PackContents
+    manifests: dict[str, dict[str, str]]  # every snapshot's full manifest, by snapshot id
+    answer: dict[str, Any]
+
+
+def download_pack(
+    client: HubClient,
+    want: list[str],
+    have: list[str],
+    folder: Path,
+    *,
+    deltas: bool = False,
+    lookup: BaseLookup | None = None,
+    phases: PhaseHook = no_phases,
+) -> Downloaded:
+    """Ask the hub for a pack taking *have* to *want*, stream it into *folder* and verify it.
+
+    The file is named ``<hex of mpack id>.mpack``; on failure nothing is left
+    behind. With *deltas* the request asks for snapshot deltas; their bases are
+    found in the pack or through *lookup*, and when some base is unknown here
+    the pack is fetched again with full snapshots. Phases: "fetch" (the
+    ``mpack/fetch`` call), "download", "verify".
+    """
+    try:
+        return _download_pack(client, want, have, folder, deltas=deltas, lookup=lookup, phases=phases)
+    except UnknownBase as exc:
+        if not deltas:
+            raise
+        client.out.note(
+            f"the pack's snapshot deltas name a base this folder does not hold ({exc.bases[0]}); "
+            "downloading full snapshots"
+        )
+        return _download_pack(client, want, have, folder, deltas=False, lookup=lookup, phases=phases)
+
+
+def _download_pack(
+    client: HubClient,
+    want: list[str],
+    have: list[str],
+    folder: Path,
+    *,
+    deltas: bool,
+    lookup: BaseLookup | None,
+    phases: PhaseHook,
+) -> Downloaded:
+    with phases("fetch"):
+        answer = client.fetch(want, have, [SNAPSHOT_DELTA] if deltas else [])
+    folder.mkdir(parents=True, exist_ok=True)
+    size = answer.get("size") if isinstance(answer.get("size"), int) else None
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", suffix=".part", delete=False)  # noqa: SIM115
+    part = Path(handle.name)
+    try:
+        with phases("download"), handle:
+            client.download(answer["mpack_url"], handle, size)
+        with phases("verify"):
+            verified = verify_pack(part, mpack_id=answer.get("mpack_id"), size=size, lookup=lookup)
+            final = folder / f"{hex_of(verified.contents.digest)}.mpack"
+            rebuilt = verified.rebuilt()
+            if rebuilt:
+                write_manifests(final, rebuilt)
+            os.replace(part, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
+    return Downloaded(final, verified.contents, verified.manifests, answer)

@@ -1,0 +1,132 @@
+"""What a working folder knows about its remote: ``DIR/.musehub/state.json``, and the stat cache.
+
+``state.json`` = ``{"url", "branch", "head", "manifest": {path: object_id},
+"commits": [commit ids], "fetched_head"?}``; ``manifest`` is the manifest of
+``head``. ``stat-cache.json`` remembers each file's size, mtime and object id so
+unchanged files are not hashed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musehub_client.http import EXIT_ERROR, ClientError, normalize_url
+from musehub_core.ids import is_id
+
+STATE_DIR = ".musehub"
+STATE_FILE = "state.json"
+PACKS_DIR = "packs"
+TMP_DIR = "tmp"
+STAT_CACHE_FILE = "stat-cache.json"
+MAX_HAVE = 10_000  # the hub refuses more have ids than this in one fetch
+# A file modified this recently may change again within the same mtime tick: hash it, never cache it.
+RACY_SECONDS = 2
+
+
+@dataclass
+class State:
+    """What a working directory knows about its remote (``DIR/.musehub/state.json``)."""
+
+    url: str
+    branch: str
+    head: str | None
+    manifest: dict[str, str] = field(default_factory=dict)
+    commits: list[str] = field(default_factory=list)
+    fetched_head: str | None = None
+
+    @staticmethod
+    def path(root: Path) -> Path:
+        return root / STATE_DIR / STATE_FILE
+
+    @classmethod
+    def load(cls, root: Path) -> State | None:
+        """Return the state of *root*, None when it has none; a damaged file raises ClientError."""
+        path = cls.path(root)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = cls(
+                url=normalize_url(data["url"]),
+                branch=str(data["branch"]),
+                head=data.get("head") or None,
+                manifest=dict(data.get("manifest") or {}),
+                commits=list(data.get("commits") or []),
+                fetched_head=data.get("fetched_head") or None,
+            )
+        except (ValueError, KeyError, TypeError, ClientError) as exc:
+            raise ClientError(f"{path} is damaged ({exc}); clone again", EXIT_ERROR) from None
+        ids = [state.head, state.fetched_head, *state.manifest.values(), *state.commits]
+        if not all(i is None or is_id(i) for i in ids):
+            raise ClientError(f"{path} is damaged (an id is not 'sha256:' + 64 hex); clone again", EXIT_ERROR)
+        return state
+
+    def save(self, root: Path) -> None:
+        """Write the state atomically."""
+        data: dict[str, Any] = {
+            "url": self.url,
+            "branch": self.branch,
+            "head": self.head,
+            "manifest": dict(sorted(self.manifest.items())),
+            "commits": list(dict.fromkeys(self.commits)),
+        }
+        if self.fetched_head and self.fetched_head != self.head:
+            data["fetched_head"] = self.fetched_head
+        path = self.path(root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{STATE_FILE}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def have(self) -> list[str]:
+        """Return the commit ids to send as ``have``: heads first, then newest first, at most MAX_HAVE."""
+        ordered = [c for c in (self.fetched_head, self.head) if c]
+        ordered.extend(reversed(self.commits))
+        return list(dict.fromkeys(ordered))[:MAX_HAVE]
+
+
+class StatCache:
+    """``DIR/.musehub/stat-cache.json``: {path: [size, mtime_ns, object id]}, like git's index.
+
+    A file whose size and mtime match its entry keeps its object id without
+    being read. Files modified in the last RACY_SECONDS are never recorded (they
+    may change again within the same mtime tick).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / STATE_DIR / STAT_CACHE_FILE
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = {}
+        self._old: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self._fresh: dict[str, list] = {}
+        self._racy_after = (time.time() - RACY_SECONDS) * 1e9
+
+    def lookup(self, relative: str, info: os.stat_result) -> str | None:
+        """Return the cached object id of *relative* when its size and mtime are unchanged, else None."""
+        cached = self._old.get(relative)
+        if isinstance(cached, list) and cached[:2] == [info.st_size, info.st_mtime_ns] and is_id(cached[2]):
+            return cached[2]
+        return None
+
+    def record(self, relative: str, info: os.stat_result, object_id: str) -> None:
+        """Remember *object_id* for *relative* (unless it was modified too recently to trust)."""
+        if info.st_mtime_ns < self._racy_after:
+            self._fresh[relative] = [info.st_size, info.st_mtime_ns, object_id]
+
+    def save(self) -> None:
+        """Replace the cache with the entries recorded since it was loaded; failures are ignored."""
+        try:  # the cache only saves time; a read-only folder still pushes
+            self.path.parent.mkdir(exist_ok=True)
+            tmp = self.path.with_name(f".{STAT_CACHE_FILE}.{uuid.uuid4().hex}")
+            tmp.write_text(json.dumps(self._fresh, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass

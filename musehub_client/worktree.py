@@ -1,0 +1,268 @@
+"""The working tree: scanning and hashing files, safe writes, checkout, and planning a pull.
+
+A manifest is ``{POSIX relative path: object id}``. Only regular files are part
+of it; symlinks and the client's own top-level ``.musehub/`` folder are skipped.
+Writes go through :func:`safe_target`, which refuses paths that would land
+outside the tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from musehub_client.feedback import Feedback, format_bytes
+from musehub_client.http import CHUNK, EXIT_CONFLICT, EXIT_ERROR, ClientError, integrity_error
+from musehub_client.packs import CLIENT_LIMITS
+from musehub_client.state import STATE_DIR, StatCache
+from musehub_core.errors import MalformedPack
+from musehub_core.manifests import validate_path as _validate_manifest_path
+
+MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
+
+
+def hash_file(path: Path) -> str:
+    """Return the object id of the file at *path*, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def to_manifest_path(relative: str) -> str:
+    """Return *relative* (a path under the tree, '/'-separated) if a manifest can hold it, else raise ClientError."""
+    try:
+        relative.encode("utf-8")
+        return _validate_manifest_path(relative, "the tree")
+    except UnicodeEncodeError:
+        raise ClientError(f"{relative!r} is not valid UTF-8; rename it to push", EXIT_ERROR) from None
+    except MalformedPack as exc:
+        raise ClientError(f"cannot push {relative!r}: {exc.message}", EXIT_ERROR) from None
+
+
+def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
+    """Yield (manifest path, file path) for every regular file under *root*, sorted.
+
+    Symlinks (to files or folders) and the top-level ``.musehub/`` folder are skipped.
+    """
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        relative_dir = here.relative_to(root).as_posix()
+        prefix = "" if relative_dir == "." else relative_dir + "/"
+        if not prefix:
+            dirnames[:] = [d for d in dirnames if d != STATE_DIR]
+        dirnames[:] = sorted(d for d in dirnames if not (here / d).is_symlink())
+        for name in sorted(filenames):
+            path = here / name
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(mode):
+                yield to_manifest_path(prefix + name), path
+
+
+def scan_tree(root: Path) -> dict[str, str]:
+    """Return the manifest {POSIX relative path: object id} of the regular files under *root*.
+
+    Like git's index, ``DIR/.musehub/stat-cache.json`` (:class:`~musehub_client.state.StatCache`)
+    remembers each file's size, modification time and object id, so a file whose
+    size and mtime are unchanged is not read again; files modified in the last
+    RACY_SECONDS are always hashed.
+    """
+    cache = StatCache(root)
+    manifest: dict[str, str] = {}
+    for relative, path in iter_tree(root):
+        info = path.stat()
+        if info.st_size > MAX_FILE_BYTES:
+            raise ClientError(
+                f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
+            )
+        manifest[relative] = cache.lookup(relative, info) or hash_file(path)
+        cache.record(relative, info, manifest[relative])
+    cache.save()
+    return manifest
+
+
+def local_oid(root: Path, relative: str) -> str | None:
+    """Return the object id of the regular file at *relative*, None if nothing is there, "" if something else is."""
+    path = root / relative
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(mode):
+        return ""
+    return hash_file(path)
+
+
+def is_reserved(relative: str) -> bool:
+    """Return True for manifest paths inside the client's own ``.musehub/`` folder (never checked out)."""
+    return relative.split("/", 1)[0] == STATE_DIR
+
+
+def safe_target(root: Path, relative: str) -> Path:
+    """Return where manifest path *relative* lives under *root*; refuse paths that escape it.
+
+    Refuses malformed paths, the reserved ``.musehub/`` folder and any path whose
+    existing parent is a symlink (writing through it could land outside *root*).
+    """
+    try:
+        _validate_manifest_path(relative, "the snapshot")
+    except MalformedPack as exc:
+        raise integrity_error(exc.message) from None
+    parts = relative.split("/")
+    if parts[0] == STATE_DIR:
+        raise ClientError(f"the snapshot holds {relative!r}, inside the client's reserved {STATE_DIR}/ folder")
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise ClientError(f"refusing to write {relative!r}: {current} is a symlink", EXIT_CONFLICT)
+    return root.joinpath(*parts)
+
+
+def write_file(root: Path, relative: str, content: bytes) -> None:
+    """Write *content* to manifest path *relative* under *root* atomically, creating parent folders."""
+    target = safe_target(root, relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir() and not target.is_symlink():
+        _remove_empty_folders(target)  # a folder emptied by this update; fails if anything is left in it
+    tmp = target.with_name(f".{target.name}.musehub-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+        if target.is_file() and not target.is_symlink():
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))  # keep an existing file's mode (e.g. +x)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove *folder* and the (empty) folders inside it; raise OSError if any file is left."""
+    for dirpath, _dirnames, _filenames in os.walk(folder, topdown=False):
+        os.rmdir(dirpath)
+
+
+def remove_file(root: Path, relative: str) -> None:
+    """Delete manifest path *relative* and then any folders it leaves empty (never *root* itself)."""
+    target = safe_target(root, relative)
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    parent = target.parent
+    while parent != root and root in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
+def remove_tree(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def empty_folder(root: Path) -> None:
+    """Remove everything inside *root* (a folder that was empty before a failed clone)."""
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            remove_tree(child)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+def checkout_manifest(manifest: Mapping[str, str], out: Feedback) -> dict[str, str]:
+    """Return the entries of *manifest* this client writes to disk, noting reserved ones it skips."""
+    kept = {path: oid for path, oid in manifest.items() if not is_reserved(path)}
+    for path in sorted(set(manifest) - set(kept)):
+        out.note(f"warning: not writing {path!r}: {STATE_DIR}/ is reserved for the client's state")
+    return kept
+
+
+# --- moving the tree from one manifest to another (pull) ------------------------------------
+
+
+@dataclass
+class TreeUpdate:
+    """What moving the working tree from one manifest to another does."""
+
+    writes: dict[str, str]  # path → object id to write
+    deletes: list[str]
+    conflicts: list[str]
+
+
+def plan_update(root: Path, old: Mapping[str, str], new: Mapping[str, str]) -> TreeUpdate:
+    """Plan moving *root* from manifest *old* to *new*, listing local changes that would be lost."""
+    update = TreeUpdate(writes={}, deletes=[], conflicts=[])
+    old = {p: o for p, o in old.items() if not is_reserved(p)}
+    new = {p: o for p, o in new.items() if not is_reserved(p)}
+    for relative in sorted(set(old) - set(new)):
+        current = local_oid(root, relative)
+        if current is None:
+            continue
+        if current == old[relative]:
+            update.deletes.append(relative)
+        else:
+            update.conflicts.append(f"{relative} (modified here, deleted upstream)")
+    deleting = set(update.deletes)
+    for relative, oid in sorted(new.items()):
+        if old.get(relative) == oid:
+            continue
+        blocker = _blocking_parent(root, relative, deleting)
+        if blocker:
+            update.conflicts.append(f"{relative} ({blocker} is in the way)")
+            continue
+        current = local_oid(root, relative)
+        if current == oid:
+            continue
+        if current == "" and _emptied_folder(root, relative, deleting):
+            current = None
+        if current is None or (relative in old and current == old[relative]):
+            update.writes[relative] = oid
+        elif relative in old:
+            update.conflicts.append(f"{relative} (modified here and upstream)")
+        else:
+            update.conflicts.append(f"{relative} (untracked here, added upstream)")
+    return update
+
+
+def _emptied_folder(root: Path, relative: str, deleting: set[str]) -> bool:
+    """Return True when *relative* is a real folder holding only files this update deletes (and folders)."""
+    folder = root / relative
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        if any((here / d).is_symlink() for d in dirnames):
+            return False
+        for name in filenames:
+            if (here / name).relative_to(root).as_posix() not in deleting:
+                return False
+    return True
+
+
+def _blocking_parent(root: Path, relative: str, deleting: set[str]) -> str | None:
+    """Return a parent of *relative* that exists and is not a folder (and is not about to be deleted)."""
+    parts = relative.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        path = root / prefix
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            if prefix in deleting and not path.is_symlink():
+                return None
+            return prefix
+        if not path.exists():
+            return None
+    return None

@@ -1,0 +1,597 @@
+"""The installable client (``musehub_client``) on its own: no Django, snapshot deltas, packaging.
+
+The hub side of snapshot deltas is tested with the hub; here a small in-process
+fake hub (stdlib HTTP server speaking the mpack protocol of wire.md §3) checks
+what the client sends and how it reads what it gets, with and without the
+``snapshot-delta`` capability.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zstandard
+from packaging.requirements import Requirement
+
+from musehub_client import cli, operations
+from musehub_client.feedback import Silent
+from musehub_client.http import EXIT_CONFLICT, EXIT_SERVER, SNAPSHOT_DELTA, ClientError
+from musehub_client.packs import (
+    PackStore,
+    UnknownBase,
+    build_push_pack,
+    make_commit,
+    manifests_path,
+    verify_pack,
+    write_manifests,
+)
+from musehub_client.state import PACKS_DIR, STATE_DIR
+from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id, hex_of
+from musehub_core.manifests import rebuild_snapshots, snapshot_dict
+from musehub_core.mpack import build_wire_mpack, parse_wire_mpack
+
+REPO = Path(__file__).resolve().parent.parent
+REPO_PATH = "/alice/demo"
+
+
+# --- a fake hub ------------------------------------------------------------------------------------
+
+
+class FakeHub:
+    """Just enough of the mpack protocol for the client: refs, filter-objects, upload, push, fetch, downloads.
+
+    ``capabilities`` is what ``/refs`` lists (None: no ``capabilities`` key, like a
+    hub from before deltas). With ``foreign_base`` set to (snapshot id, manifest),
+    fetch replies make every delta against that snapshot, one the client never saw.
+    """
+
+    def __init__(self, capabilities: list[str] | None = None) -> None:
+        self.capabilities = capabilities
+        self.foreign_base: tuple[str, dict[str, str]] | None = None
+        self.blobs: dict[str, bytes] = {}
+        self.commits: dict[str, dict[str, Any]] = {}
+        self.snapshots: dict[str, dict[str, str]] = {}
+        self.heads: dict[str, str] = {}
+        self.uploads: dict[str, bytes] = {}
+        self.packs: dict[str, bytes] = {}
+        self.pushed: list[dict[str, Any]] = []  # every pushed pack, parsed (snapshots as they travelled)
+        self.fetches: list[dict[str, Any]] = []  # every mpack/fetch request body
+        self.served: list[dict[str, Any]] = []  # every fetch pack, parsed
+        self.lock = threading.Lock()
+
+    # -- the protocol
+
+    def refs(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "repo_id": fake_id("repo"),
+            "domain": "",
+            "default_branch": "main",
+            "branch_heads": dict(self.heads),
+        }
+        if self.capabilities is not None:
+            answer["capabilities"] = list(self.capabilities)
+        return answer
+
+    def push(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        data = self.uploads.get(body["mpack_key"])
+        if data is None:
+            return 404, {"detail": "unknown pack"}
+        try:
+            pack = parse_wire_mpack(data)
+            rebuilt = {
+                snap["snapshot_id"]: tree.manifest
+                for snap, tree in rebuild_snapshots(pack["snapshots"], lambda ids: self._held(ids))
+            }
+        except MalformedPack as exc:
+            return 422, {"detail": exc.message}
+        branch, head = body["branch"], body["head_commit_id"]
+        current = self.heads.get(branch)
+        commit = next(c for c in pack["commits"] if c["commit_id"] == head)
+        if current and current not in commit["parent_ids"] and not body["force"]:
+            return 409, {"detail": "non-fast-forward: fetch first, or push with force"}
+        self.pushed.append(pack)
+        self.snapshots.update(rebuilt)
+        for c in pack["commits"]:
+            self.commits[c["commit_id"]] = c
+        for blob in pack["blobs"]:
+            raw = blob["content"]
+            if blob.get("encoding") == "zstd":
+                raw = zstandard.ZstdDecompressor().decompress(raw)
+            assert blob_id(raw) == blob["object_id"]
+            self.blobs[blob["object_id"]] = raw
+        self.heads[branch] = head
+        return 200, {"ok": True, "branch": branch, "head_commit_id": head, "branch_heads": dict(self.heads)}
+
+    def _held(self, ids: list[str]) -> dict[str, dict[str, str]]:
+        return {sid: self.snapshots[sid] for sid in ids if sid in self.snapshots}
+
+    def _ancestors(self, starts: list[str]) -> list[str]:
+        """Return the commits reachable from *starts*, parents before children."""
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(cid: str) -> None:
+            if cid in seen or cid not in self.commits:
+                return
+            seen.add(cid)
+            for parent in self.commits[cid]["parent_ids"]:
+                visit(parent)
+            order.append(cid)
+
+        for cid in starts:
+            visit(cid)
+        return order
+
+    def fetch(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.fetches.append(body)
+        deltas = SNAPSHOT_DELTA in (body.get("capabilities") or [])
+        had = set(self._ancestors(list(body["have"])))
+        listed_snapshots = {self.commits[c]["snapshot_id"] for c in body["have"] if c in self.commits}
+        held_blobs = {oid for c in had for oid in self.snapshots[self.commits[c]["snapshot_id"]].values()}
+        commits = [self.commits[c] for c in self._ancestors(list(body["want"])) if c not in had]
+        snapshots: list[dict[str, Any]] = []
+        sent: set[str] = set()
+        blobs: dict[str, bytes] = {}
+        for commit in commits:
+            sid = commit["snapshot_id"]
+            if sid in sent:
+                continue
+            manifest = self.snapshots[sid]
+            base = None
+            parents = commit["parent_ids"]
+            if deltas and self.foreign_base is not None:
+                base = self.foreign_base
+            elif deltas and parents:
+                base_sid = self.commits[parents[0]]["snapshot_id"]
+                if base_sid in sent or base_sid in listed_snapshots:
+                    base = (base_sid, self.snapshots[base_sid])
+            snapshots.append(snapshot_dict(sid, manifest, base=base, created_at=commit["committed_at"]))
+            sent.add(sid)
+            blobs.update({oid: self.blobs[oid] for oid in manifest.values() if oid not in held_blobs})
+        data = build_wire_mpack(
+            {
+                "commits": commits,
+                "snapshots": snapshots,
+                "blobs": [{"object_id": oid, "content": raw} for oid, raw in blobs.items()],
+                "branch_heads": dict(self.heads),
+            }
+        )
+        key = blob_id(data)
+        self.packs[hex_of(key)] = data
+        self.served.append(parse_wire_mpack(data))
+        return {
+            "mpack_id": key,
+            "mpack_url": f"/packs/{hex_of(key)}",
+            "commit_count": len(commits),
+            "snapshot_count": len(snapshots),
+            "blob_count": len(blobs),
+            "size": len(data),
+        }
+
+    # -- HTTP
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any = None, raw: bytes | None = None) -> None:
+                data = raw if raw is not None else msgpack.packb(body, use_bin_type=True)
+                self.send_response(status)
+                self.send_header(
+                    "Content-Type", "application/octet-stream" if raw is not None else "application/x-msgpack"
+                )
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_GET(self) -> None:
+                with hub.lock:
+                    if self.path == f"{REPO_PATH}/refs":
+                        return self._send(200, hub.refs())
+                    if self.path.startswith("/packs/") and self.path[7:] in hub.packs:
+                        return self._send(200, raw=hub.packs[self.path[7:]])
+                    return self._send(404, {"detail": "not found"})
+
+            def do_PUT(self) -> None:
+                data = self._body()
+                with hub.lock:
+                    hub.uploads["sha256:" + self.path.rsplit("/", 1)[1]] = data
+                    return self._send(200, raw=b"")
+
+            def do_POST(self) -> None:
+                body = msgpack.unpackb(self._body(), raw=False)
+                with hub.lock:
+                    suffix = self.path.removeprefix(REPO_PATH + "/")
+                    if suffix == "filter-objects":
+                        return self._send(200, {"missing": [o for o in body["object_ids"] if o not in hub.blobs]})
+                    if suffix == "mpack/upload":
+                        key = body["mpack_key"]
+                        return self._send(
+                            200, {"mpack_key": key, "upload_url": f"/upload/{hex_of(key)}", "method": "PUT"}
+                        )
+                    if suffix == "mpack/push":
+                        return self._send(*hub.push(body))
+                    if suffix == "mpack/fetch":
+                        return self._send(200, hub.fetch(body))
+                    return self._send(404, {"detail": "not found"})
+
+        return Handler
+
+
+@pytest.fixture
+def hub_factory() -> Iterator[Any]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(capabilities: list[str] | None = None) -> tuple[FakeHub, str]:
+        hub = FakeHub(capabilities)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return hub, f"http://127.0.0.1:{server.server_address[1]}{REPO_PATH}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def make_tree(root: Path, count: int = 40) -> None:
+    for i in range(count):
+        path = root / f"dir{i % 4}" / f"file-{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"line {i}\n" * (i + 1))
+
+
+def tree_of(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and STATE_DIR not in p.relative_to(root).parts
+    }
+
+
+def manifest_of(files: dict[str, bytes]) -> dict[str, str]:
+    return {path: blob_id(content) for path, content in files.items()}
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    """Run the command line in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([*argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+class Notes:
+    """A Feedback that keeps the notes."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def progress(self, label: str, total: int | None) -> Any:
+        return Silent().progress(label, total)
+
+
+# --- no Django ---------------------------------------------------------------------------------------
+
+
+def test_client_and_core_import_no_django_nor_hub_app():
+    code = (
+        "import musehub_client.cli, musehub_client.operations, musehub_core.mpack, musehub_core.manifests, sys\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('django', 'rest_framework', 'repos', 'wire', 'musehub', 'api', 'hubhttp'))\n"
+        "assert not bad, bad\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("musehub_client", "python -m musehub_client"), ("wire.client", "python -m wire.client")]
+)
+def test_the_command_line_runs_as_a_module_and_through_the_wire_client_alias(module, prog):
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: {prog} ") and "exit codes:" in done.stdout
+    done = subprocess.run([sys.executable, "-m", module, "push"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_pyproject_packages_only_the_client_and_the_core():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "musehub-client"
+    assert project["project"]["scripts"] == {"musehub": "musehub_client.cli:main"}
+    assert project["tool"]["setuptools"]["packages"] == ["musehub_client", "musehub_core"]
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower()] = version.strip()
+    wanted = [Requirement(r) for r in project["project"]["dependencies"]]
+    assert sorted(r.name for r in wanted) == ["msgpack", "requests", "zstandard"]
+    for requirement in wanted:
+        assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
+
+
+# --- snapshot deltas without a hub -----------------------------------------------------------------------
+
+
+def test_a_push_pack_carries_a_delta_against_the_parent_manifest(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, count=10)
+    files = tree_of(root)
+    parent_manifest = manifest_of(files)
+    parent_snapshot = compute_snapshot_id(parent_manifest)
+    (root / "dir0" / "file-0.txt").write_text("changed")
+    (root / "dir1" / "file-1.txt").unlink()
+    (root / "new.txt").write_text("new")
+    manifest = manifest_of(tree_of(root))
+
+    commit, snapshot = make_commit(
+        manifest, fake_id("parent"), branch="main", message="m", author="a", base=(parent_snapshot, parent_manifest)
+    )
+    assert snapshot["base"] == parent_snapshot and "manifest" not in snapshot
+    assert snapshot["set"] == {"dir0/file-0.txt": manifest["dir0/file-0.txt"], "new.txt": manifest["new.txt"]}
+    assert snapshot["delete"] == ["dir1/file-1.txt"]
+
+    buffer = io.BytesIO()
+    changed = {manifest["dir0/file-0.txt"]: "dir0/file-0.txt", manifest["new.txt"]: "new.txt"}
+    build_push_pack(buffer, root, commit=commit, snapshot=snapshot, blob_paths=changed, branch="main")
+    pack = parse_wire_mpack(buffer.getvalue())
+    [(travelled, tree)] = list(rebuild_snapshots(pack["snapshots"], lambda ids: {parent_snapshot: parent_manifest}))
+    assert travelled["base"] == parent_snapshot
+    assert tree.manifest == manifest and tree.snapshot_id() == commit["snapshot_id"]
+
+    # The same tree again: a delta would name itself as its base, so it travels in full.
+    _, same = make_commit(
+        parent_manifest, None, branch="main", message="m", author="a", base=(parent_snapshot, parent_manifest)
+    )
+    assert same["manifest"] == parent_manifest and "base" not in same
+
+
+def _history_pack(tmp_path: Path, *, base_known: bool = True) -> tuple[Path, dict, dict, dict]:
+    """Write a fetch pack of two commits whose snapshots are deltas: c2 against a local s1, c3 against c2's."""
+    m1 = {f"f{i}.txt": fake_id(f"one {i}") for i in range(20)}
+    m2 = {**m1, "f0.txt": fake_id("two")}
+    m3 = {k: v for k, v in m2.items() if k != "f1.txt"} | {"g.txt": fake_id("three")}
+    s1, s2, s3 = (compute_snapshot_id(m) for m in (m1, m2, m3))
+    c1 = fake_id("c1")
+    when = "2026-01-01T00:00:00+00:00"
+    c2 = {"commit_id": compute_commit_id([c1], s2, "two", when), "parent_ids": [c1], "snapshot_id": s2,
+          "branch": "main", "message": "two", "author": "a", "committed_at": when}  # fmt: skip
+    c3 = {"commit_id": compute_commit_id([c2["commit_id"]], s3, "three", when), "parent_ids": [c2["commit_id"]],
+          "snapshot_id": s3, "branch": "main", "message": "three", "author": "a", "committed_at": when}  # fmt: skip
+    data = build_wire_mpack(
+        {
+            "commits": [c2, c3],
+            "snapshots": [snapshot_dict(s2, m2, base=(s1, m1)), snapshot_dict(s3, m3, base=(s2, m2))],
+            "blobs": [],
+            "branch_heads": {"main": c3["commit_id"]},
+        }
+    )
+    path = tmp_path / "fetch.mpack"
+    path.write_bytes(data)
+    return path, {s1: m1}, {s2: m2, s3: m3}, {"c3": c3["commit_id"]}
+
+
+def test_verifying_a_pack_rebuilds_deltas_against_manifests_held_locally(tmp_path):
+    path, local, expected, _ = _history_pack(tmp_path)
+    asked: list[list[str]] = []
+    verified = verify_pack(path, lookup=lambda ids: asked.append(ids) or local)
+    assert asked == [list(local)], "the lookup is asked once, for the bases outside the pack"
+    assert verified.manifests == expected
+    assert verified.rebuilt() == expected
+    assert all("base" in s for s in verified.contents.snapshots), "contents stay as they travelled"
+
+
+def test_a_pack_whose_delta_base_is_unknown_is_refused(tmp_path):
+    path, _local, _expected, _ = _history_pack(tmp_path)
+    with pytest.raises(UnknownBase) as caught:
+        verify_pack(path, lookup=lambda ids: {})
+    assert caught.value.exit_code == EXIT_SERVER and "not in the pack nor held" in caught.value.message
+    with pytest.raises(UnknownBase):
+        verify_pack(path)  # no lookup at all: nothing is held
+
+
+def test_a_delta_that_does_not_rebuild_its_snapshot_id_is_refused(tmp_path):
+    path, local, _expected, _ = _history_pack(tmp_path)
+    [(s1, m1)] = local.items()
+    wrong = {s1: {**m1, "f5.txt": fake_id("tampered")}}
+    with pytest.raises(ClientError) as caught:
+        verify_pack(path, lookup=lambda ids: wrong)
+    assert not isinstance(caught.value, UnknownBase)
+    message = caught.value.message
+    assert caught.value.exit_code == EXIT_SERVER and message.startswith("integrity check failed: snapshots[0] (")
+
+
+def test_the_pack_store_keeps_full_manifests_beside_delta_packs(tmp_path):
+    path, local, expected, heads = _history_pack(tmp_path)
+    packs = tmp_path / "work" / STATE_DIR / PACKS_DIR
+    packs.mkdir(parents=True)
+    stored = packs / "a.mpack"
+    path.rename(stored)
+    write_manifests(stored, verify_pack(stored, lookup=lambda ids: local).rebuilt())
+    store = PackStore.open(tmp_path / "work")
+    _s2, s3 = expected
+    assert store.manifest_of(heads["c3"]) == expected[s3]
+    assert store.lookup(list(expected)) == expected
+
+    # Without the file beside it, a delta is rebuilt from a base some pack holds, or left unknown.
+    manifests_path(stored).unlink()
+    store = PackStore.open(tmp_path / "work")
+    assert store.lookup(list(expected)) == {}
+    [(s1, m1)] = local.items()
+    base_pack = packs / "b.mpack"
+    base_pack.write_bytes(
+        build_wire_mpack({"commits": [], "snapshots": [snapshot_dict(s1, m1)], "blobs": [], "branch_heads": {}})
+    )
+    assert PackStore.open(tmp_path / "work").lookup(list(expected)) == expected
+
+
+# --- snapshot deltas against the fake hub ---------------------------------------------------------------
+
+
+def test_push_sends_a_delta_when_the_hub_lists_the_capability(hub_factory, tmp_path):
+    hub, url = hub_factory([SNAPSHOT_DELTA, "something-else"])
+    source = tmp_path / "source"
+    make_tree(source)
+    first = operations.push(source, url, message="first", author="me")
+    assert first.pushed and not first.delta and "manifest" in hub.pushed[0]["snapshots"][0], "a root commit is full"
+
+    (source / "dir0" / "file-0.txt").write_text("changed")
+    (source / "dir1" / "file-1.txt").unlink()
+    seen: list[str] = []
+
+    def hook(name: str) -> contextlib.AbstractContextManager[None]:
+        seen.append(name)
+        return contextlib.nullcontext()
+
+    second = operations.push(source, url, message="second", author="me", phases=hook)
+    assert second.delta and second.parent == first.head and second.blobs == 1
+    snapshot = hub.pushed[1]["snapshots"][0]
+    assert snapshot["base"] == hub.commits[first.head]["snapshot_id"]
+    assert set(snapshot["set"]) == {"dir0/file-0.txt"} and snapshot["delete"] == ["dir1/file-1.txt"]
+    assert hub.snapshots[hub.commits[second.head]["snapshot_id"]] == manifest_of(tree_of(source))
+    assert seen == ["refs", "scan", "filter", "pack", "upload", "push", "state"]
+    assert set(second.phases) == set(seen) and all(s >= 0 for s in second.phases.values())
+
+    # Nothing changed: nothing to push. The same tree on a new branch: a full snapshot (a delta would name itself).
+    assert not operations.push(source, url, author="me").pushed
+    third = operations.push(source, url, branch="copy", author="me")
+    assert third.pushed and not third.delta and "manifest" in hub.pushed[2]["snapshots"][0]
+
+
+def test_push_sends_full_snapshots_to_a_hub_without_the_capability(hub_factory, tmp_path):
+    hub, url = hub_factory(None)
+    source = tmp_path / "source"
+    make_tree(source)
+    operations.push(source, url, author="me")
+    (source / "dir0" / "file-0.txt").write_text("changed")
+    result = operations.push(source, url, author="me")
+    assert result.pushed and not result.delta
+    assert [("manifest" in p["snapshots"][0]) for p in hub.pushed] == [True, True]
+
+
+def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
+    hub, url = hub_factory([SNAPSHOT_DELTA])
+    source, clone = tmp_path / "source", tmp_path / "clone"
+    make_tree(source)
+    for step in range(3):
+        (source / f"step-{step}.txt").write_text(f"step {step}")
+        assert operations.push(source, url, author="me").pushed
+    cloned = operations.clone(url, clone)
+    assert hub.fetches[-1]["capabilities"] == [SNAPSHOT_DELTA]
+    assert ["base" in s for s in hub.served[-1]["snapshots"]] == [False, True, True], "deltas within the pack"
+    assert cloned.commits == 3 and tree_of(clone) == tree_of(source)
+    assert set(cloned.phases) >= {"refs", "fetch", "download", "verify", "write"}
+
+    # Two new commits, fetched: their deltas are against the clone's head (held in its state), then each other.
+    (source / "dir0" / "file-0.txt").write_text("four")
+    operations.push(source, url, author="me")
+    (source / "dir2" / "file-2.txt").unlink()
+    fifth = operations.push(source, url, author="me")
+    packs = clone / STATE_DIR / PACKS_DIR
+    before = set(packs.glob("*.mpack"))
+    code, out, err = run("fetch", str(clone), "-q")
+    assert code == 0, err
+    assert out.startswith("fetched 2 commits, 1 blob ")
+    assert hub.fetches[-1]["capabilities"] == [SNAPSHOT_DELTA] and cloned.head in hub.fetches[-1]["have"]
+    served = hub.served[-1]["snapshots"]
+    assert [s.get("base") for s in served] == [hub.commits[cloned.head]["snapshot_id"], served[0]["snapshot_id"]]
+    [fetched_pack] = set(packs.glob("*.mpack")) - before
+    assert manifests_path(fetched_pack).exists(), "the full manifests of its deltas are kept beside it"
+    assert PackStore.open(clone).manifest_of(fifth.head) == manifest_of(tree_of(source))
+
+    # One more commit, fetched before pulling: its base is a snapshot only the packs hold, not the state.
+    (source / "six.txt").write_text("six")
+    sixth = operations.push(source, url, author="me")
+    assert run("fetch", str(clone), "-q")[0] == 0
+    assert hub.served[-1]["snapshots"][0]["base"] == hub.commits[fifth.head]["snapshot_id"]
+    assert fetched_pack.exists()
+
+    code, out, err = run("pull", str(clone), "-q")
+    assert code == 0, err
+    assert out.startswith(f"updated main {hex_of(cloned.head)[:12]} → {hex_of(sixth.head)[:12]}: ")
+    assert tree_of(clone) == tree_of(source)
+
+    # The clone pushes back on top of what it pulled: a delta against the pulled head.
+    (clone / "from-clone.txt").write_text("hello")
+    back = operations.push(clone, url, author="me")
+    assert back.delta and back.parent == sixth.head
+
+
+def test_fetch_and_pull_from_a_hub_without_the_capability(hub_factory, tmp_path):
+    hub, url = hub_factory(None)
+    source, clone = tmp_path / "source", tmp_path / "clone"
+    make_tree(source)
+    operations.push(source, url, author="me")
+    operations.clone(url, clone)
+    (source / "dir3" / "file-3.txt").write_text("changed")
+    operations.push(source, url, author="me")
+    pulled = operations.pull(clone)
+    assert pulled.written == 1 and tree_of(clone) == tree_of(source)
+    assert hub.fetches and all("capabilities" not in body for body in hub.fetches)
+    assert not list((clone / STATE_DIR / PACKS_DIR).glob("*.manifests"))
+    assert operations.pull(clone).up_to_date
+
+
+def test_deltas_against_a_base_the_folder_lacks_are_fetched_again_in_full(hub_factory, tmp_path):
+    hub, url = hub_factory([SNAPSHOT_DELTA])
+    source, clone = tmp_path / "source", tmp_path / "clone"
+    make_tree(source)
+    operations.push(source, url, author="me")
+    operations.clone(url, clone)
+    (source / "dir0" / "file-0.txt").write_text("changed")
+    operations.push(source, url, author="me")
+    head = hub.heads["main"]
+    unknown = {**hub.snapshots[hub.commits[head]["snapshot_id"]], "elsewhere.txt": fake_id("elsewhere")}
+    hub.foreign_base = (compute_snapshot_id(unknown), unknown)
+    notes = Notes()
+    result = operations.fetch(clone, out=notes)
+    assert result.commits == 1
+    assert [("capabilities" in body) for body in hub.fetches[-2:]] == [True, False]
+    assert any("downloading full snapshots" in n for n in notes.notes), notes.notes
+    assert len(list((clone / STATE_DIR / PACKS_DIR).glob("*.mpack"))) == 2, "the refused pack is not kept"
+    assert operations.pull(clone).written == 1 and tree_of(clone) == tree_of(source)
+
+
+def test_pull_still_refuses_to_overwrite_local_changes(hub_factory, tmp_path):
+    hub, url = hub_factory([SNAPSHOT_DELTA])
+    source, clone = tmp_path / "source", tmp_path / "clone"
+    make_tree(source)
+    operations.push(source, url, author="me")
+    operations.clone(url, clone)
+    (source / "dir0" / "file-0.txt").write_text("upstream")
+    operations.push(source, url, author="me")
+    (clone / "dir0" / "file-0.txt").write_text("local")
+    code, _, err = run("pull", str(clone), "-q")
+    assert code == EXIT_CONFLICT and "modified here and upstream" in err
+    assert (clone / "dir0" / "file-0.txt").read_text() == "local"
