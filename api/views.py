@@ -285,7 +285,7 @@ class ProposalListView(RepoApiView):
             body=body["body"],
             from_branch=body["from_branch"],
             to_branch=body.get("to_branch") or repo.default_branch,
-            author=request.user,
+            acting_user=request.user,
         )
         return Response(s.ProposalSerializer(proposal).data, status=status.HTTP_201_CREATED)
 
@@ -324,7 +324,7 @@ class ProposalMergeView(RepoApiView):
         strategy = validated(s.MergeRequest, request.data)["strategy"]
         proposal = selectors.proposal_by_number(repo, number)
         proposal = proposals.merge_proposal(
-            repo.repo_id, proposal.proposal_id, strategy=strategy, merged_by=request.user
+            repo.repo_id, proposal.proposal_id, strategy=strategy, acting_user=request.user
         )
         return Response(s.ProposalSerializer(proposal).data)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponsePermanentRedirect
-from django.urls import Resolver404, resolve
 
 from hubhttp.errors import not_found
 from musehub_core.errors import BadRequest
@@ -28,17 +26,5 @@ def absolute(request, url: str) -> str:
 
 
 def unmatched(request):
-    """The last route: answer JSON 404 for any URL no other route takes (Django's debug page is HTML).
-
-    Like Django's ``APPEND_SLASH``, a GET that would match with a trailing
-    slash (``/admin``) is redirected there instead.
-    """
-    path = request.path_info
-    if settings.APPEND_SLASH and request.method in ("GET", "HEAD") and not path.endswith("/"):
-        try:
-            match = resolve(path + "/")
-        except Resolver404:
-            match = None
-        if match is not None and match.url_name != "unmatched":
-            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    """The last route: answer JSON 404 for any URL no other route takes (Django's debug page is HTML)."""
     return not_found(request)

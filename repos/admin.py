@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString
 
 from musehub_core.errors import MuseHubError
 from repos import models, selectors
-from repos.manifests import load_manifest
+from repos.manifests import BULKY_FIELDS, load_manifest
 from repos.services.integrity import verify_mpack
 from repos.services.proposals import close_proposal, reopen_proposal
 from repos.services.tokens import ACTIVE, revoke_tokens, token_state
@@ -382,7 +382,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         # Manifests can be large: load one only when a change page renders it.
-        return super().get_queryset(request).defer("manifest_blob")
+        return super().get_queryset(request).defer(*BULKY_FIELDS)
 
     @admin.display(description="repositories that see it")
     def seen_by(self, snapshot: models.Snapshot):

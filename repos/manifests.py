@@ -284,6 +284,27 @@ class SnapshotRow:
 
 
 SNAPSHOT_FIELDS = ["snapshot_id", "manifest_blob", "base_id", "depth", "entry_count"]
+# Columns a list of snapshots should not load (the admin defers them).
+BULKY_FIELDS = ("manifest_blob",)
+
+
+def stored_bytes(snapshot_ids: Iterable[str]) -> dict[str, tuple[bytes, str | None]]:
+    """Return {id: (stored bytes, base id)} of the given snapshots, as they are now."""
+    return {
+        sid: (bytes(blob), base)
+        for sid, blob, base in Snapshot.objects.filter(snapshot_id__in=list(snapshot_ids)).values_list(
+            "snapshot_id", "manifest_blob", "base_id"
+        )
+    }
+
+
+def rewrite_rows(rows: Sequence[SnapshotRow]) -> None:
+    """Store existing snapshots as *rows* say (their manifests must be unchanged; call inside a transaction)."""
+    Snapshot.objects.bulk_update(
+        [Snapshot(snapshot_id=r.snapshot_id, manifest_blob=r.blob, base_id=r.base_id, depth=r.depth) for r in rows],
+        ["manifest_blob", "base_id", "depth"],
+        batch_size=_BATCH,
+    )
 
 
 class SnapshotPlanner:

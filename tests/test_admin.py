@@ -52,7 +52,9 @@ def world():
     feat = commit_files_to_repo(
         repo.repo_id, branch="feat", files={"notes.txt": TEXT, "blob.bin": BINARY}, message="server commit", author="x"
     )
-    proposal = create_proposal(repo.repo_id, title="Bring notes in", from_branch="feat", to_branch="main", author=owner)
+    proposal = create_proposal(
+        repo.repo_id, title="Bring notes in", from_branch="feat", to_branch="main", acting_user=owner
+    )
     collaborator = models.Collaborator.objects.create(repo=repo, user=make_user(), role=models.Role.WRITE)
     token, clear = issue_token(owner, name="laptop")
     models.StagedObject.objects.create(repo=repo, object_id=blob_id(b"staged"))

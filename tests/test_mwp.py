@@ -266,7 +266,7 @@ def test_fetch_larger_than_the_cli_cap_is_a_clear_error(hub, settings):
     settings.MUSEHUB_MWP_MAX_REPLY_BYTES = 150_000
     with pytest.raises(HttpError) as caught:
         MwpClient(hub.url).clone()
-    assert caught.value.status == 413 and b"wire.client clone" in caught.value.body
+    assert caught.value.status == 413 and b"musehub clone" in caught.value.body
     assert head
 
 

@@ -95,7 +95,7 @@ def open_proposal(repo, author, **kwargs):
     kwargs.setdefault("title", "Bring in feat")
     kwargs.setdefault("from_branch", "feat")
     kwargs.setdefault("to_branch", "main")
-    return create_proposal(repo.repo_id, author=author, **kwargs)
+    return create_proposal(repo.repo_id, acting_user=author, **kwargs)
 
 
 def state_of(repo) -> tuple:
@@ -162,7 +162,7 @@ def test_merge_makes_a_two_parent_commit_of_the_merged_tree_in_the_database_only
     proposal = open_proposal(repo, owner)
     objects_before = Object.objects.count()
     with record_storage_ops() as ops:
-        merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+        merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert ops == [], "a merge reads no blob and writes nothing to object storage"
     assert Object.objects.count() == objects_before, "the merge reuses the blobs the repository holds"
 
@@ -191,7 +191,7 @@ def test_squash_makes_one_commit_with_the_target_head_as_its_only_parent(owner):
     target = head(repo, "main")
     proposal = open_proposal(repo, owner, title="Squash me")
     with record_storage_ops() as ops:
-        merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="squash", merged_by=owner)
+        merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="squash", acting_user=owner)
     assert ops == []
     row = Commit.objects.get(commit_id=merged.merge_commit_id)
     assert row.parent_ids == [target]
@@ -206,7 +206,7 @@ def test_fast_forward_moves_the_target_to_the_source_head_without_a_commit(owner
     repo = diverged(owner, base={"a": b"1"}, ours={}, theirs={"b": b"2"})
     proposal = open_proposal(repo, owner)
     commits_before = Commit.objects.count()
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="fast-forward", merged_by=owner)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="fast-forward", acting_user=owner)
     assert head(repo, "main") == head(repo, "feat") == merged.merge_commit_id
     assert Commit.objects.count() == commits_before
 
@@ -216,14 +216,14 @@ def test_fast_forward_is_refused_when_the_target_has_its_own_commits(owner):
     proposal = open_proposal(repo, owner)
     before = state_of(repo)
     with pytest.raises(NonFastForward, match="cannot be fast-forwarded"):
-        merge_proposal(repo.repo_id, proposal.proposal_id, strategy="fast-forward", merged_by=owner)
+        merge_proposal(repo.repo_id, proposal.proposal_id, strategy="fast-forward", acting_user=owner)
     assert state_of(repo) == before
 
 
 def test_merge_strategy_makes_a_merge_commit_even_when_a_fast_forward_was_possible(owner):
     repo = diverged(owner, base={"a": b"1"}, ours={}, theirs={"b": b"2"})
     target, source = head(repo, "main"), head(repo, "feat")
-    merged = merge_proposal(repo.repo_id, open_proposal(repo, owner).proposal_id, merged_by=owner)
+    merged = merge_proposal(repo.repo_id, open_proposal(repo, owner).proposal_id, acting_user=owner)
     row = Commit.objects.get(commit_id=merged.merge_commit_id)
     assert row.parent_ids == [target, source]
     assert tree(row.commit_id) == tree(source)
@@ -232,7 +232,7 @@ def test_merge_strategy_makes_a_merge_commit_even_when_a_fast_forward_was_possib
 def test_an_unknown_strategy_is_a_bad_request(owner):
     repo = diverged(owner, base={"a": b"1"}, ours={}, theirs={"b": b"2"})
     with pytest.raises(BadRequest, match="strategy"):
-        merge_proposal(repo.repo_id, open_proposal(repo, owner).proposal_id, strategy="octopus", merged_by=owner)
+        merge_proposal(repo.repo_id, open_proposal(repo, owner).proposal_id, strategy="octopus", acting_user=owner)
 
 
 def test_a_missing_target_branch_is_created_at_the_source_head(owner):
@@ -240,7 +240,7 @@ def test_a_missing_target_branch_is_created_at_the_source_head(owner):
     commit(repo, "feat", {"a": b"1"})
     proposal = open_proposal(repo, owner, to_branch="release")
     assert proposal.base_commit_id is None
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert head(repo, "release") == head(repo, "feat") == merged.merge_commit_id
 
 
@@ -251,7 +251,7 @@ def test_a_source_the_target_already_contains_merges_without_a_new_commit(owner)
         move_branch(repo, "main", head(repo, "feat"))  # someone pushed feat into main meanwhile
     commit(repo, "main", {"c": b"3"})
     commits_before = Commit.objects.count()
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="squash", merged_by=owner)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, strategy="squash", acting_user=owner)
     assert merged.state == ProposalState.MERGED and merged.merge_commit_id == head(repo, "main")
     assert Commit.objects.count() == commits_before
 
@@ -284,7 +284,7 @@ def test_a_conflicted_merge_lists_each_path_and_kind_and_changes_nothing(
     proposal = open_proposal(repo, owner)
     before = state_of(repo)
     with record_storage_ops() as ops, pytest.raises(MergeConflict) as caught:
-        merge_proposal(repo.repo_id, proposal.proposal_id, strategy=strategy, merged_by=owner)
+        merge_proposal(repo.repo_id, proposal.proposal_id, strategy=strategy, acting_user=owner)
     assert [(c["path"], c["kind"]) for c in caught.value.data["conflicts"]] == conflicts
     assert state_of(repo) == before and ops == []
     proposal.refresh_from_db()
@@ -294,14 +294,14 @@ def test_a_conflicted_merge_lists_each_path_and_kind_and_changes_nothing(
 def test_a_target_that_moves_during_the_merge_fails_cleanly_and_a_retry_succeeds(owner):
     repo = diverged(owner, base={"a": b"1"}, ours={"m": b"m"}, theirs={"f": b"f"})
     proposal = open_proposal(repo, owner)
-    plan = plan_merge(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    plan = plan_merge(repo.repo_id, proposal.proposal_id, acting_user=owner)
     moved_to = commit(repo, "main", {"late": b"push"})  # a push lands between planning and applying
     before = state_of(repo)
     with pytest.raises(BranchMoved, match="moved"):
         apply_merge(plan)
     assert state_of(repo) == before and head(repo, "main") == moved_to
     assert not Commit.objects.filter(commit_id=plan.new_head).exists()
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert Commit.objects.get(commit_id=merged.merge_commit_id).parent_ids[0] == moved_to
     assert "late" in tree(merged.merge_commit_id)
 
@@ -310,7 +310,7 @@ def test_a_missing_target_created_during_the_merge_also_fails_cleanly(owner):
     repo = make_repo(owner)
     commit(repo, "feat", {"a": b"1"})
     proposal = open_proposal(repo, owner, to_branch="main")
-    plan = plan_merge(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    plan = plan_merge(repo.repo_id, proposal.proposal_id, acting_user=owner)
     commit(repo, "main", {"other": b"root"})
     with pytest.raises(BranchMoved):
         apply_merge(plan)
@@ -319,10 +319,10 @@ def test_a_missing_target_created_during_the_merge_also_fails_cleanly(owner):
 def test_a_proposal_merges_once(owner):
     repo = diverged(owner, base={"a": b"1"}, ours={"m": b"m"}, theirs={"f": b"f"})
     proposal = open_proposal(repo, owner)
-    plan = plan_merge(repo.repo_id, proposal.proposal_id, merged_by=owner)
-    merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    plan = plan_merge(repo.repo_id, proposal.proposal_id, acting_user=owner)
+    merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     with pytest.raises(InvalidProposal, match="merged"):
-        merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+        merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     with pytest.raises(InvalidProposal, match="merged"):
         apply_merge(plan)
 
@@ -340,11 +340,11 @@ def test_merging_needs_write_permission(owner):
     proposal = open_proposal(repo, reader)
     before = state_of(repo)
     with pytest.raises(PermissionDenied):
-        merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=reader)
+        merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=reader)
     with pytest.raises(AuthenticationRequired):
-        merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=AnonymousUser())
+        merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=AnonymousUser())
     assert state_of(repo) == before
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=writer)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=writer)
     assert merged.merged_by == writer.username
 
 
@@ -355,7 +355,7 @@ def test_strangers_cannot_see_proposals_of_private_repositories(owner):
     proposal = open_proposal(repo, owner)
     stranger = make_user()
     for action in (
-        lambda: merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=stranger),
+        lambda: merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=stranger),
         lambda: close_proposal(repo.repo_id, proposal.proposal_id, acting_user=stranger),
     ):
         with pytest.raises(RepoNotFound):
@@ -368,14 +368,14 @@ def test_close_and_reopen(owner):
     closed = close_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert closed.state == ProposalState.CLOSED and closed.closed_at is not None
     with pytest.raises(InvalidProposal, match="closed"):
-        merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+        merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     with pytest.raises(InvalidProposal):
         close_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     reopened = reopen_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert reopened.state == ProposalState.OPEN and reopened.closed_at is None
     with pytest.raises(InvalidProposal):
         reopen_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
-    merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     with pytest.raises(InvalidProposal, match="merged"):
         reopen_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
 
@@ -446,7 +446,7 @@ def test_the_merge_base_of_a_10000_commit_history_forked_near_the_root_is_found_
 
     proposal = open_proposal(repo, owner)
     assert proposal.base_commit_id == fork
-    merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=owner)
+    merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=owner)
     assert tree(merged.merge_commit_id) == {"a": blob_id(b"root"), "feature": blob_id(b"f")}
 
 
@@ -473,7 +473,7 @@ def test_two_merges_racing_into_one_branch_move_it_once(owner):
 
     def merge(number: int, proposal) -> None:
         try:
-            plan = plan_merge(repo.repo_id, proposal.proposal_id, merged_by=owner)
+            plan = plan_merge(repo.repo_id, proposal.proposal_id, acting_user=owner)
             barrier.wait(timeout=30)
             outcomes[number] = apply_merge(plan).merge_commit_id
         except Exception as exc:  # the outcome is what the test checks

@@ -92,9 +92,11 @@ def test_BOS6_merge_proposal_commit_storage_uri_is_null(backend):
     feat = make_commit(repo, manifest={}, seed="merge-bos")
     with transaction.atomic():
         move_branch(repo, "feat", feat.commit_id)
-    proposal = create_proposal(repo.repo_id, title="Merge feat", from_branch="feat", to_branch="main", author=gabriel)
+    proposal = create_proposal(
+        repo.repo_id, title="Merge feat", from_branch="feat", to_branch="main", acting_user=gabriel
+    )
     with record_storage_ops() as ops:
-        merged = merge_proposal(repo.repo_id, proposal.proposal_id, merged_by=gabriel)
+        merged = merge_proposal(repo.repo_id, proposal.proposal_id, acting_user=gabriel)
     merge_commit = Commit.objects.get(commit_id=merged.merge_commit_id)
     assert merge_commit.storage_uri is None, "merge results belong in the database only"
     assert ops == [], "merging writes nothing to object storage"
@@ -102,9 +104,9 @@ def test_BOS6_merge_proposal_commit_storage_uri_is_null(backend):
     # A real merge commit: both branches move on, then a second proposal merges them.
     commit_files_to_repo(repo.repo_id, branch="main", files={"m.py": b"m=1"}, message="main", author="gabriel")
     commit_files_to_repo(repo.repo_id, branch="feat", files={"f.py": b"f=1"}, message="feat", author="gabriel")
-    second = create_proposal(repo.repo_id, title="Again", from_branch="feat", to_branch="main", author=gabriel)
+    second = create_proposal(repo.repo_id, title="Again", from_branch="feat", to_branch="main", acting_user=gabriel)
     with record_storage_ops() as ops:
-        merged = merge_proposal(repo.repo_id, second.proposal_id, merged_by=gabriel)
+        merged = merge_proposal(repo.repo_id, second.proposal_id, acting_user=gabriel)
     merge_commit = Commit.objects.get(commit_id=merged.merge_commit_id)
     assert len(merge_commit.parent_ids) == 2
     assert merge_commit.storage_uri is None, "merge commits belong in the database only"

@@ -7,20 +7,19 @@ and handed out by URL.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest
 from musehub_core.mpack import MPackWriter
-from repos.models import MPack, MPackKind, Repo
+from repos.models import Repo
 from repos.selectors import branch_heads, repo_by_id
 from repos.services.fetch import MAX_HAVE_IDS, SNAPSHOT_DELTA, FetchSet, check_ids, select_fetch
 from repos.storage.backend import get_backend
 from repos.storage.reader import BlobPlan, plan_blob_reads, read_blobs
+from repos.storage.writer import record_fetch_pack, store_pack
 
 log = logging.getLogger("musehub.fetch")
 CAPABILITIES = (SNAPSHOT_DELTA,)
@@ -29,32 +28,24 @@ _SPOOL_BYTES = 16 * 1024 * 1024
 
 def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[str, int]:
     """Write the fetch pack for *selection*, store it, and return (mpack id, size)."""
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
-        writer = MPackWriter(spool)
+
+    def write(writer: MPackWriter) -> tuple[str, int]:
         writer.write_commits(selection.commits)
         writer.write_snapshots(selection.snapshots)
         writer.begin_blobs(plan.count)
         for oid, raw in read_blobs(plan):
             writer.write_blob(oid, raw)
-        mpack_id, size = writer.finish(branch_heads(repo))
-        backend = get_backend()
-        if not backend.mpack_exists(mpack_id):
-            spool.seek(0)
-            backend.put_mpack(mpack_id, spool)
-    _, created = MPack.objects.get_or_create(
-        mpack_id=mpack_id,
-        defaults={
-            "kind": MPackKind.FETCH,
-            "repo": repo,
-            "size_bytes": size,
-            "commit_count": len(selection.commits),
-            "snapshot_count": len(selection.snapshots),
-            "blob_count": plan.count,
-        },
+        return writer.finish(branch_heads(repo))
+
+    mpack_id, size = store_pack(write, reuse=True)
+    record_fetch_pack(
+        mpack_id,
+        repo_id=repo.repo_id,
+        size=size,
+        commits=len(selection.commits),
+        snapshots=len(selection.snapshots),
+        blobs=plan.count,
     )
-    if not created:
-        # Handed out again (an unchanged repo fetched twice): restart musehub_gc's grace period for it.
-        MPack.objects.filter(mpack_id=mpack_id).update(created_at=dt.datetime.now(dt.UTC))
     return mpack_id, size
 
 

@@ -344,7 +344,7 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     if estimate > limit:
         raise ReplyTooLarge(
             f"This fetch is about {estimate // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may "
-            "hold. Clone with the MuseHub client (python -m wire.client clone URL DIR), which has no such cap."
+            "hold. Clone with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
         )
     objects = [
         {"object_id": to_wire_hex(oid), "content": raw} for oid, raw in read_blobs(plan_blob_reads(selection.blob_ids))

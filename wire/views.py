@@ -105,7 +105,7 @@ class UploadView(WireView):
     @extend_schema(request=s.UploadRequest, responses=s.UploadResponse, summary="Get a URL to upload an mpack to")
     def post(self, request, owner: str, slug: str):
         body = validated(s.UploadRequest, request.data)
-        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
+        repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         slot = create_mpack_upload(repo, mpack_key=body["mpack_key"], size=body["size"], user=request.user)
         if "upload_url" in slot:
             slot["upload_url"] = absolute(request, slot["upload_url"])
@@ -116,7 +116,7 @@ class PushView(WireView):
     @extend_schema(request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded mpack, move a branch")
     def post(self, request, owner: str, slug: str):
         body = validated(s.PushRequest, request.data)
-        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
+        repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         result = wire_push_unpack_mpack(
             repo.repo_id,
             body["mpack_key"],
@@ -156,7 +156,7 @@ class PresignView(MwpView):
     @extend_schema(summary="MWP: presigned PUT URLs for large objects")
     def post(self, request, owner: str, slug: str):
         ids = mwp.parse_presign(self.body(request))
-        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
+        repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         result = mwp.mwp_presign(repo, ids)
         result["presigned"] = {oid: absolute(request, url) for oid, url in result["presigned"].items()}
         return Response(result)
@@ -166,7 +166,7 @@ class PushObjectsView(MwpView):
     @extend_schema(summary="MWP: store a batch of objects")
     def post(self, request, owner: str, slug: str):
         contents = mwp.parse_push_objects(self.body(request))
-        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
+        repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         return Response(mwp.mwp_push_objects(repo, contents))
 
 
@@ -174,7 +174,7 @@ class MwpPushView(MwpView):
     @extend_schema(summary="MWP: store a bundle of commits and snapshots, move a branch")
     def post(self, request, owner: str, slug: str):
         push = mwp.parse_push(self.body(request))
-        repo = repo_for_push(actor=request.user, owner=owner, slug=slug)
+        repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         return Response(mwp.mwp_push(repo, push, pusher=request.user))
 
 

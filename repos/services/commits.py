@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from django.db import transaction
 
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
-from musehub_core.manifests import validate_path
+from musehub_core.manifests import snapshot_dict, validate_path
 from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
@@ -50,7 +50,7 @@ def commit_files_to_repo(
     known = seen_by_repo(ObjectRef, repo, "object_id", contents)
     mpack, stored = pack_blobs({oid: raw for oid, raw in contents.items() if oid not in known})
 
-    snapshot = {"snapshot_id": compute_snapshot_id(manifest), "manifest": manifest, "created_at": ""}
+    snapshot = snapshot_dict(compute_snapshot_id(manifest), manifest)
     committed_at = dt.datetime.now(dt.UTC).isoformat()
     parents = [parent] if parent else []
     commit = {

@@ -33,6 +33,7 @@ from musehub_core.errors import (
     NotFound,
 )
 from musehub_core.ids import compute_commit_id, compute_snapshot_id
+from musehub_core.manifests import snapshot_dict
 from repos import graph
 from repos.access import require
 from repos.merge import merge_manifests
@@ -88,18 +89,18 @@ def create_proposal(
     from_branch: str,
     to_branch: str,
     body: str = "",
-    author: User,
+    acting_user: User,
 ) -> Proposal:
     """Open a proposal to merge *from_branch* into *to_branch* and return it.
 
-    *author* must be signed in and able to read the repository. The branches
+    *acting_user* (the proposal's author) must be signed in and able to read the repository. The branches
     must differ and *from_branch* must exist (*to_branch* may not exist yet:
     merging creates it). Records the source head and the merge base; numbers
     proposals 1, 2, 3 … per repository. Raises InvalidProposal otherwise.
     """
     repo = repo_by_id(repo_id)
-    require(author, repo, Role.READ)
-    author = _require_signed_in(author, "Opening a proposal")
+    require(acting_user, repo, Role.READ)
+    author = _require_signed_in(acting_user, "Opening a proposal")
     title = _clean_title(title)
     validate_branch_name(from_branch)
     validate_branch_name(to_branch)
@@ -205,7 +206,7 @@ def plan_merge(
     proposal_id: uuid.UUID | str,
     *,
     strategy: str = MergeStrategy.MERGE,
-    merged_by: User,
+    acting_user: User,
 ) -> MergePlan:
     """Compute the merge of an open proposal without writing anything.
 
@@ -218,8 +219,8 @@ def plan_merge(
     the target already contains merges without a new commit, whatever the strategy.
     """
     repo = repo_by_id(repo_id)
-    require(merged_by, repo, Role.WRITE)
-    merger = _require_signed_in(merged_by, "Merging a proposal")
+    require(acting_user, repo, Role.WRITE)
+    merger = _require_signed_in(acting_user, "Merging a proposal")
     if strategy not in MergeStrategy.values:
         raise BadRequest(f"strategy must be one of {', '.join(MergeStrategy.values)}.")
     proposal = _proposal(repo, proposal_id)
@@ -266,7 +267,7 @@ def _merge_commit(
         if commit_id and commit_id not in manifests:
             raise IntegrityError(f"Commit {commit_id} is missing from the commit graph; run musehub_fsck.")
     merged = merge_manifests(manifests[base] if base else {}, manifests[target], manifests[source])
-    snapshot = {"snapshot_id": compute_snapshot_id(merged), "manifest": merged, "created_at": ""}
+    snapshot = snapshot_dict(compute_snapshot_id(merged), merged)
     if strategy == MergeStrategy.SQUASH:
         parents, verb = [target], "Squash"
     else:
@@ -330,7 +331,7 @@ def merge_proposal(
     proposal_id: uuid.UUID | str,
     *,
     strategy: str = MergeStrategy.MERGE,
-    merged_by: User,
+    acting_user: User,
 ) -> Proposal:
     """Merge an open proposal with *strategy* and return it, now ``merged``.
 
@@ -339,4 +340,4 @@ def merge_proposal(
     (with ``conflicts``), NonFastForward, BranchMoved or InvalidProposal; on any
     error nothing changes. See :func:`plan_merge` and :func:`apply_merge`.
     """
-    return apply_merge(plan_merge(repo_id, proposal_id, strategy=strategy, merged_by=merged_by))
+    return apply_merge(plan_merge(repo_id, proposal_id, strategy=strategy, acting_user=acting_user))

@@ -73,23 +73,23 @@ def create_repo(
     return repo
 
 
-def repo_for_push(*, actor: User | None, owner: str, slug: str) -> Repo:
-    """Return ``owner/slug`` for writing by *actor*, creating it when it is missing and *actor* is *owner*.
+def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
+    """Return ``owner/slug`` for writing by *acting_user*, creating it when it is missing and *acting_user* is *owner*.
 
     Idempotent under concurrency: when a racing first push creates the
     repository first, this one finds it instead of failing.
     """
     try:
-        return repo_for(actor, owner, slug, Role.WRITE)
+        return repo_for(acting_user, owner, slug, Role.WRITE)
     except RepoNotFound:
-        if actor is None or not actor.is_authenticated:
+        if acting_user is None or not acting_user.is_authenticated:
             raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
-        if actor.get_username() != owner or owner in reserved_owners():
+        if acting_user.get_username() != owner or owner in reserved_owners():
             raise
     try:
-        return create_repo(owner=actor, slug=slug)
+        return create_repo(owner=acting_user, slug=slug)
     except Conflict:  # created meanwhile by a concurrent first push
-        return repo_for(actor, owner, slug, Role.WRITE)
+        return repo_for(acting_user, owner, slug, Role.WRITE)
 
 
 def validate_branch_name(name: object) -> str:

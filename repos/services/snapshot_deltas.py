@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from repos.manifests import SnapshotPlanner, iter_manifests
-from repos.models import CommitGraph, Snapshot
+from repos.manifests import SnapshotPlanner, SnapshotRow, iter_manifests, rewrite_rows, stored_bytes
+from repos.models import CommitGraph
 from repos.services.maintenance import Progress, chunks, no_progress
 
 _BATCH = 500
@@ -49,13 +49,8 @@ def convert_snapshots(*, dry_run: bool = False, progress: Progress = no_progress
     with progress(total=len(order), desc="snapshots", unit="snap") as bar:
         for batch in chunks(order, _BATCH):
             prefer = dict(batch)
-            stored = {
-                sid: (bytes(blob), base)
-                for sid, blob, base in Snapshot.objects.filter(snapshot_id__in=list(prefer)).values_list(
-                    "snapshot_id", "manifest_blob", "base_id"
-                )
-            }
-            changed: list[Snapshot] = []
+            stored = stored_bytes(prefer)
+            changed: list[SnapshotRow] = []
             for sid, manifest in iter_manifests([sid for sid, _ in batch]):
                 row = planner.add(sid, manifest, base_id=prefer[sid])
                 before, base = stored[sid]
@@ -65,11 +60,9 @@ def convert_snapshots(*, dry_run: bool = False, progress: Progress = no_progress
                 report.deltas += row.base_id is not None
                 if row.blob != before or row.base_id != base:
                     report.rewritten += 1
-                    changed.append(
-                        Snapshot(snapshot_id=sid, manifest_blob=row.blob, base_id=row.base_id, depth=row.depth)
-                    )
+                    changed.append(row)
             bar.update(len(batch))
             if changed and not dry_run:
                 with transaction.atomic():
-                    Snapshot.objects.bulk_update(changed, ["manifest_blob", "base_id", "depth"], batch_size=_BATCH)
+                    rewrite_rows(changed)
     return report

@@ -33,7 +33,15 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from musehub_core.errors import BadSignature, StorageUnavailable
-from repos.storage.layout import legacy_object_uri, mpack_name, object_name, staged_object_name, staging_name
+from repos.storage.layout import (
+    MPACKS,
+    legacy_object_uri,
+    mpack_id_of_name,
+    mpack_name,
+    object_name,
+    staged_object_name,
+    staging_name,
+)
 
 SIGNING_SALT = "musehub.storage-url"
 # Ranges closer than this are read as one span; past MAX_SPANS the whole pack is streamed.
@@ -208,10 +216,10 @@ class MPackStore:
     def list_mpacks(self) -> Iterator[str]:
         """Yield the key of every pack in storage (for gc and fsck)."""
         with self._errors("list mpacks"):
-            for name in self._list("mpacks/"):
-                base = name.rsplit("/", 1)[-1]
-                if base.endswith(".mpack"):
-                    yield "sha256:" + base[: -len(".mpack")]
+            for name in self._list(MPACKS):
+                mpack_id = mpack_id_of_name(name)
+                if mpack_id is not None:
+                    yield mpack_id
 
     def _list(self, prefix: str) -> Iterator[str]:
         directories, files = self.storage.listdir(prefix.rstrip("/"))

@@ -13,16 +13,23 @@ an mpack, or a legacy per-object URI.
 
 from __future__ import annotations
 
-from musehub_core.ids import hex_of
+from musehub_core.ids import PREFIX, hex_of
 
 MPACK_SCHEME = "mpack://"
+MPACKS = "mpacks/"
 INCOMING = "incoming/"
 STAGED_OBJECTS = "incoming/objects/"
 
 
 def mpack_name(mpack_id: str) -> str:
     digest = hex_of(mpack_id)
-    return f"mpacks/{digest[:2]}/{digest}.mpack"
+    return f"{MPACKS}{digest[:2]}/{digest}.mpack"
+
+
+def mpack_id_of_name(name: str) -> str | None:
+    """Return the mpack id a pack key names, or None for any other key."""
+    base = name.rsplit("/", 1)[-1]
+    return PREFIX + base.removesuffix(".mpack") if base.endswith(".mpack") else None
 
 
 def staging_name(upload_id: str) -> str:

@@ -79,6 +79,37 @@ def new_mpack_row(mpack_id: str, *, kind: str, size: int, blobs: int, commits: i
     )
 
 
+def store_pack(write: Callable[[MPackWriter], tuple[str, int]], *, reuse: bool = False) -> tuple[str, int]:
+    """Spool the pack *write* writes (it returns ``writer.finish(...)``), store it under its key; return (id, size).
+
+    With *reuse*, a pack already in storage under that key is not written again.
+    """
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        mpack_id, size = write(MPackWriter(spool))
+        backend = get_backend()
+        if not (reuse and backend.mpack_exists(mpack_id)):
+            spool.seek(0)
+            backend.put_mpack(mpack_id, spool)
+    return mpack_id, size
+
+
+def record_fetch_pack(mpack_id: str, *, repo_id: str, size: int, commits: int, snapshots: int, blobs: int) -> None:
+    """Record a fetch pack; one handed out again restarts musehub_gc's grace period for it."""
+    _, created = MPack.objects.get_or_create(
+        mpack_id=mpack_id,
+        defaults={
+            "kind": MPackKind.FETCH,
+            "repo_id": repo_id,
+            "size_bytes": size,
+            "commit_count": commits,
+            "snapshot_count": snapshots,
+            "blob_count": blobs,
+        },
+    )
+    if not created:
+        MPack.objects.filter(mpack_id=mpack_id).update(created_at=dt.datetime.now(dt.UTC))
+
+
 def pack_blobs(
     blobs: Mapping[str, bytes],
     *,
@@ -97,8 +128,8 @@ def pack_blobs(
     if not blobs and not streamed:
         return None, []
     stored: list[StoredBlob] = []
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        writer = MPackWriter(spool)
+
+    def write(writer: MPackWriter) -> tuple[str, int]:
         writer.write_commits([])
         writer.write_snapshots([])
         writer.begin_blobs(len(blobs) + len(streamed))
@@ -111,9 +142,9 @@ def pack_blobs(
             with stream:
                 offset = writer.write_blob_stream(oid, stream, size)
             stored.append(StoredBlob(oid, size, offset, size, "", None))
-        mpack_id, size = writer.finish({})
-        spool.seek(0)
-        get_backend().put_mpack(mpack_id, spool)
+        return writer.finish({})
+
+    mpack_id, size = store_pack(write)
     return new_mpack_row(mpack_id, kind=kind, size=size, blobs=len(stored)), stored
 
 
@@ -159,8 +190,8 @@ class PackBuilder:
     def write(self) -> tuple[str, int, list[StoredBlob]]:
         """Write and store the pack; return (mpack id, size in bytes, where each blob lies)."""
         blobs: list[StoredBlob] = []
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as out:
-            writer = MPackWriter(out)
+
+        def write(writer: MPackWriter) -> tuple[str, int]:
             writer.write_commits([])
             writer.write_snapshots([])
             writer.begin_blobs(len(self._items))
@@ -168,7 +199,7 @@ class PackBuilder:
                 self._spool.seek(start)
                 offset = writer.write_blob(oid, self._spool.read(length), encoding)
                 blobs.append(StoredBlob(oid, size, offset, length, encoding))
-            mpack_id, total = writer.finish({})
-            out.seek(0)
-            get_backend().put_mpack(mpack_id, out)
+            return writer.finish({})
+
+        mpack_id, total = store_pack(write)
         return mpack_id, total, blobs

@@ -1,0 +1,82 @@
+"""What every HTTP face shares: one JSON error shape, one 401, a JSON catch-all, idempotent first pushes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from repos.access import reserved_owners
+from repos.models import Repo
+from repos.services.repos import repo_for_push
+from tests.factories import make_repo, make_user, uid
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    "path", ["/no/such/route/here", "/api/v1/nothing", "/alice/songs/no-such-endpoint", "/alice/songs/mpack/nope"]
+)
+def test_an_unmatched_url_answers_json_even_in_debug_mode(client, settings, debug, path):
+    settings.DEBUG = debug
+    reply = client.get(path)
+    assert reply.status_code == 404
+    assert reply["Content-Type"].startswith("application/json")
+    assert reply.json()["error"] == "not_found" and path in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("header", ["Bearer mh_not-a-real-token", "Bearer", "Bearer a b"])
+def test_every_401_has_one_code_and_a_www_authenticate_header(client, header):
+    repo = make_repo(visibility="private")
+    reply = client.post(
+        f"/{repo.owner}/{repo.slug}/mpack/fetch",
+        {"want": []},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=header,
+    )
+    assert reply.status_code == 401
+    assert reply.json()["error"] == "unauthenticated"
+    assert reply["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_anonymous_push_is_401_with_the_same_code(client):
+    reply = client.post(
+        f"/alice-{uid()}/new/mpack/upload",
+        {"mpack_key": "sha256:" + "a" * 64, "size": 1},
+        content_type="application/json",
+    )
+    assert reply.status_code == 401 and reply.json()["error"] == "unauthenticated" and "WWW-Authenticate" in reply
+
+
+def test_reserved_owner_names_come_from_the_route_table():
+    assert {"admin", "api", "health", "metrics", "_storage", "static"} <= reserved_owners()
+    assert not {"alice", "songs"} & reserved_owners()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_first_pushes_to_a_new_repository_all_get_it():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's shared in-memory test database reports table locks instead of waiting.")
+    user = make_user(f"racer-{uid()}")
+    slug = f"new-{uid()}"
+    barrier = threading.Barrier(8)
+    found: list[object] = []
+
+    def push() -> None:
+        try:
+            barrier.wait(timeout=30)
+            found.append(repo_for_push(acting_user=user, owner=user.username, slug=slug).repo_id)
+        except Exception as exc:  # the outcome is what the test checks
+            found.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=push) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(found) == 8 and all(isinstance(r, str) for r in found), found
+    assert set(found) == {Repo.objects.get(owner=user.username, slug=slug).repo_id}
