@@ -14,7 +14,8 @@ existed are plain msgpack and still read). Everything else asks this module:
 :func:`load_manifests` / :func:`load_manifest` for full manifests,
 :func:`iter_trees` to walk many in order with bounded memory,
 :func:`stored_form` for the row as stored (fetch sends deltas without
-rebuilding), :func:`changed_paths`, :func:`named_objects` (gc, fsck) and
+rebuilding), :func:`changed_paths` (a log filtered by path reads one small
+row per commit), :func:`named_objects` (gc, fsck) and
 :class:`SnapshotPlanner` to decide how new snapshots are stored.
 """
 
@@ -219,19 +220,32 @@ def iter_manifests(snapshot_ids: Sequence[str], *, batch: int = 64) -> Iterator[
                 yield sid, rebuilder.manifest(sid)
 
 
-def changed_paths(snapshot_id: str, parent_snapshot_id: str | None) -> list[str]:
-    """Return the paths that differ between the manifests of *parent_snapshot_id* (None: empty) and *snapshot_id*.
+def changed_paths(
+    pairs: Sequence[tuple[str, str | None]], *, batch: int = _BATCH
+) -> dict[tuple[str, str | None], set[str]]:
+    """Return, for each (snapshot id, parent snapshot id or None), the paths whose entry differs between them.
 
-    Answered from the stored delta alone when the snapshot is stored against that parent.
+    Answered from the stored delta alone when the snapshot is stored against
+    that parent (the usual case: a long log costs one small row per commit);
+    other pairs are rebuilt and compared.
     """
-    form = stored_form(snapshot_id)
-    if form is None:
-        return []
-    if form.delta is not None and form.base_id == parent_snapshot_id:
-        return sorted({*form.delta.set, *form.delta.delete})
-    manifests = load_manifests([snapshot_id, *([parent_snapshot_id] if parent_snapshot_id else [])])
-    new, old = manifests.get(snapshot_id, {}), manifests.get(parent_snapshot_id or "", {})
-    return sorted({p for p in new if old.get(p) != new[p]} | {p for p in old if p not in new})
+    found: dict[tuple[str, str | None], set[str]] = {}
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        forms = stored_forms(sid for sid, _ in chunk)
+        rest = []
+        for sid, parent in chunk:
+            form = forms.get(sid)
+            if form is not None and form.delta is not None and form.base_id == parent:
+                found[(sid, parent)] = {*form.delta.set, *form.delta.delete}
+            else:
+                rest.append((sid, parent))
+        if rest:
+            manifests = load_manifests({x for pair in rest for x in pair if x})
+            for sid, parent in rest:
+                new, old = manifests.get(sid, {}), manifests.get(parent or "", {})
+                found[(sid, parent)] = {p for p in new if old.get(p) != new[p]} | {p for p in old if p not in new}
+    return found
 
 
 def named_objects(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, Iterable[str]]]:

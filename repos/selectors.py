@@ -15,7 +15,7 @@ from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
 from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
 from repos import graph
-from repos.manifests import load_manifests
+from repos.manifests import changed_paths, load_manifests
 from repos.models import Branch, Commit, CommitGraph, CommitRef, Object, Proposal, ProposalState, Repo
 
 
@@ -106,7 +106,7 @@ class CommitLog:
 
     ``len()`` and each slice cost a constant number of queries. With *path*,
     only commits whose tree under *path* differs from their first parent's are
-    listed; that filter reads the manifests of the whole history once.
+    listed; that filter reads each commit's stored delta (``repos.manifests.changed_paths``).
     """
 
     def __init__(self, head: str | None, *, path: str = "") -> None:
@@ -145,26 +145,17 @@ class CommitLog:
         return self._matching
 
 
-_MANIFEST_BATCH = 500
-
-
 def _commits_touching(head: str, path: str) -> list[str]:
     """Return the commits of the log of *head*, newest first, whose tree under *path* differs from their first parent's."""
     rows = graph.log_rows(head)
     snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in rows}
-    needed = list(dict.fromkeys(snapshot_of.values()))
-    under: dict[str, frozenset[tuple[str, str]]] = {}
-    for start in range(0, len(needed), _MANIFEST_BATCH):
-        for snapshot_id, manifest in load_manifests(needed[start : start + _MANIFEST_BATCH]).items():
-            under[snapshot_id] = frozenset((p, oid) for p, oid in manifest.items() if is_under(p, path))
-    empty: frozenset[tuple[str, str]] = frozenset()
-    matching = []
-    for commit_id, parent, snapshot_id in rows:
-        mine = under.get(snapshot_id, empty)
-        before = under.get(snapshot_of.get(parent, ""), empty) if parent else empty
-        if mine != before:
-            matching.append(commit_id)
-    return matching
+    pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in rows]
+    changed = changed_paths(list(dict.fromkeys(pairs)))
+    return [
+        commit_id
+        for (commit_id, _, _), pair in zip(rows, pairs, strict=True)
+        if any(is_under(p, path) for p in changed[pair])
+    ]
 
 
 # --- trees and files ------------------------------------------------------------------------------

@@ -421,3 +421,22 @@ def test_gc_keeps_the_bases_of_remaining_snapshots():
     run("musehub_gc", "--grace", "0")
     assert set(Snapshot.objects.filter(snapshot_id__in=ids).values_list("snapshot_id", flat=True)) == set(ids)
     assert load_manifest(ids[-1]) == history.snapshots[-1]["manifest"]
+
+
+def test_a_log_filtered_by_path_reads_stored_deltas_not_whole_manifests():
+    from repos.selectors import CommitLog
+
+    repo = make_repo()
+    history, trees = linear_history(30)
+    push_history(repo, history)
+    head = history.commits[-1]["commit_id"]
+    expected = [
+        c["commit_id"]
+        for c, before, after in zip(history.commits, [{}, *trees], trees, strict=False)
+        if {p: x for p, x in before.items() if p.startswith("added/")}
+        != {p: x for p, x in after.items() if p.startswith("added/")}
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        touching = CommitLog(head, path="added")._touching()
+    assert touching == list(reversed(expected)) and 0 < len(touching) < 30
+    assert len(queries) <= 4, "one walk, one batch of stored rows, one rebuild for the root commit"
