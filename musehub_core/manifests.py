@@ -113,13 +113,17 @@ def delta_pays(delta: ManifestDelta, full: Mapping[str, str]) -> bool:
     return len(delta) < len(full)
 
 
-def apply_delta(base: Mapping[str, str], delta: ManifestDelta, *, where: str = "snapshot") -> dict[str, str]:
+def apply_delta(
+    base: Mapping[str, str], delta: ManifestDelta, *, where: str = "snapshot", in_place: bool = False
+) -> dict[str, str]:
     """Return *base* without ``delta.delete``, then with ``delta.set`` written over it.
 
-    Raises MalformedPack naming *where* when a deleted path is not in the base or
-    a path is both set and deleted.
+    With *in_place* (and a dict *base*) the base itself is edited and returned,
+    which saves a copy per delta when a chain is replayed. Raises MalformedPack
+    naming *where* when a deleted path is not in the base or a path is both set
+    and deleted.
     """
-    manifest = dict(base)
+    manifest = base if in_place and isinstance(base, dict) else dict(base)
     for path in delta.delete:
         if path in delta.set:
             raise MalformedPack(f"{where}: path {path!r} is both in 'set' and in 'delete'.")

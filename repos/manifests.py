@@ -21,6 +21,7 @@ row per commit), :func:`named_objects` (gc, fsck) and
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from .models import Snapshot
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BATCH = 500
+_CACHE_MIN_ENTRIES = 1_000  # small checkpoints decode fast; keep the cache for big trees
 _DECODED_MAX = 2**34
 
 
@@ -59,7 +61,10 @@ def _unpack(blob: bytes | memoryview | None) -> Any:
     if not data:
         return {}
     if data.startswith(_ZSTD_MAGIC):
-        data = decode_blob(data, "zstd", max_bytes=_DECODED_MAX, where="stored manifest")
+        try:  # our frames record their size, so one call decodes them (much faster than streaming)
+            data = zstandard.ZstdDecompressor().decompress(data)
+        except zstandard.ZstdError:
+            data = decode_blob(data, "zstd", max_bytes=_DECODED_MAX, where="stored manifest")
     return msgpack.unpackb(data, raw=False)
 
 
@@ -143,13 +148,51 @@ def _chain_rows(snapshot_ids: Sequence[str]) -> dict[str, tuple[str | None, int,
     return rows
 
 
-class _Rebuilder:
-    """Rebuild manifests from chain rows, keeping a few decoded checkpoints and recent results."""
+class _Checkpoints:
+    """The last few checkpoints this process decoded, by snapshot id (never mutated; a snapshot's manifest
+    never changes, so an entry cannot go stale). Decoding a big checkpoint is most of a rebuild."""
 
-    def __init__(self, rows: dict[str, tuple[str | None, int, int, Any]], keep: int = 4) -> None:
+    def __init__(self, size: int = 4) -> None:
+        self._items: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, sid: str) -> dict[str, str] | None:
+        with self._lock:
+            found = self._items.get(sid)
+            if found is not None:
+                self._items.move_to_end(sid)
+            return found
+
+    def put(self, sid: str, manifest: dict[str, str]) -> None:
+        with self._lock:
+            self._items[sid] = manifest
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_CHECKPOINTS = _Checkpoints()
+
+
+class _Rebuilder:
+    """Rebuild manifests from chain rows, keeping a few decoded checkpoints and recent results.
+
+    With *trusted* false (fsck) every row is decoded from the database, never from the process cache.
+    """
+
+    def __init__(self, rows: dict[str, tuple[str | None, int, int, Any]], keep: int = 4, trusted: bool = True) -> None:
         self.rows = rows
         self._recent: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._keep = keep
+        self._trusted = trusted
+
+    def _checkpoint(self, sid: str) -> dict[str, str]:
+        cached = _CHECKPOINTS.get(sid) if self._trusted else None
+        if cached is None:
+            cached = _unpack(self.rows[sid][3])
+            if self._trusted and len(cached) >= _CACHE_MIN_ENTRIES:
+                _CHECKPOINTS.put(sid, cached)
+        return cached
 
     def _remember(self, sid: str, manifest: dict[str, str]) -> None:
         self._recent[sid] = manifest
@@ -179,11 +222,12 @@ class _Rebuilder:
             current = row[0]
         if start is None:
             base_id = chain.pop()
-            start = _unpack(self.rows[base_id][3])
+            start = self._checkpoint(base_id)
             self._remember(base_id, start)
         manifest = dict(start)
         for member in reversed(chain):
-            manifest = apply_delta(manifest, _decode_delta(self.rows[member][3]), where=f"stored snapshot {member}")
+            delta = _decode_delta(self.rows[member][3])
+            apply_delta(manifest, delta, where=f"stored snapshot {member}", in_place=True)
         if chain:
             self._remember(sid, manifest)
             manifest = dict(manifest)
@@ -263,7 +307,7 @@ def named_objects(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, Iterable[s
 
 def verify_snapshots(snapshot_ids: Sequence[str], *, batch: int = 64) -> Iterator[tuple[str, str | None]]:
     """Yield (id, None) for each snapshot that rebuilds to its id, (id, a sentence saying why not) otherwise."""
-    rebuilder = _Rebuilder({})
+    rebuilder = _Rebuilder({}, trusted=False)
     for start in range(0, len(snapshot_ids), batch):
         chunk = list(snapshot_ids[start : start + batch])
         rebuilder.rows = _chain_rows(chunk)
