@@ -4,20 +4,23 @@ Domain errors (``musehub_core.errors``) and DRF's own errors take the same
 shape through :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``); plain
 Django code (middleware, the metrics view, unmatched routes) answers through
 :func:`json_error`. Every 401 is ``unauthenticated`` and carries
-``WWW-Authenticate``; every 503 carries ``Retry-After``.
+``WWW-Authenticate``; every 503 carries ``Retry-After`` (a database outage is
+one: ``database_unavailable``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
+from django import db
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from hubhttp.instruments import count_error
-from musehub_core.errors import AuthenticationRequired, MuseHubError, NotFound
+from musehub_core.errors import AuthenticationRequired, DatabaseUnavailable, MuseHubError, NotFound
 
 log = logging.getLogger("musehub.errors")
 
@@ -70,8 +73,16 @@ def _flatten(detail, field: str = "") -> list[str]:
     return [f"{field}: {detail}" if field else str(detail)]
 
 
+def database_down(exc: BaseException | None) -> bool:
+    """Return True for an error that means the database could not be reached or dropped the connection."""
+    return isinstance(exc, (db.OperationalError, db.InterfaceError))
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: domain errors and DRF's own errors in one JSON shape."""
+    if database_down(exc):
+        log.warning("database unavailable: %s", exc)
+        return response_for(DatabaseUnavailable())
     if isinstance(exc, MuseHubError):
         set_rollback()
         return response_for(exc)
@@ -100,5 +111,10 @@ def not_found(request, exception=None) -> JsonResponse:
 
 
 def server_error(request) -> JsonResponse:
-    """``handler500``: an unhandled exception answers JSON (the traceback goes to the log, never to the client)."""
+    """``handler500``: an unhandled exception answers JSON (the traceback goes to the log, never to the client).
+
+    A database outage outside a DRF view (middleware, plain views) is a 503 with ``Retry-After`` here too.
+    """
+    if database_down(sys.exc_info()[1]):
+        return json_error(DatabaseUnavailable())
     return json_error(MuseHubError())

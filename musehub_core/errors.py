@@ -136,6 +136,17 @@ class StorageUnavailable(MuseHubError):
         return {"Retry-After": "5"}
 
 
+class DatabaseUnavailable(MuseHubError):
+    """The database refused or dropped the connection (an outage, a restart, a failover)."""
+
+    code = "database_unavailable"
+    status = 503
+    default_message = "The database is unavailable; retry shortly."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 class IntegrityError(MuseHubError):
     """Stored content does not match its id (corruption found while serving)."""
 

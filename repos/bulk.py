@@ -16,17 +16,31 @@ from django.db import connection, models
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 
 
+def _key_positions(model: type[models.Model], fields: Sequence[str]) -> list[int]:
+    """Return the positions in *fields* of the columns that identify a row (its unique constraint, else its key)."""
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and all(f in fields for f in constraint.fields):
+            return [fields.index(f) for f in constraint.fields]
+    names = {model._meta.pk.name, model._meta.pk.attname}
+    return [i for i, f in enumerate(fields) if f in names] or [0]
+
+
 def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
     """Insert *rows* (values in *fields* order) into *model*'s table, skipping rows that already exist.
 
-    Return how many rows were inserted (those that already existed do not count).
+    Rows go in key order, so two transactions inserting overlapping rows (pushes
+    of shared content into two repositories) take their locks in the same order
+    and cannot deadlock each other. Return how many rows were inserted (those
+    that already existed do not count).
     """
     meta_fields = [model._meta.get_field(name) for name in fields]
     prepare = [
         (lambda value, f=f: f.get_db_prep_save(value, connection)) if f.get_internal_type() in _PREPARED else None
         for f in meta_fields
     ]
-    batch = [tuple(p(value) if p else value for p, value in zip(prepare, row, strict=True)) for row in rows]
+    keys = _key_positions(model, fields)
+    ordered = sorted(rows, key=lambda row: tuple(str(row[i]) for i in keys))
+    batch = [tuple(p(value) if p else value for p, value in zip(prepare, row, strict=True)) for row in ordered]
     if not batch:
         return 0
     quote = connection.ops.quote_name

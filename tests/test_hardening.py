@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from musehub_core.errors import NonFastForward, PackNotFound
+from musehub_core.errors import PackNotFound
 from musehub_core.ids import blob_id
-from repos.models import Commit, CommitGraph, MPackUpload, Repo, StagedObject
-from repos.storage.backend import MAX_SPANS, record_storage_ops
+from repos.models import Commit, CommitGraph, MPack, MPackUpload, Repo, StagedObject
+from repos.storage.backend import MAX_SPANS, get_backend, record_storage_ops
 from repos.storage.reader import plan_blob_reads, read_blobs
 from tests.factories import History, build_pack, make_repo, make_user, push_history, stage_mpack, uid
 from tests.httpkit import WireCaller, row_counts, token_for
@@ -63,6 +63,7 @@ def test_a_known_pack_key_is_not_a_capability():
 
 
 def test_a_retry_after_promotion_reads_the_promoted_pack():
+    """A worker killed after moving the pack to its content key, before recording it: the re-push finds it there."""
     repo = make_repo()
     first = History()
     first.commit({"a": b"1"})
@@ -71,11 +72,13 @@ def test_a_retry_after_promotion_reads_the_promoted_pack():
     other.commit({"a": b"2"})
     data = build_pack(other.commits, other.snapshots, other.blobs)
     key = stage_mpack(repo, data)
+    upload = MPackUpload.objects.get(repo=repo, mpack_key=key)
+    MPackUpload.objects.filter(pk=upload.pk).update(promoted=True)
+    get_backend().promote_upload(str(upload.upload_id), key)  # what the killed worker had done
+    assert get_backend().open_upload(str(upload.upload_id)) is None
     args = dict(branch="main", head_commit_id=other.commits[0]["commit_id"], commits_count=1, blobs_count=1)
-    with pytest.raises(NonFastForward):
-        wire_push_unpack_mpack(repo.repo_id, key, "gabriel", **args)
-    assert MPackUpload.objects.get(repo=repo, mpack_key=key).promoted
     assert wire_push_unpack_mpack(repo.repo_id, key, "gabriel", force=True, **args)["ok"]
+    assert MPack.objects.filter(mpack_id=key, repo=repo).exists()
 
 
 @pytest.mark.parametrize(

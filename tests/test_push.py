@@ -359,8 +359,12 @@ def test_a_non_fast_forward_push_is_refused_and_force_moves_the_branch(based_rep
     request = counts_for(other, stranger.blobs)
     error = assert_rejected(repo, data, NonFastForward, "not an ancestor", base["commit_id"], key=key, **request)
     assert error.data["remote_head"] == base["commit_id"]
+    assert not repo.uploads.filter(mpack_key=key).exists(), "a refused push leaves no upload slot behind"
+    with pytest.raises(PackNotFound):
+        wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", force=True, **request)
 
     before = row_counts()
+    key = stage_mpack(repo, data)  # uploaded again, as a client retrying with --force does
     result = wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", force=True, **request)
     assert result["ok"] is True and result["commits_added"] == 1
     assert head_of(repo) == other["commit_id"]
@@ -647,3 +651,29 @@ def test_commit_files_to_repo_rejects_a_bad_path_without_writing():
     with pytest.raises(MalformedPack, match="manifest path"):
         commit_files_to_repo(repo.repo_id, branch="main", files={"../escape": b"x"}, message="m", author="x")
     assert row_counts() == before
+
+
+def test_a_refused_push_deletes_its_upload_at_once(based_repo, backend):
+    repo, history, base = based_repo
+    bad = build_pack([], [], {fake_id("lie"): b"content that does not hash to that id"})
+    key = stage_mpack(repo, bad)
+    upload = repo.uploads.get(mpack_key=key)
+    assert backend.open_upload(str(upload.upload_id)) is not None
+    with pytest.raises(MalformedPack):
+        wire_push_unpack_mpack(
+            repo.repo_id, key, "gabriel", branch="main", head_commit_id="", commits_count=0, blobs_count=1
+        )
+    assert not repo.uploads.filter(mpack_key=key).exists()
+    assert backend.open_upload(str(upload.upload_id)) is None, "the staged bytes are gone, not left for gc"
+
+
+def test_a_push_killed_between_marking_and_moving_its_pack_succeeds_when_retried(based_repo, backend):
+    """The slot is marked promoted before the move; a worker dying in between leaves the bytes staged."""
+    repo, history, base = based_repo
+    commit = child_of(history, base, {"crash.txt": b"survives"})
+    data = pack_of(history, commit, {blob_id(b"survives"): b"survives"})
+    key = stage_mpack(repo, data)
+    repo.uploads.filter(mpack_key=key).update(promoted=True)  # the state such a crash leaves
+    result = wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", **counts_for(commit, [1]))
+    assert result["ok"] and head_of(repo) == commit["commit_id"]
+    assert backend.mpack_exists(key) and MPack.objects.filter(mpack_id=key).exists()

@@ -290,6 +290,7 @@ def mwp_push(repo: Repo, push: PushBundle, *, pusher: AbstractBaseUser | None) -
 
     def forget_staged() -> None:
         # Every upload this push made unnecessary goes, not only the folded ones.
+        done.clear()
         done.extend(
             StagedObject.objects.filter(repo=repo, object_id__in=[*referenced, *inline]).values_list(
                 "object_id", flat=True

@@ -19,11 +19,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from hubhttp.instruments import note_transfer, transfer
-from musehub_core.errors import BadRequest, MalformedPack, PackNotFound, PayloadTooLarge
+from musehub_core.errors import BadRequest, MalformedPack, NonFastForward, PackNotFound, PayloadTooLarge
 from musehub_core.ids import is_id
 from musehub_core.mpack import PackContents, PackLimits, index_mpack
 from repos.models import MPack, MPackKind, MPackUpload, Repo
 from repos.selectors import branch_heads, repo_by_id
+from repos.services.history import Added
 from repos.services.push import IncomingPush, StoredBlobs, receive_push
 from repos.services.repos import validate_branch_name
 from repos.storage.backend import get_backend
@@ -80,9 +81,30 @@ class _PackSource:
         after the move): knowing a key must not be enough to read a pack.
         """
         backend = get_backend()
-        if self.upload is None or self.upload.promoted:
+        if self.upload is None:
             return backend.open_mpack(mpack_key)
+        if self.upload.promoted:
+            # Marked before the move: a worker killed in between left the bytes at the staging key.
+            return backend.open_mpack(mpack_key) or backend.open_upload(str(self.upload.upload_id))
         return backend.open_upload(str(self.upload.upload_id))
+
+    def promote(self, mpack_key: str) -> None:
+        """Move this slot's verified upload to its content key (idempotent, safe to repeat after a crash)."""
+        if self.upload is None:
+            return
+        if not self.upload.promoted:
+            # Committed on its own, before the move: a retry then knows it may read the content key.
+            MPackUpload.objects.filter(pk=self.upload.pk).update(promoted=True)
+            self.upload.promoted = True
+        get_backend().promote_upload(str(self.upload.upload_id), mpack_key)
+
+    def discard(self) -> None:
+        """Forget a refused upload at once: its staging key and its slot (a promoted pack is gc's to judge)."""
+        if self.upload is None:
+            return
+        if not self.upload.promoted:
+            get_backend().delete_upload(str(self.upload.upload_id))
+        MPackUpload.objects.filter(pk=self.upload.pk).delete()
 
 
 def _locate(repo: Repo, mpack_key: str) -> _PackSource:
@@ -125,29 +147,18 @@ def _pusher_name(pusher: AbstractBaseUser | str | None) -> dict[str, str]:
     return {}
 
 
-@transfer("push", "mpack", "musehub.push")
-def wire_push_unpack_mpack(
-    repo_id: str,
+def _unpack(
+    repo: Repo,
     mpack_key: str,
-    pusher: AbstractBaseUser | str | None,
+    source: _PackSource,
     *,
     branch: str,
     head_commit_id: str,
     commits_count: int,
     blobs_count: int,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Unpack the pack uploaded under *mpack_key* into repository *repo_id* and move *branch*.
-
-    Returns ``{ok, branch, head_commit_id, branch_heads, commits_added, blobs_added}``.
-    Raises PackNotFound (no such upload for this repo), MalformedPack (bad bytes,
-    hashes, ids, counts or connectivity), NonFastForward (without *force*). A
-    rejected push writes no rows.
-    """
-    repo = repo_by_id(repo_id)
-    note_transfer(repo=repo.full_name, branch=branch, pack=mpack_key, **_pusher_name(pusher))
-    _check_request(branch, head_commit_id, commits_count, blobs_count)
-    source = _locate(repo, mpack_key)
+    force: bool,
+) -> tuple[PackContents, Added]:
+    """Read and check the pack, then hand it to the push pipeline; return what it held and what the repo gained."""
     contents = _read(repo, mpack_key, source)
     if len(contents.commits) != commits_count or len(contents.blobs) != blobs_count:
         raise MalformedPack(
@@ -158,10 +169,7 @@ def wire_push_unpack_mpack(
         raise MalformedPack("head_commit_id is required when the pack holds commits.")
 
     def promote() -> StoredBlobs:
-        if source.upload is not None and not source.upload.promoted:
-            get_backend().promote_upload(str(source.upload.upload_id), mpack_key)
-            # Committed on its own: a retry after a failed transaction reads the promoted pack.
-            MPackUpload.objects.filter(pk=source.upload.pk).update(promoted=True)
+        source.promote(mpack_key)
         mpack = new_mpack_row(
             mpack_key,
             kind=MPackKind.PUSH,
@@ -185,7 +193,46 @@ def wire_push_unpack_mpack(
         head=head_commit_id or None,
         force=force,
     )
-    added = receive_push(repo, push, store_blobs=promote, finish=forget_upload)
+    return contents, receive_push(repo, push, store_blobs=promote, finish=forget_upload)
+
+
+@transfer("push", "mpack", "musehub.push")
+def wire_push_unpack_mpack(
+    repo_id: str,
+    mpack_key: str,
+    pusher: AbstractBaseUser | str | None,
+    *,
+    branch: str,
+    head_commit_id: str,
+    commits_count: int,
+    blobs_count: int,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Unpack the pack uploaded under *mpack_key* into repository *repo_id* and move *branch*.
+
+    Returns ``{ok, branch, head_commit_id, branch_heads, commits_added, blobs_added}``.
+    Raises PackNotFound (no such upload for this repo), MalformedPack (bad bytes,
+    hashes, ids, counts or connectivity), NonFastForward (without *force*). A
+    rejected push writes no rows.
+    """
+    repo = repo_by_id(repo_id)
+    note_transfer(repo=repo.full_name, branch=branch, pack=mpack_key, **_pusher_name(pusher))
+    _check_request(branch, head_commit_id, commits_count, blobs_count)
+    source = _locate(repo, mpack_key)
+    try:
+        contents, added = _unpack(
+            repo,
+            mpack_key,
+            source,
+            branch=branch,
+            head_commit_id=head_commit_id,
+            commits_count=commits_count,
+            blobs_count=blobs_count,
+            force=force,
+        )
+    except (MalformedPack, NonFastForward):
+        source.discard()  # a refused push leaves no upload behind
+        raise
     note_transfer(head=head_commit_id, commits=added.commits, blobs=added.blobs, bytes=contents.size)
     return {
         "ok": True,

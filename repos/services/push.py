@@ -4,7 +4,8 @@ verify commits → rebuild and verify snapshots (full or delta) and plan how the
 are stored → connectivity (parents, snapshots, blobs in the push or the
 repository) → store the blobs (the protocol's own step: promote the uploaded
 pack, or write one) → one transaction: rows, refs, index entries, the branch
-move and the protocol's own clean-up. A push refused at any step writes no rows.
+move and the protocol's own clean-up, run again if the database aborted it
+for a deadlock or serialization failure. A push refused at any step writes no rows.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-
-from musehub_core.errors import MalformedPack
+from musehub_core.errors import MalformedPack, NonFastForward
+from repos import graph
 from repos.bulk import insert_ignore
-from repos.models import CommitRef, MPack, ObjectRef, Repo
+from repos.models import Branch, CommitRef, MPack, ObjectRef, Repo
 from repos.services.history import Added, check_connectivity, plan_snapshots, verify_commits, write_history
 from repos.services.repos import move_branch
 from repos.storage.writer import StoredBlob
+from repos.transactions import run_atomic
 
 
 @dataclass
@@ -55,7 +56,7 @@ def receive_push(
     """Check *push* against *repo*, store it and move its branch; return what the repository gained.
 
     *store_blobs* runs after every check passed and before the transaction;
-    *finish* runs last inside the transaction. Raises MalformedPack (ids,
+    *finish* runs last inside the transaction (and again if it is retried). Raises MalformedPack (ids,
     hashes, deltas or connectivity) or NonFastForward (without ``force``);
     then nothing is written.
     """
@@ -65,12 +66,51 @@ def receive_push(
     pushed = {c["commit_id"] for c in push.commits}
     if push.head and push.head not in pushed and not CommitRef.objects.filter(repo=repo, commit_id=push.head).exists():
         raise MalformedPack(f"head_commit_id {push.head} is neither in the pack nor in the repository.")
+    if push.head and not push.force:
+        check_fast_forward(repo, push)
     stored = store_blobs()
-    with transaction.atomic():
+
+    def write() -> Added:
         added = write_history(repo, commits=push.commits, snapshots=rows, blobs=stored.blobs, mpack=stored.mpack)
         if stored.refs_only:
             added.blobs += insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, o) for o in stored.refs_only))
         if push.head:
             move_branch(repo, push.branch, push.head, force=push.force)
         finish()
-    return added
+        return added
+
+    return run_atomic(write)
+
+
+def check_fast_forward(repo: Repo, push: IncomingPush) -> None:
+    """Raise NonFastForward now, before anything is stored, when the branch's current head cannot be reached.
+
+    The head is reachable when it is the new head, or an ancestor of it through
+    the pushed commits and then the stored graph. ``move_branch`` checks again
+    under the branch's row lock; this early check only spares storage work (and
+    uploads left behind) for pushes that would be refused anyway.
+    """
+    current = Branch.objects.filter(repo=repo, name=push.branch).values_list("head_commit_id", flat=True).first()
+    if not current or current == push.head:
+        return
+    parents = {c["commit_id"]: c["parent_ids"] for c in push.commits}
+    frontier, seen, stored = [push.head], set(), []
+    while frontier:
+        commit_id = frontier.pop()
+        if commit_id in seen:
+            continue
+        seen.add(commit_id)
+        if commit_id == current:
+            return
+        if commit_id in parents:
+            frontier.extend(parents[commit_id])
+        else:
+            stored.append(commit_id)
+    if any(graph.is_ancestor(current, commit_id) for commit_id in stored):
+        return
+    raise NonFastForward(
+        f"Branch {push.branch!r} is at {current}, which is not an ancestor of {push.head}. "
+        "Fetch and merge first, or push with force.",
+        branch=push.branch,
+        remote_head=current,
+    )
