@@ -1,4 +1,4 @@
-"""Refuse request bodies larger than the hub's limit before a view reads them."""
+"""Refuse request bodies the hub will not read: larger than its limit, or chunked, before a view reads them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.conf import settings
 
 from hubhttp.errors import json_error
 from musehub.logs import route_of
-from musehub_core.errors import PayloadTooLarge
+from musehub_core.errors import LengthRequired, PayloadTooLarge
 
 # Routes (URL pattern names) that carry whole MWP bundles and object batches.
 PUSH_ROUTES = frozenset({"mwp-push", "mwp-push-objects"})
@@ -18,7 +18,8 @@ class RequestSizeLimitMiddleware:
     """Answer 413 when Content-Length exceeds MUSEHUB_MAX_REQUEST_BYTES.
 
     MWP pushes (:data:`PUSH_ROUTES`) get MUSEHUB_MAX_PUSH_REQUEST_BYTES
-    instead; signed storage uploads are exempt. Routes are told apart by their
+    instead; signed storage uploads are exempt. A chunked body (no
+    Content-Length) is 411: WSGI would hand it to Django as empty. Routes are told apart by their
     URL pattern names, so the URL map stays the only place paths are spelled.
     """
 
@@ -26,6 +27,9 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # WSGI hands Django a chunked body as an empty one: refuse it rather than act on nothing.
+            return json_error(LengthRequired())
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

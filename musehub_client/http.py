@@ -16,6 +16,8 @@ from urllib.parse import urljoin, urlsplit
 
 import msgpack
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from musehub_client.feedback import Feedback, ProgressReport, Silent
 from musehub_core.ids import is_id
@@ -38,6 +40,7 @@ SNAPSHOT_DELTA = "snapshot-delta"  # the capability of wire.md §2.1
 CHUNK = 1024 * 1024
 FILTER_BATCH = 2000  # object ids per filter-objects call
 MAX_ATTEMPTS = 5  # for 503 + Retry-After
+CONNECTION_RETRIES = 2  # a refused or dropped connection, before any answer
 MAX_RETRY_WAIT = 30.0
 API_TIMEOUT = (15, 300)  # (connect, read) seconds; push verifies the whole pack before answering
 TRANSFER_TIMEOUT = (15, 300)
@@ -175,6 +178,31 @@ def capabilities_of(refs: Mapping[str, Any]) -> frozenset[str]:
 # --- the hub ----------------------------------------------------------------------------
 
 
+def _retrying_session() -> requests.Session:
+    """Return a session that retries a request whose connection failed or was dropped before any answer.
+
+    Every call of the protocol is safe to repeat (upload slots, pushes of one
+    key, fetches and PUTs to a content-addressed URL are idempotent), so a
+    keep-alive connection the hub or a proxy closed while idle costs a retry,
+    not an error. Answers (even 5xx) are not retried here: 503 + Retry-After is.
+    """
+    session = requests.Session()
+    retry = Retry(
+        total=CONNECTION_RETRIES,
+        connect=CONNECTION_RETRIES,
+        read=CONNECTION_RETRIES,
+        status=0,
+        other=0,
+        allowed_methods=None,
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class HubClient:
     """Speaks the mpack protocol to one repository over one requests.Session.
 
@@ -189,10 +217,10 @@ class HubClient:
         parts = urlsplit(self.url)
         self.hub_root = f"{parts.scheme}://{parts.netloc}/"
         self.out: Feedback = out or Silent()
-        self.session = requests.Session()
+        self.session = _retrying_session()
         self.session.auth = _BearerAuth(token)
         self.session.headers.update({"Accept": MSGPACK, PROTOCOL_HEADER: "mpack"})
-        self.transfer = requests.Session()
+        self.transfer = _retrying_session()
         self.transfer.auth = _BearerAuth(None)
 
     def close(self) -> None:

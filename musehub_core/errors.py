@@ -45,6 +45,12 @@ class PayloadTooLarge(MuseHubError):
     default_message = "The request exceeds a size limit of this hub."
 
 
+class LengthRequired(MuseHubError):
+    code = "length_required"
+    status = 411
+    default_message = "Send the request body with a Content-Length header (chunked bodies are not accepted)."
+
+
 class AuthenticationRequired(MuseHubError):
     code = "unauthenticated"
     status = 401

@@ -595,3 +595,38 @@ def test_pull_still_refuses_to_overwrite_local_changes(hub_factory, tmp_path):
     code, _, err = run("pull", str(clone), "-q")
     assert code == EXIT_CONFLICT and "modified here and upstream" in err
     assert (clone / "dir0" / "file-0.txt").read_text() == "local"
+
+
+def test_the_client_retries_a_connection_the_hub_dropped_before_answering():
+    """The first connection is closed without a word (an idle keep-alive a proxy dropped); the retry gets the answer."""
+    calls: list[str] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            calls.append(self.path)
+            if len(calls) == 1:
+                self.connection.shutdown(2)
+                self.close_connection = True
+                return
+            body = msgpack.packb({"repo_id": "r", "default_branch": "main", "branch_heads": {}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-msgpack")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        from musehub_client.http import HubClient
+
+        with HubClient(f"http://127.0.0.1:{server.server_port}/alice/songs") as client:
+            assert client.refs()["branch_heads"] == {}
+        assert calls == ["/alice/songs/refs", "/alice/songs/refs"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -80,3 +80,10 @@ def test_racing_first_pushes_to_a_new_repository_all_get_it():
         thread.join(timeout=60)
     assert len(found) == 8 and all(isinstance(r, str) for r in found), found
     assert set(found) == {Repo.objects.get(owner=user.username, slug=slug).repo_id}
+
+
+@pytest.mark.parametrize("path", ["/alice/songs/mpack/fetch", "/api/v1/repos", "/_storage/anything"])
+def test_a_chunked_request_body_is_refused_with_411_instead_of_read_as_empty(client, path):
+    reply = client.post(path, b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked")
+    assert reply.status_code == 411
+    assert reply.json()["error"] == "length_required" and "Content-Length" in reply.json()["detail"]
