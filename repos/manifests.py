@@ -93,16 +93,17 @@ class StoredForm:
     entry_count: int
     manifest: dict[str, str] | None = None
     delta: ManifestDelta | None = None
+    created_at: str = ""  # the SnapshotDict's created_at, verbatim
 
     def named_objects(self) -> Iterable[str]:
         """The object ids this row itself names (a delta: only those it sets)."""
         return (self.manifest if self.delta is None else self.delta.set).values()  # type: ignore[union-attr]
 
 
-def _form(sid: str, base_id: str | None, depth: int, count: int, blob: Any) -> StoredForm:
+def _form(sid: str, base_id: str | None, depth: int, count: int, blob: Any, created_at: str) -> StoredForm:
     if base_id is None:
-        return StoredForm(sid, None, depth, count, manifest=_unpack(blob))
-    return StoredForm(sid, base_id, depth, count, delta=_decode_delta(blob))
+        return StoredForm(sid, None, depth, count, manifest=_unpack(blob), created_at=created_at)
+    return StoredForm(sid, base_id, depth, count, delta=_decode_delta(blob), created_at=created_at)
 
 
 def stored_forms(snapshot_ids: Iterable[str]) -> dict[str, StoredForm]:
@@ -111,9 +112,19 @@ def stored_forms(snapshot_ids: Iterable[str]) -> dict[str, StoredForm]:
     found: dict[str, StoredForm] = {}
     for start in range(0, len(ids), _BATCH):
         rows = Snapshot.objects.filter(snapshot_id__in=ids[start : start + _BATCH]).values_list(
-            "snapshot_id", "base_id", "depth", "entry_count", "manifest_blob"
+            "snapshot_id", "base_id", "depth", "entry_count", "manifest_blob", "stated_created_at"
         )
         found.update((row[0], _form(*row)) for row in rows)
+    return found
+
+
+def stated_times(snapshot_ids: Iterable[str]) -> dict[str, str]:
+    """Return {id: created_at as the client stated it} for the given snapshots (no manifest is read)."""
+    ids = list(dict.fromkeys(snapshot_ids))
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _BATCH):
+        rows = Snapshot.objects.filter(snapshot_id__in=ids[start : start + _BATCH])
+        found.update(rows.values_list("snapshot_id", "stated_created_at"))
     return found
 
 
@@ -336,12 +347,13 @@ class SnapshotRow:
     depth: int
     entry_count: int
     added: dict[str, str]  # {path: object_id} beyond the base it was compared with (all entries if none)
+    created_at: str = ""
 
-    def as_insert(self) -> tuple[str, bytes, str | None, int, int]:
-        return (self.snapshot_id, self.blob, self.base_id, self.depth, self.entry_count)
+    def as_insert(self) -> tuple[str, bytes, str | None, int, int, str]:
+        return (self.snapshot_id, self.blob, self.base_id, self.depth, self.entry_count, self.created_at)
 
 
-SNAPSHOT_FIELDS = ["snapshot_id", "manifest_blob", "base_id", "depth", "entry_count"]
+SNAPSHOT_FIELDS = ["snapshot_id", "manifest_blob", "base_id", "depth", "entry_count", "stated_created_at"]
 # Columns a list of snapshots should not load (the admin defers them).
 BULKY_FIELDS = ("manifest_blob",)
 
@@ -399,6 +411,7 @@ class SnapshotPlanner:
         base_id: str | None,
         delta: ManifestDelta | None = None,
         stored_depth: int | None = None,
+        created_at: str = "",
     ) -> SnapshotRow:
         """Plan how *snapshot_id* is stored (against *base_id* where that pays) and return the row.
 
@@ -420,10 +433,12 @@ class SnapshotPlanner:
         if based is None:
             delta = None
         if based is not None and delta is not None and delta_pays(delta, manifest) and based[1] < chain_max():
-            row = SnapshotRow(snapshot_id, encode_delta(delta), base_id, based[1] + 1, len(manifest), delta.set)
+            row = SnapshotRow(
+                snapshot_id, encode_delta(delta), base_id, based[1] + 1, len(manifest), delta.set, created_at
+            )
         else:
             added = dict(delta.set) if delta is not None else dict(manifest)
-            row = SnapshotRow(snapshot_id, encode_full(manifest), None, 0, len(manifest), added)
+            row = SnapshotRow(snapshot_id, encode_full(manifest), None, 0, len(manifest), added, created_at)
         self.rows.append(row)
         self._depth[snapshot_id] = row.depth if stored_depth is None else stored_depth
         self._recent[snapshot_id] = manifest

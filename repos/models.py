@@ -179,7 +179,10 @@ class Snapshot(models.Model):
     base_id = content_id_field(null=True, blank=True, db_index=True, help_text="The snapshot a delta applies to.")
     depth = models.IntegerField(default=0, help_text="Deltas between this snapshot and its checkpoint.")
     entry_count = models.IntegerField(default=0)
-    created_at = models.DateTimeField(null=True, blank=True)
+    stated_created_at = models.CharField(
+        max_length=64, blank=True, default="", help_text="The SnapshotDict's created_at, verbatim as pushed."
+    )
+    created_at = models.DateTimeField(null=True, blank=True, help_text="When this row was written (gc's grace).")
     storage_uri = models.CharField(max_length=300, null=True, blank=True)
 
     class Meta:

@@ -20,7 +20,7 @@ from musehub_core.errors import BadRequest, RefNotFound
 from musehub_core.ids import is_id
 from musehub_core.manifests import snapshot_dict
 from repos import graph
-from repos.manifests import iter_manifests, load_manifest, load_manifests, stored_forms
+from repos.manifests import iter_manifests, load_manifest, load_manifests, stated_times, stored_forms
 from repos.models import Commit, CommitGraph, CommitRef, Repo
 
 MAX_IDS = 10_000
@@ -108,8 +108,10 @@ def _send_order(commits: Sequence[dict[str, Any]]) -> list[str]:
 def _full_snapshot_dicts(commits: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, None]]:
     snapshots: list[dict[str, Any]] = []
     named: dict[str, None] = {}
-    for sid, manifest in iter_manifests(_send_order(commits)):
-        snapshots.append(snapshot_dict(sid, manifest))
+    order = _send_order(commits)
+    times = stated_times(order)
+    for sid, manifest in iter_manifests(order):
+        snapshots.append(snapshot_dict(sid, manifest, created_at=times.get(sid, "")))
         named.update(dict.fromkeys(manifest.values()))
     return snapshots, named
 
@@ -133,13 +135,13 @@ def _snapshot_dicts(
                 "base": form.base_id,
                 "set": form.delta.set,
                 "delete": form.delta.delete,
-                "created_at": "",
+                "created_at": form.created_at,
             }
         else:
             manifest = form.manifest if form is not None and form.manifest is not None else load_manifest(sid)
             parent = first_parent.get(sid)
             base = (parent, load_manifest(parent)) if parent in available else None
-            snap = snapshot_dict(sid, manifest, base=base)
+            snap = snapshot_dict(sid, manifest, base=base, created_at=form.created_at if form else "")
         named.update(dict.fromkeys((snap.get("set") if "base" in snap else snap["manifest"]).values()))
         snapshots.append(snap)
         available.add(sid)

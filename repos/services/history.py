@@ -133,7 +133,14 @@ def plan_snapshots(
         sid = snap["snapshot_id"]
         base_id = prefer.get(sid) or snap.get("base")
         sent = delta_of(snap) if snap.get("base") == base_id else None
-        planner.add(sid, tree.manifest, base_id=base_id, delta=sent, stored_depth=existing.get(sid))
+        planner.add(
+            sid,
+            tree.manifest,
+            base_id=base_id,
+            delta=sent,
+            stored_depth=existing.get(sid),
+            created_at=snap.get("created_at") or "",
+        )
     return planner.rows
 
 

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from musehub_core.errors import (
     AuthenticationRequired,
@@ -92,20 +93,54 @@ def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
         return repo_for(acting_user, owner, slug, Role.WRITE)
 
 
+# git's rule (git check-ref-format): these characters are revision syntax (~ ^ :), globs (* ? [), path
+# trouble (\\) or ambiguous in URLs and commands (space); a name with them could not be a git ref either.
+BRANCH_FORBIDDEN = " ~^:?*[\\"
+
+
 def validate_branch_name(name: object) -> str:
-    """Return *name* when it is a usable branch name, else raise BadRequest."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name) > 255
-        or name.startswith(("/", "-"))
-        or name.endswith("/")
-        or any(part in ("", ".", "..") for part in name.split("/"))
-        or any(ch in name for ch in "\0\\ ~^:?*[")
-        or any(ord(ch) < 32 for ch in name)
-    ):
-        raise BadRequest(f"Invalid branch name {name!r:.80}.")
+    """Return *name* when it is a usable branch name, else raise BadRequest saying what is wrong.
+
+    Slashes separate folders (``feature/x``); segments may not be empty, ``.``
+    or ``..``; the name may not start with ``-`` and holds no control
+    characters and none of ``BRANCH_FORBIDDEN`` (git's own rule).
+    """
+    if not isinstance(name, str) or not name:
+        raise BadRequest("A branch name must be a non-empty string.")
+    shown = f"{name!r:.80}"
+    if len(name) > 255:
+        raise BadRequest(f"Branch name {shown} is longer than 255 characters.")
+    bad = sorted({ch for ch in name if ch in BRANCH_FORBIDDEN or ord(ch) < 32 or ch == "\x7f"})
+    if bad:
+        listed = " ".join(repr(ch) for ch in bad)
+        raise BadRequest(
+            f"Branch name {shown} holds {listed}: branch names follow git's rule and may not contain spaces, "
+            "control characters or any of ~ ^ : ? * [ \\ (they mean something else in revisions, URLs and globs)."
+        )
+    if name.startswith("-") or any(part in ("", ".", "..") for part in name.split("/")):
+        raise BadRequest(
+            f"Branch name {shown} may not start with '-', start or end with '/', or hold an empty, '.' or '..' folder."
+        )
     return name
+
+
+def _check_no_path_clash(repo: Repo, name: str) -> None:
+    """Refuse a new branch that would be a folder of an existing one, or hold one (``rel`` and ``rel/1``)."""
+    parts = name.split("/")
+    ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    clash = (
+        Branch.objects.filter(repo=repo)
+        .filter(Q(name__in=ancestors) | Q(name__startswith=name + "/"))
+        .values_list("name", flat=True)
+        .first()
+    )
+    if clash is not None:
+        raise Conflict(
+            f"Branch {name!r} cannot exist beside branch {clash!r}: one name would be a folder of the other "
+            "(git's rule; clones store branches as files). Delete or rename one of them first.",
+            branch=name,
+            existing=clash,
+        )
 
 
 def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) -> Branch:
@@ -113,18 +148,27 @@ def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) ->
 
     Without *force* the move must be a fast-forward (the current head is an
     ancestor of *new_head* in stored history), else NonFastForward. A missing
-    branch is created. *new_head* must be a commit the repository sees.
+    branch is created (Conflict when it would be a folder of an existing branch,
+    or hold one); a repository's first branch becomes its default branch.
+    *new_head* must be a commit the repository sees.
     """
     validate_branch_name(name)
     if not CommitRef.objects.filter(repo=repo, commit_id=new_head).exists():
         raise RefNotFound(f"Commit {new_head} is not in {repo.full_name}.")
     branch = Branch.objects.select_for_update().filter(repo=repo, name=name).first()
     if branch is None:
+        _check_no_path_clash(repo, name)
+        first = not Branch.objects.filter(repo=repo).exists()
         try:
             with transaction.atomic():
-                return Branch.objects.create(
+                created = Branch.objects.create(
                     branch_id=compute_branch_id(repo.repo_id, name), repo=repo, name=name, head_commit_id=new_head
                 )
+            if first and repo.default_branch != name:
+                # The first branch of a repository becomes its default (muse init --default-branch trunk).
+                Repo.objects.filter(pk=repo.pk).update(default_branch=name)
+                repo.default_branch = name
+            return created
         except IntegrityError:
             # Another writer created the branch first: retry as an update under its lock.
             branch = Branch.objects.select_for_update().get(repo=repo, name=name)
