@@ -129,6 +129,9 @@ class RepoCreateRequest(serializers.Serializer):
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
     description = serializers.CharField(allow_blank=True, default="", max_length=10_000)
     default_branch = serializers.CharField(default="main", max_length=255)
+    domain = serializers.CharField(
+        default="code", max_length=32, help_text="The Muse domain plugin of the repository: code, midi, ..."
+    )
 
 
 class CollaboratorRequest(serializers.Serializer):

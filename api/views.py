@@ -19,13 +19,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from hubhttp.codecs import MsgpackParser, MsgpackRenderer
+from hubhttp.codecs import JSONBodyParser, MsgpackParser, MsgpackRenderer
 from hubhttp.views import validated
 from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
 from repos import selectors
@@ -40,7 +39,7 @@ class ApiView(APIView):
     """Base of the JSON REST API (tokens or an admin session)."""
 
     renderer_classes = [JSONRenderer, MsgpackRenderer]
-    parser_classes = [JSONParser, MsgpackParser]
+    parser_classes = [JSONBodyParser, MsgpackParser]
 
 
 class ApiPagination(PageNumberPagination):
@@ -372,6 +371,7 @@ class RepoListView(ApiView):
             visibility=body["visibility"],
             description=body["description"],
             default_branch=body["default_branch"],
+            domain=body["domain"],
         )
         return Response(s.RepoSerializer(repo, context={"request": request}).data, status=status.HTTP_201_CREATED)
 

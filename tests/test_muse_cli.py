@@ -70,3 +70,35 @@ def test_branch_names_git_refuses_are_400_naming_the_character(hub, name):
         hub.push(local, name)
     assert caught.value.status == 400
     assert b"git's rule" in caught.value.body
+
+
+def test_a_repository_made_by_a_push_takes_the_domain_of_its_history(hub):
+    local = LocalRepo()
+    first = local.commit({"song.mid": b"MThd"}, message="one")
+    local.commits[first]["structured_delta"] = {"domain": "midi", "ops": []}
+    hub.push(local)
+    assert hub.refs()["domain"] == "midi"
+    later = local.commit({"song.mid": b"MThd2"}, message="two")
+    local.commits[later]["structured_delta"] = {"domain": "code", "ops": []}
+    hub.push(local)
+    assert hub.refs()["domain"] == "midi", "only the first push decides"
+
+
+def test_creating_a_repository_through_the_api_accepts_a_domain(live_server, alice):
+    import requests
+
+    token = token_for(alice)
+    reply = requests.post(
+        f"{live_server.url}/api/v1/repos",
+        json={"name": f"m-{uid()}", "domain": "midi"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert reply.status_code == 201 and reply.json()["domain"] == "midi"
+    bad = requests.post(
+        f"{live_server.url}/api/v1/repos",
+        json={"name": f"m-{uid()}", "domain": "Not A Domain!"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert bad.status_code == 400 and "domain" in bad.json()["detail"]

@@ -19,7 +19,7 @@ from repos import graph
 from repos.bulk import insert_ignore
 from repos.models import Branch, CommitRef, MPack, ObjectRef, Repo
 from repos.services.history import Added, check_connectivity, plan_snapshots, verify_commits, write_history
-from repos.services.repos import move_branch
+from repos.services.repos import adopt_domain, move_branch
 from repos.storage.writer import StoredBlob
 from repos.transactions import run_atomic
 
@@ -74,6 +74,7 @@ def receive_push(
         added = write_history(repo, commits=push.commits, snapshots=rows, blobs=stored.blobs, mpack=stored.mpack)
         if stored.refs_only:
             added.blobs += insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, o) for o in stored.refs_only))
+        adopt_domain(repo, push.commits)
         if push.head:
             move_branch(repo, push.branch, push.head, force=push.force)
         finish()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -47,6 +50,7 @@ def create_repo(
         slug_validator(slug)
     except ValidationError as exc:
         raise BadRequest(f"Invalid repository name {slug!r}: {exc.messages[0]}") from exc
+    validate_domain(domain)
     if visibility not in Visibility.values:
         raise BadRequest(f"visibility must be one of {', '.join(Visibility.values)}.")
     validate_branch_name(default_branch)
@@ -96,6 +100,36 @@ def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
 # git's rule (git check-ref-format): these characters are revision syntax (~ ^ :), globs (* ? [), path
 # trouble (\\) or ambiguous in URLs and commands (space); a name with them could not be a git ref either.
 BRANCH_FORBIDDEN = " ~^:?*[\\"
+
+
+DOMAIN_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def validate_domain(domain: object) -> str:
+    """Return *domain* when it is a plausible Muse domain name (``code``, ``midi``, ...), else raise BadRequest."""
+    if not isinstance(domain, str) or not DOMAIN_NAME.fullmatch(domain):
+        raise BadRequest(
+            f"domain must be a lowercase name of at most 32 letters, digits, '-' or '_', got {domain!r:.40}."
+        )
+    return domain
+
+
+def domain_of(commits: Iterable[Mapping[str, Any]]) -> str | None:
+    """Return the domain pushed commits declare (the CLI's ``structured_delta.domain``), or None."""
+    for commit in commits:
+        delta = (commit.get("metadata") or {}).get("structured_delta")
+        domain = delta.get("domain") if isinstance(delta, dict) else None
+        if isinstance(domain, str) and DOMAIN_NAME.fullmatch(domain):
+            return domain
+    return None
+
+
+def adopt_domain(repo: Repo, commits: Iterable[Mapping[str, Any]]) -> None:
+    """Give a repository that has no branch yet the domain its first pushed history declares."""
+    domain = domain_of(commits)
+    if domain and domain != repo.domain and not Branch.objects.filter(repo=repo).exists():
+        Repo.objects.filter(pk=repo.pk).update(domain=domain)
+        repo.domain = domain
 
 
 def validate_branch_name(name: object) -> str:
