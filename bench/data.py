@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 MAX_FILE = 1024 * 1024
 SIGMA = 1.0
@@ -96,21 +97,34 @@ def tree_paths(count: int, kinds: list[str]) -> list[str]:
     return paths
 
 
-def make_tree(root: Path, spec: TreeSpec) -> TreeInfo:
-    """Write the seeded tree of *spec* into the new folder *root*."""
+def tree_contents(spec: TreeSpec) -> Iterator[tuple[str, bytes]]:
+    """Yield (relative path, content) of every file of the seeded tree of *spec*, in path order."""
     rng = random.Random(spec.seed)
     maker = ContentMaker(rng)
     sizes = _sizes(rng, spec.files, spec.mean_size)
     kinds = [maker.kind() for _ in range(spec.files)]
     paths = tree_paths(spec.files, kinds)
-    total = 0
     for relative, size, kind in zip(paths, sizes, kinds, strict=True):
+        yield relative, maker.make(kind, size)
+
+
+def make_tree(root: Path, spec: TreeSpec) -> TreeInfo:
+    """Write the seeded tree of *spec* into the new folder *root*."""
+    paths: list[str] = []
+    total = 0
+    for relative, data in tree_contents(spec):
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = maker.make(kind, size)
         target.write_bytes(data)
+        paths.append(relative)
         total += len(data)
     return TreeInfo(root=root, files=spec.files, total_bytes=total, paths=paths)
+
+
+def edit(maker: ContentMaker, old: bytes) -> bytes:
+    """Return *old* with its first half kept and the rest replaced by new text, as an edit would (W3, W5)."""
+    cut = len(old) // 2
+    return old[:cut] + maker.make("text", max(64, len(old) - cut))
 
 
 def change_files(root: Path, paths: list[str], count: int, seed: int) -> list[str]:
@@ -123,12 +137,92 @@ def change_files(root: Path, paths: list[str], count: int, seed: int) -> list[st
     chosen = sorted(rng.sample(paths, count))
     for relative in chosen:
         target = root / relative
-        old = target.read_bytes()
-        # Keep most of the file and change a part of it, as an edit would.
-        cut = len(old) // 2
-        new = old[:cut] + maker.make("text", max(64, len(old) - cut))
-        target.write_bytes(new)
+        target.write_bytes(edit(maker, target.read_bytes()))
     return chosen
+
+
+@dataclass
+class History:
+    """A seeded linear history (W5): a whole tree, then commits that each rewrite a few of its files.
+
+    ``initial[i]`` is the content of ``paths[i]`` in the first commit;
+    ``edits[k]`` lists (path index, new content) for commit ``k + 1``. Commit
+    ``n`` is committed at ``HISTORY_EPOCH + n`` minutes.
+    """
+
+    paths: list[str]
+    initial: list[bytes]
+    edits: list[list[tuple[int, bytes]]]
+
+    @property
+    def commits(self) -> int:
+        return 1 + len(self.edits)
+
+    @property
+    def tree_bytes(self) -> int:
+        return sum(len(c) for c in self.initial)
+
+    @property
+    def edit_bytes(self) -> int:
+        return sum(len(c) for step in self.edits for _, c in step)
+
+
+HISTORY_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def make_history(files: int, commits: int, changed: int, seed: int) -> History:
+    """Return the seeded history of *commits* commits over a tree of *files* files (the tree of ``make_tree``).
+
+    Every commit after the first rewrites *changed* distinct files chosen by the
+    seeded RNG, each the way :func:`edit` does (first half kept, the rest new
+    text), so a file can change many times. The same arguments give the same bytes.
+    """
+    paths: list[str] = []
+    initial: list[bytes] = []
+    for relative, content in tree_contents(TreeSpec(files, seed=seed)):
+        paths.append(relative)
+        initial.append(content)
+    rng = random.Random(seed * 1_000_003 + 5)
+    maker = ContentMaker(rng)
+    current = list(initial)
+    edits: list[list[tuple[int, bytes]]] = []
+    for _ in range(commits - 1):
+        step = []
+        for index in sorted(rng.sample(range(files), min(changed, files))):
+            current[index] = edit(maker, current[index])
+            step.append((index, current[index]))
+        edits.append(step)
+    return History(paths=paths, initial=initial, edits=edits)
+
+
+def history_time(commit: int) -> int:
+    """Return the Unix time commit number *commit* of a :class:`History` carries."""
+    return HISTORY_EPOCH + 60 * commit
+
+
+def write_fast_import(history: History, out: IO[bytes], *, branch: str = "main", author: str = "bench") -> None:
+    """Write *history* as a ``git fast-import`` stream to *out*: commit n gets mark ``:n+1``."""
+    who = f"{author} <{author}@127.0.0.1>".encode()
+
+    def data(payload: bytes) -> None:
+        out.write(b"data %d\n" % len(payload))
+        out.write(payload)
+        out.write(b"\n")
+
+    out.write(b"feature done\n")
+    for number in range(history.commits):
+        out.write(f"commit refs/heads/{branch}\nmark :{number + 1}\n".encode())
+        out.write(b"committer " + who + b" %d +0000\n" % history_time(number))
+        data(history_message(number).encode())
+        changes = enumerate(history.initial) if number == 0 else history.edits[number - 1]
+        for index, content in changes:
+            out.write(f"M 100644 inline {history.paths[index]}\n".encode())
+            data(content)
+    out.write(b"done\n")
+
+
+def history_message(commit: int) -> str:
+    return f"W5 commit {commit}"
 
 
 def small_commit_files(

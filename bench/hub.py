@@ -123,6 +123,50 @@ class MotoServer:
         self.proc = None
 
 
+RELATION_SIZES_SQL = """
+SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_indexes_size(c.oid),
+       COALESCE(pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname = 'public' AND c.relname LIKE 'musehub\\_%'
+ORDER BY 2 DESC, 1
+"""
+
+# Run by ``manage.py shell -c`` against the bench database: time rebuilding one manifest (W5).
+REBUILD_CODE = """
+import json, statistics, time
+from django.db import connection
+from musehub_core.ids import compute_snapshot_id
+from repos.manifests import load_manifest
+from repos.models import Snapshot
+sid = "%(sid)s"
+connection.ensure_connection()
+times = []
+for _ in range(%(repeat)d):
+    started = time.perf_counter()
+    manifest = load_manifest(sid)
+    times.append((time.perf_counter() - started) * 1000)
+assert compute_snapshot_id(manifest) == sid, "the rebuilt manifest does not hash to its id"
+row = Snapshot.objects.filter(snapshot_id=sid).values_list("depth", flat=True).first()
+print(json.dumps({
+    "first_ms": times[0], "median_ms": statistics.median(times[1:] or times), "entries": len(manifest),
+    "depth": row, "checkpoints": Snapshot.objects.filter(base_id__isnull=True).count(),
+    "deltas": Snapshot.objects.filter(base_id__isnull=False).count(),
+}))
+"""
+
+
+@dataclass(frozen=True)
+class RelationSize:
+    """One table of the hub's database: rows and bytes (total = heap + indexes + TOAST + free-space maps)."""
+
+    name: str
+    rows: int
+    total: int
+    heap: int
+    indexes: int
+    toast: int
+
+
 @dataclass
 class Hub:
     """The whole stack; :meth:`start_run` gives a fresh database, bucket and gunicorn."""
@@ -241,6 +285,48 @@ class Hub:
     def stop_run(self) -> None:
         stop_process(self.gunicorn)
         self.gunicorn = None
+
+    # --- what the hub stores (W5) ----------------------------------------------
+    def relation_sizes(self) -> list[RelationSize]:
+        """Return the size of every ``musehub_*`` table of the run's database (largest first)."""
+        with pg_connect(self.db_name) as conn:
+            rows = conn.execute(RELATION_SIZES_SQL).fetchall()
+            sizes = []
+            for name, total, heap, indexes, toast in rows:
+                count = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                sizes.append(RelationSize(name, count, total, heap, indexes, toast))
+        return sizes
+
+    def bucket_usage(self) -> dict[str, tuple[int, int]]:
+        """Return {first key segment (``mpacks``, ``incoming``, ...): (objects, bytes)} of the bucket."""
+        import boto3
+
+        assert self.moto is not None
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name=S3_REGION,
+            aws_access_key_id=S3_KEYS[0],
+            aws_secret_access_key=S3_KEYS[1],
+        )
+        usage: dict[str, tuple[int, int]] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                prefix = item["Key"].split("/", 1)[0]
+                count, size = usage.get(prefix, (0, 0))
+                usage[prefix] = (count + 1, size + item["Size"])
+        return usage
+
+    def time_manifest_rebuild(self, snapshot_id: str, repeat: int = 21) -> dict[str, float]:
+        """Time ``repos.manifests.load_manifest(snapshot_id)`` in a Django process on the run's database.
+
+        Returns the first call's and the median of the others' milliseconds, the
+        manifest's entries, the snapshot's stored depth (deltas above its
+        checkpoint) and how many stored snapshots are checkpoints / deltas.
+        """
+        answer = self.manage("shell", "-c", REBUILD_CODE % {"sid": snapshot_id, "repeat": repeat})
+        line = next(line for line in reversed(answer.splitlines()) if line.startswith("{"))
+        return json.loads(line)
 
     def close(self) -> None:
         self.stop_run()

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bench.workloads import Measure
+from bench.workloads import Measure, Quantity
 from musehub_client.feedback import format_bytes
 
 COLUMNS = (
@@ -92,6 +92,85 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class QuantityRow:
+    workload: str
+    name: str
+    unit: str
+    muse: list[float] = field(default_factory=list)
+    git: list[float] = field(default_factory=list)
+    max_ratio: float | None = None
+    below: float | None = None
+
+
+def collect_quantities(runs: Iterable[list[Quantity]]) -> list[QuantityRow]:
+    """Group the quantities of every run by (workload, name), keeping the first run's order."""
+    rows: dict[tuple[str, str], QuantityRow] = {}
+    for quantities in runs:
+        for q in quantities:
+            row = rows.setdefault((q.workload, q.name), QuantityRow(q.workload, q.name, q.unit, **_targets(q)))
+            if q.muse is not None:
+                row.muse.append(q.muse)
+            if q.git is not None:
+                row.git.append(q.git)
+    return list(rows.values())
+
+
+def _targets(q: Quantity) -> dict[str, float | None]:
+    return {"max_ratio": q.max_ratio, "below": q.below}
+
+
+def _amount(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "MB":
+        return f"{value:.0f} MB"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return _seconds(value)
+
+
+def _target(row: QuantityRow, muse: float | None, git: float | None) -> str:
+    if row.max_ratio is not None:
+        if muse is None or not git:
+            return f"ratio ≤ {row.max_ratio:g}: —"
+        return f"ratio ≤ {row.max_ratio:g}: {'met' if muse / git <= row.max_ratio else '**missed**'}"
+    if row.below is not None:
+        if muse is None:
+            return "—"
+        limit = _amount(row.below, row.unit)
+        return f"< {limit}: {'met' if muse < row.below else '**missed**'}"
+    return ""
+
+
+def quantity_table(rows: list[QuantityRow]) -> str:
+    """The W5 figures that are not phase times: MuseHub, git, ratio and the issue's target (medians over runs)."""
+    lines = [
+        "| workload | quantity | MuseHub | git | ratio MuseHub/git | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        muse, git = median(row.muse), median(row.git)
+        ratio = f"{muse / git:.2f}" if muse is not None and git else "—"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row.workload,
+                    row.name,
+                    _amount(muse, row.unit),
+                    _amount(git, row.unit),
+                    ratio,
+                    _target(row, muse, git),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def per_run_table(rows: list[Row]) -> str:
     """Every run's MuseHub / git seconds for the rows compared with git (to show the spread behind the medians)."""
     compared = [r for r in rows if r.git]
@@ -166,8 +245,16 @@ def command_line() -> str:
 
 
 def document(
-    *, title: str, info: dict[str, str], setup: list[str], rows: list[Row], notes: list[str], command: str
+    *,
+    title: str,
+    info: dict[str, str],
+    setup: list[str],
+    rows: list[Row],
+    notes: list[str],
+    command: str,
+    sections: list[str] | None = None,
 ) -> str:
+    """The results file: header, the phase table, *sections* (markdown blocks, e.g. W5's figures), spread, notes."""
     header = [
         f"# {title}",
         "",
@@ -179,6 +266,7 @@ def document(
         "",
         table(rows),
         "",
+        *[block + "\n" for block in sections or []],
         "Every run (the spread behind the medians):",
         "",
         per_run_table(rows),

@@ -18,6 +18,10 @@ requests made during that phase.
 - W4: a repository built from many small pushes (3 files of 6-24 KiB each,
   above the 4 KiB content cache, so every blob is read from packs), cloned
   before and after ``manage.py musehub_repack``.
+- W5: a long history (a seeded tree, then commits each rewriting a few files)
+  built with the core the way ``git fast-import`` builds one (:func:`muse_history`),
+  pushed in a few multi-commit mpacks whose snapshots are deltas
+  (:func:`history_pushes`), then cloned with the reference client.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench import data
 from bench.hub import StatsLog
 from musehub_client import operations
-from musehub_client.http import HubClient
-from musehub_core.ids import blob_id
+from musehub_client.http import EXIT_NOT_FOUND, SNAPSHOT_DELTA, ClientError, HubClient, capabilities_of
+from musehub_core.ids import blob_id, compute_commit_id
+from musehub_core.manifests import ManifestDelta, Tree, snapshot_dict
+from musehub_core.mpack import MPackWriter, encode_blob
 
 AUTHOR = "bench"
 
@@ -66,16 +73,38 @@ class Measure:
         }
 
 
+@dataclass
+class Quantity:
+    """One figure of one run that is not a phase's time (bytes, memory, a rebuild time), MuseHub beside git.
+
+    *unit* is ``s``, ``ms``, ``bytes`` or ``MB``. A target is either *max_ratio*
+    (MuseHub / git at most that) or *below* (the MuseHub value under that).
+    """
+
+    workload: str
+    name: str
+    muse: float | None
+    git: float | None = None
+    unit: str = "s"
+    max_ratio: float | None = None
+    below: float | None = None
+
+
 class Recorder:
-    """Collects Measures; :meth:`window` captures the server lines written between two marks."""
+    """Collects Measures and Quantities; :meth:`requests` returns the server lines written between two marks."""
 
     def __init__(self, log: StatsLog) -> None:
         self.log = log
         self.measures: list[Measure] = []
+        self.quantities: list[Quantity] = []
 
     def add(self, measure: Measure) -> Measure:
         self.measures.append(measure)
         return measure
+
+    def quantity(self, quantity: Quantity) -> Quantity:
+        self.quantities.append(quantity)
+        return quantity
 
     def requests(self, start: int, end: int) -> list[dict]:
         return self.log.between(start, end)
@@ -239,3 +268,170 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
         client.close()
     assert head is not None
     return time.perf_counter() - started, head
+
+
+# --- W5: a long history -----------------------------------------------------------------------------
+
+
+@dataclass
+class MuseHistory:
+    """A :class:`bench.data.History` as MuseHub commits: ids computed, blobs by id."""
+
+    commits: list[dict[str, Any]]  # parents first
+    sets: list[dict[str, str]]  # per commit: {path: object id} it writes over its parent's manifest
+    blobs: dict[str, bytes]  # every version of every file, by object id
+
+    @property
+    def tip_snapshot(self) -> str:
+        return self.commits[-1]["snapshot_id"]
+
+
+def muse_history(history: data.History, *, branch: str = "main") -> MuseHistory:
+    """Compute the blob, snapshot and commit ids of *history* (what committing it costs, as ``git fast-import`` does).
+
+    Snapshot ids come from :class:`musehub_core.manifests.Tree`, which edits its
+    sorted entries per commit instead of re-sorting the whole tree.
+    """
+    blobs: dict[str, bytes] = {}
+
+    def store(content: bytes) -> str:
+        oid = blob_id(content)
+        blobs.setdefault(oid, content)
+        return oid
+
+    first = {history.paths[i]: store(content) for i, content in enumerate(history.initial)}
+    tree = Tree.of(first)
+    sets: list[dict[str, str]] = [first]
+    commits: list[dict[str, Any]] = []
+    parents: list[str] = []
+    for number in range(history.commits):
+        if number:
+            changes = {history.paths[i]: store(content) for i, content in history.edits[number - 1]}
+            tree = tree.apply(ManifestDelta(set=changes))
+            sets.append(changes)
+        snapshot_id = tree.snapshot_id()
+        committed_at = datetime.fromtimestamp(data.history_time(number), UTC).isoformat()
+        message = data.history_message(number)
+        commit = {
+            "commit_id": compute_commit_id(parents, snapshot_id, message, committed_at),
+            "parent_ids": parents,
+            "snapshot_id": snapshot_id,
+            "branch": branch,
+            "message": message,
+            "author": AUTHOR,
+            "committed_at": committed_at,
+        }
+        commits.append(commit)
+        parents = [commit["commit_id"]]
+    return MuseHistory(commits=commits, sets=sets, blobs=blobs)
+
+
+def push_bounds(commits: int, pushes: int) -> list[tuple[int, int]]:
+    """Split *commits* commits into *pushes* consecutive [start, end) ranges as even as can be."""
+    pushes = max(1, min(pushes, commits))
+    return [(commits * i // pushes, commits * (i + 1) // pushes) for i in range(pushes)]
+
+
+def write_history_pack(
+    out: IO[bytes],
+    history: MuseHistory,
+    start: int,
+    end: int,
+    base: tuple[str, dict[str, str]] | None,
+    blob_ids: list[str],
+    *,
+    branch: str = "main",
+) -> tuple[str, int, tuple[str, dict[str, str]]]:
+    """Write commits [start, end) of *history* as one mpack to *out*; return (key, size, the last (snapshot id, manifest)).
+
+    Each snapshot is a delta against the one before it (``snapshot_dict`` picks
+    the full manifest when that is smaller): the first against *base*, the
+    snapshot the repository already holds (None for the first push). *blob_ids*
+    are the blobs to send, zstd-compressed where that pays (``encode_blob``).
+    """
+    chunk = history.commits[start:end]
+    snapshots = []
+    for commit, changes in zip(chunk, history.sets[start:end], strict=True):
+        manifest = {**base[1], **changes} if base else dict(changes)
+        snapshot_id = commit["snapshot_id"]
+        against = base if base and base[0] != snapshot_id else None
+        snapshots.append(snapshot_dict(snapshot_id, manifest, base=against, created_at=commit["committed_at"]))
+        base = (snapshot_id, manifest)
+    assert base is not None
+    writer = MPackWriter(out)
+    writer.write_commits(chunk)
+    writer.write_snapshots(snapshots)
+    writer.begin_blobs(len(blob_ids))
+    for oid in blob_ids:
+        stored, encoding = encode_blob(history.blobs[oid])
+        writer.write_blob(oid, stored, encoding)
+    key, size = writer.finish({branch: chunk[-1]["commit_id"]})
+    return key, size, base
+
+
+def history_pushes(
+    rec: Recorder, workload: str, url: str, token: str, history: MuseHistory, pushes: int, tmp: Path
+) -> dict[str, Any]:
+    """Push *history* to *url* in *pushes* mpacks (oldest commits first), recording each phase summed over the pushes.
+
+    Per push, as the reference client does for one commit: ``refs`` (the hub
+    must list ``snapshot-delta``; before the first push the repository does not
+    exist yet, and that push creates it) and ``filter-objects`` for the blobs this
+    push's commits add ("negotiate"), build the pack (:func:`write_history_pack`),
+    upload it (slot + PUT) and call ``mpack/push``.
+    """
+    total, phases = Timer(rec.log), PhaseTimers(rec.log)
+    client = _client(url, token)
+    base: tuple[str, dict[str, str]] | None = None  # the snapshot of the branch head the hub holds
+    held: set[str] = set()  # blobs pushed earlier
+    pack_bytes = blobs_sent = 0
+    try:
+        with total():
+            for start, end in push_bounds(len(history.commits), pushes):
+                with phases("negotiate"):
+                    try:
+                        refs = client.refs()
+                    except ClientError as exc:  # the first push creates the repository
+                        if exc.exit_code != EXIT_NOT_FOUND or base is not None:
+                            raise
+                    else:
+                        if SNAPSHOT_DELTA not in capabilities_of(refs):
+                            raise RuntimeError(f"{url}/refs does not list {SNAPSHOT_DELTA}")
+                    new_ids = list(
+                        dict.fromkeys(oid for changes in history.sets[start:end] for oid in changes.values())
+                    )
+                    new_ids = [oid for oid in new_ids if oid not in held]
+                    missing = set(client.filter_objects(new_ids))
+                send = [oid for oid in new_ids if oid in missing]
+                with tempfile.TemporaryFile(dir=tmp) as handle:
+                    with phases("pack"):
+                        key, size, base = write_history_pack(handle, history, start, end, base, send)
+                    with phases("upload"):
+                        handle.seek(0)
+                        client.upload(handle, key, size)
+                with phases("push"):
+                    client.push(
+                        mpack_key=key,
+                        branch="main",
+                        head_commit_id=history.commits[end - 1]["commit_id"],
+                        force=False,
+                        commits_count=end - start,
+                        blobs_count=len(send),
+                    )
+                held.update(new_ids)
+                pack_bytes += size
+                blobs_sent += len(send)
+    finally:
+        client.close()
+    for name, phase, server in (
+        ("negotiate", "push: refs + filter-objects", True),
+        ("pack", "push: build packs (deltas + zstd)", False),
+        ("upload", "push: upload (slot + PUT)", True),
+        ("push", "push: server unpack (mpack/push)", True),
+    ):
+        rec.add(
+            Measure(
+                workload, phase, phases.seconds(name), requests=phases.requests(name) if server else [], server=server
+            )
+        )
+    return {"total": total, "pack_bytes": pack_bytes, "blobs": blobs_sent}
