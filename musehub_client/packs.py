@@ -2,9 +2,10 @@
 
 Downloaded packs are kept in ``DIR/.musehub/packs/<hex of mpack id>.mpack``.
 A fetch reply may carry snapshot deltas (wire.md §2.1); once a pack is verified
-the full manifests of its delta snapshots are written beside it, in
-``<hex>.manifests`` (a msgpack map {snapshot id: manifest}), so the client
-always holds full manifests and never has to replay a chain of deltas.
+the full manifests of the snapshots it was fetched for (its wanted heads) are
+written beside it in ``<hex>.manifests`` (a msgpack map {snapshot id:
+manifest}); every other snapshot stays as it travelled and is rebuilt from its
+deltas when needed, so a long history costs what it changed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import os
 import tempfile
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,22 +140,27 @@ class VerifiedPack:
     """A pack whose every blob, snapshot and commit id checked out."""
 
     contents: PackContents  # as it travelled: its snapshots may be deltas
-    manifests: dict[str, dict[str, str]]  # the full manifest of every snapshot in the pack, by snapshot id
+    manifests: dict[str, dict[str, str]]  # the full manifests kept while verifying, by snapshot id
 
     def rebuilt(self) -> dict[str, dict[str, str]]:
-        """Return the full manifests of the snapshots that travelled as deltas."""
-        return {s["snapshot_id"]: self.manifests[s["snapshot_id"]] for s in self.contents.snapshots if "base" in s}
+        """Return the kept full manifests of snapshots that travelled as deltas."""
+        deltas = {s["snapshot_id"] for s in self.contents.snapshots if "base" in s}
+        return {sid: m for sid, m in self.manifests.items() if sid in deltas}
 
 
-def verify_history(contents: PackContents, lookup: BaseLookup | None = None) -> dict[str, dict[str, str]]:
+def verify_history(
+    contents: PackContents, lookup: BaseLookup | None = None, *, keep: Iterable[str] | None = None
+) -> dict[str, dict[str, str]]:
     """Rebuild and check every snapshot and commit id of a downloaded pack; return {snapshot id: full manifest}.
 
-    A delta's base is an earlier snapshot of the pack or one *lookup* returns
-    (given the ids of the bases the pack does not hold; see
-    :func:`musehub_core.manifests.rebuild_snapshots`). A base nobody holds raises
-    :class:`UnknownBase`; any other mismatch ClientError (exit 6).
+    Only the manifests of *keep* are returned (every one when *keep* is None):
+    a long history is verified a few trees at a time. A delta's base is an
+    earlier snapshot of the pack or one *lookup* returns (given the ids of the
+    bases the pack does not hold; see :func:`musehub_core.manifests.rebuild_snapshots`).
+    A base nobody holds raises :class:`UnknownBase`; any other mismatch ClientError (exit 6).
     """
     unknown: list[str] = []
+    wanted = None if keep is None else set(keep)
 
     def find(ids: list[str]) -> Mapping[str, Mapping[str, str]]:
         found = dict(lookup(ids)) if lookup is not None and ids else {}
@@ -163,7 +170,8 @@ def verify_history(contents: PackContents, lookup: BaseLookup | None = None) -> 
     manifests: dict[str, dict[str, str]] = {}
     try:
         for snap, tree in rebuild_snapshots(contents.snapshots, find):
-            manifests[snap["snapshot_id"]] = snap.get("manifest", tree.manifest)
+            if wanted is None or snap["snapshot_id"] in wanted:
+                manifests[snap["snapshot_id"]] = snap.get("manifest", tree.manifest)
     except MalformedPack as exc:
         if unknown:
             raise UnknownBase(exc.message, unknown) from None
@@ -178,11 +186,17 @@ def verify_history(contents: PackContents, lookup: BaseLookup | None = None) -> 
 
 
 def verify_pack(
-    path: Path, *, mpack_id: object = None, size: int | None = None, lookup: BaseLookup | None = None
+    path: Path,
+    *,
+    mpack_id: object = None,
+    size: int | None = None,
+    lookup: BaseLookup | None = None,
+    keep_commits: Iterable[str] | None = None,
 ) -> VerifiedPack:
     """Index the pack at *path* verifying every blob hash and every id; check its key and size if given.
 
     *lookup* returns the manifests of delta bases the pack does not hold (see :func:`verify_history`).
+    With *keep_commits* only the manifests of those commits' snapshots are kept (every one otherwise).
     """
     try:
         with open(path, "rb") as handle:
@@ -193,7 +207,11 @@ def verify_pack(
         raise integrity_error(f"the pack hashes to {contents.digest}, not to its id {mpack_id}")
     if size is not None and contents.size != size:
         raise integrity_error(f"the pack is {contents.size} bytes, the hub announced {size}")
-    return VerifiedPack(contents, verify_history(contents, lookup))
+    keep = None
+    if keep_commits is not None:
+        wanted = set(keep_commits)
+        keep = {c["snapshot_id"] for c in contents.commits if c["commit_id"] in wanted}
+    return VerifiedPack(contents, verify_history(contents, lookup, keep=keep))
 
 
 def read_blob(handle: IO[bytes], entry: BlobEntry) -> bytes:
@@ -250,55 +268,68 @@ def remove_pack(pack: Path) -> None:
 
 
 class PackStore:
-    """The packs of one working directory (``.musehub/packs``): commits, full manifests and blob locations.
+    """The packs of one working directory (``.musehub/packs``): commits, snapshots and blob locations.
 
-    Reading a blob always re-checks its hash, so packs are indexed without
-    verification here. A delta snapshot takes its manifest from the file kept
-    beside its pack or, failing that, is rebuilt from its base when some pack
-    holds that.
+    Snapshots are kept as they travelled (full, or deltas against an earlier
+    one); a full manifest is rebuilt when asked for, by replaying deltas from
+    the nearest full one or from a manifest kept beside a pack, and the last
+    few are remembered. So a long history costs what it changed, in memory as
+    on disk. Reading a blob always re-checks its hash, so packs are indexed
+    without verification here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 4) -> None:
         self.commits: dict[str, dict[str, Any]] = {}
-        self.snapshots: dict[str, dict[str, str]] = {}
+        self._snapshots: dict[str, Mapping[str, Any]] = {}  # as they travelled
+        self._known: dict[str, dict[str, str]] = {}  # full manifests kept beside packs
+        self._recent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._keep = keep
         self.blobs: dict[str, tuple[Path, BlobEntry]] = {}
-        self._pending: dict[str, dict[str, Any]] = {}  # delta snapshots whose manifest is not known yet
 
     def add(self, path: Path, contents: PackContents, manifests: Mapping[str, dict[str, str]] | None = None) -> None:
-        """Take in a pack's commits, snapshots and blobs; *manifests* holds full manifests of its deltas."""
+        """Take in a pack's commits, snapshots and blobs; *manifests* holds full manifests known for some of them."""
         for commit in contents.commits:
             self.commits[commit["commit_id"]] = commit
         for snap in contents.snapshots:
             sid = snap["snapshot_id"]
-            manifest = manifests.get(sid) if manifests else None
-            if manifest is None:
-                manifest = snap.get("manifest")
-            if manifest is not None:
-                self.snapshots[sid] = manifest
-                self._pending.pop(sid, None)
-            elif sid not in self.snapshots:
-                self._pending[sid] = snap
+            if "manifest" in snap or sid not in self._snapshots:
+                self._snapshots[sid] = snap
+        self._known.update(manifests or {})
         for entry in contents.blobs:
             self.blobs.setdefault(entry.object_id, (path, entry))
-        self._resolve()
 
-    def _resolve(self) -> None:
-        """Rebuild pending deltas whose base is now known (checking their ids); drop those that do not apply."""
-        progress = True
-        while progress and self._pending:
-            progress = False
-            for sid, snap in list(self._pending.items()):
-                base = self.snapshots.get(snap["base"])
-                if base is None:
-                    continue
-                del self._pending[sid]
-                progress = True
-                try:
-                    manifest = apply_delta(base, delta_of(snap))  # type: ignore[arg-type]
-                except MalformedPack:
-                    continue
-                if compute_snapshot_id(manifest) == sid:
-                    self.snapshots[sid] = manifest
+    def snapshot(self, snapshot_id: str) -> dict[str, str] | None:
+        """Return the full manifest of *snapshot_id*, or None when no chain of held snapshots rebuilds it."""
+        chain: list[Mapping[str, Any]] = []
+        current: str | None = snapshot_id
+        start: Mapping[str, str] | None = None
+        while current is not None and len(chain) <= len(self._snapshots):
+            start = self._recent.get(current) or self._known.get(current)
+            if start is not None:
+                break
+            snap = self._snapshots.get(current)
+            if snap is None:
+                return None
+            if "manifest" in snap:
+                start = snap["manifest"]
+                break
+            chain.append(snap)
+            current = snap["base"]
+        if start is None:
+            return None
+        manifest = dict(start)
+        try:
+            for snap in reversed(chain):
+                apply_delta(manifest, delta_of(snap), in_place=True)  # type: ignore[arg-type]
+        except MalformedPack:
+            return None
+        if chain and compute_snapshot_id(manifest) != snapshot_id:
+            return None
+        self._recent[snapshot_id] = manifest
+        self._recent.move_to_end(snapshot_id)
+        while len(self._recent) > self._keep:
+            self._recent.popitem(last=False)
+        return dict(manifest)
 
     @classmethod
     def open(cls, root: Path) -> PackStore:
@@ -314,11 +345,12 @@ class PackStore:
 
     def manifest_of(self, commit_id: str) -> dict[str, str] | None:
         commit = self.commits.get(commit_id)
-        return None if commit is None else self.snapshots.get(commit["snapshot_id"])
+        return None if commit is None else self.snapshot(commit["snapshot_id"])
 
     def lookup(self, snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
-        """Return the full manifests this store holds among *snapshot_ids* (a BaseLookup)."""
-        return {sid: self.snapshots[sid] for sid in snapshot_ids if sid in self.snapshots}
+        """Return the full manifests this store can rebuild among *snapshot_ids* (a BaseLookup)."""
+        found = {sid: self.snapshot(sid) for sid in snapshot_ids}
+        return {sid: manifest for sid, manifest in found.items() if manifest is not None}
 
     def read(self, object_id: str) -> bytes:
         path, entry = self.blobs[object_id]
@@ -335,7 +367,7 @@ class Downloaded:
 
     path: Path
     contents: PackContents
-    manifests: dict[str, dict[str, str]]  # every snapshot's full manifest, by snapshot id
+    manifests: dict[str, dict[str, str]]  # the full manifests of the wanted commits' snapshots
     answer: dict[str, Any]
 
 
@@ -389,7 +421,7 @@ def _download_pack(
         with phases("download"), handle:
             client.download(answer["mpack_url"], handle, size)
         with phases("verify"):
-            verified = verify_pack(part, mpack_id=answer.get("mpack_id"), size=size, lookup=lookup)
+            verified = verify_pack(part, mpack_id=answer.get("mpack_id"), size=size, lookup=lookup, keep_commits=want)
             final = folder / f"{hex_of(verified.contents.digest)}.mpack"
             rebuilt = verified.rebuilt()
             if rebuilt:

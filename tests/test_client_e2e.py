@@ -188,3 +188,27 @@ def test_snapshot_deltas_travel_both_ways(url, alice, tmp_path):
     pulled = operations.pull(clone, token=token)
     assert (pulled.written, pulled.deleted) == (1, 1)
     assert tree_of(clone) == tree_of(source)
+
+
+def test_a_clone_keeps_history_as_deltas_and_rebuilds_any_commit(url, alice, tmp_path):
+    from musehub_client.packs import PackStore, read_manifests
+
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=60)
+    trees = {}
+    for n in range(6):
+        (source / f"dir0/sub0/file-{n}.txt").write_bytes(f"version {n}".encode())
+        assert run("push", str(source), url, "-m", f"c{n}", token=token)[0] == 0
+        head = HubClient(url, token).refs()["branch_heads"]["main"]
+        trees[head] = tree_of(source)
+    clone = tmp_path / "clone"
+    assert run("clone", url, str(clone))[0] == 0
+    packs = list((clone / STATE_DIR / PACKS_DIR).glob("*.mpack"))
+    assert len(packs) == 1
+    assert len(read_manifests(packs[0])) == 1, "only the head's manifest is kept whole beside the pack"
+    store = PackStore.open(clone)
+    for commit_id, files in trees.items():
+        manifest = store.manifest_of(commit_id)
+        assert manifest is not None and set(manifest) == set(files)
+        assert all(store.read(oid) == files[path] for path, oid in manifest.items())
