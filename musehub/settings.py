@@ -250,7 +250,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PARSER_CLASSES": [
         "hubhttp.codecs.MsgpackParser",
-        "rest_framework.parsers.JSONParser",
+        "hubhttp.codecs.JSONBodyParser",
     ],
     "DEFAULT_RENDERER_CLASSES": [
         "hubhttp.codecs.MsgpackRenderer",

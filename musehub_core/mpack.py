@@ -3,9 +3,16 @@
 An mpack is one msgpack map ``{commits, snapshots, blobs, branch_heads}``.
 :func:`index_mpack` reads a pack from a file-like object without holding it in
 memory: it records, for every blob, the offset and length of its ``content``
-bytes, verifies the blob's hash (decompressing zstd under a size limit), and
-validates every commit and snapshot dict. :class:`MPackWriter` writes a pack
-the same way, one blob at a time, hashing as it goes.
+bytes, verifies the blob's hash (decompressing zstd under a size limit, 1 MiB
+at a time, so a blob's decoded bytes are only held when the caller keeps them),
+and validates every commit and snapshot dict. :class:`MPackWriter` writes a
+pack the same way, one blob at a time, hashing as it goes.
+
+Hostile input is refused with :class:`MalformedPack`, never with a crash: a
+commit's optional fields may nest at most :data:`MAX_FIELD_DEPTH` levels
+(checked without recursion, before anything recursive such as ``json.dumps``
+sees them), and values nested deeper than msgpack itself decodes (about 1,000
+levels) are reported naming the commit or snapshot they are in.
 
 This module imports no Django: the reference client uses it too.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +42,12 @@ DERIVED_FIELDS = ("metadata", "parent_commit_id", "parent2_commit_id")
 _READ_SIZE = 1024 * 1024
 # Stored blobs were size-checked when they arrived; reading them back only guards against absurd frames.
 _MAX_DECODED = 2**40
+# How many levels of lists and maps one optional commit field (``metadata``, ``structured_delta``, ...) may nest.
+MAX_FIELD_DEPTH = 64
+_FIELD_HINT = f"; a commit's optional fields may nest at most {MAX_FIELD_DEPTH} levels"
+# Decoded bytes a caller keeps are collected while hashing up to this size; a bigger blob is hashed first
+# and decoded a second time only once it proved good, so a zstd bomb never sits in memory.
+_KEEP_IN_ONE_PASS = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,41 @@ class PackContents:
 # --- validation helpers -------------------------------------------------------
 
 
+def nests_deeper_than(value: object, limit: int) -> bool:
+    """Return True when *value* nests lists, tuples or maps more than *limit* levels deep.
+
+    A scalar is 0 levels deep, ``[]`` and ``{}`` are 1, ``{"a": [1]}`` is 2;
+    map keys count like values. The walk uses an explicit stack, never
+    recursion, so any depth that could be decoded can be checked.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = itertools.chain(item.keys(), item.values())
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return True
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
+
+
+def _preview(value: object) -> str:
+    """Return a short repr of *value* for a message (containers by type: their repr may be huge or too deep)."""
+    if isinstance(value, (str, bytes)):
+        return repr(value[:80])[:80]
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)[:80]
+    return f"a {type(value).__name__}"
+
+
 def _require_id(value: object, where: str) -> str:
     if not is_id(value):
-        raise MalformedPack(f"{where} must be 'sha256:' followed by 64 lowercase hex digits, got {value!r:.80}.")
+        raise MalformedPack(f"{where} must be 'sha256:' followed by 64 lowercase hex digits, got {_preview(value)}.")
     return value  # type: ignore[return-value]
 
 
@@ -123,6 +169,12 @@ def normalize_commit(raw: object, index: int, limits: PackLimits) -> dict[str, A
     metadata = {k: v for k, v in data.items() if k not in COMMIT_FIELDS and k not in DERIVED_FIELDS}
     if "metadata" in data:
         metadata["metadata"] = data["metadata"]
+    for key, value in metadata.items():
+        if nests_deeper_than(value, MAX_FIELD_DEPTH):
+            raise MalformedPack(
+                f"{where} ({_preview(data['commit_id'])}): optional field {key!r:.80} nests deeper than "
+                f"{MAX_FIELD_DEPTH} levels of lists and maps."
+            )
     _require_json(metadata, f"{where}'s optional fields")
     for key in ("branch", "message", "author", "committed_at"):
         if isinstance(data.get(key), str) and "\0" in data[key]:
@@ -160,7 +212,7 @@ def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str,
     created_at = data.get("created_at")
     snapshot: dict[str, Any] = {
         "snapshot_id": snapshot_id,
-        "created_at": created_at if isinstance(created_at, str) else "",
+        "created_at": created_at[:64] if isinstance(created_at, str) else "",
     }
     if "manifest" in data and "base" in data:
         raise MalformedPack(f"{where} has both 'manifest' and 'base'; a snapshot is full or a delta, not both.")
@@ -186,12 +238,58 @@ def normalize_snapshot(raw: object, index: int, limits: PackLimits) -> dict[str,
     return snapshot
 
 
+def _check_encoding(encoding: object, where: str) -> None:
+    if encoding not in ENCODINGS:
+        raise MalformedPack(f"{where} has unknown encoding {_preview(encoding)}; expected 'zstd' or none.")
+
+
+def _inflate(
+    content: bytes, encoding: str, *, max_bytes: int, where: str, keep_up_to: int = -1, expect: str | None = None
+) -> tuple[bool, int, bytes | None]:
+    """Decode a stored blob 1 MiB at a time; return (matches *expect*, raw size, raw bytes or None).
+
+    The decoded bytes are hashed (when *expect* is given) and counted as they
+    come, never held whole: they are returned only when the blob is no larger
+    than *keep_up_to* and matches *expect*. Memory stays a few MiB (plus the
+    zstd window the frame declares) whatever the blob inflates to. Raises
+    MalformedPack past *max_bytes* or on a bad frame.
+    """
+    _check_encoding(encoding, where)
+    if encoding == "":
+        ok = expect is None or blob_id(content) == expect
+        return ok, len(content), content if ok and len(content) <= keep_up_to else None
+    digest = hashlib.sha256() if expect is not None else None
+    kept: io.BytesIO | None = io.BytesIO() if keep_up_to >= 0 else None
+    one_pass = min(keep_up_to, _KEEP_IN_ONE_PASS)
+    size = 0
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(content) as reader:
+            while chunk := reader.read(_READ_SIZE):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise MalformedPack(f"{where} decompresses to more than {max_bytes} bytes.")
+                if digest is not None:
+                    digest.update(chunk)
+                if kept is not None:
+                    if size <= one_pass:
+                        kept.write(chunk)
+                    else:
+                        kept = None
+    except zstandard.ZstdError as exc:
+        raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
+    ok = digest is None or PREFIX + digest.hexdigest() == expect
+    if not ok or size > keep_up_to:
+        return ok, size, None
+    if kept is None:  # bigger than one pass keeps: decode again, now bounded by the size just counted
+        return ok, size, decode_blob(content, encoding, max_bytes=size, where=where)
+    return ok, size, kept.getvalue()
+
+
 def decode_blob(content: bytes, encoding: str, *, max_bytes: int, where: str = "blob") -> bytes:
     """Return the raw bytes of a stored blob, refusing anything that inflates past *max_bytes*."""
     if encoding == "":
         return content
-    if encoding != "zstd":
-        raise MalformedPack(f"{where} has unknown encoding {encoding!r}; expected 'zstd' or none.")
+    _check_encoding(encoding, where)
     out = io.BytesIO()
     try:
         with zstandard.ZstdDecompressor().stream_reader(content) as reader:
@@ -215,12 +313,26 @@ def encode_blob(raw: bytes, *, min_size: int = 512, min_saving: float = 0.1) -> 
 
 
 def decode_verified(object_id: str, stored: bytes, encoding: str) -> bytes | None:
-    """Return the raw bytes of a stored blob when they decode and hash to *object_id*, else None."""
+    """Return the raw bytes of a stored blob when they decode and hash to *object_id*, else None.
+
+    Bytes that do not hash to *object_id* are never held whole (a blob over
+    16 MiB is hashed in a streaming pass first, then decoded once it proved good).
+    """
     try:
-        raw = decode_blob(stored, encoding, max_bytes=_MAX_DECODED, where=object_id)
+        ok, _, raw = _inflate(
+            stored, encoding, max_bytes=_MAX_DECODED, where=object_id, keep_up_to=_MAX_DECODED, expect=object_id
+        )
     except MalformedPack:
         return None
-    return raw if blob_id(raw) == object_id else None
+    return raw if ok else None
+
+
+def verify_blob(object_id: str, stored: bytes, encoding: str) -> bool:
+    """Return True when a stored blob decodes and hashes to *object_id*, holding only 1 MiB of it at a time."""
+    try:
+        return _inflate(stored, encoding, max_bytes=_MAX_DECODED, where=object_id, expect=object_id)[0]
+    except MalformedPack:
+        return False
 
 
 def skip_bytes(stream: IO[bytes], count: int) -> bool:
@@ -300,16 +412,30 @@ def _read_blob(
         raise MalformedPack(f"{where} needs 'object_id' and 'content'.")
     oid = _require_id(fields["object_id"], f"{where}.object_id")
     encoding = fields.get("encoding") or ""
-    if not isinstance(encoding, str) or encoding not in ENCODINGS:
-        raise MalformedPack(f"{where} has unknown encoding {encoding!r}; expected 'zstd' or none.")
+    _check_encoding(encoding, where)
     wanted = keep_ids is not None and oid in keep_ids
     if not (verify or wanted or keep_content_up_to >= 0 or encoding == ""):
         return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=-1)
-    raw = decode_blob(fields["content"], encoding, max_bytes=limits.max_blob_bytes, where=where)
-    if verify and blob_id(raw) != oid:
+    # Hash and count the decoded bytes in 1 MiB steps; keep them only when asked to (never a bomb's).
+    ok, size, kept = _inflate(
+        fields["content"],
+        encoding,
+        max_bytes=limits.max_blob_bytes,
+        where=where,
+        keep_up_to=limits.max_blob_bytes if wanted else keep_content_up_to,
+        expect=oid if verify else None,
+    )
+    if not ok:
         raise MalformedPack(f"{where}: content does not hash to its object id {oid}.")
-    kept = raw if wanted or len(raw) <= keep_content_up_to else None
-    return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=len(raw), content=kept)
+    return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=size, content=kept)
+
+
+def _unpack_item(unpacker: msgpack.Unpacker, where: str, hint: str = "") -> Any:
+    """Unpack one commit or snapshot dict, naming it when it nests deeper than msgpack decodes."""
+    try:
+        return unpacker.unpack()
+    except msgpack.StackError as exc:
+        raise MalformedPack(f"{where} nests lists and maps too deeply to be read (over 1,000 levels){hint}.") from exc
 
 
 def _read_array(unpacker: msgpack.Unpacker, name: str, limit: int) -> int:
@@ -351,10 +477,11 @@ def index_mpack(
             key = unpacker.unpack()
             if key == "commits":
                 for i in range(_read_array(unpacker, "commits", limits.max_commits)):
-                    contents.commits.append(normalize_commit(unpacker.unpack(), i, limits))
+                    raw = _unpack_item(unpacker, f"commits[{i}]", _FIELD_HINT)
+                    contents.commits.append(normalize_commit(raw, i, limits))
             elif key == "snapshots":
                 for i in range(_read_array(unpacker, "snapshots", limits.max_snapshots)):
-                    contents.snapshots.append(normalize_snapshot(unpacker.unpack(), i, limits))
+                    contents.snapshots.append(normalize_snapshot(_unpack_item(unpacker, f"snapshots[{i}]"), i, limits))
             elif key == "blobs":
                 for i in range(_read_array(unpacker, "blobs", limits.max_blobs)):
                     contents.blobs.append(_read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify))
@@ -371,6 +498,8 @@ def index_mpack(
         raise
     except msgpack.OutOfData as exc:
         raise MalformedPack("The pack is truncated.") from exc
+    except (msgpack.StackError, RecursionError) as exc:
+        raise MalformedPack("The pack nests lists and maps too deeply to be read.") from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise MalformedPack(f"The pack is not a valid msgpack map: {exc}.") from exc
     if end != reader.count or reader.read(1):
@@ -391,6 +520,10 @@ def parse_wire_mpack(data: bytes, *, limits: PackLimits | None = None) -> dict[s
         raise MalformedPack(f"The pack is larger than the limit of {limits.max_pack_bytes} bytes.")
     try:
         payload = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except msgpack.StackError as exc:
+        raise MalformedPack(
+            f"The pack nests lists and maps too deeply to be read (over 1,000 levels){_FIELD_HINT}."
+        ) from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise MalformedPack(f"The pack is not valid msgpack: {exc}.") from exc
     payload = _require_map(payload, "The pack")

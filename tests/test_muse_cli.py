@@ -102,3 +102,38 @@ def test_creating_a_repository_through_the_api_accepts_a_domain(live_server, ali
         timeout=10,
     )
     assert bad.status_code == 400 and "domain" in bad.json()["detail"]
+
+
+def test_the_reply_cap_counts_what_is_really_sent(hub, settings):
+    """Commits with big optional fields and long paths: the hub measures the reply, never sends past the cap."""
+    import msgpack
+
+    local = LocalRepo()
+    folder = "f" * 150
+    files = {f"{folder}/file-{i}.txt": f"{i}".encode() for i in range(200)}
+    for n in range(5):
+        files = {path: content + b"!" for path, content in files.items()}
+        cid = local.commit(files, message=f"rewrite {n}")
+        local.commits[cid]["structured_delta"] = {"domain": "code", "ops": [{"path": p, "op": "modify"} for p in files]}
+    hub.push(local)
+    head = local.heads["main"]
+    body = {"want": [head], "have": []}
+    settings.MUSEHUB_MWP_MAX_REPLY_BYTES = 64 * 2**20
+    real = len(msgpack.packb(hub._request("POST", "fetch", body), use_bin_type=True))
+    assert real > 400_000, "the optional fields and paths dominate this reply"
+    settings.MUSEHUB_MWP_MAX_REPLY_BYTES = real - 1
+    with pytest.raises(HttpError) as caught:
+        hub._request("POST", "fetch", body)
+    assert caught.value.status == 413 and b"reply_too_large" in caught.value.body
+    settings.MUSEHUB_MWP_MAX_REPLY_BYTES = real + 96 * len(local.objects)
+    assert hub._request("POST", "fetch", body)["commits"]
+
+
+def test_filter_objects_before_the_first_push_answers_all_missing_for_the_owner(live_server, alice):
+    ids = ["ab" * 32, "cd" * 32]
+    owner = MwpClient(f"{live_server.url}/{alice.username}/not-yet-{uid()}", token_for(alice))
+    assert owner._request("POST", "filter-objects", {"object_ids": ids}) == {"missing": ids}
+    stranger = MwpClient(owner.url, token_for(make_user(f"bob-{uid()}")))
+    with pytest.raises(HttpError) as caught:
+        stranger._request("POST", "filter-objects", {"object_ids": ids})
+    assert caught.value.status == 404

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -42,7 +43,8 @@ log = logging.getLogger("musehub.mwp")
 
 MWP_PARENT_FIELDS = ("parent_commit_id", "parent2_commit_id")
 MAX_OBJECTS_PER_CALL = 10_000
-_REPLY_OVERHEAD = 64 * 1024
+# An object entry beyond its bytes: map header, "object_id" and its 64 hex, "content" and a bin32 header.
+OBJECT_ENTRY_BYTES = 96
 
 
 class ReplyTooLarge(PayloadTooLarge):
@@ -338,25 +340,28 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     if not want_ids:
         raise BadRequest("want must name at least one commit.")
     selection = select_fetch(repo, want=want_ids, have=have_ids)
+    reply = {
+        "commits": [commit_to_mwp(c) for c in selection.commits],
+        "snapshots": [snapshot_to_mwp(s) for s in selection.snapshots],
+        "branch_heads": _heads_out(repo),
+    }
+    # Measured, not guessed: the packed size of everything but the objects, plus each object's bytes and
+    # entry (its id and keys, at most OBJECT_ENTRY_BYTES), checked before any blob is read.
     limit = settings.MUSEHUB_MWP_MAX_REPLY_BYTES
     blob_bytes = Object.objects.filter(object_id__in=selection.blob_ids).aggregate(total=Sum("size_bytes"))["total"]
-    estimate = (blob_bytes or 0) + _REPLY_OVERHEAD + 200 * len(selection.commits)
-    estimate += sum(100 * len(s["manifest"]) for s in selection.snapshots)
-    if estimate > limit:
+    size = (
+        len(msgpack.packb(reply, use_bin_type=True)) + (blob_bytes or 0) + OBJECT_ENTRY_BYTES * len(selection.blob_ids)
+    )
+    if size > limit:
         raise ReplyTooLarge(
-            f"This fetch is about {estimate // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may "
-            "hold. Clone with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
+            f"This fetch is {size // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may hold. Clone "
+            "with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
         )
     objects = [
         {"object_id": to_wire_hex(oid), "content": raw} for oid, raw in read_blobs(plan_blob_reads(selection.blob_ids))
     ]
     note_transfer(commits=len(selection.commits), blobs=len(objects), bytes=sum(len(o["content"]) for o in objects))
-    return {
-        "commits": [commit_to_mwp(c) for c in selection.commits],
-        "snapshots": [snapshot_to_mwp(s) for s in selection.snapshots],
-        "objects": objects,
-        "branch_heads": _heads_out(repo),
-    }
+    return {**reply, "objects": objects}
 
 
 def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:

@@ -16,20 +16,20 @@ from django.conf import settings
 from django.core.files import File
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubhttp.authentication import BearerTokenAuthentication
-from hubhttp.codecs import MsgpackParser, MsgpackRenderer
+from hubhttp.codecs import MAX_BODY_DEPTH, BodyTooDeep, JSONBodyParser, MsgpackParser, MsgpackRenderer
 from hubhttp.views import absolute, validated
-from musehub_core.errors import BadRequest, NotFound, PayloadTooLarge
+from musehub_core.errors import BadRequest, MalformedPack, NotFound, PayloadTooLarge
 from musehub_core.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
+from musehub_core.mpack import MAX_FIELD_DEPTH
 from repos.access import repo_for
-from repos.models import MPackUpload, ObjectRef
+from repos.models import MPackUpload
 from repos.selectors import branch_heads
-from repos.services.history import seen_by_repo
+from repos.services.push import missing_objects
 from repos.services.repos import repo_for_push
 from repos.storage.backend import (
     FileSystemMPackStore,
@@ -56,7 +56,7 @@ class WireView(APIView):
     """Base of the repository wire endpoints: Bearer tokens, msgpack first, JSON error bodies."""
 
     authentication_classes = [BearerTokenAuthentication]
-    parser_classes = [MsgpackParser, JSONParser]
+    parser_classes = [MsgpackParser, JSONBodyParser]
     renderer_classes = [MsgpackRenderer, JSONRenderer]
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -93,12 +93,10 @@ class FilterObjectsView(WireView):
         summary="Which of these objects the repository lacks",
     )
     def post(self, request, owner: str, slug: str):
-        repo = repo_for(request.user, owner, slug)
         ids = validated(s.FilterObjectsRequest, request.data)["object_ids"]
         if not all(is_id(i) or is_hex(i) for i in ids):
             raise BadRequest("object_ids must hold object ids (64 hex digits, optionally 'sha256:'-prefixed).")
-        held = seen_by_repo(ObjectRef, repo, "object_id", [from_wire_hex(i) for i in ids])
-        return Response({"missing": [i for i in ids if from_wire_hex(i) not in held]})
+        return Response({"missing": missing_objects(acting_user=request.user, owner=owner, slug=slug, object_ids=ids)})
 
 
 class UploadView(WireView):
@@ -173,7 +171,15 @@ class PushObjectsView(MwpView):
 class MwpPushView(MwpView):
     @extend_schema(summary="MWP: store a bundle of commits and snapshots, move a branch")
     def post(self, request, owner: str, slug: str):
-        push = mwp.parse_push(self.body(request))
+        try:
+            body = self.body(request)
+        except BodyTooDeep as exc:
+            # What nests that deep in a push is its bundle, i.e. pack content: 422, as for a native pack.
+            raise MalformedPack(
+                f"The push bundle nests lists and maps deeper than {MAX_BODY_DEPTH} levels; "
+                f"a commit's optional fields may nest at most {MAX_FIELD_DEPTH} levels."
+            ) from exc
+        push = mwp.parse_push(body)
         repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         return Response(mwp.mwp_push(repo, push, pusher=request.user))
 

@@ -78,6 +78,16 @@ def create_repo(
     return repo
 
 
+def may_create_under(acting_user: User | None, owner: str) -> bool:
+    """Return True when *acting_user* may create repositories under *owner* (their own name, not a reserved one)."""
+    return (
+        acting_user is not None
+        and acting_user.is_authenticated
+        and acting_user.get_username() == owner
+        and owner not in reserved_owners()
+    )
+
+
 def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
     """Return ``owner/slug`` for writing by *acting_user*, creating it when it is missing and *acting_user* is *owner*.
 
@@ -89,7 +99,7 @@ def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
     except RepoNotFound:
         if acting_user is None or not acting_user.is_authenticated:
             raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
-        if acting_user.get_username() != owner or owner in reserved_owners():
+        if not may_create_under(acting_user, owner):
             raise
     try:
         return create_repo(owner=acting_user, slug=slug)
