@@ -351,13 +351,31 @@ def write_history_pack(
     """
     chunk = history.commits[start:end]
     snapshots = []
+    # The history knows what each commit changed (it only rewrites files), so each delta is written from
+    # that, as a client that tracks its changes would; only the first snapshot of a new repository is full.
+    manifest = dict(base[1]) if base else {}
+    base_id = base[0] if base else None
     for commit, changes in zip(chunk, history.sets[start:end], strict=True):
-        manifest = {**base[1], **changes} if base else dict(changes)
         snapshot_id = commit["snapshot_id"]
-        against = base if base and base[0] != snapshot_id else None
-        snapshots.append(snapshot_dict(snapshot_id, manifest, base=against, created_at=commit["committed_at"]))
-        base = (snapshot_id, manifest)
-    assert base is not None
+        if snapshot_id == base_id:
+            continue  # an unchanged tree: the receiver holds it already
+        changed = {path: oid for path, oid in changes.items() if manifest.get(path) != oid}
+        manifest.update(changed)
+        if base_id is None:
+            snapshots.append(snapshot_dict(snapshot_id, manifest, created_at=commit["committed_at"]))
+        else:
+            snapshots.append(
+                {
+                    "snapshot_id": snapshot_id,
+                    "base": base_id,
+                    "set": changed,
+                    "delete": [],
+                    "created_at": commit["committed_at"],
+                }
+            )
+        base_id = snapshot_id
+    assert base_id is not None
+    base = (base_id, manifest)
     writer = MPackWriter(out)
     writer.write_commits(chunk)
     writer.write_snapshots(snapshots)
