@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from repos.models import Commit, Proposal, ProposalState, Repo, Role, Visibility
+from repos.models import Commit, Domain, Proposal, ProposalState, Release, ReleaseChannel, Repo, Role, Tag, Visibility
 from repos.services.proposals import MergeStrategy
 
 
@@ -136,3 +136,59 @@ class RepoCreateRequest(serializers.Serializer):
 
 class CollaboratorRequest(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+# --- releases, tags and published domains ---------------------------------------------------------
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Release
+        fields = [
+            "release_id", "tag", "commit_id", "snapshot_id", "title", "notes", "channel", "is_draft", "semver",
+            "metadata", "author", "created_at", "pushed_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ReleaseListQuery(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=ReleaseChannel.choices, required=False)
+    include_drafts = serializers.BooleanField(default=False, help_text="Drafts too (callers who may write).")
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["name", "commit_id", "created_at", "pushed_at"]
+        read_only_fields = fields
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    scoped_id = serializers.CharField(read_only=True)
+    publisher = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Domain
+        fields = [
+            "domain_id", "scoped_id", "author_slug", "slug", "display_name", "description", "version", "viewer_type",
+            "capabilities", "manifest_hash", "publisher", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_publisher(self, domain: Domain) -> str | None:
+        return domain.publisher.get_username() if domain.publisher_id else None
+
+
+class DomainPublishRequest(serializers.Serializer):
+    """``muse domains publish``: who publishes what, and its capability manifest."""
+
+    author_slug = serializers.CharField(max_length=150, help_text="Your username: the domain is @author_slug/slug.")
+    slug = serializers.CharField(max_length=32)
+    display_name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=10_000, allow_blank=True, default="")
+    capabilities = serializers.DictField(
+        default=dict,
+        help_text="{dimensions: [{name, description}], artifact_types, merge_semantics, supported_commands}",
+    )
+    viewer_type = serializers.CharField(max_length=64, allow_blank=True, default="")
+    version = serializers.CharField(max_length=64, default="0.1.0", help_text="Semver; a republication must raise it.")

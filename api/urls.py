@@ -28,4 +28,9 @@ urlpatterns = [
     path(f"{repo}/proposals/<int:number>/merge", views.ProposalMergeView.as_view(), name="api-proposal-merge"),
     path(f"{repo}/proposals/<int:number>/close", views.ProposalCloseView.as_view(), name="api-proposal-close"),
     path(f"{repo}/proposals/<int:number>/reopen", views.ProposalReopenView.as_view(), name="api-proposal-reopen"),
+    path(f"{repo}/releases", views.ReleaseListView.as_view(), name="api-releases"),
+    path(f"{repo}/releases/<path:tag>", views.ReleaseDetailView.as_view(), name="api-release"),
+    path(f"{repo}/tags", views.TagListView.as_view(), name="api-tags"),
+    path("v1/domains", views.DomainListView.as_view(), name="api-domains"),
+    path("v1/domains/<str:author>/<str:slug>", views.DomainDetailView.as_view(), name="api-domain"),
 ]

@@ -31,6 +31,8 @@ from repos import selectors
 from repos.access import repo_for
 from repos.models import Repo, Role
 from repos.services import proposals
+from repos.services.branches import delete_branch
+from repos.services.releases import publish_domain, sees_drafts
 from repos.services.repos import create_repo, remove_collaborator, set_collaborator
 from repos.storage.reader import read_blob
 
@@ -99,6 +101,18 @@ class BranchDetailView(RepoApiView):
     def get(self, request, owner: str, slug: str, name: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
         branch = selectors.branch_by_name(repo, name)
+        context = {"repo": repo, "commits": selectors.commits_by_id([branch.head_commit_id])}
+        return Response(s.BranchSerializer(branch, context=context).data)
+
+    @extend_schema(
+        request=None,
+        responses=s.BranchSerializer,
+        summary="Delete a branch (not the default one, nor one an open proposal uses); its commits stay",
+        operation_id="repo_branch_destroy",
+    )
+    def delete(self, request, owner: str, slug: str, name: str):
+        repo = repo_for(request.user, owner, slug, Role.WRITE)
+        branch = delete_branch(repo, name=name, acting_user=request.user)
         context = {"repo": repo, "commits": selectors.commits_by_id([branch.head_commit_id])}
         return Response(s.BranchSerializer(branch, context=context).data)
 
@@ -395,3 +409,85 @@ class CollaboratorView(ApiView):
         repo = repo_for(request.user, owner, slug, Role.ADMIN)
         remove_collaborator(repo, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- releases, tags and published domains ---------------------------------------------------------
+
+
+class ReleaseListView(RepoApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("channel", str, enum=["stable", "beta", "alpha", "nightly"]),
+            OpenApiParameter("include_drafts", bool, description="Drafts too (callers who may write)."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=paginated_schema("ReleasePage", s.ReleaseSerializer(many=True)),
+        summary="Releases, newest first",
+        operation_id="repo_releases_list",
+    )
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        query = validated(s.ReleaseListQuery, request.query_params.dict())
+        drafts = query["include_drafts"] and sees_drafts(request.user, repo)
+        paginator, page = self.paginate(
+            request, selectors.releases_of(repo, channel=query.get("channel"), include_drafts=drafts)
+        )
+        return self.page_response(paginator, s.ReleaseSerializer(page, many=True).data)
+
+
+class ReleaseDetailView(RepoApiView):
+    @extend_schema(responses=s.ReleaseSerializer, summary="A release", operation_id="repo_release_retrieve")
+    def get(self, request, owner: str, slug: str, tag: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        release = selectors.release_by_tag(repo, tag, include_drafts=sees_drafts(request.user, repo))
+        return Response(s.ReleaseSerializer(release).data)
+
+
+class TagListView(RepoApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("commit", str, description="Only the tags on this commit."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=paginated_schema("TagPage", s.TagSerializer(many=True)),
+        summary="Tags on commits, by name",
+        operation_id="repo_tags_list",
+    )
+    def get(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.READ)
+        paginator, page = self.paginate(request, selectors.tags_of(repo, commit_id=request.query_params.get("commit")))
+        return self.page_response(paginator, s.TagSerializer(page, many=True).data)
+
+
+class DomainListView(RepoApiView):
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses=paginated_schema("DomainPage", s.DomainSerializer(many=True)),
+        summary="Published Muse domains",
+        operation_id="domains_list",
+    )
+    def get(self, request):
+        paginator, page = self.paginate(request, selectors.published_domains())
+        return self.page_response(paginator, s.DomainSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=s.DomainPublishRequest,
+        responses={201: s.DomainSerializer, 200: s.DomainSerializer},
+        summary="Publish a Muse domain (muse domains publish): 201 new, 200 republished or unchanged",
+        operation_id="domains_publish",
+    )
+    def post(self, request):
+        if not request.user.is_authenticated:
+            raise AuthenticationRequired("Publishing a domain needs a token: send 'Authorization: Bearer <token>'.")
+        body = validated(s.DomainPublishRequest, request.data)
+        published = publish_domain(acting_user=request.user, **body)
+        code = status.HTTP_201_CREATED if published.created else status.HTTP_200_OK
+        return Response(s.DomainSerializer(published.domain).data, status=code)
+
+
+class DomainDetailView(ApiView):
+    @extend_schema(responses=s.DomainSerializer, summary="A published domain", operation_id="domain_retrieve")
+    def get(self, request, author: str, slug: str):
+        return Response(s.DomainSerializer(selectors.domain_by_name(author, slug)).data)

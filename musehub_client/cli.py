@@ -7,6 +7,7 @@ Usage (``musehub`` once installed; ``python -m musehub_client`` and the alias
     musehub clone URL DIR [--branch B] [--token T]
     musehub fetch [DIR] [--token T]
     musehub pull [DIR] [--token T]
+    musehub branch-delete URL NAME [--token T]
 
 ``URL`` is a repository URL ``{hub}/{owner}/{slug}``, e.g.
 ``http://127.0.0.1:8000/alice/demo``. The token comes from ``--token`` or the
@@ -38,6 +39,11 @@ What each command does (wire.md §3; the work is in :mod:`musehub_client.operati
   new files are written, removed files are deleted, unchanged ones are left
   alone. It refuses (exit 4) before writing anything if a file it would change
   or delete has local modifications, or an untracked file is in the way.
+
+- **branch-delete** deletes branch NAME of the repository URL through the REST
+  API (``DELETE /api/v1/repos/{owner}/{slug}/branches/{name}``; write role).
+  The hub refuses the default branch and a branch an open proposal uses (exit
+  4); the branch's commits stay on the hub.
 
 State: ``DIR/.musehub/state.json`` =
 ``{"url", "branch", "head", "manifest": {path: object_id}, "commits": [commit ids], "fetched_head"?}``.
@@ -235,6 +241,14 @@ def cmd_pull(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_branch_delete(args: argparse.Namespace, out: Output) -> int:
+    """Delete a branch of the repository on the hub (not the default branch, nor one an open proposal uses)."""
+    result = operations.delete_branch(args.url, args.name, token=_token(args), out=out)
+    was = f" (was {short(result.head)})" if result.head else ""
+    out.result(f"deleted branch {result.branch} of {result.url}{was}")
+    return EXIT_OK
+
+
 # --- command line -----------------------------------------------------------------------
 
 
@@ -282,6 +296,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     pull = add("pull", cmd_pull, "fetch, then update the files of DIR to the branch head")
     pull.add_argument("dir", metavar="DIR", nargs="?", default=".")
+
+    branch_delete = add(
+        "branch-delete", cmd_branch_delete, "delete branch NAME of the repository URL (not its default branch)"
+    )
+    branch_delete.add_argument("url", metavar="URL", help="repository URL, e.g. http://127.0.0.1:8000/alice/demo")
+    branch_delete.add_argument("name", metavar="NAME", help="the branch to delete (names may hold '/')")
     return parser
 
 

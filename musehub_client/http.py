@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import msgpack
 import requests
@@ -382,3 +382,35 @@ class HubClient:
         if expected_size is not None and written != expected_size:
             raise integrity_error(f"the pack is {written} bytes, the hub announced {expected_size}")
         return written
+
+    # -- the REST API (``/api/v1/repos/{owner}/{slug}/…``)
+
+    def api_url(self, suffix: str) -> str:
+        """Return the REST API URL of this repository's *suffix* (the hub's root is what precedes owner/slug)."""
+        parts = urlsplit(self.url)
+        segments = parts.path.strip("/").split("/")
+        if len(segments) < 2:
+            raise ClientError(f"{self.url!r} is not a repository URL like http://host:8000/owner/slug", EXIT_USAGE)
+        prefix = "/".join(segments[:-2])
+        root = f"{parts.scheme}://{parts.netloc}/" + (prefix + "/" if prefix else "")
+        return f"{root}api/v1/repos/{segments[-2]}/{segments[-1]}/{suffix}"
+
+    def delete_branch(self, name: str) -> dict[str, Any]:
+        """Delete branch *name* through ``DELETE /api/v1/repos/{owner}/{slug}/branches/{name}``; return it as it was.
+
+        409 (the default branch, or one an open proposal uses) → exit 4, 404 → exit 5, 401/403 → exit 3.
+        """
+        url = self.api_url("branches/" + quote(name, safe="/"))
+        try:
+            response = self.session.delete(url, headers={"Accept": "application/json"}, timeout=API_TIMEOUT)
+        except requests.RequestException as exc:
+            raise ClientError(f"cannot reach {url}: {_network_reason(exc)}", EXIT_SERVER) from None
+        if not response.ok:
+            raise ClientError(_error_detail(response), exit_code_for_status(response.status_code))
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ClientError("the hub sent an unreadable answer to the branch delete", EXIT_SERVER) from None
+        if not isinstance(answer, dict):
+            raise ClientError("the hub's answer to the branch delete is not a map", EXIT_SERVER)
+        return answer

@@ -79,7 +79,9 @@ __all__ = [
     "FetchResult",
     "PullResult",
     "PushResult",
+    "BranchDeleteResult",
     "clone",
+    "delete_branch",
     "default_author",
     "fetch",
     "fetch_into",
@@ -599,4 +601,37 @@ def pull(
         deleted=len(update.deletes),
         seconds=time.monotonic() - started,
         phases=timer.seconds,
+    )
+
+
+# --- branch delete ------------------------------------------------------------------------------
+
+
+@dataclass
+class BranchDeleteResult:
+    url: str
+    branch: str
+    head: str | None  # the commit the branch pointed at (its commits stay on the hub)
+    seconds: float = 0.0
+
+
+def delete_branch(url: str, name: str, *, token: str | None = None, out: Feedback | None = None) -> BranchDeleteResult:
+    """Delete branch *name* of the repository *url* on the hub (the REST API; needs the write role).
+
+    The hub refuses the default branch and a branch an open proposal uses
+    (ClientError, exit 4); an unknown branch is exit 5. Working folders that
+    track the branch are not touched.
+    """
+    started = time.monotonic()
+    client = HubClient(url, token, out=out or Silent())
+    try:
+        answer = client.delete_branch(name)
+    finally:
+        client.close()
+    head = answer.get("head_commit_id")
+    return BranchDeleteResult(
+        url=client.url,
+        branch=str(answer.get("name") or name),
+        head=head if isinstance(head, str) and head else None,
+        seconds=time.monotonic() - started,
     )

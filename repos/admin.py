@@ -16,6 +16,7 @@ cached or not) and previews text; an mpack lists its index entries and has a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from django.apps import apps
@@ -641,6 +642,82 @@ class SnapshotRefAdmin(RefAdmin):
 @admin.register(models.ObjectRef)
 class ObjectRefAdmin(RefAdmin):
     target = "object"
+
+
+# --- releases, tags and published domains --------------------------------------------------------
+
+
+@admin.register(models.Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    """Releases come from ``muse release push`` (which checks the commit); title and notes are editable."""
+
+    list_display = ["tag", "repo", "channel", "is_draft", "commit", "title", "author", "created_at"]
+    list_filter = ["channel", "is_draft"]
+    search_fields = ["tag", "title", "commit_id", "author", "repo__repo_id", "repo__owner", "repo__slug"]
+    list_select_related = ["repo"]
+    fields = [
+        "release_id", "repo", "tag", "commit", "snapshot", "title", "notes", "channel", "is_draft", "semver",
+        "metadata", "author", "created_at", "pushed_at",
+    ]  # fmt: skip
+    readonly_fields = [f for f in fields if f not in ("title", "notes")]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="commit", ordering="commit_id")
+    def commit(self, release: models.Release):
+        return link("commit", release.commit_id, short(release.commit_id))
+
+    @admin.display(description="snapshot")
+    def snapshot(self, release: models.Release):
+        return link("snapshot", release.snapshot_id, short(release.snapshot_id))
+
+
+@admin.register(models.Tag)
+class TagAdmin(admin.ModelAdmin):
+    """Tags on commits, as pushed; they can be deleted, not edited."""
+
+    list_display = ["name", "repo", "commit", "created_at", "pushed_at"]
+    search_fields = ["name", "commit_id", "repo__repo_id", "repo__owner", "repo__slug"]
+    list_select_related = ["repo"]
+    fields = ["repo", "name", "commit", "created_at", "pushed_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="commit", ordering="commit_id")
+    def commit(self, tag: models.Tag):
+        return link("commit", tag.commit_id, short(tag.commit_id))
+
+
+@admin.register(models.Domain)
+class DomainAdmin(admin.ModelAdmin):
+    """Published Muse domains (``muse domains publish``); the manifest is shown, never edited."""
+
+    list_display = ["scoped_id", "display_name", "version", "viewer_type", "publisher", "updated_at"]
+    list_filter = ["viewer_type"]
+    search_fields = ["author_slug", "slug", "display_name", "description", "manifest_hash"]
+    list_select_related = ["publisher"]
+    fields = [
+        "domain_id", "author_slug", "slug", "publisher", "display_name", "description", "version", "viewer_type",
+        "manifest", "manifest_hash", "created_at", "updated_at",
+    ]  # fmt: skip
+    readonly_fields = [f for f in fields if f not in ("display_name", "description")]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="@publisher/slug", ordering="author_slug")
+    def scoped_id(self, domain: models.Domain) -> str:
+        return domain.scoped_id
+
+    @admin.display(description="capability manifest")
+    def manifest(self, domain: models.Domain):
+        return format_html("<pre>{}</pre>", json.dumps(domain.capabilities, indent=2, sort_keys=True))
 
 
 # Models added to the app later still show up, read-only, until they get an admin of their own.

@@ -356,3 +356,95 @@ class Proposal(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.number} {self.title}"
+
+
+# --- what is published from a repository: releases and tags; and published Muse domains ---------
+
+
+class ReleaseChannel(models.TextChoices):
+    STABLE = "stable", "Stable"
+    BETA = "beta", "Beta"
+    ALPHA = "alpha", "Alpha"
+    NIGHTLY = "nightly", "Nightly"
+
+
+class Release(models.Model):
+    """A named, versioned release of one commit of a repository (``muse release push``)."""
+
+    release_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="releases")
+    tag = models.CharField(max_length=255, help_text="The release's version tag, e.g. v1.2.0 (unique per repository).")
+    commit_id = content_id_field(help_text="The released commit; always one the repository holds.")
+    snapshot_id = content_id_field(blank=True, default="", help_text="The released commit's snapshot.")
+    title = models.CharField(max_length=300, blank=True, default="")
+    notes = models.TextField(blank=True, default="", help_text="The release notes (the CLI's body).")
+    channel = models.CharField(max_length=8, choices=ReleaseChannel.choices, default=ReleaseChannel.STABLE)
+    is_draft = models.BooleanField(default=False, help_text="Drafts are shown only to those who may write.")
+    semver = models.JSONField(default=dict, blank=True, help_text="{major, minor, patch, pre, build}.")
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Other fields the client sent (changelog, agent_id, ...), returned unchanged.",
+    )
+    author = models.CharField(max_length=150, blank=True, default="", help_text="Who pushed the release.")
+    created_at = models.DateTimeField(help_text="When the release was made (as the client stated it).")
+    pushed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "musehub_releases"
+        constraints = [models.UniqueConstraint(fields=["repo", "tag"], name="musehub_release_repo_tag")]
+        ordering = ["repo", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tag} of {self.repo_id}"
+
+
+class Tag(models.Model):
+    """A label on a commit (muse's semantic tags: ``emotion:joyful``, ``stage:master``); a label may name many commits."""
+
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=255)
+    commit_id = content_id_field()
+    created_at = models.DateTimeField(help_text="When the tag was made (as the client stated it).")
+    pushed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "musehub_tags"
+        constraints = [
+            models.UniqueConstraint(fields=["repo", "name", "commit_id"], name="musehub_tag_repo_name_commit")
+        ]
+        ordering = ["repo", "name", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.commit_id}"
+
+
+class Domain(models.Model):
+    """A Muse domain plugin's manifest as published with ``muse domains publish``: ``@publisher/slug``."""
+
+    domain_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    author_slug = models.CharField(max_length=150, help_text="The publishing account's username.")
+    publisher = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="published_domains"
+    )
+    slug = models.CharField(max_length=32)
+    display_name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    version = models.CharField(max_length=64, help_text="Semver of the latest publication.")
+    viewer_type = models.CharField(max_length=64, blank=True, default="")
+    capabilities = models.JSONField(default=dict, blank=True, help_text="The capability manifest, as published.")
+    manifest_hash = models.CharField(max_length=64, help_text="SHA-256 of the capability manifest (canonical JSON).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "musehub_domains"
+        constraints = [models.UniqueConstraint(fields=["author_slug", "slug"], name="musehub_domain_author_slug")]
+        ordering = ["author_slug", "slug"]
+
+    def __str__(self) -> str:
+        return self.scoped_id
+
+    @property
+    def scoped_id(self) -> str:
+        return f"@{self.author_slug}/{self.slug}"

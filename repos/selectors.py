@@ -16,7 +16,19 @@ from musehub_core.ids import is_hex, is_id
 from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
 from repos import graph
 from repos.manifests import changed_paths, load_manifests
-from repos.models import Branch, Commit, CommitGraph, CommitRef, Object, Proposal, ProposalState, Repo
+from repos.models import (
+    Branch,
+    Commit,
+    CommitGraph,
+    CommitRef,
+    Domain,
+    Object,
+    Proposal,
+    ProposalState,
+    Release,
+    Repo,
+    Tag,
+)
 
 
 def repo_by_id(repo_id: str) -> Repo:
@@ -300,3 +312,46 @@ def proposal_by_number(repo: Repo, number: int) -> Proposal:
     if proposal is None:
         raise NotFound(f"No proposal #{number} in {repo.full_name}.")
     return proposal
+
+
+# --- releases, tags and published domains ---------------------------------------------------------
+
+
+def releases_of(repo: Repo, *, channel: str | None = None, include_drafts: bool = False) -> QuerySet[Release]:
+    """Return *repo*'s releases, newest first; drafts only with *include_drafts*, one channel with *channel*."""
+    rows = Release.objects.filter(repo=repo).order_by("-created_at", "tag")
+    if not include_drafts:
+        rows = rows.filter(is_draft=False)
+    if channel:
+        rows = rows.filter(channel=channel)
+    return rows
+
+
+def release_by_tag(repo: Repo, tag: str, *, include_drafts: bool = False) -> Release:
+    """Return *repo*'s release *tag* (a draft only with *include_drafts*), else raise NotFound."""
+    release = releases_of(repo, include_drafts=include_drafts).filter(tag=tag).first()
+    if release is None:
+        raise NotFound(f"No release {tag!r:.120} in {repo.full_name}.")
+    return release
+
+
+def tags_of(repo: Repo, *, commit_id: str | None = None) -> QuerySet[Tag]:
+    """Return *repo*'s tags by name (then age), optionally only those on *commit_id* (prefixed or bare hex)."""
+    rows = Tag.objects.filter(repo=repo).order_by("name", "created_at", "commit_id")
+    if commit_id:
+        rows = rows.filter(commit_id="sha256:" + commit_id if is_hex(commit_id) else commit_id)
+    return rows
+
+
+def published_domains() -> QuerySet[Domain]:
+    """Return every published domain, by ``@publisher/slug``."""
+    return Domain.objects.select_related("publisher").order_by("author_slug", "slug")
+
+
+def domain_by_name(author_slug: str, slug: str) -> Domain:
+    """Return published domain ``@author_slug/slug`` (the ``@`` is optional), else raise NotFound."""
+    author_slug = author_slug.removeprefix("@")
+    domain = published_domains().filter(author_slug=author_slug, slug=slug).first()
+    if domain is None:
+        raise NotFound(f"No published domain @{author_slug}/{slug}.")
+    return domain

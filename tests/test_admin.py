@@ -14,6 +14,7 @@ from musehub_core.ids import blob_id
 from repos import models
 from repos.services.commits import commit_files_to_repo
 from repos.services.proposals import create_proposal
+from repos.services.releases import TagInput, create_release, publish_domain, push_tags
 from repos.services.tokens import issue_token
 from repos.storage.backend import get_backend
 from tests.factories import History, build_pack, make_repo, make_user, push_history, uid
@@ -59,6 +60,16 @@ def world():
     token, clear = issue_token(owner, name="laptop")
     models.StagedObject.objects.create(repo=repo, object_id=blob_id(b"staged"))
     create_mpack_upload(repo, mpack_key=blob_id(b"pending"), size=7, user=owner)  # a slot not pushed yet
+    create_release(repo, tag="v1.0.0", commit_id=feat, title="First take", acting_user=owner)
+    push_tags(repo, tags=[TagInput(name="stage:master", commit_id=feat)], acting_user=owner)
+    publish_domain(
+        acting_user=owner,
+        author_slug=owner.username,
+        slug="genomics",
+        display_name="Genomics",
+        version="0.1.0",
+        capabilities={"merge_semantics": "three_way"},
+    )
     return {
         "repo": repo,
         "feat": feat,

@@ -6,7 +6,7 @@ muse CLI refuses redirects), so the fixed prefixes above them are reserved names
 
 from django.urls import path
 
-from wire import views
+from wire import releases, views
 
 repo = "<str:owner>/<str:slug>"
 
@@ -22,4 +22,7 @@ urlpatterns = [
     path(f"{repo}/push", views.MwpPushView.as_view(), name="mwp-push"),
     path(f"{repo}/fetch", views.MwpFetchView.as_view(), name="mwp-fetch"),
     path(f"{repo}/negotiate", views.NegotiateView.as_view(), name="mwp-negotiate"),
+    path(f"{repo}/releases", releases.ReleasesView.as_view(), name="mwp-releases"),
+    path(f"{repo}/releases/<path:tag>", releases.ReleaseView.as_view(), name="mwp-release"),
+    path(f"{repo}/tags", releases.TagsView.as_view(), name="mwp-tags"),
 ]
