@@ -172,6 +172,29 @@ MUSEHUB_S3_BUCKET = env_str("MUSEHUB_S3_BUCKET")
 # Presigned URLs are signed for this endpoint when clients reach storage at another
 # address than the app servers do (e.g. MinIO behind the proxy); empty = MUSEHUB_S3_ENDPOINT_URL.
 MUSEHUB_S3_PUBLIC_ENDPOINT_URL = env_str("MUSEHUB_S3_PUBLIC_ENDPOINT_URL")
+# How long a request waits on storage before it answers 503 (StorageUnavailable, Retry-After).
+# Each storage request makes at most MUSEHUB_S3_MAX_ATTEMPTS attempts, the first one included
+# (botocore "standard" retries); each attempt waits at most MUSEHUB_S3_CONNECT_TIMEOUT seconds
+# to connect and MUSEHUB_S3_READ_TIMEOUT seconds for each read of the answer (a transfer that
+# keeps moving is never cut; one that stalls that long fails). Between attempts botocore sleeps
+# a jittered back-off: under 0.05 * 2**i s, or when storage says SlowDown up to min(2**i, 20) s,
+# plus up to 5 s more if it asks for it (x-amz-retry-after). So one storage request that gets no
+# answer gives up after at most MUSEHUB_S3_MAX_WAIT_SECONDS (118 s with the defaults: 3 x (5 + 30)
+# + 6 + 7); an unreachable endpoint (connection refused) fails at once.
+MUSEHUB_S3_CONNECT_TIMEOUT = env_int("MUSEHUB_S3_CONNECT_TIMEOUT", 5)
+MUSEHUB_S3_READ_TIMEOUT = env_int("MUSEHUB_S3_READ_TIMEOUT", 30)
+MUSEHUB_S3_MAX_ATTEMPTS = env_int("MUSEHUB_S3_MAX_ATTEMPTS", 3)
+for _name, _value in (
+    ("MUSEHUB_S3_CONNECT_TIMEOUT", MUSEHUB_S3_CONNECT_TIMEOUT),
+    ("MUSEHUB_S3_READ_TIMEOUT", MUSEHUB_S3_READ_TIMEOUT),
+    ("MUSEHUB_S3_MAX_ATTEMPTS", MUSEHUB_S3_MAX_ATTEMPTS),
+):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name} is {_value}; set it to 1 or more.")
+del _name, _value
+MUSEHUB_S3_MAX_WAIT_SECONDS = MUSEHUB_S3_MAX_ATTEMPTS * (MUSEHUB_S3_CONNECT_TIMEOUT + MUSEHUB_S3_READ_TIMEOUT) + sum(
+    min(2**attempt, 20) + 5 for attempt in range(MUSEHUB_S3_MAX_ATTEMPTS - 1)
+)
 if MUSEHUB_S3_BUCKET:
     from botocore.config import Config as BotoConfig
 
@@ -186,14 +209,15 @@ if MUSEHUB_S3_BUCKET:
             "location": env_str("MUSEHUB_S3_PREFIX", ""),
             "addressing_style": env_str("MUSEHUB_S3_ADDRESSING_STYLE", "path"),
             "signature_version": "s3v4",
-            # Short connect timeout and few retries: an unreachable MinIO fails requests
-            # (503) and readiness checks in seconds instead of minutes.
+            # Short timeouts and few attempts: an unreachable or hung MinIO fails requests
+            # (503) and readiness checks in bounded time instead of hanging workers.
             "client_config": BotoConfig(
                 s3={"addressing_style": env_str("MUSEHUB_S3_ADDRESSING_STYLE", "path")},
                 signature_version="s3v4",
-                connect_timeout=env_int("MUSEHUB_S3_CONNECT_TIMEOUT", 5),
-                read_timeout=env_int("MUSEHUB_S3_READ_TIMEOUT", 60),
-                retries={"max_attempts": env_int("MUSEHUB_S3_MAX_ATTEMPTS", 3), "mode": "standard"},
+                connect_timeout=MUSEHUB_S3_CONNECT_TIMEOUT,
+                read_timeout=MUSEHUB_S3_READ_TIMEOUT,
+                # total_max_attempts counts the first attempt; botocore's max_attempts counts retries only.
+                retries={"total_max_attempts": MUSEHUB_S3_MAX_ATTEMPTS, "mode": "standard"},
             ),
             "file_overwrite": True,
             "default_acl": None,

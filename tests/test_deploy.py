@@ -127,7 +127,7 @@ def test_s3_settings_come_from_the_environment(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
-        "packs", "http://minio:9000", "hub1", 2, 30, {"max_attempts": 4, "mode": "standard"}, "https://s3.example.com"
+        "packs", "http://minio:9000", "hub1", 2, 30, {"total_max_attempts": 4, "mode": "standard"}, "https://s3.example.com"
     ]  # fmt: skip
 
 

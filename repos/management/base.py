@@ -19,6 +19,7 @@ from musehub_core.errors import RepoNotFound, StorageUnavailable
 from repos.models import Repo
 from repos.selectors import repo_by_name
 from repos.services.maintenance import Progress, no_progress
+from repos.storage.backend import failure_detail
 
 
 def human_bytes(count: int | None) -> str:
@@ -29,6 +30,14 @@ def human_bytes(count: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def storage_failure(exc: StorageUnavailable) -> str:
+    """Return the sentence a command exits with when object storage fails (CommandError: no traceback)."""
+    return (
+        f"object storage is unavailable: {failure_detail(exc)}; retry later, once it answers again "
+        "(check that it is running and reachable at the MUSEHUB_S3_* settings)."
+    )
 
 
 class MaintenanceCommand(BaseCommand):
@@ -51,9 +60,7 @@ class MaintenanceCommand(BaseCommand):
         try:
             self.run(**options)
         except StorageUnavailable as exc:
-            raise CommandError(
-                f"{exc.message} Check that object storage is reachable (MUSEHUB_S3_* settings), then run it again."
-            ) from exc
+            raise CommandError(storage_failure(exc)) from exc
 
     def run(self, **options: Any) -> None:
         raise NotImplementedError

@@ -8,6 +8,12 @@ reported to the registered observers (tests count them, metrics export them).
 
 Where each thing lies (keys and ``mpack://`` URIs) is decided in
 :mod:`repos.storage.layout`; this module only moves bytes.
+
+Every storage failure leaves this module as :class:`StorageUnavailable` (a 503
+with Retry-After), whether a request was refused, timed out or broke off, and
+including failures while *reading* a stream the store handed out: those streams
+are :class:`StorageStream` objects that convert on read and close. A missing key
+is not a failure: the methods that can find nothing say so (None or False).
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import http.client
+import logging
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core import signing
@@ -43,6 +51,7 @@ from repos.storage.layout import (
     staging_name,
 )
 
+log = logging.getLogger("musehub.storage")
 SIGNING_SALT = "musehub.storage-url"
 # Ranges closer than this are read as one span; past MAX_SPANS the whole pack is streamed.
 RANGE_MERGE_GAP = 256 * 1024
@@ -73,6 +82,109 @@ def coalesce_ranges(ranges: list[tuple[int, int]], gap: int = RANGE_MERGE_GAP) -
     return spans
 
 
+@functools.cache
+def _storage_error_types() -> tuple[type[BaseException], ...]:
+    """Return the exceptions that mean "object storage failed": refused, timed out, cut off, or an error reply.
+
+    OSError (sockets, files), http.client's IncompleteRead, urllib3's ProtocolError
+    and ReadTimeoutError, botocore's EndpointConnectionError, ConnectTimeoutError,
+    ReadTimeoutError, IncompleteReadError, ResponseStreamingError and ClientError,
+    and boto3's transfer errors (S3UploadFailedError wraps a SlowDown on PutObject).
+    """
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError as URLLib3Error
+
+    return (OSError, http.client.HTTPException, ClientError, BotoCoreError, Boto3Error, URLLib3Error)
+
+
+def _client_error_code(exc: BaseException) -> str | None:
+    """Return the S3 error code of *exc* or of the ClientError it wraps (boto3's transfers wrap them), else None."""
+    from botocore.exceptions import ClientError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return str(error.get("Code") or status or "error")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def storage_unavailable(what: str, exc: BaseException) -> StorageUnavailable:
+    """Return the StorageUnavailable that reports *exc*, raised while trying to *what*.
+
+    The 503's sentence names the operation and the kind of failure only (no
+    endpoint, key or path); the full cause is logged and kept in ``failure``
+    for operators (maintenance commands print it).
+    """
+    code = _client_error_code(exc)
+    reason = f"it answered {code}" if code else type(exc).__name__
+    log.warning("object storage could not %s: %s: %s", what, type(exc).__name__, exc)
+    error = StorageUnavailable(f"Object storage is unavailable: could not {what} ({reason}); retry shortly.")
+    error.failure = f"could not {what} ({type(exc).__name__}: {exc})"  # type: ignore[attr-defined]
+    return error
+
+
+def failure_detail(exc: StorageUnavailable) -> str:
+    """Return what failed and why, with the library's own words: for operators, not for HTTP replies."""
+    return getattr(exc, "failure", None) or exc.message.rstrip(" .")
+
+
+class StorageStream:
+    """A stream the store handed out; storage failing while it is read or closed raises StorageUnavailable.
+
+    Storage can fail after an object's response began: the connection drops
+    (IncompleteRead, ProtocolError, ResponseStreamingError), a read times out,
+    MinIO restarts. Whoever reads the stream (``index_mpack`` during a push,
+    the blob reader during a fetch, fsck, repack) then gets the hub's 503, never
+    a library exception that would be a 500. Anything else is the wrapped stream's.
+    """
+
+    def __init__(self, raw: IO[bytes], errors: Callable[[], contextlib.AbstractContextManager[None]], size: int = 0):
+        self.raw = raw
+        self._errors = errors
+        self.size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        with self._errors():
+            return self.raw.read(None if n is None or n < 0 else n)
+
+    def readinto(self, buffer: Any) -> int:
+        with self._errors():
+            return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        with self._errors():
+            self.raw.close()
+
+    def __enter__(self) -> StorageStream:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except StorageUnavailable:
+            pass  # the error already on its way says more than this one
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(64 * 1024):
+            yield chunk
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+
 class MPackStore:
     """The hub's view of object storage: whole packs, byte ranges, signed URLs, legacy objects."""
 
@@ -97,13 +209,17 @@ class MPackStore:
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        """Turn a storage failure into StorageUnavailable (a 503), never a 500."""
+        """Turn a storage failure into StorageUnavailable (a 503), never a 500; a missing key stays FileNotFoundError."""
         try:
             yield
         except (FileNotFoundError, StorageUnavailable):
             raise
-        except OSError as exc:
-            raise StorageUnavailable(f"Object storage failed to {what}: {exc}") from exc
+        except _storage_error_types() as exc:
+            raise storage_unavailable(what, exc) from exc
+
+    def _stream(self, raw: IO[bytes], what: str, size: int) -> StorageStream:
+        """Wrap a stream this store opened so that failures while reading it are StorageUnavailable too."""
+        return StorageStream(raw, functools.partial(self._errors, what), size)
 
     # --- primitives every backend implements ----------------------------------
     def _exists(self, name: str) -> bool:
@@ -162,8 +278,9 @@ class MPackStore:
             except FileNotFoundError:
                 self._report(op, mpack_id, 0)
                 return None
-        self._report(op, mpack_id, self._size_of(stream))
-        return stream
+            size = self._size_of(stream)
+        self._report(op, mpack_id, size)
+        return self._stream(stream, "read an mpack", size)
 
     def _size_of(self, stream: IO[bytes]) -> int:
         return getattr(stream, "size", 0) or 0
@@ -244,8 +361,9 @@ class MPackStore:
                 stream = self._open(staging_name(upload_id))
             except FileNotFoundError:
                 return None
-        self._report("open_upload", upload_id, self._size_of(stream))
-        return stream
+            size = self._size_of(stream)
+        self._report("open_upload", upload_id, size)
+        return self._stream(stream, "read an upload", size)
 
     def promote_upload(self, upload_id: str, mpack_id: str) -> None:
         """Move a verified upload to its content key (a server-side move; no bytes through the hub)."""
@@ -270,7 +388,7 @@ class MPackStore:
                 return None
             size = self._size_of(stream) or self._size(name)
         self._report("open_staged", object_id, size)
-        return stream, size
+        return self._stream(stream, "read a staged object", size), size
 
     def delete_staged_object(self, repo_id: str, object_id: str) -> None:
         with self._errors("delete a staged object"):
@@ -378,25 +496,36 @@ class S3MPackStore(MPackStore):
         return self.storage._normalize_name(name)
 
     def _call(self, fn, **kwargs):
+        """Call one S3 operation on the bucket; a missing key is FileNotFoundError (other failures: see _errors)."""
         from botocore.exceptions import ClientError
 
         try:
             return fn(Bucket=self.storage.bucket_name, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if _client_error_code(exc) in MISSING_CODES:
                 raise FileNotFoundError(kwargs.get("Key", "")) from exc
-            raise StorageUnavailable(f"Object storage refused the request: {code or exc}.") from exc
+            raise
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        from botocore.exceptions import BotoCoreError
+        """As MPackStore._errors, and an S3 "no such key" reply that reaches here is FileNotFoundError.
+
+        Everything else S3 can answer (SlowDown, InternalError, NoSuchBucket,
+        AccessDenied, ...) and every transport failure (refused, timed out, cut
+        off) is StorageUnavailable.
+        """
+        from botocore.exceptions import ClientError
 
         try:
-            with super()._errors(what):
-                yield
-        except BotoCoreError as exc:
-            raise StorageUnavailable(f"Object storage failed to {what}: {exc}") from exc
+            yield
+        except (FileNotFoundError, StorageUnavailable):
+            raise
+        except ClientError as exc:
+            if _client_error_code(exc) in MISSING_CODES:
+                raise FileNotFoundError(str(exc)) from exc
+            raise storage_unavailable(what, exc) from exc
+        except _storage_error_types() as exc:
+            raise storage_unavailable(what, exc) from exc
 
     def _open(self, name: str) -> IO[bytes]:
         response = self._call(self._client().get_object, Key=self._key(name))
@@ -465,7 +594,10 @@ class S3MPackStore(MPackStore):
 
     def check(self) -> None:
         with self._errors("answer"):
-            self._call(self._client().head_bucket)
+            try:
+                self._call(self._client().head_bucket)
+            except FileNotFoundError as exc:  # HEAD on a missing bucket answers a bare 404
+                raise storage_unavailable("find the bucket", exc) from exc
 
 
 @functools.cache

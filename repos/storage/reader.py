@@ -7,6 +7,11 @@ id. Packs are chosen so that as few as possible cover the request; each chosen
 pack is read once, by coalesced ranged GETs when only a small part of it is
 needed, else as one streamed GET. A pack missing from storage falls back to
 another covering pack, then to the legacy per-object key.
+
+Storage *failing* is not a missing pack: a refused, timed-out or cut-off read
+(also one that breaks mid-stream, see ``StorageStream``) raises
+StorageUnavailable (503, retry) at once. It never falls back, so a broken
+connection is never mistaken for damaged bytes (IntegrityError, a 500).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack
+from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import blob_id
 from musehub_core.mpack import decode_verified, index_mpack, skip_bytes
 from repos.models import MPack, MPackIndex, Object
@@ -163,6 +168,8 @@ def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
                     failed.append(oid)
                 else:
                     yield oid, raw
+        except StorageUnavailable:
+            raise  # storage is failing, not this pack: 503 now rather than falling back
         except (FileNotFoundError, MalformedPack):
             log.warning("mpack %s is missing or damaged; falling back for %d blob(s)", mpack_id, len(entries))
             failed = [e.object_id for e in entries]
@@ -177,6 +184,8 @@ def _read_elsewhere(oid: str, alternatives: list[IndexEntry]) -> bytes:
             for _, raw in _read_pack(entry.mpack_id, [entry], None):
                 if raw is not None:
                     return raw
+        except StorageUnavailable:
+            raise
         except (FileNotFoundError, MalformedPack):
             continue
     raw = get_backend().get(oid)
@@ -186,7 +195,7 @@ def _read_elsewhere(oid: str, alternatives: list[IndexEntry]) -> bytes:
 
 
 def read_blob(object_id: str) -> bytes:
-    """Return one blob's verified bytes (REST raw file view)."""
+    """Return one blob's verified bytes (REST raw file view); raise StorageUnavailable when storage fails."""
     for _, raw in read_blobs(plan_blob_reads([object_id])):
         return raw
     raise IntegrityError(f"Object {object_id} could not be read.")
