@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/musehub
 HOST ?= 127.0.0.1
+# Two workers (pytest-xdist): the machine has two cores.
+PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
 .PHONY: install run serve migrate test test-sqlite test-postgres lint format bench bench-core clean

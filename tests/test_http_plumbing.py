@@ -87,3 +87,23 @@ def test_a_chunked_request_body_is_refused_with_411_instead_of_read_as_empty(cli
     reply = client.post(path, b"", content_type="application/json", HTTP_TRANSFER_ENCODING="chunked")
     assert reply.status_code == 411
     assert reply.json()["error"] == "length_required" and "Content-Length" in reply.json()["detail"]
+
+
+def test_the_proxy_answers_its_own_limits_in_the_hubs_json_shape():
+    """gunicorn answers over-long request lines and headers with HTML; the proxy in front refuses them first, as JSON."""
+    import json
+    import re
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    nginx = (deploy / "nginx.conf").read_text()
+    buffers = re.search(r"large_client_header_buffers\s+\d+\s+(\d+)k;", nginx)
+    gunicorn_line = re.search(r"limit_request_line\s*=\s*(\d+)", (deploy / "gunicorn.conf.py").read_text())
+    assert buffers and gunicorn_line and int(buffers.group(1)) * 1024 <= int(gunicorn_line.group(1)) + 2
+    for status in ("400", "413", "414"):
+        target = re.search(rf"error_page[^;]*\b{status}\b[^;]*=\s*(@\w+);", nginx)
+        assert target, f"no error_page for {status}"
+        body = re.search(rf"location {target.group(1)} \{{[^}}]*return {status} '([^']+)';", nginx)
+        assert body, f"{target.group(1)} does not answer {status}"
+        answer = json.loads(body.group(1))
+        assert set(answer) == {"error", "detail"} and answer["detail"].endswith(".")
