@@ -51,6 +51,10 @@ class LengthRequired(MuseHubError):
     default_message = "Send the request body with a Content-Length header (chunked bodies are not accepted)."
 
 
+class ReplyTooLarge(PayloadTooLarge):
+    code = "reply_too_large"
+
+
 class AuthenticationRequired(MuseHubError):
     code = "unauthenticated"
     status = 401
@@ -105,6 +109,16 @@ class NonFastForward(Conflict):
     )
 
 
+class DefaultBranch(Conflict):
+    code = "default_branch"
+    default_message = "The default branch cannot be deleted."
+
+
+class BranchInUse(Conflict):
+    code = "branch_in_use"
+    default_message = "An open proposal uses this branch."
+
+
 class MergeConflict(Conflict):
     code = "merge_conflict"
     default_message = "The branches conflict."
@@ -113,6 +127,20 @@ class MergeConflict(Conflict):
 class BranchMoved(Conflict):
     code = "branch_moved"
     default_message = "The target branch moved while the merge was being prepared; merge again."
+
+
+class UnknownCommit(MuseHubError):
+    """A release or tag names a commit the repository does not hold."""
+
+    code = "unknown_commit"
+    status = 422
+    default_message = "The commit is not in this repository; push it first."
+
+
+class InvalidRelease(MuseHubError):
+    code = "invalid_release"
+    status = 422
+    default_message = "The release is not consistent with the commit it names."
 
 
 class InvalidProposal(MuseHubError):

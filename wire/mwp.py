@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from hubhttp.instruments import note_transfer, transfer
-from musehub_core.errors import BadRequest, MalformedPack, PayloadTooLarge
+from musehub_core.errors import BadRequest, MalformedPack, PayloadTooLarge, ReplyTooLarge
 from musehub_core.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
 from musehub_core.mpack import normalize_commit, normalize_snapshot
 from repos import graph
@@ -45,10 +45,6 @@ MWP_PARENT_FIELDS = ("parent_commit_id", "parent2_commit_id")
 MAX_OBJECTS_PER_CALL = 10_000
 # An object entry beyond its bytes: map header, "object_id" and its 64 hex, "content" and a bin32 header.
 OBJECT_ENTRY_BYTES = 96
-
-
-class ReplyTooLarge(PayloadTooLarge):
-    code = "reply_too_large"
 
 
 # --- translation at the protocol boundary ----------------------------------------------------

@@ -5,19 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Q
 
-from musehub_core.errors import Conflict, RefNotFound
+from musehub_core.errors import BranchInUse, DefaultBranch, RefNotFound
 from repos.access import User, require
 from repos.models import Branch, Proposal, ProposalState, Repo, Role
-
-
-class DefaultBranch(Conflict):
-    code = "default_branch"
-    default_message = "The default branch cannot be deleted."
-
-
-class BranchInUse(Conflict):
-    code = "branch_in_use"
-    default_message = "An open proposal uses this branch."
 
 
 def delete_branch(repo: Repo, *, name: str, acting_user: User | None) -> Branch:

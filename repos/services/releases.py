@@ -31,10 +31,11 @@ from musehub_core.errors import (
     AuthenticationRequired,
     BadRequest,
     Conflict,
-    MuseHubError,
+    InvalidRelease,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    UnknownCommit,
 )
 from musehub_core.ids import from_wire_hex, hex_of, is_hex, is_id
 from repos.access import RANKS, User, require, role_of
@@ -54,20 +55,6 @@ SEMVER = re.compile(
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
     r"(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
-
-
-class UnknownCommit(MuseHubError):
-    """A release or tag names a commit the repository does not hold."""
-
-    code = "unknown_commit"
-    status = 422
-    default_message = "The commit is not in this repository; push it first."
-
-
-class InvalidRelease(MuseHubError):
-    code = "invalid_release"
-    status = 422
-    default_message = "The release is not consistent with the commit it names."
 
 
 # --- checks shared by releases, tags and domains --------------------------------------------------
