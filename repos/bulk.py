@@ -1,11 +1,12 @@
 """Idempotent bulk inserts: ``INSERT … ON CONFLICT DO NOTHING`` for many rows at once.
 
 Pushes insert tens of thousands of rows that may already exist (content is
-shared and clients over-send). Inside a transaction on PostgreSQL the rows
-are streamed with ``COPY`` into a temporary table and moved with one ``INSERT
-… SELECT … ON CONFLICT DO NOTHING`` (25,000 rows in tens of milliseconds
-instead of a statement per row); otherwise, and on SQLite (3.24+ understands
-``ON CONFLICT``), one parametrised ``executemany`` inserts them.
+shared and clients over-send). Inside a transaction on PostgreSQL a batch of
+at least ``COPY_MIN_ROWS`` rows is streamed with ``COPY`` into a temporary
+table and moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (25,000
+rows in tens of milliseconds instead of a statement per row); smaller
+batches, and SQLite (3.24+ understands ``ON CONFLICT``), take one parametrised
+``executemany``.
 ``bulk_create`` would split either into batches of a few hundred rows.
 """
 
@@ -18,6 +19,8 @@ from django.db import connection, models
 
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 _staging_names = itertools.count()
+# Below this many rows one executemany is cheaper than creating a staging table (small pushes stay light).
+COPY_MIN_ROWS = 1_000
 
 
 def _key_positions(model: type[models.Model], fields: Sequence[str]) -> list[int]:
@@ -50,7 +53,7 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     columns = ", ".join(quote(f.column) for f in meta_fields)
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
+    if connection.vendor == "postgresql" and connection.in_atomic_block and len(batch) >= COPY_MIN_ROWS:
         return _copy_insert(table, columns, batch, ", ".join(quote(meta_fields[i].column) for i in keys))
     marks = ", ".join(["%s"] * len(meta_fields))
     sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
