@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from hubhttp.instruments import count_error
-from musehub_core.errors import AuthenticationRequired, DatabaseUnavailable, MuseHubError, NotFound
+from musehub_core.errors import AuthenticationRequired, DatabaseUnavailable, MuseHubError, NotFound, PermissionDenied
 
 log = logging.getLogger("musehub.errors")
 
@@ -118,3 +118,12 @@ def server_error(request) -> JsonResponse:
     if database_down(sys.exc_info()[1]):
         return json_error(DatabaseUnavailable())
     return json_error(MuseHubError())
+
+
+def csrf_failure(request, reason: str = "") -> JsonResponse:
+    """``CSRF_FAILURE_VIEW``: a refused form post answers JSON like every other error (the admin keeps its page)."""
+    if request.path.startswith("/admin/"):
+        from django.views.csrf import csrf_failure as admin_page
+
+        return admin_page(request, reason)
+    return json_error(PermissionDenied(f"The CSRF check failed ({reason}); send a Bearer token instead of a session."))

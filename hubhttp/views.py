@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
 
 from hubhttp.errors import not_found
 from musehub_core.errors import BadRequest
@@ -25,6 +26,7 @@ def absolute(request, url: str) -> str:
     return request.build_absolute_uri(url)
 
 
+@csrf_exempt  # an unknown URL is a 404 whatever the method, never a CSRF page
 def unmatched(request):
     """The last route: answer JSON 404 for any URL no other route takes (Django's debug page is HTML)."""
     return not_found(request)

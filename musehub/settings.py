@@ -133,6 +133,7 @@ if env_str("MUSEHUB_BENCH_STATS"):  # benchmark only (bench/server_stats.py): pe
     MIDDLEWARE.insert(0, "bench.server_stats.BenchStatsMiddleware")
 
 ROOT_URLCONF = "musehub.urls"
+CSRF_FAILURE_VIEW = "hubhttp.errors.csrf_failure"
 WSGI_APPLICATION = "musehub.wsgi.application"
 ASGI_APPLICATION = "musehub.asgi.application"
 

@@ -119,6 +119,14 @@ class BranchInUse(Conflict):
     default_message = "An open proposal uses this branch."
 
 
+class BranchNameClash(MuseHubError):
+    """A branch would be a folder of another branch, or hold one (git's rule)."""
+
+    code = "branch_name_clash"
+    status = 422  # not 409: the muse CLI prints every 409 as "remote diverged", hiding the reason
+    default_message = "A branch name cannot be a folder of another branch's name."
+
+
 class MergeConflict(Conflict):
     code = "merge_conflict"
     default_message = "The branches conflict."

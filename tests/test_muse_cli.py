@@ -52,13 +52,13 @@ def test_branch_names_that_collide_as_paths_are_refused_naming_the_existing_bran
     local.heads["rel/1"] = local.heads["rel"]
     with pytest.raises(HttpError) as caught:
         hub.push(local, "rel/1")
-    assert caught.value.status == 409 and b"'rel'" in caught.value.body
+    assert caught.value.status == 422 and b"'rel'" in caught.value.body
     local.heads["feature/x"] = local.heads["rel"]
     hub.push(local, "feature/x")
     local.heads["feature"] = local.heads["rel"]
     with pytest.raises(HttpError) as caught:
         hub.push(local, "feature")
-    assert caught.value.status == 409 and b"'feature/x'" in caught.value.body
+    assert caught.value.status == 422 and b"'feature/x'" in caught.value.body
     assert set(hub.refs()["branch_heads"]) == {"rel", "feature/x"}
 
 
@@ -137,3 +137,20 @@ def test_filter_objects_before_the_first_push_answers_all_missing_for_the_owner(
     with pytest.raises(HttpError) as caught:
         stranger._request("POST", "filter-objects", {"object_ids": ids})
     assert caught.value.status == 404
+
+
+def test_a_post_to_an_unknown_url_is_json_404_not_a_csrf_page(live_server, alice):
+    import requests
+
+    reply = requests.post(f"{live_server.url}/{alice.username}/a/b/filter-objects", data=b"x", timeout=10)
+    assert reply.status_code == 404 and reply.json()["error"] == "not_found"
+
+
+def test_pushing_into_someone_elses_namespace_says_where_repositories_can_be_made(live_server, alice):
+    bob = make_user(f"bob-{uid()}")
+    hub = MwpClient(f"{live_server.url}/{bob.username}/stuff-{uid()}", token_for(alice))
+    local = LocalRepo()
+    local.commit({"a.txt": b"a"}, message="one")
+    with pytest.raises(HttpError) as caught:
+        hub.push(local)
+    assert caught.value.status == 404 and f"your own name ({alice.username}/".encode() in caught.value.body

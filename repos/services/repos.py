@@ -16,6 +16,7 @@ from django.db.models import Q
 from musehub_core.errors import (
     AuthenticationRequired,
     BadRequest,
+    BranchNameClash,
     Conflict,
     NonFastForward,
     NotFound,
@@ -100,6 +101,11 @@ def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
         if acting_user is None or not acting_user.is_authenticated:
             raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
         if not may_create_under(acting_user, owner):
+            if not Repo.objects.filter(owner=owner, slug=slug).exists():
+                raise RepoNotFound(
+                    f"Repository {owner}/{slug} not found; a push creates a repository only under your own name "
+                    f"({acting_user.get_username()}/{slug})."
+                ) from None
             raise
     try:
         return create_repo(owner=acting_user, slug=slug)
@@ -179,7 +185,7 @@ def _check_no_path_clash(repo: Repo, name: str) -> None:
         .first()
     )
     if clash is not None:
-        raise Conflict(
+        raise BranchNameClash(
             f"Branch {name!r} cannot exist beside branch {clash!r}: one name would be a folder of the other "
             "(git's rule; clones store branches as files). Delete or rename one of them first.",
             branch=name,
@@ -192,8 +198,8 @@ def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) ->
 
     Without *force* the move must be a fast-forward (the current head is an
     ancestor of *new_head* in stored history), else NonFastForward. A missing
-    branch is created (Conflict when it would be a folder of an existing branch,
-    or hold one); a repository's first branch becomes its default branch.
+    branch is created (BranchNameClash when it would be a folder of an existing
+    branch, or hold one); a repository's first branch becomes its default branch.
     *new_head* must be a commit the repository sees.
     """
     validate_branch_name(name)
