@@ -489,8 +489,22 @@ def verify_signed_url(token: str, method: str) -> str:
 class S3MPackStore(MPackStore):
     """Packs in S3 or MinIO through django-storages; ranged GETs and presigned URLs via its boto3 client."""
 
+    _shared_client = None
+
     def _client(self):
-        return self.storage.connection.meta.client
+        """Return one boto3 client for the whole process (clients are thread-safe).
+
+        django-storages builds a boto3 resource per thread, which costs 100-300 ms
+        the first time each thread touches storage (every request, under a server
+        that starts a thread per request); the client is made once and shared.
+        """
+        client = self._shared_client
+        if client is None:
+            with self._lock:
+                if self._shared_client is None:
+                    self._shared_client = self.storage.connection.meta.client
+                client = self._shared_client
+        return client
 
     def _key(self, name: str) -> str:
         return self.storage._normalize_name(name)
