@@ -7,7 +7,7 @@ from rest_framework import authentication, exceptions
 from musehub_core.errors import AuthenticationRequired
 from repos.services.tokens import user_for_token
 
-REALM = 'Bearer realm="musehub"'
+REALM = 'Bearer realm="musehub"'  # hubhttp.errors.REALM: the same realm on every 401
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

@@ -12,7 +12,7 @@ query, whatever the history's length.
 The stored bytes are zstd-compressed msgpack (rows written before deltas
 existed are plain msgpack and still read). Everything else asks this module:
 :func:`load_manifests` / :func:`load_manifest` for full manifests,
-:func:`iter_trees` to walk many in order with bounded memory,
+:func:`iter_manifests` to walk many in order with bounded memory,
 :func:`stored_form` for the row as stored (fetch sends deltas without
 rebuilding), :func:`changed_paths` (a log filtered by path reads one small
 row per commit), :func:`named_objects` (gc, fsck) and
@@ -248,7 +248,7 @@ class _Rebuilder:
 def load_manifests(snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     """Return {snapshot_id: full manifest} for the stored ones of *snapshot_ids*.
 
-    Holds every result in memory: for many snapshots of a big tree use :func:`iter_trees`.
+    Holds every result in memory: for many snapshots of a big tree use :func:`iter_manifests`.
     """
     ids = list(dict.fromkeys(snapshot_ids))
     rebuilder = _Rebuilder(_chain_rows(ids))

@@ -23,7 +23,6 @@ from repos.storage.writer import record_fetch_pack, store_pack
 
 log = logging.getLogger("musehub.fetch")
 CAPABILITIES = (SNAPSHOT_DELTA,)
-_SPOOL_BYTES = 16 * 1024 * 1024
 
 
 def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[str, int]:

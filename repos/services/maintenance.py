@@ -36,7 +36,6 @@ from repos.models import (
 )
 
 CHUNK = 10_000
-_SPOOL_BYTES = 16 * 1024 * 1024
 T = TypeVar("T")
 
 
