@@ -3,22 +3,40 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two install levels: `make run` needs only the runtime; tests, lint and benchmarks add the dev tools.
+STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 PG_URL ?= postgres://postgres@127.0.0.1:5432/musehub
 HOST ?= 127.0.0.1
 # Two workers (pytest-xdist): the machine has two cores.
 PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
-.PHONY: install run serve migrate test test-sqlite test-postgres lint format bench bench-core clean
+.PHONY: install install-dev browser run serve migrate test test-sqlite test-postgres lint format bench bench-core bench-scale clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
+
+# Real-browser tests drive Debian's chromium through chromium-driver (no download at test time).
+# Installed here when missing and apt can; otherwise those tests skip and say why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) || \
+		echo "browser: could not install chromium and chromium-driver; the browser tests will skip"; \
+	else echo "browser: chromium/chromedriver missing and apt-get unavailable; the browser tests will skip"; fi
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
@@ -33,19 +51,19 @@ serve: $(STAMP)
 	MUSEHUB_ENV=$${MUSEHUB_ENV:-production} HOST=$(HOST) PORT=$(PORT) \
 		$(BIN)/gunicorn -c deploy/gunicorn.conf.py musehub.wsgi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test-sqlite: $(STAMP)
+test-sqlite: $(DEV_STAMP) browser
 	DATABASE_URL= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-postgres: $(STAMP)
+test-postgres: $(DEV_STAMP) browser
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -53,13 +71,18 @@ test: lint test-sqlite test-postgres
 
 # Benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3, gunicorn and git daemon, all local.
 # BENCH_ARGS="--quick" for a smoke run; results go to bench/results/.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-core: $(STAMP)
+bench-core: $(DEV_STAMP)
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.core_25k $(BENCH_CORE_ARGS)
+
+# A hub grown to 1,000+ repositories through the real push path (bench/scale.py); BENCH_SCALE_ARGS="--quick" for a smoke run.
+bench-scale: $(DEV_STAMP)
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
