@@ -85,6 +85,20 @@ class RepoNotFound(NotFound):
     default_message = "Repository not found."
 
 
+class RepoMoved(RepoNotFound):
+    """The repository was renamed or transferred; ``moved_to`` names it now (wire clients refuse redirects)."""
+
+    code = "repo_moved"
+    default_message = "The repository has moved."
+
+
+class ReservedOwner(NotFound):
+    """A hub route name (``admin``, ``api``, ...) cannot own repositories."""
+
+    code = "reserved_owner"
+    default_message = "That owner name is reserved by the hub; no repository can live under it."
+
+
 class RefNotFound(NotFound):
     code = "ref_not_found"
     default_message = "No branch or commit by that name."
@@ -125,6 +139,14 @@ class BranchNameClash(MuseHubError):
     code = "branch_name_clash"
     status = 422  # not 409: the muse CLI prints every 409 as "remote diverged", hiding the reason
     default_message = "A branch name cannot be a folder of another branch's name."
+
+
+class UnknownBranch(MuseHubError):
+    """A default branch that the repository does not have (clones would fail)."""
+
+    code = "unknown_branch"
+    status = 422
+    default_message = "The repository has no branch by that name."
 
 
 class MergeConflict(Conflict):

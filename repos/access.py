@@ -13,9 +13,9 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import URLResolver, get_resolver
 
-from musehub_core.errors import AuthenticationRequired, PermissionDenied, RepoNotFound
+from musehub_core.errors import AuthenticationRequired, PermissionDenied, RepoMoved, RepoNotFound, ReservedOwner
 from repos.models import Collaborator, Repo, Role
-from repos.selectors import repo_by_name
+from repos.selectors import moved_repo, repo_by_name
 
 RANKS = {None: 0, Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
 
@@ -74,6 +74,40 @@ def require(user: User | None, repo: Repo, role: str) -> Repo:
     raise PermissionDenied(f"You have {held} access to {repo.full_name}; this needs {role}.")
 
 
+def is_reserved_owner(owner: str) -> bool:
+    """Return True when *owner* is (in any case) a name of the hub's own routes, which owns no repository."""
+    return owner.lower() in {name.lower() for name in reserved_owners()}
+
+
+def reserved_owner_error(owner: str) -> ReservedOwner:
+    return ReservedOwner(
+        f"{owner!r} is a name the hub uses for its own pages ({', '.join(sorted(reserved_owners()))}): "
+        f"no repository can live under it. Use a repository URL under your own username instead."
+    )
+
+
+def can_read(user: User | None, repo: Repo) -> bool:
+    return RANKS[role_of(user, repo)] >= RANKS[Role.READ]
+
+
 def repo_for(user: User | None, owner: str, slug: str, role: str = Role.READ) -> Repo:
-    """Return repository ``owner/slug`` if *user* holds *role* on it (see :func:`require`)."""
-    return require(user, repo_by_name(owner, slug), role)
+    """Return repository ``owner/slug`` (any case) if *user* holds *role* on it (see :func:`require`).
+
+    Raises ReservedOwner for an owner name the hub's routes use, and RepoMoved
+    (a 404 naming the new place; wire clients refuse redirects) when the name
+    is one the repository had before a rename or transfer and *user* may read it.
+    """
+    if is_reserved_owner(owner):
+        raise reserved_owner_error(owner)
+    try:
+        repo = repo_by_name(owner, slug)
+    except RepoNotFound:
+        moved = moved_repo(owner, slug)
+        if moved is not None and can_read(user, moved):
+            raise RepoMoved(
+                f"Repository {owner}/{slug} has moved: it is {moved.full_name} now. "
+                f"Use the URL /{moved.full_name} (update your remote, e.g. muse remote set-url).",
+                moved_to=moved.full_name,
+            ) from None
+        raise
+    return require(user, repo, role)

@@ -13,6 +13,7 @@ import uuid
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 
 ID_LENGTH = 71  # "sha256:" + 64 hex digits
 
@@ -52,10 +53,17 @@ class Repo(models.Model):
     default_branch = models.CharField(max_length=255, default="main")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    former_names = models.TextField(
+        blank=True,
+        default="",
+        help_text="Lower-cased owner/slug names this repository had before a rename or transfer, one per line "
+        "(their old URLs answer where it went).",
+    )
 
     class Meta:
         db_table = "musehub_repos"
-        constraints = [models.UniqueConstraint(fields=["owner", "slug"], name="musehub_repo_owner_slug")]
+        # GitHub's rule: alice/MySongs and alice/mysongs are one repository (the stored spelling is for display).
+        constraints = [models.UniqueConstraint(Lower("owner"), Lower("slug"), name="musehub_repo_owner_slug_ci")]
         ordering = ["owner", "slug"]
 
     def __str__(self) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Case, CharField, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Lower
 
 from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
@@ -18,6 +20,7 @@ from repos import graph
 from repos.manifests import changed_paths, load_manifests
 from repos.models import (
     Branch,
+    Collaborator,
     Commit,
     CommitGraph,
     CommitRef,
@@ -28,6 +31,7 @@ from repos.models import (
     Release,
     Repo,
     Tag,
+    Visibility,
 )
 
 
@@ -38,11 +42,76 @@ def repo_by_id(repo_id: str) -> Repo:
         raise RepoNotFound(f"No repository with id {repo_id}.") from None
 
 
+def repos_named(owner: str, slug: str) -> QuerySet[Repo]:
+    """Return the repository called ``owner/slug`` in any case (GitHub's rule), as a query of at most one row.
+
+    Both sides go through the database's ``LOWER`` (the unique index is on
+    ``LOWER(owner), LOWER(slug)``), so the lookup and the constraint agree.
+    """
+    return Repo.objects.alias(lower_owner=Lower("owner"), lower_slug=Lower("slug")).filter(
+        lower_owner=Lower(Value(owner, output_field=CharField())),
+        lower_slug=Lower(Value(slug, output_field=CharField())),
+    )
+
+
 def repo_by_name(owner: str, slug: str) -> Repo:
-    try:
-        return Repo.objects.select_related("owner_user").get(owner=owner, slug=slug)
-    except Repo.DoesNotExist:
-        raise RepoNotFound(f"Repository {owner}/{slug} not found.") from None
+    """Return repository ``owner/slug`` (names match in any case; the stored spelling is kept), else RepoNotFound."""
+    repo = repos_named(owner, slug).select_related("owner_user").first()
+    if repo is None:
+        raise RepoNotFound(f"Repository {owner}/{slug} not found.")
+    return repo
+
+
+def former_name_key(owner: str, slug: str) -> str:
+    """Return how ``Repo.former_names`` records the name ``owner/slug``."""
+    return f"{owner}/{slug}".lower()
+
+
+def moved_repo(owner: str, slug: str) -> Repo | None:
+    """Return the repository that was called ``owner/slug`` before a rename or transfer (the latest), or None.
+
+    Only asked after a lookup by name failed, so its scan of ``former_names`` is off the common path.
+    """
+    key = former_name_key(owner, slug)
+    for repo in Repo.objects.filter(former_names__contains=key).select_related("owner_user").order_by("-updated_at"):
+        if key in repo.former_names.splitlines():
+            return repo
+    return None
+
+
+def readable_repos(user: AbstractBaseUser | AnonymousUser | None, *, owner: str | None = None, q: str | None = None):
+    """Return the repositories *user* may read, newest activity first (``updated_at``, moved by every push).
+
+    Anyone reads public repositories; a signed-in user also reads their own
+    and those they collaborate on; a superuser reads everything. *owner*
+    keeps one owner's (any case); *q* keeps those whose slug, name or
+    description contains it (any case). Callers that want the user's own
+    repositories first order by :func:`owned_first` themselves.
+    """
+    rows = Repo.objects.select_related("owner_user")
+    if user is None or not user.is_authenticated:
+        rows = rows.filter(visibility=Visibility.PUBLIC)
+    elif not user.is_superuser:
+        rows = rows.filter(
+            Q(visibility=Visibility.PUBLIC)
+            | Q(owner=user.get_username())
+            | Q(pk__in=Collaborator.objects.filter(user=user).values("repo_id"))
+        )
+    if owner:
+        rows = rows.alias(lower_owner=Lower("owner")).filter(lower_owner=Lower(Value(owner, output_field=CharField())))
+    if q:
+        rows = rows.filter(Q(slug__icontains=q) | Q(name__icontains=q) | Q(description__icontains=q))
+    return rows.order_by("-updated_at", "owner", "slug")
+
+
+def owned_first(rows: QuerySet[Repo], user: AbstractBaseUser | AnonymousUser | None) -> QuerySet[Repo]:
+    """Order *rows* with *user*'s own repositories and collaborations first, then newest activity first."""
+    if user is None or not user.is_authenticated:
+        return rows
+    mine = Q(owner=user.get_username()) | Q(pk__in=Collaborator.objects.filter(user=user).values("repo_id"))
+    return rows.annotate(
+        is_mine=Case(When(mine, then=Value(0)), default=Value(1), output_field=IntegerField())
+    ).order_by("is_mine", "-updated_at", "owner", "slug")
 
 
 def branch_heads(repo: Repo) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""Create repositories and move their branches."""
+"""Create, change, rename, transfer and delete repositories, and move their branches.
+
+Other faces call these by name: the REST API, the web settings page
+(``update_repo``, ``rename_repo``, ``delete_repo``) and the admin
+(``check_default_branch``, so a default branch is checked the same way everywhere).
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,17 @@ from musehub_core.errors import (
     Conflict,
     NonFastForward,
     NotFound,
+    PermissionDenied,
     RefNotFound,
+    RepoMoved,
     RepoNotFound,
+    UnknownBranch,
 )
 from musehub_core.ids import compute_branch_id, compute_identity_id, compute_repo_id
 from repos import graph
-from repos.access import User, repo_for, reserved_owners
+from repos.access import User, is_reserved_owner, repo_for, require
 from repos.models import Branch, Collaborator, CommitRef, Repo, Role, Visibility, slug_validator
+from repos.selectors import former_name_key, repos_named
 
 
 def create_repo(
@@ -45,7 +54,7 @@ def create_repo(
     for an invalid slug or visibility and Conflict when the name is taken.
     """
     username = owner if isinstance(owner, str) else owner.get_username()
-    if username in reserved_owners():
+    if is_reserved_owner(username):
         raise BadRequest(f"{username!r} is a reserved name and cannot own repositories.")
     try:
         slug_validator(slug)
@@ -75,8 +84,18 @@ def create_repo(
         with transaction.atomic():
             repo.save(force_insert=True)
     except IntegrityError as exc:
-        raise Conflict(f"Repository {username}/{slug} already exists.") from exc
+        raise Conflict(_taken_message(username, slug)) from exc
     return repo
+
+
+def _taken_message(owner: str, slug: str) -> str:
+    existing = repos_named(owner, slug).values_list("owner", "slug").first()
+    if existing is not None and existing != (owner, slug):
+        return (
+            f"Repository {owner}/{slug} cannot be created: {existing[0]}/{existing[1]} exists, and names differ "
+            "in more than case only (alice/MySongs and alice/mysongs are one repository)."
+        )
+    return f"Repository {owner}/{slug} already exists."
 
 
 def may_create_under(acting_user: User | None, owner: str) -> bool:
@@ -85,7 +104,33 @@ def may_create_under(acting_user: User | None, owner: str) -> bool:
         acting_user is not None
         and acting_user.is_authenticated
         and acting_user.get_username() == owner
-        and owner not in reserved_owners()
+        and not is_reserved_owner(owner)
+    )
+
+
+def creatable_or_repo(*, acting_user: User | None, owner: str, slug: str) -> Repo | None:
+    """Return ``owner/slug`` if *acting_user* may read it, or None when it does not exist and a push by them would create it.
+
+    Otherwise raise what a push would answer: ReservedOwner for a hub route
+    name, RepoMoved for a former name, and RepoNotFound saying that a push
+    creates repositories only under your own name.
+    """
+    try:
+        return repo_for(acting_user, owner, slug)
+    except RepoMoved:
+        raise
+    except RepoNotFound:
+        if may_create_under(acting_user, owner) and not repos_named(owner, slug).exists():
+            return None
+        if acting_user is not None and acting_user.is_authenticated and not may_create_under(acting_user, owner):
+            raise RepoNotFound(_not_your_namespace(acting_user, owner, slug)) from None
+        raise
+
+
+def _not_your_namespace(acting_user: User, owner: str, slug: str) -> str:
+    return (
+        f"Repository {owner}/{slug} not found, and you cannot create it: a push creates a repository only under "
+        f"your own name ({acting_user.get_username()}/{slug})."
     )
 
 
@@ -97,16 +142,13 @@ def repo_for_push(*, acting_user: User | None, owner: str, slug: str) -> Repo:
     """
     try:
         return repo_for(acting_user, owner, slug, Role.WRITE)
+    except RepoMoved:
+        raise  # never create a new repository at a name its owner just renamed away from
     except RepoNotFound:
         if acting_user is None or not acting_user.is_authenticated:
             raise AuthenticationRequired("Pushing needs a token: send 'Authorization: Bearer <token>'.") from None
         if not may_create_under(acting_user, owner):
-            if not Repo.objects.filter(owner=owner, slug=slug).exists():
-                raise RepoNotFound(
-                    f"Repository {owner}/{slug} not found; a push creates a repository only under your own name "
-                    f"({acting_user.get_username()}/{slug})."
-                ) from None
-            raise
+            raise RepoNotFound(_not_your_namespace(acting_user, owner, slug)) from None
     try:
         return create_repo(owner=acting_user, slug=slug)
     except Conflict:  # created meanwhile by a concurrent first push
@@ -252,3 +294,157 @@ def set_collaborator(repo: Repo, *, username: str, role: str) -> Collaborator:
 def remove_collaborator(repo: Repo, *, username: str) -> None:
     """Take away every role *username* holds on *repo*."""
     Collaborator.objects.filter(repo=repo, user__username=username).delete()
+
+
+# --- changing, renaming and deleting repositories -------------------------------------------------
+
+
+class _Unset:
+    """The value of an argument that was not passed (None can be meaningful)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def check_default_branch(repo: Repo, name: object) -> str:
+    """Return *name* when it may be *repo*'s default branch, else raise.
+
+    The name must be a valid branch name (BadRequest) and, once the repository
+    has branches, one of them (UnknownBranch, 422, listing them): a default
+    branch that does not exist makes every clone fail. A repository with no
+    branch yet accepts any valid name (its first push sets the default anyway).
+    """
+    validate_branch_name(name)
+    existing = Branch.objects.filter(repo=repo, head_commit_id__isnull=False)
+    if existing.filter(name=name).exists() or not existing.exists():
+        return name
+    names = list(existing.order_by("name").values_list("name", flat=True)[:21])
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    raise UnknownBranch(
+        f"{repo.full_name} has no branch {name!r:.80}, so it cannot be the default branch (clones would fail). "
+        f"Push it first, or choose one of: {shown}.",
+        branch=name,
+    )
+
+
+def update_repo(
+    repo: Repo,
+    *,
+    acting_user: User | None,
+    description: Any = UNSET,
+    visibility: Any = UNSET,
+    default_branch: Any = UNSET,
+) -> Repo:
+    """Change the description, visibility and/or default branch of *repo* (admin role) and return it.
+
+    Only the arguments passed change. Raises BadRequest for a bad value,
+    UnknownBranch for a default branch the repository does not have (see
+    :func:`check_default_branch`), and what :func:`repos.access.require` raises.
+    """
+    require(acting_user, repo, Role.ADMIN)
+    changed: dict[str, Any] = {}
+    if description is not UNSET:
+        if not isinstance(description, str) or len(description) > 10_000:
+            raise BadRequest("description must be text of at most 10,000 characters.")
+        changed["description"] = description
+    if visibility is not UNSET:
+        if visibility not in Visibility.values:
+            raise BadRequest(f"visibility must be one of {', '.join(Visibility.values)}.")
+        changed["visibility"] = visibility
+    with transaction.atomic():
+        locked = Repo.objects.select_for_update().get(pk=repo.pk)
+        if default_branch is not UNSET:
+            changed["default_branch"] = check_default_branch(locked, default_branch)
+        if not changed:
+            return locked
+        for field_name, value in changed.items():
+            setattr(locked, field_name, value)
+        locked.updated_at = dt.datetime.now(dt.UTC)
+        locked.save(update_fields=[*changed, "updated_at"])
+    return locked
+
+
+def delete_repo(repo: Repo, *, acting_user: User | None) -> None:
+    """Delete *repo* and every row that belongs to it only (admin role).
+
+    Its branches, proposals, releases, tags, collaborators, upload slots and
+    its refs to commits, snapshots and objects go in one transaction. Content
+    rows (commits, snapshots, objects) are shared by content id and its packs
+    may hold blobs other repositories use, so they stay until ``manage.py gc``
+    removes what no repository refers to any more (after its grace period).
+    """
+    require(acting_user, repo, Role.ADMIN)
+    with transaction.atomic():
+        Repo.objects.filter(pk=repo.pk).delete()
+
+
+def rename_repo(
+    repo: Repo,
+    *,
+    acting_user: User | None,
+    new_slug: str | None = None,
+    new_owner: AbstractBaseUser | str | None = None,
+) -> Repo:
+    """Rename *repo* to *new_slug* and/or transfer it to *new_owner* (a user or a username); return it.
+
+    Renaming needs the admin role; a transfer to another account needs the
+    owner (or a superuser). The former owner stays on as an admin
+    collaborator, so a transfer never locks them out. The old name is
+    remembered: its URLs answer ``404 repo_moved`` naming the new one until a
+    repository is created under that name again. Raises Conflict when the new
+    name is taken (in any case), BadRequest for an invalid or reserved name,
+    NotFound for an unknown user.
+    """
+    require(acting_user, repo, Role.ADMIN)
+    slug = repo.slug if new_slug is None else new_slug
+    try:
+        slug_validator(slug)
+    except ValidationError as exc:
+        raise BadRequest(f"Invalid repository name {slug!r:.120}: {exc.messages[0]}") from exc
+    owner_user = repo.owner_user
+    owner = repo.owner
+    if new_owner is not None:
+        owner_user = _user_named(new_owner) if isinstance(new_owner, str) else new_owner
+        owner = owner_user.get_username()
+        if owner != repo.owner and not (acting_user.is_superuser or acting_user.get_username() == repo.owner):
+            raise PermissionDenied(
+                f"Only the owner of {repo.full_name} ({repo.owner}) can transfer it to another account."
+            )
+        if is_reserved_owner(owner):
+            raise BadRequest(f"{owner!r} is a reserved name and cannot own repositories.")
+    if (owner, slug) == (repo.owner, repo.slug):
+        return repo
+    old_key = former_name_key(repo.owner, repo.slug)
+    new_key = former_name_key(owner, slug)
+    previous_owner = repo.owner_user
+    try:
+        with transaction.atomic():
+            locked = Repo.objects.select_for_update().get(pk=repo.pk)
+            former = [n for n in locked.former_names.splitlines() if n and n != new_key]
+            if old_key != new_key and old_key not in former:
+                former.append(old_key)
+            locked.owner, locked.slug, locked.owner_user = owner, slug, owner_user
+            locked.owner_identity_id = compute_identity_id(owner)
+            locked.former_names = "\n".join(former)
+            locked.updated_at = dt.datetime.now(dt.UTC)
+            locked.save(
+                update_fields=["owner", "slug", "owner_user", "owner_identity_id", "former_names", "updated_at"]
+            )
+            if owner_user is not None:
+                Collaborator.objects.filter(repo=locked, user=owner_user).delete()  # the owner holds every role
+            if previous_owner is not None and owner_user != previous_owner:
+                Collaborator.objects.update_or_create(repo=locked, user=previous_owner, defaults={"role": Role.ADMIN})
+    except IntegrityError as exc:
+        raise Conflict(_taken_message(owner, slug)) from exc
+    return locked
+
+
+def _user_named(username: str) -> AbstractBaseUser:
+    users = get_user_model().objects
+    user = users.filter(username=username).first() or users.filter(username__iexact=username).first()
+    if user is None:
+        raise NotFound(f"No user named {username!r:.150}.")
+    return user
