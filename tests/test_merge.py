@@ -1,4 +1,4 @@
-"""The three-way manifest merge (repos.merge): clean merges and every conflict kind."""
+"""The three-way manifest merge (musehub_core.merge): clean merges and every conflict kind."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import pytest
 from musehub_core.errors import MergeConflict
 from musehub_core.ids import fake_id
 from musehub_core.manifests import diff_manifests
-from repos.merge import (
+from musehub_core.merge import (
     BOTH_ADDED,
     BOTH_MODIFIED,
     DELETED_MODIFIED,
     FILE_DIRECTORY,
     MODIFIED_DELETED,
     merge_manifests,
+    three_way,
 )
 
 A, B, C, D = (fake_id(x) for x in "abcd")
@@ -93,3 +94,16 @@ def test_every_conflict_is_listed_sorted_by_path_and_the_message_names_them():
 def test_diff_names_added_modified_and_removed_paths():
     diff = diff_manifests({"a": A, "b": B, "c": C}, {"a": A, "b": D, "e": A})
     assert diff.as_dict() == {"added": ["e"], "modified": ["b"], "removed": ["c"]}
+
+
+def test_three_way_keeps_what_merged_cleanly_beside_the_conflicts():
+    base = {"same": A, "m": A, "gone": A}
+    ours = {"same": A, "m": B, "gone": A, "mine": C}
+    theirs = {"same": A, "m": C, "theirs": D, "docs": B}
+    outcome = three_way(base, {**ours, "docs/readme": A}, theirs)
+    assert outcome.merged == {"same": A, "mine": C, "theirs": D, "docs": B, "docs/readme": A}
+    assert outcome.conflicts == [{"path": "docs", "kind": FILE_DIRECTORY}, {"path": "m", "kind": BOTH_MODIFIED}]
+    with pytest.raises(MergeConflict) as caught:
+        merge_manifests(base, {**ours, "docs/readme": A}, theirs)
+    assert caught.value.data["conflicts"] == outcome.conflicts, "merge_manifests raises exactly these"
+    assert "musehub merge" in caught.value.message, "the message says how to resolve"
