@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "repos",
     "api",
     "wire",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -133,6 +134,10 @@ if env_str("MUSEHUB_BENCH_STATS"):  # benchmark only (bench/server_stats.py): pe
     MIDDLEWARE.insert(0, "bench.server_stats.BenchStatsMiddleware")
 
 ROOT_URLCONF = "musehub.urls"
+# The web pages (web/): Django's session sign-in.
+LOGIN_URL = "web-login"
+LOGIN_REDIRECT_URL = "web-explore"
+LOGOUT_REDIRECT_URL = "web-explore"
 CSRF_FAILURE_VIEW = "hubhttp.errors.csrf_failure"
 WSGI_APPLICATION = "musehub.wsgi.application"
 ASGI_APPLICATION = "musehub.asgi.application"

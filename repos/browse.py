@@ -1,0 +1,265 @@
+"""Read-side helpers for the web pages: directory listings, file entries, capped blob text and diffs.
+
+Built on ``repos.selectors`` and ``repos.manifests``. A directory listing
+reads a per-snapshot directory index kept in this process (a snapshot never
+changes, so an entry never goes stale): the first page of a tree decodes its
+manifest once, every later page of any directory of that tree reads no
+manifest at all. Blob bytes come from ``repos.storage.reader`` (content cache
+first, then each covering mpack once), never more than a page shows.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from musehub_core.errors import MergeConflict, NotFound
+from musehub_core.manifests import ManifestDiff, diff_manifests
+from repos import graph
+from repos.manifests import load_manifest
+from repos.merge import merge_manifests
+from repos.models import ApiToken, Collaborator, Object, Repo
+from repos.selectors import TreeEntry, manifests_of_commits, snapshot_ids_of
+from repos.storage.reader import plan_blob_reads, read_blobs
+
+TEXT_MAX_BYTES = 512 * 1024  # a file view renders at most this much text
+DIFF_MAX_BYTES = 256 * 1024  # a diff compares files up to this size (each side)
+DIFF_MAX_LINES = 2_000  # and shows at most this many lines of one file's diff
+
+
+@dataclass
+class DirIndex:
+    """One snapshot's directories: for each directory path, its sub-directory names and its files, sorted."""
+
+    dirs: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # dir -> [(name, object_id)]
+    entry_count: int = 0
+
+    @classmethod
+    def of(cls, manifest: dict[str, str]) -> DirIndex:
+        dirs: dict[str, set[str]] = {"": set()}
+        files: dict[str, list[tuple[str, str]]] = {}
+        for path, object_id in manifest.items():
+            parent, _, name = path.rpartition("/")
+            files.setdefault(parent, []).append((name, object_id))
+            # Register every ancestor directory, stopping at the first one already known.
+            while parent:
+                grand, _, dir_name = parent.rpartition("/")
+                known = parent in dirs
+                dirs.setdefault(parent, set())
+                dirs.setdefault(grand, set()).add(dir_name)
+                if known:
+                    break
+                parent = grand
+        index = cls(entry_count=len(manifest))
+        index.dirs = {path: sorted(names) for path, names in dirs.items()}
+        index.files = {path: sorted(entries) for path, entries in files.items()}
+        return index
+
+    def is_dir(self, path: str) -> bool:
+        return path in self.dirs
+
+    def listing_size(self, path: str) -> int:
+        return len(self.dirs.get(path, ())) + len(self.files.get(path, ()))
+
+    def listing(self, path: str, *, offset: int = 0, limit: int | None = None) -> list[TreeEntry]:
+        """Return entries of directory *path*: sub-directories first, then files, by name; one page of them."""
+        if path not in self.dirs:
+            raise NotFound(f"No directory {path!r} at this ref.")
+        subdirs = self.dirs.get(path, [])
+        files = self.files.get(path, [])
+        stop = self.listing_size(path) if limit is None else offset + limit
+        prefix = f"{path}/" if path else ""
+        entries = [TreeEntry(name=n, path=prefix + n, kind="dir") for n in subdirs[offset:stop]]
+        first_file, last_file = max(0, offset - len(subdirs)), max(0, stop - len(subdirs))
+        entries += [
+            TreeEntry(name=n, path=prefix + n, kind="file", object_id=oid) for n, oid in files[first_file:last_file]
+        ]
+        return entries
+
+    def file(self, path: str) -> str | None:
+        """Return the object id of file *path*, or None."""
+        parent, _, name = path.rpartition("/")
+        entries = self.files.get(parent, [])
+        at = bisect_left(entries, (name, ""))
+        if at < len(entries) and entries[at][0] == name:
+            return entries[at][1]
+        return None
+
+
+class _IndexCache:
+    """The last few directory indexes this process built, by snapshot id."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._items: OrderedDict[str, DirIndex] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, snapshot_id: str) -> DirIndex | None:
+        with self._lock:
+            found = self._items.get(snapshot_id)
+            if found is not None:
+                self._items.move_to_end(snapshot_id)
+            return found
+
+    def put(self, snapshot_id: str, index: DirIndex) -> None:
+        with self._lock:
+            self._items[snapshot_id] = index
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_INDEXES = _IndexCache()
+
+
+def dir_index(commit_id: str) -> DirIndex:
+    """Return the directory index of *commit_id*'s tree (one query when this process has built it before)."""
+    snapshot_id = snapshot_ids_of([commit_id]).get(commit_id)
+    if snapshot_id is None:
+        return DirIndex.of({})
+    index = _INDEXES.get(snapshot_id)
+    if index is None:
+        index = DirIndex.of(load_manifest(snapshot_id))
+        _INDEXES.put(snapshot_id, index)
+    return index
+
+
+def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
+    """Return {object_id: size in bytes} for the given objects, in one query."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
+
+
+def read_blobs_by_id(object_ids: Sequence[str]) -> dict[str, bytes]:
+    """Return {object_id: verified bytes}; every blob is read from its cache row or once from its pack."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    return dict(read_blobs(plan_blob_reads(ids)))
+
+
+def as_text(raw: bytes) -> str | None:
+    """Return *raw* as text when it is UTF-8 without NUL bytes, else None (a binary file)."""
+    if b"\x00" in raw[:8192]:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@dataclass
+class FileChange:
+    """One changed path of a commit or comparison, with its diff when both sides are small text."""
+
+    path: str
+    status: str  # "added", "modified" or "removed"
+    old_id: str | None
+    new_id: str | None
+    old_size: int | None = None
+    new_size: int | None = None
+    diff: list[str] | None = None  # unified diff lines, without the ---/+++ header
+    binary: bool = False
+    too_large: bool = False
+    truncated: bool = False
+
+    @property
+    def additions(self) -> int:
+        return sum(1 for line in self.diff or () if line.startswith("+"))
+
+    @property
+    def deletions(self) -> int:
+        return sum(1 for line in self.diff or () if line.startswith("-"))
+
+
+def file_changes(
+    changes: ManifestDiff,
+    old: dict[str, str],
+    new: dict[str, str],
+    *,
+    limit: int = 100,
+    diff_limit: int = 40,
+) -> tuple[list[FileChange], int]:
+    """Return (the first *limit* changed paths with sizes, and diffs for the first *diff_limit* text files; total).
+
+    Object sizes come in one query and the blobs to diff are read in one plan,
+    so the cost follows what the page shows, not the size of the change.
+    """
+    rows = [(p, "added") for p in changes.added]
+    rows += [(p, "modified") for p in changes.modified]
+    rows += [(p, "removed") for p in changes.removed]
+    rows.sort()
+    total = len(rows)
+    shown = [FileChange(p, s, old.get(p), new.get(p)) for p, s in rows[:limit]]
+    sizes = object_sizes(oid for c in shown for oid in (c.old_id, c.new_id) if oid)
+    to_read: list[str] = []
+    for change in shown:
+        change.old_size = sizes.get(change.old_id) if change.old_id else None
+        change.new_size = sizes.get(change.new_id) if change.new_id else None
+        if max(change.old_size or 0, change.new_size or 0) > DIFF_MAX_BYTES:
+            change.too_large = True
+        elif len(to_read) < diff_limit * 2:
+            to_read += [oid for oid in (change.old_id, change.new_id) if oid]
+    blobs = read_blobs_by_id(to_read)
+    for change in shown:
+        if change.too_large or not all(oid in blobs for oid in (change.old_id, change.new_id) if oid):
+            continue
+        before = as_text(blobs[change.old_id]) if change.old_id else ""
+        after = as_text(blobs[change.new_id]) if change.new_id else ""
+        if before is None or after is None:
+            change.binary = True
+            continue
+        lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=3))[
+            2:
+        ]  # drop the ---/+++ header
+        if len(lines) > DIFF_MAX_LINES:
+            lines, change.truncated = lines[:DIFF_MAX_LINES], True
+        change.diff = lines
+    return shown, total
+
+
+def merge_conflicts(target_head: str | None, source_head: str) -> list[dict[str, str]]:
+    """Return the paths merging *source_head* into *target_head* would conflict on (empty when it merges cleanly).
+
+    Read-only: the same three-way merge a proposal's merge runs, without building a commit.
+    """
+    if (
+        target_head is None
+        or graph.is_ancestor(source_head, target_head)
+        or graph.is_ancestor(target_head, source_head)
+    ):
+        return []
+    base = graph.merge_base(target_head, source_head)
+    manifests = manifests_of_commits([c for c in (base, target_head, source_head) if c])
+    try:
+        merge_manifests(manifests.get(base, {}) if base else {}, manifests[target_head], manifests[source_head])
+    except MergeConflict as exc:
+        return list(exc.data.get("conflicts") or [])
+    return []
+
+
+def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:
+    """Return what changed from manifest *old* to manifest *new*."""
+    return diff_manifests(old, new)
+
+
+def collaborators_of(repo: Repo) -> list[Collaborator]:
+    """Return *repo*'s collaborators with their users, by username (one query)."""
+    return list(Collaborator.objects.filter(repo=repo).select_related("user").order_by("user__username"))
+
+
+def api_tokens_of(user) -> QuerySet[ApiToken]:
+    """Return *user*'s API tokens, newest first."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at")

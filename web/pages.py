@@ -1,0 +1,80 @@
+"""What every page shares: domain errors as HTML pages, pagination, and the repository a page is about.
+
+A view decorated with :func:`page` may raise any domain error: a private
+repository the visitor may not read is the same 404 page as one that does not
+exist; an anonymous visitor who needs to sign in is sent to the sign-in page;
+any other error is a page with the error's own status and sentence (503 keeps
+its ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from musehub_core.errors import AuthenticationRequired, MuseHubError
+from repos.access import RANKS, repo_for, role_of
+from repos.models import Repo, Role
+
+
+def page(view):
+    """Render domain errors raised by *view* as HTML pages (see the module docstring)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except AuthenticationRequired:
+            if request.user.is_authenticated:  # pragma: no cover - services raise this only for anonymous users
+                raise
+            return redirect_to_login(request.get_full_path())
+        except MuseHubError as exc:
+            return error_page(request, exc)
+
+    return wrapper
+
+
+def error_page(request: HttpRequest, exc: MuseHubError) -> HttpResponse:
+    response = render(request, "web/error.html", {"error": exc, "status": exc.status}, status=exc.status)
+    for name, value in exc.headers().items():
+        response[name] = value
+    return response
+
+
+def paginate(request: HttpRequest, items: Any, per_page: int) -> Page:
+    """Return the page ``?page=`` of *items* (the last page when the number is past the end)."""
+    paginator = Paginator(items, per_page, allow_empty_first_page=True)
+    try:
+        return paginator.page(request.GET.get("page") or 1)
+    except PageNotAnInteger:
+        return paginator.page(1)
+    except EmptyPage:
+        return paginator.page(paginator.num_pages)
+
+
+@dataclass
+class RepoContext:
+    """The repository a page shows and what the visitor may do to it."""
+
+    repo: Repo
+    role: str | None
+
+    @property
+    def can_write(self) -> bool:
+        return RANKS[self.role] >= RANKS[Role.WRITE]
+
+    @property
+    def can_admin(self) -> bool:
+        return RANKS[self.role] >= RANKS[Role.ADMIN]
+
+
+def repo_page(request: HttpRequest, owner: str, slug: str, role: str = Role.READ) -> RepoContext:
+    """Return the repository ``owner/slug`` if the visitor holds *role* on it (else the domain's error)."""
+    repo = repo_for(request.user, owner, slug, role)
+    return RepoContext(repo=repo, role=role_of(request.user, repo))

@@ -1,0 +1,169 @@
+"""Browsing a repository: its home page, directories and files at any ref.
+
+Directories come from ``repos.browse.dir_index`` (a per-snapshot index, so a
+page of a 25,000-file tree reads no manifest once the tree has been indexed)
+and are paginated; a file page reads only that file's blob, and at most
+``TEXT_MAX_BYTES`` of it is highlighted. Raw bytes are served by the REST
+API's ``raw/`` route, with its sandbox headers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from hubhttp.errors import not_found
+from hubhttp.views import absolute
+from musehub_core.errors import NotFound
+from repos import browse, selectors
+from repos.models import ProposalState
+from web import pianoroll
+from web.pages import RepoContext, page, paginate, repo_page
+from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_html
+
+DIR_PAGE = 300  # directory entries per page
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".ico", ".svg")
+MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_MAX_BYTES = 8 * 1024 * 1024
+
+
+def raw_url(repo, ref: str, path: str) -> str:
+    return reverse("api-raw", kwargs={"owner": repo.owner, "slug": repo.slug, "spec": f"{ref}/{path}"})
+
+
+def crumbs(path: str) -> list[tuple[str, str]]:
+    """Return [(name, path up to it)] for each segment of *path*."""
+    parts = [p for p in path.split("/") if p]
+    return [(name, "/".join(parts[: i + 1])) for i, name in enumerate(parts)]
+
+
+def _listing(request: HttpRequest, index: browse.DirIndex, path: str):
+    current = paginate(request, range(index.listing_size(path)), DIR_PAGE)
+    entries = index.listing(path, offset=current.start_index() - 1 if current.object_list else 0, limit=DIR_PAGE)
+    selectors.fill_sizes(entries)
+    return current, entries
+
+
+def _readme(index: browse.DirIndex, path: str) -> dict | None:
+    """Return the README of directory *path* rendered (Markdown, or plain text), or None."""
+    names = {name.lower(): (name, oid) for name, oid in index.files.get(path, [])}
+    for wanted in README_NAMES:
+        if wanted in names:
+            name, object_id = names[wanted]
+            if (browse.object_sizes([object_id]).get(object_id) or 0) > browse.TEXT_MAX_BYTES:
+                return {"name": name, "too_large": True}
+            text = browse.as_text(browse.read_blobs_by_id([object_id]).get(object_id, b""))
+            if text is None:
+                return None
+            if is_markdown(name):
+                return {"name": name, "html": markdown_html(text)}
+            return {"name": name, "text": text}
+    return None
+
+
+def _repo_context(ctx: RepoContext, **extra) -> dict:
+    open_count = selectors.proposals_of(ctx.repo, ProposalState.OPEN).count()
+    return {"repo": ctx.repo, "ctx": ctx, "open_proposals": open_count, **extra}
+
+
+@csrf_exempt  # only GET is a page; any other method is the JSON 404 an unknown URL gets
+@page
+def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    """``/{owner}/{slug}``: the default branch's top directory, its README, clone instructions and counts."""
+    if request.method not in ("GET", "HEAD"):
+        return not_found(request)
+    ctx = repo_page(request, owner, slug)
+    repo = ctx.repo
+    heads = selectors.branch_heads(repo)
+    ref = repo.default_branch if repo.default_branch in heads else next(iter(heads), None)
+    clone_url = absolute(request, f"/{repo.owner}/{repo.slug}")
+    context = _repo_context(ctx, heads=heads, ref=ref, clone_url=clone_url, tab="code")
+    if ref is not None:
+        head = heads[ref]
+        index = browse.dir_index(head)
+        current, entries = _listing(request, index, "")
+        context.update(
+            head=selectors.commits_by_id([head]).get(head),
+            page=current,
+            entries=entries,
+            readme=_readme(index, ""),
+            commit_count=selectors.CommitLog(head).count(),
+            file_count=index.entry_count,
+            path="",
+        )
+    return render(request, "web/repo_home.html", context)
+
+
+@page
+def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse:
+    """``tree/{ref}/{path}``: one directory at a ref, sub-directories first, paginated."""
+    ctx = repo_page(request, owner, slug)
+    ref, commit_id, path = selectors.split_ref_path(ctx.repo, spec)
+    index = browse.dir_index(commit_id)
+    if not index.is_dir(path):
+        if index.file(path) is not None:
+            return redirect("web-blob", owner=ctx.repo.owner, slug=ctx.repo.slug, spec=f"{ref}/{path}")
+        raise NotFound(f"No directory {path!r} at {ref}.")
+    current, entries = _listing(request, index, path)
+    context = _repo_context(
+        ctx,
+        heads=selectors.branch_heads(ctx.repo),
+        ref=ref,
+        commit_id=commit_id,
+        path=path,
+        crumbs=crumbs(path),
+        parent=posixpath.dirname(path),
+        page=current,
+        entries=entries,
+        readme=_readme(index, path) if path else None,
+        tab="code",
+    )
+    return render(request, "web/tree.html", context)
+
+
+@page
+def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse:
+    """``blob/{ref}/{path}``: a file: highlighted text, an image, a MIDI piano roll, or its size and a download."""
+    ctx = repo_page(request, owner, slug)
+    repo = ctx.repo
+    ref, commit_id, path = selectors.split_ref_path(repo, spec)
+    index = browse.dir_index(commit_id)
+    object_id = index.file(path) if path else None
+    if object_id is None:
+        if index.is_dir(path):
+            return redirect("web-tree", owner=repo.owner, slug=repo.slug, spec=f"{ref}/{path}".rstrip("/"))
+        raise NotFound(f"No file {path!r} at {ref}.")
+    size = browse.object_sizes([object_id]).get(object_id, 0)
+    lower = path.lower()
+    context = _repo_context(
+        ctx,
+        ref=ref,
+        commit_id=commit_id,
+        path=path,
+        crumbs=crumbs(path),
+        name=posixpath.basename(path),
+        object_id=object_id,
+        size=size,
+        raw_url=raw_url(repo, ref, path),
+        kind="binary",
+        tab="code",
+    )
+    if lower.endswith(IMAGE_SUFFIXES):
+        context["kind"] = "image"
+    elif lower.endswith(MIDI_SUFFIXES) and size <= MIDI_MAX_BYTES:
+        summary = pianoroll.read_midi(browse.read_blobs_by_id([object_id])[object_id])
+        context.update(kind="midi", midi=summary, svg=pianoroll.piano_roll_svg(summary))
+    elif size <= browse.TEXT_MAX_BYTES:
+        text = browse.as_text(browse.read_blobs_by_id([object_id])[object_id])
+        if text is not None:
+            if is_markdown(path) and request.GET.get("plain") != "1":
+                context.update(kind="markdown", html=markdown_html(text))
+            else:
+                context.update(kind="text", lines=highlighted_lines(path, text), markdown=is_markdown(path))
+    else:
+        context["kind"] = "too_large"
+    return render(request, "web/blob.html", context)
