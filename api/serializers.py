@@ -134,6 +134,39 @@ class RepoCreateRequest(serializers.Serializer):
     )
 
 
+class RepoListQuery(serializers.Serializer):
+    owner = serializers.CharField(max_length=150, required=False)
+    q = serializers.CharField(max_length=200, required=False)
+
+
+class RepoUpdateRequest(serializers.Serializer):
+    description = serializers.CharField(allow_blank=True, max_length=10_000, required=False)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+    default_branch = serializers.CharField(
+        max_length=255, required=False, help_text="An existing branch (422 unknown_branch otherwise)."
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send at least one of description, visibility, default_branch.")
+        return attrs
+
+
+class RepoRenameRequest(serializers.Serializer):
+    slug = serializers.CharField(max_length=100, required=False, help_text="The new name: owner/slug.")
+    owner = serializers.CharField(max_length=150, required=False, help_text="Transfer to this user (owner only).")
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send a new slug, a new owner, or both.")
+        return attrs
+
+
+class UserSerializer(serializers.Serializer):
+    username = serializers.CharField(source="get_username")
+    is_superuser = serializers.BooleanField()
+
+
 class CollaboratorRequest(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 

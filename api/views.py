@@ -13,7 +13,7 @@ import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -25,15 +25,23 @@ from rest_framework.views import APIView
 
 from api import serializers as s
 from hubhttp.codecs import JSONBodyParser, MsgpackParser, MsgpackRenderer
+from hubhttp.errors import json_error
 from hubhttp.views import validated
 from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
 from repos import selectors
-from repos.access import repo_for
+from repos.access import repo_for, reserved_owner_error
 from repos.models import Repo, Role
 from repos.services import proposals
 from repos.services.branches import delete_branch
 from repos.services.releases import publish_domain, sees_drafts
-from repos.services.repos import create_repo, remove_collaborator, set_collaborator
+from repos.services.repos import (
+    create_repo,
+    delete_repo,
+    remove_collaborator,
+    rename_repo,
+    set_collaborator,
+    update_repo,
+)
 from repos.storage.reader import read_blob
 
 
@@ -373,8 +381,32 @@ class ProposalReopenView(RepoApiView):
 # --- repositories ---------------------------------------------------------------------------------
 
 
-class RepoListView(ApiView):
-    @extend_schema(request=s.RepoCreateRequest, responses={201: s.RepoSerializer}, summary="Create a repository")
+class RepoListView(RepoApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("owner", str, description="Only this owner's repositories (any case)."),
+            OpenApiParameter("q", str, description="Only repositories whose name or description contains this."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=paginated_schema("RepoPage", s.RepoSerializer(many=True)),
+        summary="Repositories you may read, newest activity first",
+        description="Public repositories, plus (with a token) your own and those you collaborate on.",
+        operation_id="repos_list",
+    )
+    def get(self, request):
+        query = validated(s.RepoListQuery, request.query_params.dict())
+        rows = selectors.readable_repos(request.user, owner=query.get("owner"), q=query.get("q"))
+        paginator, page = self.paginate(request, rows)
+        return self.page_response(paginator, s.RepoSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        request=s.RepoCreateRequest,
+        responses={201: s.RepoSerializer},
+        summary="Create a repository under your own name",
+        description="A first push creates a public repository too; create it here first to make it private.",
+        operation_id="repos_create",
+    )
     def post(self, request):
         if not request.user.is_authenticated:
             raise AuthenticationRequired()
@@ -391,10 +423,73 @@ class RepoListView(ApiView):
 
 
 class RepoDetailView(ApiView):
-    @extend_schema(responses=s.RepoSerializer, summary="A repository")
+    @extend_schema(responses=s.RepoSerializer, summary="A repository", operation_id="repo_retrieve")
     def get(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         return Response(s.RepoSerializer(repo, context={"request": request}).data)
+
+    @extend_schema(
+        request=s.RepoUpdateRequest,
+        responses=s.RepoSerializer,
+        summary="Change description, visibility or default branch (admin role)",
+        description="The default branch must be a branch the repository has (422 `unknown_branch` otherwise).",
+        operation_id="repo_update",
+    )
+    def patch(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        body = validated(s.RepoUpdateRequest, request.data)
+        repo = update_repo(repo, acting_user=request.user, **body)
+        return Response(s.RepoSerializer(repo, context={"request": request}).data)
+
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        summary="Delete a repository (admin role)",
+        description=(
+            "Deletes the repository with its branches, proposals, releases, tags and collaborators at once. "
+            "Commits, snapshots, objects and packs no other repository uses are removed by `manage.py gc` "
+            "after its grace period."
+        ),
+        operation_id="repo_destroy",
+    )
+    def delete(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        delete_repo(repo, acting_user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RepoRenameView(ApiView):
+    @extend_schema(
+        request=s.RepoRenameRequest,
+        responses=s.RepoSerializer,
+        summary="Rename a repository or transfer it to another account",
+        description=(
+            "Renaming needs the admin role, a transfer the owner. The old name then answers "
+            "404 `repo_moved` with `moved_to` (wire clients refuse redirects) until a repository is created "
+            "under it again. After a transfer the former owner stays on as an admin collaborator."
+        ),
+        operation_id="repo_rename",
+    )
+    def post(self, request, owner: str, slug: str):
+        repo = repo_for(request.user, owner, slug, Role.ADMIN)
+        body = validated(s.RepoRenameRequest, request.data)
+        repo = rename_repo(repo, acting_user=request.user, new_slug=body.get("slug"), new_owner=body.get("owner"))
+        return Response(s.RepoSerializer(repo, context={"request": request}).data)
+
+
+class UserView(ApiView):
+    @extend_schema(
+        responses=s.UserSerializer,
+        summary="The authenticated user",
+        description="Who the token (or session) belongs to; clients author commits as this user.",
+        operation_id="user_retrieve",
+    )
+    def get(self, request):
+        if not request.user.is_authenticated:
+            raise AuthenticationRequired(
+                "Send 'Authorization: Bearer <token>' (python manage.py musehub_token create USER prints one)."
+            )
+        return Response(s.UserSerializer(request.user).data)
 
 
 class CollaboratorView(ApiView):
@@ -491,3 +586,15 @@ class DomainDetailView(ApiView):
     @extend_schema(responses=s.DomainSerializer, summary="A published domain", operation_id="domain_retrieve")
     def get(self, request, author: str, slug: str):
         return Response(s.DomainSerializer(selectors.domain_by_name(author, slug)).data)
+
+
+# The wire routes' suffixes (wire/urls.py), as one regular expression.
+WIRE_SUFFIXES = (
+    r"refs|filter-objects|mpack/upload|mpack/push|mpack/fetch|presign|push|push/objects|fetch|negotiate"
+    r"|releases|releases/.+|tags"
+)
+
+
+def reserved_owner_route(request, owner: str, slug: str, suffix: str) -> JsonResponse:
+    """Answer a wire route under a reserved owner (``/admin/x/refs``) with JSON, before the admin's HTML catches it."""
+    return json_error(reserved_owner_error(owner))

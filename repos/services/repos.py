@@ -256,10 +256,13 @@ def move_branch(repo: Repo, name: str, new_head: str, *, force: bool = False) ->
                 created = Branch.objects.create(
                     branch_id=compute_branch_id(repo.repo_id, name), repo=repo, name=name, head_commit_id=new_head
                 )
+            now = dt.datetime.now(dt.UTC)
             if first and repo.default_branch != name:
                 # The first branch of a repository becomes its default (muse init --default-branch trunk).
-                Repo.objects.filter(pk=repo.pk).update(default_branch=name)
+                Repo.objects.filter(pk=repo.pk).update(default_branch=name, updated_at=now)
                 repo.default_branch = name
+            else:
+                Repo.objects.filter(pk=repo.pk).update(updated_at=now)  # new activity: lists show it first
             return created
         except IntegrityError:
             # Another writer created the branch first: retry as an update under its lock.
@@ -426,12 +429,14 @@ def rename_repo(
             former = [n for n in locked.former_names.splitlines() if n and n != new_key]
             if old_key != new_key and old_key not in former:
                 former.append(old_key)
+            if locked.name == locked.slug:
+                locked.name = slug  # a display name that was the slug follows it
             locked.owner, locked.slug, locked.owner_user = owner, slug, owner_user
             locked.owner_identity_id = compute_identity_id(owner)
             locked.former_names = "\n".join(former)
             locked.updated_at = dt.datetime.now(dt.UTC)
             locked.save(
-                update_fields=["owner", "slug", "owner_user", "owner_identity_id", "former_names", "updated_at"]
+                update_fields=["owner", "slug", "name", "owner_user", "owner_identity_id", "former_names", "updated_at"]
             )
             if owner_user is not None:
                 Collaborator.objects.filter(repo=locked, user=owner_user).delete()  # the owner holds every role
