@@ -252,7 +252,9 @@ MUSEHUB_STORAGE_OBSERVERS = ["hubhttp.instruments.observe_storage"]
 MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 
 # --- hub limits and behaviour (documented in the README) ---------------------
-MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 4096)
+# Blobs up to this size are also copied into the database (Object.content_cache). Off by default: a fetch
+# reads each covering pack once anyway, and the copy doubled the objects table (issue 16's measurement).
+MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)
 # Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).
 MUSEHUB_SNAPSHOT_CHAIN_MAX = env_int("MUSEHUB_SNAPSHOT_CHAIN_MAX", 64)
 MUSEHUB_MAX_PACK_BYTES = env_int("MUSEHUB_MAX_PACK_BYTES", 2 * 1024**3)
@@ -299,6 +301,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # api/schema.py: Bearer tokens as the documented scheme, groups by purpose, every error reply documented;
+    # descriptions come from extend_schema only (class docstrings are for developers, not API users).
+    "DESCRIPTION": (
+        "Push, fetch and browse Muse repositories.\n\n"
+        "Authenticate with `Authorization: Bearer <token>` (`python manage.py musehub_token create USER`). "
+        "Public repositories need no token; a private one answers 404 to anyone who may not read it.\n\n"
+        "Every error is JSON `{error, detail}`; its status says whether to retry (503 with Retry-After). "
+        "Every list is `{count, next, previous, results}` with `page` and `page_size` (at most 100)."
+    ),
+    "AUTHENTICATION_WHITELIST": ["hubhttp.authentication.BearerTokenAuthentication"],
+    "DISABLE_DOCSTRING_DESCRIPTIONS": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "TAGS": "api.schema.TAGS",
+    "PREPROCESSING_HOOKS": ["api.schema.keep_public_endpoints"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.tag_and_document_errors",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LANGUAGE_CODE = "en-us"

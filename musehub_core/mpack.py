@@ -567,16 +567,17 @@ class MPackWriter:
     :meth:`finish` with the branch heads; it returns ``(key, size)``.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], *, hashing: bool = True) -> None:
         self._stream = stream
         self._packer = msgpack.Packer(use_bin_type=True)
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashing else None
         self.size = 0
         self._write(self._packer.pack_map_header(4))
 
     def _write(self, data: bytes) -> None:
         self._stream.write(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
 
     def _write_list(self, name: str, items: list[Any]) -> None:
@@ -636,9 +637,10 @@ class MPackWriter:
         return offset
 
     def finish(self, branch_heads: Mapping[str, str] | None = None) -> tuple[str, int]:
+        """Write the branch heads; return (the pack's key, or '' for a writer made without hashing, size)."""
         self._write(self._packer.pack("branch_heads"))
         self._write(self._packer.pack(dict(branch_heads or {})))
-        return PREFIX + self._hash.hexdigest(), self.size
+        return (PREFIX + self._hash.hexdigest() if self._hash is not None else ""), self.size
 
 
 def build_wire_mpack(payload: Mapping[str, Any]) -> bytes:

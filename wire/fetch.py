@@ -1,14 +1,21 @@
 """Native fetch: the domain's selection (``repos.services.fetch``) written as one fetch mpack.
 
 Blob bytes come through ``repos.storage.reader`` (cache, then each covering
-pack read once). The pack is streamed to a spool, stored under its content key
-and handed out by URL.
+pack read once, every blob checked against its id). Two ways to hand the pack over:
+
+- by default (seed FN-7) the pack carries raw blob bytes; it is spooled, stored
+  under its content key and handed out by URL;
+- with the ``pack-stream`` capability the pack is the reply itself, written as
+  it is read: blobs keep the encoding they were stored with (no decode and
+  re-encode, no copy in storage, one read of each byte), so a clone downloads
+  about what the push uploaded and storage does not grow by a pack per head.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hubhttp.instruments import note_transfer, transfer
@@ -18,11 +25,15 @@ from repos.models import Repo
 from repos.selectors import branch_heads, repo_by_id
 from repos.services.fetch import MAX_HAVE_IDS, SNAPSHOT_DELTA, FetchSet, check_ids, select_fetch
 from repos.storage.backend import get_backend
-from repos.storage.reader import BlobPlan, plan_blob_reads, read_blobs
+from repos.storage.reader import BlobPlan, plan_blob_reads, read_blobs, serve_blobs
 from repos.storage.writer import record_fetch_pack, store_pack
 
 log = logging.getLogger("musehub.fetch")
-CAPABILITIES = (SNAPSHOT_DELTA,)
+PACK_STREAM = "pack-stream"
+PACK_TYPE = "application/x-mpack"
+CAPABILITIES = (SNAPSHOT_DELTA, PACK_STREAM)
+# A streamed reply is handed to the server in pieces of about this size.
+STREAM_CHUNK = 1024 * 1024
 
 
 def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[str, int]:
@@ -48,6 +59,28 @@ def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[
     return mpack_id, size
 
 
+def _select(
+    repo_id: str, want: list[str], have: list[str], capabilities: Sequence[str]
+) -> tuple[Repo, FetchSet, BlobPlan]:
+    """Check the request and return what to send: the repository, the selection, and where each blob is read."""
+    repo = repo_by_id(repo_id)
+    note_transfer(repo=repo.full_name)
+    want_ids = check_ids(want, "want")
+    have_ids = check_ids(have, "have", MAX_HAVE_IDS)
+    if not isinstance(capabilities, (list, tuple)) or not all(isinstance(c, str) for c in capabilities):
+        raise BadRequest("capabilities must be a list of names.")
+    selection = select_fetch(repo, want=want_ids, have=have_ids, deltas=SNAPSHOT_DELTA in capabilities)
+    return repo, selection, plan_blob_reads(selection.blob_ids)
+
+
+def _counts(selection: FetchSet, plan: BlobPlan) -> dict[str, int]:
+    return {
+        "commit_count": len(selection.commits),
+        "snapshot_count": len(selection.snapshots),
+        "blob_count": plan.count,
+    }
+
+
 @transfer("fetch", "mpack", "musehub.fetch")
 def wire_fetch_mpack(
     repo_id: str, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
@@ -60,21 +93,75 @@ def wire_fetch_mpack(
     Raises BadRequest (bad ids), RefNotFound (a want the repo lacks) and
     FetchNotIndexedError (a needed blob is not yet indexed: retry).
     """
-    repo = repo_by_id(repo_id)
-    note_transfer(repo=repo.full_name)
-    want_ids = check_ids(want, "want")
-    have_ids = check_ids(have, "have", MAX_HAVE_IDS)
-    if not isinstance(capabilities, (list, tuple)) or not all(isinstance(c, str) for c in capabilities):
-        raise BadRequest("capabilities must be a list of names.")
-    selection = select_fetch(repo, want=want_ids, have=have_ids, deltas=SNAPSHOT_DELTA in capabilities)
-    plan = plan_blob_reads(selection.blob_ids)
+    repo, selection, plan = _select(repo_id, want, have, capabilities)
     mpack_id, size = build_fetch_mpack(repo, selection, plan)
     note_transfer(pack=mpack_id, commits=len(selection.commits), blobs=plan.count, bytes=size)
     return {
         "mpack_id": mpack_id,
         "mpack_url": get_backend().presign_mpack_get(mpack_id),
-        "commit_count": len(selection.commits),
-        "snapshot_count": len(selection.snapshots),
-        "blob_count": plan.count,
+        **_counts(selection, plan),
         "size": size,
     }
+
+
+@dataclass
+class FetchStream:
+    """A fetch reply sent as it is written: the counts (for headers) and the pack's bytes in pieces."""
+
+    counts: dict[str, int]
+    chunks: Iterator[bytes]
+
+
+class _Pieces:
+    """The write end an MPackWriter fills and the reply drains."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+
+    def drain(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+
+@transfer("fetch", "mpack-stream", "musehub.fetch")
+def stream_fetch_mpack(
+    repo_id: str, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
+) -> FetchStream:
+    """Return the fetch pack taking a client from *have* to *want* as a stream (the ``pack-stream`` capability).
+
+    Everything that can refuse the fetch (bad ids, an unknown want, a blob not
+    yet indexed) is checked before the first byte. Blobs keep their stored
+    encoding; nothing is written to storage. A storage failure once the reply has
+    started cuts it short, which the client sees as an incomplete pack and retries.
+    """
+    repo, selection, plan = _select(repo_id, want, have, capabilities)
+    heads = branch_heads(repo)
+    note_transfer(commits=len(selection.commits), blobs=plan.count, streamed=True)
+
+    def chunks() -> Iterator[bytes]:
+        pieces = _Pieces()
+        writer = MPackWriter(pieces, hashing=False)  # type: ignore[arg-type]
+        writer.write_commits(selection.commits)
+        writer.write_snapshots(selection.snapshots)
+        writer.begin_blobs(plan.count)
+        yield pieces.drain()
+        try:
+            for blob in serve_blobs(plan):
+                writer.write_blob(blob.object_id, blob.stored, blob.encoding)
+                if pieces.size >= STREAM_CHUNK:
+                    yield pieces.drain()
+        except Exception:
+            log.exception("fetch stream of %s cut short after %d bytes", repo.full_name, writer.size)
+            raise
+        writer.finish(heads)
+        yield pieces.drain()
+        log.info("fetch stream of %s sent %d bytes", repo.full_name, writer.size)
+
+    return FetchStream(counts=_counts(selection, plan), chunks=chunks())

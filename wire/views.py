@@ -14,7 +14,7 @@ import tempfile
 
 from django.conf import settings
 from django.core.files import File
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -39,7 +39,7 @@ from repos.storage.backend import (
 from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
-from wire.fetch import CAPABILITIES, wire_fetch_mpack
+from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack, wire_fetch_mpack
 from wire.push import create_mpack_upload, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
@@ -129,10 +129,24 @@ class PushView(WireView):
 
 
 class FetchView(WireView):
-    @extend_schema(request=s.FetchRequest, responses=s.FetchResponse, summary="Build an mpack of what the client lacks")
+    @extend_schema(
+        request=s.FetchRequest,
+        responses=s.FetchResponse,
+        summary="Build an mpack of what the client lacks",
+        description="With the `pack-stream` capability the reply is the pack itself (application/x-mpack), "
+        "blobs as stored, with the counts in MuseHub-Commit-Count, MuseHub-Snapshot-Count and MuseHub-Blob-Count.",
+    )
     def post(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         body = validated(s.FetchRequest, request.data)
+        if PACK_STREAM in body["capabilities"]:
+            stream = stream_fetch_mpack(
+                repo.repo_id, want=body["want"], have=body["have"], capabilities=body["capabilities"]
+            )
+            response = StreamingHttpResponse(stream.chunks, content_type=PACK_TYPE)
+            for name, value in stream.counts.items():
+                response[f"MuseHub-{name.replace('_', '-').title()}"] = str(value)
+            return response
         result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"], capabilities=body["capabilities"])
         result["mpack_url"] = absolute(request, result["mpack_url"])
         return Response(result)

@@ -25,7 +25,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import blob_id
-from musehub_core.mpack import decode_verified, index_mpack, skip_bytes
+from musehub_core.mpack import decode_verified, index_mpack, skip_bytes, verify_blob
 from repos.models import MPack, MPackIndex, Object
 from repos.storage.backend import MAX_SPANS, coalesce_ranges, get_backend
 
@@ -106,12 +106,38 @@ def _verified(entry_id: str, raw: bytes) -> bytes | None:
     return raw if blob_id(raw) == entry_id else None
 
 
-def _decode(entry: IndexEntry, stored: bytes) -> bytes | None:
-    return decode_verified(entry.object_id, stored, entry.encoding)
+@dataclass(frozen=True)
+class ServedBlob:
+    """One blob as it is served: its bytes as stored (``encoding`` '' for raw) and, when decoded, the raw bytes."""
+
+    object_id: str
+    stored: bytes
+    encoding: str
+    raw: bytes | None = None
 
 
-def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) -> Iterator[tuple[str, bytes | None]]:
-    """Yield (object_id, raw or None) for *entries* from one pack; raise FileNotFoundError when it is missing."""
+def _checked(entry: IndexEntry, stored: bytes, *, keep_raw: bool) -> ServedBlob | None:
+    """Return *stored* as a ServedBlob when it decodes and hashes to the entry's id, else None."""
+    if not entry.encoding:
+        return ServedBlob(entry.object_id, stored, "", stored) if blob_id(stored) == entry.object_id else None
+    if keep_raw:
+        raw = decode_verified(entry.object_id, stored, entry.encoding)
+        return None if raw is None else ServedBlob(entry.object_id, stored, entry.encoding, raw)
+    return (
+        ServedBlob(entry.object_id, stored, entry.encoding)
+        if verify_blob(entry.object_id, stored, entry.encoding)
+        else None
+    )
+
+
+def _read_pack(
+    mpack_id: str, entries: list[IndexEntry], pack_size: int | None, *, keep_raw: bool = True
+) -> Iterator[tuple[str, ServedBlob | None]]:
+    """Yield (object_id, verified blob or None) for *entries* from one pack; raise FileNotFoundError when it is missing.
+
+    Each byte is read from storage once; a blob is decoded only to check it
+    (and kept decoded with *keep_raw*).
+    """
     backend = get_backend()
     located = [e for e in entries if e.offset is not None and e.length is not None]
     if len(located) == len(entries) and pack_size:
@@ -122,7 +148,7 @@ def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) 
             if spans is None:
                 raise FileNotFoundError(mpack_id)
             for e in located:
-                yield e.object_id, _decode(e, spans[(e.offset, e.length)])  # type: ignore[index]
+                yield e.object_id, _checked(e, spans[(e.offset, e.length)], keep_raw=keep_raw)  # type: ignore[index]
             return
     stream = backend.open_mpack(mpack_id)
     if stream is None:
@@ -135,20 +161,32 @@ def _read_pack(mpack_id: str, entries: list[IndexEntry], pack_size: int | None) 
                     raise MalformedPack("The pack ended early.")
                 stored = stream.read(e.length)
                 position = e.offset + len(stored)  # type: ignore[operator]
-                yield e.object_id, _decode(e, stored) if len(stored) == e.length else None
+                yield e.object_id, _checked(e, stored, keep_raw=keep_raw) if len(stored) == e.length else None
             return
-        # Index rows without byte ranges (older packs): parse the pack once and pick the blobs out.
+        # Index rows without byte ranges (older packs): parse the pack once and pick the blobs out (decoded).
         wanted = {e.object_id for e in entries}
         contents = index_mpack(stream, keep_content_up_to=-1, keep_ids=wanted, verify=False)
     found = {b.object_id: b.content for b in contents.blobs if b.content is not None}
     for oid in wanted:
-        yield oid, _verified(oid, found[oid]) if oid in found else None
+        raw = _verified(oid, found[oid]) if oid in found else None
+        yield oid, None if raw is None else ServedBlob(oid, raw, "", raw)
 
 
 def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
     """Yield (object_id, raw bytes) for every blob in *plan*, each verified against its id.
 
     Raises IntegrityError when no source holds a blob's correct bytes.
+    """
+    for blob in serve_blobs(plan, keep_raw=True):
+        yield blob.object_id, blob.raw  # type: ignore[misc]
+
+
+def serve_blobs(plan: BlobPlan, *, keep_raw: bool = False) -> Iterator[ServedBlob]:
+    """Yield every blob in *plan* once, verified against its id, as stored (and decoded with *keep_raw*).
+
+    Content-cache rows come raw; pack entries keep the encoding they were
+    stored with, so a reply can pass them on without re-encoding. Raises
+    IntegrityError when no source holds a blob's correct bytes.
     """
     for chunk in _chunks(plan.cached):
         # One query per chunk of ids; rows arrive _CACHE_CHUNK at a time, so memory stays bounded.
@@ -157,33 +195,33 @@ def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
             raw = _verified(oid, bytes(content)) if content is not None else None
             if raw is None:
                 log.warning("content_cache of %s is wrong; falling back to its mpack", oid)
-                yield oid, _read_elsewhere(oid, plan.alternatives.get(oid, []))
-            else:
-                yield oid, raw
+                raw = _read_elsewhere(oid, plan.alternatives.get(oid, []))
+            yield ServedBlob(oid, raw, "", raw)
     for mpack_id, entries in plan.by_pack.items():
         failed: list[str] = []
         try:
-            for oid, raw in _read_pack(mpack_id, entries, plan.pack_sizes.get(mpack_id)):
-                if raw is None:
+            for oid, blob in _read_pack(mpack_id, entries, plan.pack_sizes.get(mpack_id), keep_raw=keep_raw):
+                if blob is None:
                     failed.append(oid)
                 else:
-                    yield oid, raw
+                    yield blob
         except StorageUnavailable:
             raise  # storage is failing, not this pack: 503 now rather than falling back
         except (FileNotFoundError, MalformedPack):
             log.warning("mpack %s is missing or damaged; falling back for %d blob(s)", mpack_id, len(entries))
             failed = [e.object_id for e in entries]
         for oid in failed:
-            yield oid, _read_elsewhere(oid, plan.alternatives.get(oid, []))
+            raw = _read_elsewhere(oid, plan.alternatives.get(oid, []))
+            yield ServedBlob(oid, raw, "", raw)
 
 
 def _read_elsewhere(oid: str, alternatives: list[IndexEntry]) -> bytes:
     """Read one blob from its other covering packs, then from its legacy per-object key."""
     for entry in alternatives:
         try:
-            for _, raw in _read_pack(entry.mpack_id, [entry], None):
-                if raw is not None:
-                    return raw
+            for _, blob in _read_pack(entry.mpack_id, [entry], None):
+                if blob is not None:
+                    return blob.raw  # type: ignore[return-value]
         except StorageUnavailable:
             raise
         except (FileNotFoundError, MalformedPack):

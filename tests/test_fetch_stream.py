@@ -1,0 +1,134 @@
+"""The ``pack-stream`` fetch capability: the pack is the reply, blobs as stored, nothing written to storage."""
+
+from __future__ import annotations
+
+import io
+
+import msgpack
+import pytest
+import requests
+
+from musehub_core.ids import blob_id
+from musehub_core.mpack import decode_verified, index_mpack
+from repos.models import MPack, MPackIndex, MPackKind, Repo
+from tests.factories import History, build_pack, make_user, uid
+from tests.httpkit import WireCaller, token_for
+from tests.test_http_api import http_push
+
+pytestmark = pytest.mark.django_db
+
+STREAM = ["snapshot-delta", "pack-stream"]
+
+
+@pytest.fixture
+def alice():
+    return make_user(f"alice-{uid()}")
+
+
+@pytest.fixture
+def as_alice(alice):
+    return WireCaller(token_for(alice))
+
+
+def _pushed(caller: WireCaller, path: str, history: History, **kwargs) -> None:
+    reply = http_push(caller, path, history, **kwargs)
+    assert reply.status == 200, reply.content
+
+
+def _blobs_of(pack: bytes) -> dict[str, dict]:
+    return {b["object_id"]: b for b in msgpack.unpackb(pack, raw=False)["blobs"]}
+
+
+def test_refs_lists_the_capability(as_alice, alice):
+    history = History()
+    history.commit({"a.txt": b"a"})
+    _pushed(as_alice, f"/{alice.username}/s", history)
+    assert "pack-stream" in as_alice.get(f"/{alice.username}/s/refs").data["capabilities"]
+
+
+def test_a_streamed_clone_is_a_valid_pack_with_blobs_as_stored_and_stores_nothing(backend, as_alice, alice):
+    history = History()
+    text = b"la la la, a verse that repeats\n" * 400
+    noise = bytes(range(256)) * 3
+    head = history.commit({"lyrics.txt": text, "drums.bin": noise, "tiny": b"x"})
+    path = f"/{alice.username}/song"
+    # A zstd-encoded push: the hub keeps the encoding the client chose.
+    data = build_pack(history.commits, history.snapshots, history.blobs, zstd=True)
+    slot = as_alice.post(f"{path}/mpack/upload", {"mpack_key": blob_id(data), "size": len(data)})
+    url = slot.data["upload_url"]
+    if "/_storage/" not in url:  # S3: a presigned PUT to the real endpoint
+        assert requests.put(url, data=data, headers={"Content-Type": "application/octet-stream"}).ok
+    else:
+        assert as_alice.put_url(url, data).status == 200
+    pushed = as_alice.post(
+        f"{path}/mpack/push",
+        {"mpack_key": blob_id(data), "branch": "main", "head_commit_id": head["commit_id"], "force": False,
+         "commits_count": 1, "blobs_count": 3},
+    )  # fmt: skip
+    assert pushed.status == 200, pushed.content
+    packs_before = set(backend.list_mpacks())
+    rows_before = MPack.objects.count()
+
+    reply = as_alice.post(f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": [], "capabilities": STREAM})
+
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "application/x-mpack"
+    assert (reply.headers["MuseHub-Commit-Count"], reply.headers["MuseHub-Blob-Count"]) == ("1", "3")
+    contents = index_mpack(io.BytesIO(reply.content), verify=True)  # every blob decodes to its id
+    assert [c["commit_id"] for c in contents.commits] == [head["commit_id"]]
+    assert contents.branch_heads == {"main": head["commit_id"]}
+    blobs = _blobs_of(reply.content)
+    lyrics = blobs[blob_id(text)]
+    assert lyrics.get("encoding") == "zstd" and len(lyrics["content"]) < len(text) // 10, "sent as stored, compressed"
+    assert decode_verified(blob_id(text), lyrics["content"], "zstd") == text
+    assert set(backend.list_mpacks()) == packs_before, "a streamed fetch writes nothing to storage"
+    assert MPack.objects.count() == rows_before
+    assert not MPack.objects.filter(kind=MPackKind.FETCH).exists()
+
+
+def test_an_incremental_streamed_fetch_sends_only_what_changed(as_alice, alice):
+    history = History()
+    first = history.commit({"a.txt": b"one", "b.txt": b"two"})
+    path = f"/{alice.username}/inc"
+    _pushed(as_alice, path, history)
+    second = history.commit({"a.txt": b"one", "b.txt": b"two, changed"}, parents=[first["commit_id"]])
+    _pushed(as_alice, path, history)
+
+    reply = as_alice.post(
+        f"{path}/mpack/fetch", {"want": [second["commit_id"]], "have": [first["commit_id"]], "capabilities": STREAM}
+    )
+
+    assert reply.status == 200
+    body = msgpack.unpackb(reply.content, raw=False)
+    assert [c["commit_id"] for c in body["commits"]] == [second["commit_id"]]
+    assert set(_blobs_of(reply.content)) == {blob_id(b"two, changed")}
+    assert body["snapshots"][0]["base"] == first["snapshot_id"], "the snapshot travels as a delta"
+
+
+def test_refusals_come_before_the_first_byte_as_json(as_alice, alice):
+    history = History()
+    head = history.commit({"a.txt": b"a"})
+    path = f"/{alice.username}/refuse"
+    _pushed(as_alice, path, history)
+    unknown = History().commit({"z": b"z"})["commit_id"]
+
+    missing = as_alice.post(f"{path}/mpack/fetch", {"want": [unknown], "have": [], "capabilities": STREAM})
+    assert missing.status == 404 and missing.data["error"]
+
+    MPackIndex.objects.filter(entity_id=blob_id(b"a")).delete()
+    not_indexed = as_alice.post(
+        f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": [], "capabilities": STREAM}
+    )
+    assert not_indexed.status == 503 and not_indexed.headers.get("Retry-After")
+
+
+def test_a_private_repository_streams_only_to_readers(as_alice, alice):
+    history = History()
+    head = history.commit({"secret.txt": b"s"})
+    path = f"/{alice.username}/private"
+    _pushed(as_alice, path, history)
+    Repo.objects.filter(owner=alice.username, slug="private").update(visibility="private")
+    stranger = WireCaller(token_for(make_user(f"bob-{uid()}")))
+    reply = stranger.post(f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": [], "capabilities": STREAM})
+    assert reply.status == 404
+    assert b"secret" not in reply.content
