@@ -255,6 +255,8 @@ MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 # Blobs up to this size are also copied into the database (Object.content_cache). Off by default: a fetch
 # reads each covering pack once anyway, and the copy doubled the objects table (issue 16's measurement).
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)
+# A push that leaves a repository with more live packs than this runs a geometric repack (0: never).
+MUSEHUB_AUTO_REPACK_PACKS = env_int("MUSEHUB_AUTO_REPACK_PACKS", 8)
 # Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).
 MUSEHUB_SNAPSHOT_CHAIN_MAX = env_int("MUSEHUB_SNAPSHOT_CHAIN_MAX", 64)
 MUSEHUB_MAX_PACK_BYTES = env_int("MUSEHUB_MAX_PACK_BYTES", 2 * 1024**3)
@@ -313,13 +315,11 @@ SPECTACULAR_SETTINGS = {
     "AUTHENTICATION_WHITELIST": ["hubhttp.authentication.BearerTokenAuthentication"],
     "DISABLE_DOCSTRING_DESCRIPTIONS": True,
     "SERVE_INCLUDE_SCHEMA": False,
-    "TAGS": "api.schema.TAGS",
     "PREPROCESSING_HOOKS": ["api.schema.keep_public_endpoints"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.schema.tag_and_document_errors",
     ],
-    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LANGUAGE_CODE = "en-us"

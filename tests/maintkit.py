@@ -9,6 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from musehub_core.ids import blob_id
 from musehub_core.mpack import parse_wire_mpack
@@ -55,8 +56,17 @@ def codes(report: dict) -> dict[str, set[str]]:
 
 
 def push_series(repo, count: int, *, size: int = 600, history: History | None = None) -> History:
-    """Push *count* commits to *repo*'s main branch, one push each, each adding one new file of *size* bytes."""
+    """Push *count* commits to *repo*'s main branch, one push each, each adding one new file of *size* bytes.
+
+    The automatic repack is off while it pushes: these tests arrange the packs themselves.
+    """
     history = history or History()
+    with override_settings(MUSEHUB_AUTO_REPACK_PACKS=0):
+        _push_each(repo, history, count, size)
+    return history
+
+
+def _push_each(repo, history: History, count: int, size: int) -> None:
     for i in range(count):
         parents = [history.commits[-1]["commit_id"]] if history.commits else []
         content = (f"file {i} of {repo.slug}\n".encode() * (size // 16 + 1))[:size]
@@ -64,7 +74,6 @@ def push_series(repo, count: int, *, size: int = 600, history: History | None = 
         commit = history.commit({f"f{i:03}.txt": content}, parents=parents)
         new = {oid: raw for oid, raw in history.blobs.items() if oid not in before}
         push_history(repo, history, commits=[commit], blobs=new, zstd=i % 2 == 0)
-    return history
 
 
 def random_blob(size: int) -> bytes:

@@ -5,7 +5,8 @@ are stored → connectivity (parents, snapshots, blobs in the push or the
 repository) → store the blobs (the protocol's own step: promote the uploaded
 pack, or write one) → one transaction: rows, refs, index entries, the branch
 move and the protocol's own clean-up, run again if the database aborted it
-for a deadlock or serialization failure. A push refused at any step writes no rows.
+for a deadlock or serialization failure → once committed, a geometric repack
+when the repository has many packs. A push refused at any step writes no rows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from repos.services.history import (
     verify_commits,
     write_history,
 )
+from repos.services.repack import compact_after_push
 from repos.services.repos import adopt_domain, may_create_under, move_branch
 from repos.storage.writer import StoredBlob
 from repos.transactions import run_atomic
@@ -89,7 +91,9 @@ def receive_push(
         finish()
         return added
 
-    return run_atomic(write)
+    added = run_atomic(write)
+    compact_after_push(repo)
+    return added
 
 
 def check_fast_forward(repo: Repo, push: IncomingPush) -> None:

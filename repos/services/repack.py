@@ -11,6 +11,11 @@ rewritten because small pushes landed next to it. ``all_packs`` combines
 everything; ``max_packs`` caps how many of the smallest are combined in one
 run, and the combined pack never exceeds ``MUSEHUB_MAX_PACK_BYTES``.
 
+A push compacts on its own (:func:`compact_after_push`): once a repository has
+more than ``MUSEHUB_AUTO_REPACK_PACKS`` live packs, the push that committed runs
+the same geometric selection, so a busy repository keeps a handful of packs and
+a clone reads few of them without anyone running ``musehub_repack``.
+
 How (:func:`build_repack` then :func:`switch_repack`): each chosen pack is
 read once as a stream; every blob's stored bytes are copied with their
 encoding (verified against the id on the way) into a new ``repack`` pack.
@@ -22,6 +27,7 @@ the old packs stay in storage until ``musehub_gc`` finds them unneeded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +44,7 @@ from repos.storage.backend import get_backend
 from repos.storage.layout import mpack_uri
 from repos.storage.writer import PackBuilder, StoredBlob, new_mpack_row, record_index, record_mpack
 
+log = logging.getLogger("musehub.repack")
 REPACKABLE_KINDS = (MPackKind.PUSH, MPackKind.SERVER, MPackKind.REPACK)
 SPLIT_FACTOR = 2
 
@@ -243,6 +250,29 @@ def repack_repo(
     result.mpack_id = built.mpack_id
     result.size = built.size
     result.blobs = switch_repack(built)
+    return result
+
+
+def compact_after_push(repo: Repo) -> RepackResult | None:
+    """Repack *repo* geometrically when it holds more than ``MUSEHUB_AUTO_REPACK_PACKS`` live packs.
+
+    Runs after a push committed, so it never changes what the push stored: a
+    failure (storage down, say) is logged and left for the next push or
+    ``musehub_repack``. Returns what was done, or None when nothing ran.
+    """
+    threshold = settings.MUSEHUB_AUTO_REPACK_PACKS
+    if threshold <= 0:
+        return None
+    packs = repackable_packs(repo)
+    if len(packs) <= threshold:
+        return None
+    try:
+        result = repack_repo(repo)
+    except Exception:
+        log.warning("automatic repack of %s failed; the next push or musehub_repack retries", repo, exc_info=True)
+        return None
+    if result.mpack_id:
+        log.info("automatic repack of %s: %d packs into %s", repo, len(result.sources), result.mpack_id)
     return result
 
 
