@@ -51,6 +51,11 @@ class Silent:
         return _NoProgress()
 
 
+def warn(out: Feedback, message: str) -> None:
+    """Give *out* a warning: through its ``warn`` method when it has one (shown even when quiet), else as a note."""
+    getattr(out, "warn", out.note)(message)
+
+
 def format_bytes(n: int) -> str:
     """Return *n* bytes as a short human string (``512 B``, ``1.5 MiB``)."""
     value = float(n)

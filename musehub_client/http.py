@@ -113,14 +113,37 @@ class _UploadBody:
             yield data
 
 
+TOKEN_HELP = (
+    "set MUSEHUB_TOKEN or pass --token (create a token on the hub's Tokens page when it has one, "
+    "or ask its operator: python manage.py musehub_token create USER)"
+)
+
+
 def normalize_url(url: str) -> str:
-    """Return the repository URL without a trailing slash, or raise ClientError (usage) if it is not one."""
+    """Return the repository URL without a trailing slash, or raise ClientError (usage) if it is not one.
+
+    A repository URL names the hub, the owner and the repository: ``http://host:8000/OWNER/REPO``.
+    """
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.strip("/"):
-        raise ClientError(f"{url!r} is not a repository URL like http://host:8000/owner/slug", EXIT_USAGE)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"{url!r} is not a repository URL like http://127.0.0.1:8000/OWNER/REPO", EXIT_USAGE)
     if parts.query or parts.fragment:
         raise ClientError(f"{url!r}: a repository URL has no query or fragment", EXIT_USAGE)
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) < 2:
+        example = f"{parts.scheme}://{parts.netloc}/{segments[0] if segments else 'OWNER'}/REPO"
+        raise ClientError(
+            f"{url!r} names no repository: a repository URL ends with the owner and the repository name, "
+            f"like {example}",
+            EXIT_USAGE,
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def owner_and_name(url: str) -> tuple[str, str]:
+    """Return (owner, repository name) of a normalized repository URL (its last two path segments)."""
+    segments = urlsplit(url).path.strip("/").split("/")
+    return segments[-2], segments[-1]
 
 
 def _decode_body(response: requests.Response) -> Any:
@@ -149,14 +172,41 @@ def _error_detail(response: requests.Response) -> str:
     return text or f"HTTP {response.status_code} {response.reason or ''}".strip()
 
 
+def _error_code(response: requests.Response) -> str | None:
+    """Return the ``error`` code of an error answer (``repo_not_found``, ...), None when it has none."""
+    body: Any = None
+    with contextlib.suppress(Exception):
+        body = _decode_body(response)
+    code = body.get("error") if isinstance(body, Mapping) else None
+    return code if isinstance(code, str) else None
+
+
 def _network_reason(exc: requests.RequestException) -> str:
+    """Return a short, readable reason for a failed request (no urllib3 object reprs, no pool details)."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
     reason: Any = exc.args[0] if exc.args else exc
     reason = getattr(reason, "reason", reason)
     text = str(reason)
     # urllib3 prefixes "<connection object at 0x…>: "; keep what a person can read.
     if ">: " in text:
         text = text.split(">: ", 1)[1]
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered:
+        return "unknown host name"
+    if "remotedisconnected" in lowered or "connection aborted" in lowered or "connection reset" in lowered:
+        return "the connection was closed before an answer"
     return text[:200]
+
+
+def unreachable(where: str, exc: requests.RequestException) -> ClientError:
+    """Return the error for a hub that did not answer at all (exit 6): say where, why, and what to check."""
+    return ClientError(
+        f"the hub is not reachable at {where} ({_network_reason(exc)}): is it running, and is the URL right?",
+        EXIT_SERVER,
+    )
 
 
 def _retry_after(value: str) -> float:
@@ -216,6 +266,8 @@ class HubClient:
         self.url = normalize_url(url)
         parts = urlsplit(self.url)
         self.hub_root = f"{parts.scheme}://{parts.netloc}/"
+        self.owner, self.name = owner_and_name(self.url)
+        self.has_token = bool(token)
         self.out: Feedback = out or Silent()
         self.session = _retrying_session()
         self.session.auth = _BearerAuth(token)
@@ -242,24 +294,69 @@ class HubClient:
         headers = {"Content-Type": MSGPACK} if data is not None else {}
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                response = self.session.request(method, url, data=data, headers=headers, timeout=API_TIMEOUT)
+                response = self.session.request(
+                    method, url, data=data, headers=headers, timeout=API_TIMEOUT, allow_redirects=False
+                )
             except requests.RequestException as exc:
-                raise ClientError(f"cannot reach {url}: {_network_reason(exc)}", EXIT_SERVER) from None
+                raise unreachable(self.hub_root.rstrip("/"), exc) from None
             if response.status_code == 503 and attempt < MAX_ATTEMPTS and "Retry-After" in response.headers:
                 wait = _retry_after(response.headers["Retry-After"])
                 self.out.note(f"{_error_detail(response)} (retrying in {wait:g}s)")
                 time.sleep(wait)
                 continue
-            if not response.ok:
-                raise ClientError(_error_detail(response), exit_code_for_status(response.status_code))
+            if not response.ok or response.is_redirect:
+                raise self.failure(response, suffix)
+            if "html" in response.headers.get("Content-Type", ""):
+                raise self.not_a_repository(suffix)
             try:
                 decoded = _decode_body(response)
             except Exception:
-                raise ClientError(f"the hub sent an unreadable answer to {suffix}", EXIT_SERVER) from None
+                raise self.not_a_repository(suffix) from None
             if not isinstance(decoded, dict):
                 raise ClientError(f"the hub's answer to {suffix} is not a map", EXIT_SERVER)
             return decoded
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def not_a_repository(self, suffix: str) -> ClientError:
+        """Return the error for an answer that is not the protocol at all (a web page, a proxy's text)."""
+        return ClientError(
+            f"{self.url} answered {suffix} with something other than the MuseHub protocol (a web page?): "
+            f"check that it is a repository URL, {self.hub_root}OWNER/REPO, and that {self.hub_root} is a MuseHub "
+            "(names the hub uses for its own pages, such as admin, api and static, own no repositories)",
+            EXIT_SERVER,
+        )
+
+    def failure(self, response: requests.Response, what: str) -> ClientError:
+        """Return the ClientError for an error answer to *what*, saying what to do about it.
+
+        401 says how to send a token; 404 hints at the URL and, without a token,
+        that a private repository needs one; a redirect names where it points
+        (protocol calls do not follow redirects: a POST would turn into a GET).
+        """
+        status = response.status_code
+        detail = _error_detail(response)
+        if response.is_redirect:
+            target = urljoin(response.url, response.headers.get("Location", ""))
+            return ClientError(
+                f"{self.url} answered {what} with a redirect to {target}: use the repository's URL itself",
+                EXIT_NOT_FOUND,
+            )
+        if status == 401:
+            if not self.has_token:
+                return ClientError(f"{detail.rstrip('.')}. This needs a token: {TOKEN_HELP}", EXIT_AUTH)
+            return ClientError(
+                f"the hub refused the token ({detail.rstrip('.')}): it may be mistyped, revoked or expired; "
+                f"{TOKEN_HELP}",
+                EXIT_AUTH,
+            )
+        if status == 404 and _error_code(response) in (None, "repo_not_found", "not_found"):
+            hint = (
+                "if it is private, a token is needed: " + TOKEN_HELP
+                if not self.has_token
+                else "check the owner and the name, and that your token's user may read it"
+            )
+            return ClientError(f"{detail.rstrip('.')} at {self.url}; {hint}", EXIT_NOT_FOUND)
+        return ClientError(detail, exit_code_for_status(status))
 
     def resolve(self, storage_url: str) -> str:
         """Return *storage_url* made absolute against the hub's scheme://host:port."""
@@ -383,34 +480,74 @@ class HubClient:
             raise integrity_error(f"the pack is {written} bytes, the hub announced {expected_size}")
         return written
 
-    # -- the REST API (``/api/v1/repos/{owner}/{slug}/…``)
+    # -- the REST API (``/api/v1/...``, JSON)
+
+    def api_root(self) -> str:
+        """Return the hub's root URL as the REST API sees it (what precedes owner/name in the repository URL)."""
+        parts = urlsplit(self.url)
+        prefix = "/".join(parts.path.strip("/").split("/")[:-2])
+        return f"{parts.scheme}://{parts.netloc}/" + (prefix + "/" if prefix else "")
 
     def api_url(self, suffix: str) -> str:
-        """Return the REST API URL of this repository's *suffix* (the hub's root is what precedes owner/slug)."""
-        parts = urlsplit(self.url)
-        segments = parts.path.strip("/").split("/")
-        if len(segments) < 2:
-            raise ClientError(f"{self.url!r} is not a repository URL like http://host:8000/owner/slug", EXIT_USAGE)
-        prefix = "/".join(segments[:-2])
-        root = f"{parts.scheme}://{parts.netloc}/" + (prefix + "/" if prefix else "")
-        return f"{root}api/v1/repos/{segments[-2]}/{segments[-1]}/{suffix}"
+        """Return the REST API URL of this repository's *suffix* (no suffix: the repository itself)."""
+        base = f"{self.api_root()}api/v1/repos/{self.owner}/{self.name}"
+        return f"{base}/{suffix}" if suffix else base
+
+    def _api(self, method: str, url: str, what: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Call a REST API *url* with a JSON *body*; return the decoded map (ClientError on any failure)."""
+        try:
+            response = self.session.request(
+                method,
+                url,
+                json=dict(body) if body is not None else None,
+                headers={"Accept": "application/json"},
+                timeout=API_TIMEOUT,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise unreachable(self.api_root().rstrip("/"), exc) from None
+        if not response.ok or response.is_redirect:
+            raise self.failure(response, what)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ClientError(f"the hub sent an unreadable answer to {what}", EXIT_SERVER) from None
+        if not isinstance(answer, dict):
+            raise ClientError(f"the hub's answer to {what} is not a map", EXIT_SERVER)
+        return answer
+
+    def user(self) -> str | None:
+        """Return the user name the token belongs to (``GET /api/v1/user``); None without a token or on an older hub.
+
+        A token the hub refuses raises ClientError (exit 3).
+        """
+        if not self.has_token:
+            return None
+        try:
+            answer = self._api("GET", f"{self.api_root()}api/v1/user", "the user lookup")
+        except ClientError as exc:
+            if exc.exit_code == EXIT_NOT_FOUND:
+                return None  # a hub without the endpoint
+            raise
+        name = answer.get("username")
+        return name if isinstance(name, str) and name else None
+
+    def repository(self) -> dict[str, Any]:
+        """Return the repository as the REST API shows it (``visibility``, ``default_branch``, ...)."""
+        return self._api("GET", self.api_url(""), "the repository lookup")
+
+    def create_repository(self, *, visibility: str, default_branch: str) -> dict[str, Any]:
+        """Create this URL's repository under the token's user (``POST /api/v1/repos``) with *visibility*."""
+        return self._api(
+            "POST",
+            f"{self.api_root()}api/v1/repos",
+            "the repository creation",
+            {"name": self.name, "visibility": visibility, "default_branch": default_branch},
+        )
 
     def delete_branch(self, name: str) -> dict[str, Any]:
         """Delete branch *name* through ``DELETE /api/v1/repos/{owner}/{slug}/branches/{name}``; return it as it was.
 
         409 (the default branch, or one an open proposal uses) → exit 4, 404 → exit 5, 401/403 → exit 3.
         """
-        url = self.api_url("branches/" + quote(name, safe="/"))
-        try:
-            response = self.session.delete(url, headers={"Accept": "application/json"}, timeout=API_TIMEOUT)
-        except requests.RequestException as exc:
-            raise ClientError(f"cannot reach {url}: {_network_reason(exc)}", EXIT_SERVER) from None
-        if not response.ok:
-            raise ClientError(_error_detail(response), exit_code_for_status(response.status_code))
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ClientError("the hub sent an unreadable answer to the branch delete", EXIT_SERVER) from None
-        if not isinstance(answer, dict):
-            raise ClientError("the hub's answer to the branch delete is not a map", EXIT_SERVER)
-        return answer
+        return self._api("DELETE", self.api_url("branches/" + quote(name, safe="/")), "the branch delete")

@@ -13,25 +13,31 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import msgpack
+import zstandard
 
 from musehub_client.feedback import PhaseHook, no_phases
 from musehub_client.http import EXIT_SERVER, SNAPSHOT_DELTA, ClientError, HubClient, integrity_error
 from musehub_client.state import PACKS_DIR, STATE_DIR
+from musehub_client.threads import batches, default_workers
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
 from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
-from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, encode_blob, index_mpack
+from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, index_mpack
 
 MANIFESTS_SUFFIX = ".manifests"
+ENCODE_MIN_SIZE, ENCODE_MIN_SAVING, ENCODE_LEVEL = 512, 0.1, 3  # encode_blob's rule (see encode())
+PARALLEL_MIN_BLOBS = 32  # fewer blobs than this are packed on the calling thread
 
 # Limits for packs this client reads: as generous as memory allows (one blob at a time).
 CLIENT_LIMITS = PackLimits(
@@ -97,6 +103,51 @@ def missing_blob_paths(client: HubClient, manifest: Mapping[str, str], known: It
     return blob_paths
 
 
+def read_file(path: Path) -> bytes:
+    """Return the bytes of the file at *path* (unbuffered: cheaper than ``open()`` for many small files)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_local = threading.local()
+
+
+def encode(raw: bytes) -> tuple[bytes, str]:
+    """Return (stored bytes, encoding) for *raw* by the rule of :func:`musehub_core.mpack.encode_blob`.
+
+    The same rule (zstd level 3 from ENCODE_MIN_SIZE bytes, kept only when it
+    saves ENCODE_MIN_SAVING), with one compressor per thread instead of one per
+    blob: a small blob costs a third of the time.
+    """
+    if len(raw) < ENCODE_MIN_SIZE:
+        return raw, ""
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=ENCODE_LEVEL)
+    packed = compressor.compress(raw)
+    if len(packed) <= len(raw) * (1 - ENCODE_MIN_SAVING):
+        return packed, "zstd"
+    return raw, ""
+
+
+def _encode_batch(root: Path, batch: list[tuple[str, str]]) -> list[tuple[str, bytes, str]]:
+    """Read, check and encode the blobs of *batch* ((object id, manifest path)); return (id, stored, encoding)."""
+    done: list[tuple[str, bytes, str]] = []
+    for oid, relative in batch:
+        raw = read_file(root / relative)
+        if blob_id(raw) != oid:
+            raise ClientError(f"{relative} changed while pushing; push again")
+        stored, encoding = encode(raw)
+        done.append((oid, stored, encoding))
+    return done
+
+
 def build_push_pack(
     out: IO[bytes],
     root: Path,
@@ -105,22 +156,43 @@ def build_push_pack(
     snapshot: Mapping[str, Any],
     blob_paths: Mapping[str, str],
     branch: str,
+    workers: int | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> tuple[str, int]:
     """Stream one commit, its snapshot and the blobs {object id: manifest path} into *out*; return (key, size).
 
-    Files are read one at a time; a file whose content no longer hashes to its
+    Files are read, hashed and zstd-compressed on *workers* threads (hashlib and
+    zstandard release the GIL), a bounded window of batches ahead of the writer,
+    and written in *blob_paths* order. *sizes* ({object id: bytes}, optional)
+    lets batches be cut by size. A file whose content no longer hashes to its
     manifest id (edited during the push) raises ClientError.
     """
     writer = MPackWriter(out)
     writer.write_commits([commit])
     writer.write_snapshots([snapshot])
     writer.begin_blobs(len(blob_paths))
-    for oid, relative in blob_paths.items():
-        raw = (root / relative).read_bytes()
-        if blob_id(raw) != oid:
-            raise ClientError(f"{relative} changed while pushing; push again")
-        stored, encoding = encode_blob(raw)
-        writer.write_blob(oid, stored, encoding)
+    known = sizes or {}
+    work = batches([(oid, relative, known.get(oid, 4096)) for oid, relative in blob_paths.items()])
+    workers = workers or default_workers()
+    if workers == 1 or len(blob_paths) < PARALLEL_MIN_BLOBS:
+        for batch in work:
+            for oid, stored, encoding in _encode_batch(root, batch):
+                writer.write_blob(oid, stored, encoding)
+        return writer.finish({branch: commit["commit_id"]})
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-pack") as pool:
+        pending: deque[Future[list[tuple[str, bytes, str]]]] = deque()
+        try:
+            for batch in work:
+                pending.append(pool.submit(_encode_batch, root, batch))
+                if len(pending) >= 2 * workers:  # bounded memory: at most this many batches held
+                    for oid, stored, encoding in pending.popleft().result():
+                        writer.write_blob(oid, stored, encoding)
+            while pending:
+                for oid, stored, encoding in pending.popleft().result():
+                    writer.write_blob(oid, stored, encoding)
+        finally:
+            for future in pending:
+                future.cancel()
     return writer.finish({branch: commit["commit_id"]})
 
 

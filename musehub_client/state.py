@@ -2,8 +2,8 @@
 
 ``state.json`` = ``{"url", "branch", "head", "manifest": {path: object_id},
 "commits": [commit ids], "fetched_head"?}``; ``manifest`` is the manifest of
-``head``. ``stat-cache.json`` remembers each file's size, mtime and object id so
-unchanged files are not hashed again.
+``head``. ``stat-cache.json`` remembers each file's size, mtime, inode and
+object id so unchanged files are not read again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ STATE_FILE = "state.json"
 PACKS_DIR = "packs"
 TMP_DIR = "tmp"
 STAT_CACHE_FILE = "stat-cache.json"
+SKIPPED_FILE = "skipped.txt"  # what the last push could not store, one "path<TAB>reason" a line
 MAX_HAVE = 10_000  # the hub refuses more have ids than this in one fetch
 # A file modified this recently may change again within the same mtime tick: hash it, never cache it.
 RACY_SECONDS = 2
@@ -92,11 +93,12 @@ class State:
 
 
 class StatCache:
-    """``DIR/.musehub/stat-cache.json``: {path: [size, mtime_ns, object id]}, like git's index.
+    """``DIR/.musehub/stat-cache.json``: {path: [size, mtime_ns, inode, object id]}, like git's index.
 
-    A file whose size and mtime match its entry keeps its object id without
-    being read. Files modified in the last RACY_SECONDS are never recorded (they
-    may change again within the same mtime tick).
+    A file whose size, mtime and inode match its entry keeps its object id
+    without being read. Files modified in the last RACY_SECONDS are never
+    recorded (they may change again within the same mtime tick). Only paths
+    that were valid manifest paths when recorded are ever in it.
     """
 
     def __init__(self, root: Path) -> None:
@@ -110,19 +112,32 @@ class StatCache:
         self._racy_after = (time.time() - RACY_SECONDS) * 1e9
 
     def lookup(self, relative: str, info: os.stat_result) -> str | None:
-        """Return the cached object id of *relative* when its size and mtime are unchanged, else None."""
+        """Return the cached object id of *relative* when its size, mtime and inode are unchanged, else None."""
         cached = self._old.get(relative)
-        if isinstance(cached, list) and cached[:2] == [info.st_size, info.st_mtime_ns] and is_id(cached[2]):
-            return cached[2]
+        if (
+            type(cached) is list
+            and len(cached) == 4
+            and cached[0] == info.st_size
+            and cached[1] == info.st_mtime_ns
+            and cached[2] == info.st_ino
+            and is_id(cached[3])
+        ):
+            return cached[3]
         return None
+
+    def keep(self, relative: str) -> None:
+        """Keep the entry of *relative* that :meth:`lookup` just matched."""
+        self._fresh[relative] = self._old[relative]
 
     def record(self, relative: str, info: os.stat_result, object_id: str) -> None:
         """Remember *object_id* for *relative* (unless it was modified too recently to trust)."""
         if info.st_mtime_ns < self._racy_after:
-            self._fresh[relative] = [info.st_size, info.st_mtime_ns, object_id]
+            self._fresh[relative] = [info.st_size, info.st_mtime_ns, info.st_ino, object_id]
 
     def save(self) -> None:
-        """Replace the cache with the entries recorded since it was loaded; failures are ignored."""
+        """Replace the cache with the entries kept or recorded since it was loaded; failures are ignored."""
+        if self._fresh == self._old:
+            return
         try:  # the cache only saves time; a read-only folder still pushes
             self.path.parent.mkdir(exist_ok=True)
             tmp = self.path.with_name(f".{STAT_CACHE_FILE}.{uuid.uuid4().hex}")

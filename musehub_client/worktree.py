@@ -1,8 +1,9 @@
 """The working tree: scanning and hashing files, safe writes, checkout, and planning a pull.
 
 A manifest is ``{POSIX relative path: object id}``. Only regular files are part
-of it; symlinks and the client's own top-level ``.musehub/`` folder are skipped.
-Writes go through :func:`safe_target`, which refuses paths that would land
+of it: the client's own top-level ``.musehub/`` folder is never scanned, and
+symlinks, special files and unreadable files are reported by
+:func:`scan_folder` (never dropped silently). Writes go through :func:`safe_target`, which refuses paths that would land
 outside the tree.
 """
 
@@ -15,25 +16,30 @@ import shutil
 import stat
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from musehub_client.feedback import Feedback, format_bytes
 from musehub_client.http import CHUNK, EXIT_CONFLICT, EXIT_ERROR, ClientError, integrity_error
 from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, StatCache
+from musehub_client.threads import batches, default_workers
 from musehub_core.errors import MalformedPack
 from musehub_core.manifests import validate_path as _validate_manifest_path
 
 MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
 
 
-def hash_file(path: Path) -> str:
-    """Return the object id of the file at *path*, read in chunks."""
+def hash_file(path: Path | str) -> str:
+    """Return the object id of the file at *path*, read in chunks (unbuffered: a small file costs one open, two reads)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return "sha256:" + digest.hexdigest()
 
 
@@ -48,48 +54,178 @@ def to_manifest_path(relative: str) -> str:
         raise ClientError(f"cannot push {relative!r}: {exc.message}", EXIT_ERROR) from None
 
 
+# --- scanning -----------------------------------------------------------------------------
+
+SPECIAL_KINDS = {
+    stat.S_IFIFO: "named pipe",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+PARALLEL_MIN_FILES = 64  # fewer files than this are hashed on the calling thread
+
+
+@dataclass
+class Skipped:
+    """What a scan found under the tree and could not store, by reason (manifest paths, with a detail)."""
+
+    symlinks: list[tuple[str, str]] = field(default_factory=list)  # (path, link target)
+    special: list[tuple[str, str]] = field(default_factory=list)  # (path, kind: named pipe, socket, device)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, the system's reason)
+
+    def __bool__(self) -> bool:
+        return bool(self.symlinks or self.special or self.unreadable)
+
+    def all(self) -> list[tuple[str, str]]:
+        """Return every skipped entry as (path, reason), sorted by path."""
+        entries = [(p, f"symlink -> {t}") for p, t in self.symlinks]
+        entries += [(p, kind) for p, kind in self.special]
+        entries += [(p, f"unreadable: {why}") for p, why in self.unreadable]
+        return sorted(entries)
+
+
+@dataclass
+class TreeScan:
+    """A scanned tree: its manifest, what could not be stored, and how many files were read (not in the cache)."""
+
+    manifest: dict[str, str]
+    skipped: Skipped
+    hashed: int = 0
+    files: int = 0
+
+
+def _entries(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield (manifest path as found, file system path, lstat) for every regular file under *root*.
+
+    One ``lstat`` per entry (``os.scandir``); symlinks are never followed, the
+    top-level ``.musehub/`` folder is not entered, and everything that is
+    neither a folder nor a regular file is recorded in *skipped*.
+    """
+    folders: list[tuple[str, str]] = [("", os.fspath(root))]
+    while folders:
+        prefix, folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            skipped.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            continue
+        for entry in entries:
+            relative = prefix + entry.name
+            if not prefix and entry.name == STATE_DIR:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while scanning
+            except OSError as exc:
+                skipped.unreadable.append((relative, exc.strerror or str(exc)))
+                continue
+            mode = info.st_mode
+            if stat.S_ISREG(mode):
+                yield relative, entry.path, info
+            elif stat.S_ISDIR(mode):
+                folders.append((relative + "/", entry.path))
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    target = "?"
+                kind = " (a folder)" if os.path.isdir(entry.path) else ""
+                skipped.symlinks.append((relative, target + kind))
+            else:
+                skipped.special.append((relative, SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")))
+
+
 def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
     """Yield (manifest path, file path) for every regular file under *root*, sorted.
 
-    Symlinks (to files or folders) and the top-level ``.musehub/`` folder are skipped.
+    Symlinks (to files or folders), special files and the top-level ``.musehub/`` folder are skipped
+    (:func:`scan_folder` reports them).
     """
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        relative_dir = here.relative_to(root).as_posix()
-        prefix = "" if relative_dir == "." else relative_dir + "/"
-        if not prefix:
-            dirnames[:] = [d for d in dirnames if d != STATE_DIR]
-        dirnames[:] = sorted(d for d in dirnames if not (here / d).is_symlink())
-        for name in sorted(filenames):
-            path = here / name
-            try:
-                mode = path.lstat().st_mode
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(mode):
-                yield to_manifest_path(prefix + name), path
+    found = sorted((relative, path) for relative, path, _ in _entries(root, Skipped()))
+    for relative, path in found:
+        yield to_manifest_path(relative), Path(path)
 
 
-def scan_tree(root: Path) -> dict[str, str]:
-    """Return the manifest {POSIX relative path: object id} of the regular files under *root*.
+def _hash_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
+    """Return (manifest path, object id or None, error) for each (manifest path, file path) of *batch*."""
+    done: list[tuple[str, str | None, str]] = []
+    for relative, path in batch:
+        try:
+            done.append((relative, hash_file(path), ""))
+        except FileNotFoundError:
+            done.append((relative, None, ""))  # removed while scanning
+        except OSError as exc:
+            done.append((relative, None, exc.strerror or str(exc)))
+    return done
 
-    Like git's index, ``DIR/.musehub/stat-cache.json`` (:class:`~musehub_client.state.StatCache`)
-    remembers each file's size, modification time and object id, so a file whose
-    size and mtime are unchanged is not read again; files modified in the last
-    RACY_SECONDS are always hashed.
+
+def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
+    """Scan *root* into a manifest {POSIX relative path: object id}, reporting what it cannot store.
+
+    Only regular files are stored. Symlinks (Muse snapshots exclude them:
+    following one could commit files from outside the tree), named pipes,
+    sockets, devices and files that cannot be read are listed in
+    ``skipped``, never dropped silently. Like git's index,
+    ``DIR/.musehub/stat-cache.json`` (:class:`~musehub_client.state.StatCache`)
+    remembers each file's size, modification time, inode and object id, so only
+    files whose stat changed are read; those are hashed on *workers* threads
+    (hashlib releases the GIL). Raises ClientError for a name a manifest cannot
+    hold or a file larger than the largest blob.
     """
     cache = StatCache(root)
+    skipped = Skipped()
     manifest: dict[str, str] = {}
-    for relative, path in iter_tree(root):
-        info = path.stat()
+    misses: list[tuple[str, str, int]] = []
+    infos: dict[str, os.stat_result] = {}
+    bad_names: list[str] = []
+    files = 0
+    for found, path, info in _entries(root, skipped):
+        files += 1
+        cached = cache.lookup(found, info)
+        if cached is not None:  # the cache holds only paths that were valid when recorded
+            manifest[found] = cached
+            cache.keep(found)
+            continue
+        try:
+            relative = to_manifest_path(found)
+        except ClientError as exc:
+            bad_names.append(exc.message)
+            continue
         if info.st_size > MAX_FILE_BYTES:
             raise ClientError(
                 f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
             )
-        manifest[relative] = cache.lookup(relative, info) or hash_file(path)
-        cache.record(relative, info, manifest[relative])
+        misses.append((relative, path, info.st_size))
+        infos[relative] = info
+    if bad_names:
+        more = f" (and {len(bad_names) - 1} more such names)" if len(bad_names) > 1 else ""
+        raise ClientError(bad_names[0] + more, EXIT_ERROR)
+
+    def record(results: list[tuple[str, str | None, str]]) -> None:
+        for relative, oid, error in results:
+            if oid is not None:
+                manifest[relative] = oid
+                cache.record(relative, infos[relative], oid)
+            elif error:
+                skipped.unreadable.append((relative, error))
+
+    workers = workers or default_workers()
+    if workers == 1 or len(misses) < PARALLEL_MIN_FILES:
+        for batch in batches(misses):
+            record(_hash_batch(batch))
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-hash") as pool:
+            for results in pool.map(_hash_batch, batches(misses)):
+                record(results)
     cache.save()
-    return manifest
+    return TreeScan(manifest=dict(sorted(manifest.items())), skipped=skipped, hashed=len(misses), files=files)
+
+
+def scan_tree(root: Path) -> dict[str, str]:
+    """Return the manifest {POSIX relative path: object id} of the regular files under *root* (see :func:`scan_folder`)."""
+    return scan_folder(root).manifest
 
 
 def local_oid(root: Path, relative: str) -> str | None:

@@ -45,6 +45,7 @@ from musehub_core.mpack import build_wire_mpack, parse_wire_mpack
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_PATH = "/alice/demo"
+TOKEN = "mh_test"  # the fake hub accepts any token; pushing needs one
 
 
 # --- a fake hub ------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def test_the_command_line_runs_as_a_module_and_through_the_wire_client_alias(mod
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: {prog} ") and "exit codes:" in done.stdout
-    done = subprocess.run([sys.executable, "-m", module, "push"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", module, "clone"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage" in done.stderr
 
 
@@ -463,7 +464,7 @@ def test_push_sends_a_delta_when_the_hub_lists_the_capability(hub_factory, tmp_p
     hub, url = hub_factory([SNAPSHOT_DELTA, "something-else"])
     source = tmp_path / "source"
     make_tree(source)
-    first = operations.push(source, url, message="first", author="me")
+    first = operations.push(source, url, token=TOKEN, message="first", author="me")
     assert first.pushed and not first.delta and "manifest" in hub.pushed[0]["snapshots"][0], "a root commit is full"
 
     (source / "dir0" / "file-0.txt").write_text("changed")
@@ -474,7 +475,7 @@ def test_push_sends_a_delta_when_the_hub_lists_the_capability(hub_factory, tmp_p
         seen.append(name)
         return contextlib.nullcontext()
 
-    second = operations.push(source, url, message="second", author="me", phases=hook)
+    second = operations.push(source, url, token=TOKEN, message="second", author="me", phases=hook)
     assert second.delta and second.parent == first.head and second.blobs == 1
     snapshot = hub.pushed[1]["snapshots"][0]
     assert snapshot["base"] == hub.commits[first.head]["snapshot_id"]
@@ -484,8 +485,8 @@ def test_push_sends_a_delta_when_the_hub_lists_the_capability(hub_factory, tmp_p
     assert set(second.phases) == set(seen) and all(s >= 0 for s in second.phases.values())
 
     # Nothing changed: nothing to push. The same tree on a new branch: a full snapshot (a delta would name itself).
-    assert not operations.push(source, url, author="me").pushed
-    third = operations.push(source, url, branch="copy", author="me")
+    assert not operations.push(source, url, token=TOKEN, author="me").pushed
+    third = operations.push(source, url, token=TOKEN, branch="copy", author="me")
     assert third.pushed and not third.delta and "manifest" in hub.pushed[2]["snapshots"][0]
 
 
@@ -493,9 +494,9 @@ def test_push_sends_full_snapshots_to_a_hub_without_the_capability(hub_factory, 
     hub, url = hub_factory(None)
     source = tmp_path / "source"
     make_tree(source)
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     (source / "dir0" / "file-0.txt").write_text("changed")
-    result = operations.push(source, url, author="me")
+    result = operations.push(source, url, token=TOKEN, author="me")
     assert result.pushed and not result.delta
     assert [("manifest" in p["snapshots"][0]) for p in hub.pushed] == [True, True]
 
@@ -506,7 +507,7 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
     make_tree(source)
     for step in range(3):
         (source / f"step-{step}.txt").write_text(f"step {step}")
-        assert operations.push(source, url, author="me").pushed
+        assert operations.push(source, url, token=TOKEN, author="me").pushed
     cloned = operations.clone(url, clone)
     assert hub.fetches[-1]["capabilities"] == [SNAPSHOT_DELTA]
     assert ["base" in s for s in hub.served[-1]["snapshots"]] == [False, True, True], "deltas within the pack"
@@ -515,9 +516,9 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
 
     # Two new commits, fetched: their deltas are against the clone's head (held in its state), then each other.
     (source / "dir0" / "file-0.txt").write_text("four")
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     (source / "dir2" / "file-2.txt").unlink()
-    fifth = operations.push(source, url, author="me")
+    fifth = operations.push(source, url, token=TOKEN, author="me")
     packs = clone / STATE_DIR / PACKS_DIR
     before = set(packs.glob("*.mpack"))
     code, out, err = run("fetch", str(clone), "-q")
@@ -532,7 +533,7 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
 
     # One more commit, fetched before pulling: its base is a snapshot only the packs hold, not the state.
     (source / "six.txt").write_text("six")
-    sixth = operations.push(source, url, author="me")
+    sixth = operations.push(source, url, token=TOKEN, author="me")
     assert run("fetch", str(clone), "-q")[0] == 0
     assert hub.served[-1]["snapshots"][0]["base"] == hub.commits[fifth.head]["snapshot_id"]
     assert fetched_pack.exists()
@@ -544,7 +545,7 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
 
     # The clone pushes back on top of what it pulled: a delta against the pulled head.
     (clone / "from-clone.txt").write_text("hello")
-    back = operations.push(clone, url, author="me")
+    back = operations.push(clone, url, token=TOKEN, author="me")
     assert back.delta and back.parent == sixth.head
 
 
@@ -552,10 +553,10 @@ def test_fetch_and_pull_from_a_hub_without_the_capability(hub_factory, tmp_path)
     hub, url = hub_factory(None)
     source, clone = tmp_path / "source", tmp_path / "clone"
     make_tree(source)
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     operations.clone(url, clone)
     (source / "dir3" / "file-3.txt").write_text("changed")
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     pulled = operations.pull(clone)
     assert pulled.written == 1 and tree_of(clone) == tree_of(source)
     assert hub.fetches and all("capabilities" not in body for body in hub.fetches)
@@ -567,10 +568,10 @@ def test_deltas_against_a_base_the_folder_lacks_are_fetched_again_in_full(hub_fa
     hub, url = hub_factory([SNAPSHOT_DELTA])
     source, clone = tmp_path / "source", tmp_path / "clone"
     make_tree(source)
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     operations.clone(url, clone)
     (source / "dir0" / "file-0.txt").write_text("changed")
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     head = hub.heads["main"]
     unknown = {**hub.snapshots[hub.commits[head]["snapshot_id"]], "elsewhere.txt": fake_id("elsewhere")}
     hub.foreign_base = (compute_snapshot_id(unknown), unknown)
@@ -587,10 +588,10 @@ def test_pull_still_refuses_to_overwrite_local_changes(hub_factory, tmp_path):
     hub, url = hub_factory([SNAPSHOT_DELTA])
     source, clone = tmp_path / "source", tmp_path / "clone"
     make_tree(source)
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     operations.clone(url, clone)
     (source / "dir0" / "file-0.txt").write_text("upstream")
-    operations.push(source, url, author="me")
+    operations.push(source, url, token=TOKEN, author="me")
     (clone / "dir0" / "file-0.txt").write_text("local")
     code, _, err = run("pull", str(clone), "-q")
     assert code == EXIT_CONFLICT and "modified here and upstream" in err
