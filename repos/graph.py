@@ -21,26 +21,38 @@ COMMITS = Commit._meta.db_table
 _MERGE_BASE_WINDOW = 64
 
 
-def _expand_parents() -> str:
-    """Return the FROM item that turns a graph row's JSON parent list into rows of ``p.value``."""
+def _expand_parents(table: str) -> str:
+    """Return the FROM item that turns *table*'s JSON parent list into rows of ``p.value``."""
     if connection.vendor == "postgresql":
-        return "jsonb_array_elements_text(g.parent_ids) AS p(value)"
-    return "json_each(g.parent_ids) AS p"
+        return f"jsonb_array_elements_text({table}.parent_ids) AS p(value)"
+    return f"json_each({table}.parent_ids) AS p"
 
 
-def _walk(name: str, count: int, *, min_generation: bool = False) -> str:
-    """Return a recursive CTE ``name(commit_id)`` of *count* start ids and all their ancestors.
+def _walk(name: str, count: int, *, min_generation: bool = False, timestamps: bool = False) -> str:
+    """Return a recursive CTE ``name(commit_id, generation, parent_ids, snapshot_id)`` of *count* start ids and
+    all their ancestors.
 
-    With *min_generation*, parents below a generation parameter are not followed.
+    The walk carries every graph column it needs, so the query around it reads
+    the CTE alone and never joins the whole graph table back in: each step is
+    one primary-key lookup per parent, driven by the rows already found (the
+    planner cannot mistake a 30-row walk for a reason to scan every commit of
+    the hub). With *min_generation*, parents below a generation parameter are
+    not followed. With *timestamps*, a fifth column ``ts`` holds the commit's
+    timestamp (NULL when the commit row is missing), looked up the same way.
     """
     marks = ", ".join(["%s"] * count) or "NULL"
-    prune = f" JOIN {GRAPH} pg ON pg.commit_id = p.value AND pg.generation >= %s" if min_generation else ""
+    prune = " AND g.generation >= %s" if min_generation else ""
+    cols = "g.commit_id, g.generation, g.parent_ids, g.snapshot_id"
+    ts_col, ts_join, ts_name = "", "", ""
+    if timestamps:
+        ts_col, ts_name = ", c.timestamp", ", ts"
+        ts_join = f" LEFT JOIN {COMMITS} c ON c.commit_id = g.commit_id"
     return (
-        f"{name}(commit_id) AS ("
-        f" SELECT CAST(commit_id AS TEXT) FROM {GRAPH} WHERE commit_id IN ({marks})"
+        f"{name}(commit_id, generation, parent_ids, snapshot_id{ts_name}) AS ("
+        f" SELECT {cols}{ts_col} FROM {GRAPH} g{ts_join} WHERE g.commit_id IN ({marks})"
         f" UNION"
-        f" SELECT p.value FROM {name} JOIN {GRAPH} g ON g.commit_id = {name}.commit_id"
-        f" CROSS JOIN {_expand_parents()}{prune}"
+        f" SELECT {cols}{ts_col} FROM {name} w CROSS JOIN {_expand_parents('w')}"
+        f" JOIN {GRAPH} g ON g.commit_id = p.value{prune}{ts_join}"
         f")"
     )
 
@@ -68,25 +80,20 @@ def commits_between(want: Iterable[str], have: Iterable[str]) -> list[str]:
         return []
     sql = (
         f"WITH RECURSIVE {_walk('w', len(want_ids))}, {_walk('h', len(have_ids))}"
-        f" SELECT g.commit_id FROM {GRAPH} g"
-        f" WHERE g.commit_id IN (SELECT commit_id FROM w)"
-        f" AND g.commit_id NOT IN (SELECT commit_id FROM h WHERE commit_id IS NOT NULL)"
-        f" ORDER BY g.generation, g.commit_id"
+        f" SELECT w.commit_id FROM w"
+        f" WHERE NOT EXISTS (SELECT 1 FROM h WHERE h.commit_id = w.commit_id)"
+        f" ORDER BY w.generation, w.commit_id"
     )
     return [row[0] for row in _query(sql, [*want_ids, *have_ids])]
 
 
 def log_count(head: str) -> int:
     """Return how many commits the log of *head* holds (*head* and all its ancestors)."""
-    sql = (
-        f"WITH RECURSIVE {_walk('walk', 1)}"
-        f" SELECT COUNT(*) FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
-        f" WHERE g.commit_id IN (SELECT commit_id FROM walk)"
-    )
+    sql = f"WITH RECURSIVE {_walk('walk', 1, timestamps=True)} SELECT COUNT(*) FROM walk WHERE ts IS NOT NULL"
     return _query(sql, [head])[0][0]
 
 
-_LOG_ORDER = "ORDER BY g.generation DESC, c.timestamp DESC, g.commit_id"
+_LOG_ORDER = "ORDER BY generation DESC, ts DESC, commit_id"
 
 
 def log_page(head: str, *, offset: int, limit: int) -> list[str]:
@@ -96,9 +103,8 @@ def log_page(head: str, *, offset: int, limit: int) -> list[str]:
     latest timestamp; one query however deep the page.
     """
     sql = (
-        f"WITH RECURSIVE {_walk('walk', 1)}"
-        f" SELECT g.commit_id FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
-        f" WHERE g.commit_id IN (SELECT commit_id FROM walk) {_LOG_ORDER} LIMIT %s OFFSET %s"
+        f"WITH RECURSIVE {_walk('walk', 1, timestamps=True)}"
+        f" SELECT commit_id FROM walk WHERE ts IS NOT NULL {_LOG_ORDER} LIMIT %s OFFSET %s"
     )
     return [row[0] for row in _query(sql, [head, limit, offset])]
 
@@ -106,9 +112,8 @@ def log_page(head: str, *, offset: int, limit: int) -> list[str]:
 def log_rows(head: str) -> list[tuple[str, str | None, str]]:
     """Return (commit_id, first parent or None, snapshot_id) for the whole log of *head*, newest first."""
     sql = (
-        f"WITH RECURSIVE {_walk('walk', 1)}"
-        f" SELECT g.commit_id, g.parent_ids, g.snapshot_id FROM {GRAPH} g JOIN {COMMITS} c ON c.commit_id = g.commit_id"
-        f" WHERE g.commit_id IN (SELECT commit_id FROM walk) {_LOG_ORDER}"
+        f"WITH RECURSIVE {_walk('walk', 1, timestamps=True)}"
+        f" SELECT commit_id, parent_ids, snapshot_id FROM walk WHERE ts IS NOT NULL {_LOG_ORDER}"
     )
     out = []
     for commit_id, parents, snapshot_id in _query(sql, [head]):
@@ -157,14 +162,12 @@ def merge_base(a: str, b: str) -> str | None:
     window = _MERGE_BASE_WINDOW
     sql = (
         f"WITH RECURSIVE {_walk('a', 1, min_generation=True)}, {_walk('b', 1, min_generation=True)}"
-        f" SELECT g.commit_id FROM {GRAPH} g"
-        f" WHERE g.commit_id IN (SELECT commit_id FROM a) AND g.commit_id IN (SELECT commit_id FROM b)"
-        f" AND g.generation >= %s"
-        f" ORDER BY g.generation DESC, g.commit_id LIMIT 1"
+        f" SELECT a.commit_id FROM a JOIN b ON b.commit_id = a.commit_id"
+        f" ORDER BY a.generation DESC, a.commit_id LIMIT 1"
     )
     while True:
         floor = max(top - window, 0)
-        rows = _query(sql, [a, floor, b, floor, floor])
+        rows = _query(sql, [a, floor, b, floor])
         if rows:
             return rows[0][0]
         if floor == 0:

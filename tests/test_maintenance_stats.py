@@ -28,7 +28,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_stats_match_what_was_pushed(backend):
+def test_stats_match_what_was_pushed(backend, settings):
+    settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES = 4096  # off by default; on here so the cached figures count something
     big_repo, small_repo = make_repo(), make_repo()
     history = History()
     files = {"a.txt": b"alpha" * 1000, "b.bin": random_blob(3000), "c.txt": b"tiny"}

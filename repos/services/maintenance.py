@@ -14,12 +14,14 @@ commands pass a tqdm writing to stderr.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from musehub_core.mpack import PackLimits
 from repos.models import (
@@ -116,7 +118,13 @@ class RepoStats:
 
 @dataclass
 class HubStats:
-    """Counts and sizes of what the hub (or one repository) holds."""
+    """Counts and sizes of what the hub (or one repository) holds.
+
+    ``approximate`` names the fields that are estimates (hub scope on
+    PostgreSQL, for tables too big to count quickly): row counts come from the
+    planner's statistics, object figures from a sample of the objects table's
+    pages. Everything else is exact.
+    """
 
     scope: str
     repos: int = 0
@@ -132,9 +140,16 @@ class HubStats:
     mpack_bytes: int = 0
     mpacks_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     biggest_repos: list[RepoStats] = field(default_factory=list)
+    approximate: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Above this many rows (the planner's estimate) a hub-wide figure is estimated instead of counted.
+APPROXIMATE_ABOVE = 200_000
+# About how many object rows the sample behind the estimated object figures reads.
+SAMPLE_ROWS = 20_000
 
 
 def _repo_stats(repos: Iterable[Repo]) -> list[RepoStats]:
@@ -185,43 +200,152 @@ def _repo_stats(repos: Iterable[Repo]) -> list[RepoStats]:
     return out
 
 
-def hub_stats(*, repo: Repo | None = None, top: int = 10) -> HubStats:
+def _unindexed():
+    return ~Exists(MPackIndex.objects.filter(entity_id=OuterRef("object_id")))
+
+
+def planner_rows(model) -> int | None:
+    """Return the planner's estimate of *model*'s row count (PostgreSQL), or None where there is none.
+
+    The estimate is the table's statistics scaled to its current size, as the
+    planner itself uses them: no row is read. None on SQLite and for a table
+    never analyzed.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [model._meta.db_table])
+        row = cursor.fetchone()
+        if row is None or row[0] < 0:
+            return None  # never analyzed: the planner has nothing to go on
+        cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}")
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _sampled_objects(estimate: int) -> dict[str, int]:
+    """Return the object figures of ``hub_stats`` scaled up from a sample of the objects table's pages."""
+    percent = min(100.0, 100.0 * SAMPLE_ROWS / max(estimate, 1))
+    objects = connection.ops.quote_name(Object._meta.db_table)
+    index = connection.ops.quote_name(MPackIndex._meta.db_table)
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(o.size_bytes), 0),"
+        " COUNT(*) FILTER (WHERE o.content_cache IS NOT NULL),"
+        " COALESCE(SUM(o.size_bytes) FILTER (WHERE o.content_cache IS NOT NULL), 0),"
+        f" COUNT(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {index} i WHERE i.entity_id = o.object_id))"
+        f" FROM {objects} o TABLESAMPLE SYSTEM (%s) REPEATABLE (0)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [percent])
+        n, size, cached, cached_size, unindexed = cursor.fetchone()
+    size, cached_size = int(size), int(cached_size)  # PostgreSQL sums bigints as numeric
+    scale = estimate / n if n else 0.0
+    return {
+        "n": estimate if n else 0,
+        "size": round(size * scale),
+        "cached": round(cached * scale),
+        "cached_size": round(cached_size * scale),
+        "unindexed": round(unindexed * scale),
+    }
+
+
+def _count(model, stats: HubStats, name: str, exact: bool) -> int:
+    """Return *model*'s row count: counted, or the planner's estimate (noted in *stats*) for a big table."""
+    if not exact:
+        estimate = planner_rows(model)
+        if estimate is not None and estimate > APPROXIMATE_ABOVE:
+            stats.approximate.append(name)
+            return estimate
+    return model.objects.count()
+
+
+def _hub_totals(stats: HubStats, *, exact: bool) -> None:
+    stats.repos = Repo.objects.count()
+    stats.commits = _count(Commit, stats, "commits", exact)
+    stats.snapshots = _count(Snapshot, stats, "snapshots", exact)
+    stats.index_rows = _count(MPackIndex, stats, "index_rows", exact)
+    estimate = None if exact else planner_rows(Object)
+    if estimate is not None and estimate > APPROXIMATE_ABOVE:
+        totals = _sampled_objects(estimate)
+        stats.approximate += ["objects", "object_bytes", "cached_objects", "cached_bytes", "unindexed_objects"]
+    else:
+        totals = Object.objects.aggregate(
+            n=Count("pk"),
+            size=Sum("size_bytes"),
+            cached=Count("pk", filter=Q(content_cache__isnull=False)),
+            cached_size=Sum("size_bytes", filter=Q(content_cache__isnull=False)),
+            unindexed=Count("pk", filter=_unindexed()),
+        )
+    stats.objects = totals["n"] or 0
+    stats.object_bytes = totals["size"] or 0
+    stats.cached_objects = totals["cached"] or 0
+    stats.cached_bytes = totals["cached_size"] or 0
+    stats.unindexed_objects = totals["unindexed"] or 0
+
+
+def _repo_totals(stats: HubStats, repo: Repo) -> None:
+    """Count what *repo* sees, every query driven from its own ref rows.
+
+    The object and index figures look each of the repository's objects up by
+    primary key (``OFFSET 0`` keeps PostgreSQL from flattening the lookup into a
+    join it might answer by hashing the whole table), so the work grows with
+    the repository, never with the hub.
+    """
+    t = {m.__name__: connection.ops.quote_name(m._meta.db_table) for m in (Object, ObjectRef, MPackIndex)}
+    indexed = f"(SELECT COUNT(*) FROM {t['MPackIndex']} i WHERE i.entity_id = x.object_id)"
+    if connection.vendor == "postgresql":
+        objects = (
+            f"{t['ObjectRef']} r CROSS JOIN LATERAL (SELECT x.size_bytes, x.content_cache IS NOT NULL AS cached,"
+            f" {indexed} AS indexed FROM {t['Object']} x WHERE x.object_id = r.object_id OFFSET 0) o"
+        )
+    else:  # SQLite always drives a join from the filtered side
+        objects = (
+            f"{t['ObjectRef']} r JOIN (SELECT x.object_id, x.size_bytes, x.content_cache IS NOT NULL AS cached,"
+            f" {indexed} AS indexed FROM {t['Object']} x) o ON o.object_id = r.object_id"
+        )
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(o.size_bytes), 0),"
+        " COALESCE(SUM(CASE WHEN o.cached THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN o.cached THEN o.size_bytes ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN o.indexed = 0 THEN 1 ELSE 0 END), 0), COALESCE(SUM(o.indexed), 0)"
+        f" FROM {objects} WHERE r.repo_id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [repo.repo_id])
+        n, size, cached, cached_size, unindexed, index_rows = cursor.fetchone()
+    stats.repos = 1
+    stats.commits = CommitRef.objects.filter(repo=repo).count()
+    stats.snapshots = SnapshotRef.objects.filter(repo=repo).count()
+    stats.objects = int(n)
+    stats.object_bytes = int(size)
+    stats.cached_objects = int(cached)
+    stats.cached_bytes = int(cached_size)
+    stats.unindexed_objects = int(unindexed)
+    stats.index_rows = int(index_rows)
+
+
+def hub_stats(*, repo: Repo | None = None, top: int = 10, exact: bool = False) -> HubStats:
     """Return what the hub holds, or what *repo* sees when given.
 
     For a repository, objects/commits/snapshots are those it has refs to, and
-    mpacks are the packs pushed to or built for it. ``biggest_repos`` lists the
-    *top* repositories by the bytes of the blobs they see (hub scope only).
+    mpacks are the packs pushed to or built for it; every figure is exact and
+    reads only that repository's rows. For the hub on PostgreSQL, the row
+    counts of tables bigger than ``APPROXIMATE_ABOVE`` rows are the planner's
+    estimates and the object figures are scaled from a sample of pages
+    (``approximate`` names them) unless *exact*, which counts every row.
+    ``biggest_repos`` lists the *top* repositories by the bytes of the packs
+    pushed to them (hub scope only).
     """
-    objects = Object.objects.all()
-    commits = Commit.objects.all()
-    snapshots = Snapshot.objects.all()
+    stats = HubStats(scope=repo.full_name if repo is not None else "hub")
     packs = MPack.objects.all()
-    index = MPackIndex.objects.all()
     if repo is not None:
-        objects = objects.filter(refs__repo=repo)
-        commits = commits.filter(refs__repo=repo)
-        snapshots = snapshots.filter(refs__repo=repo)
         packs = packs.filter(repo=repo)
-        index = index.filter(entity_id__in=ObjectRef.objects.filter(repo=repo).values("object_id"))
-    totals = objects.aggregate(
-        n=Count("pk"),
-        size=Sum("size_bytes"),
-        cached=Count("pk", filter=Q(content_cache__isnull=False)),
-        cached_size=Sum("size_bytes", filter=Q(content_cache__isnull=False)),
-        unindexed=Count("pk", filter=~Q(pk__in=MPackIndex.objects.values("entity_id"))),
-    )
-    stats = HubStats(
-        scope=repo.full_name if repo is not None else "hub",
-        repos=1 if repo is not None else Repo.objects.count(),
-        commits=commits.count(),
-        snapshots=snapshots.count(),
-        objects=totals["n"] or 0,
-        object_bytes=totals["size"] or 0,
-        cached_objects=totals["cached"] or 0,
-        cached_bytes=totals["cached_size"] or 0,
-        unindexed_objects=totals["unindexed"] or 0,
-        index_rows=index.count(),
-    )
+        _repo_totals(stats, repo)
+    else:
+        _hub_totals(stats, exact=exact)
     for row in packs.values("kind").annotate(n=Count("pk"), size=Sum("size_bytes")).order_by("kind"):
         stats.mpacks_by_kind[row["kind"]] = {"count": row["n"], "bytes": row["size"] or 0}
         stats.mpacks += row["n"]
@@ -230,7 +354,11 @@ def hub_stats(*, repo: Repo | None = None, top: int = 10) -> HubStats:
         stats.biggest_repos = _repo_stats([repo])
     else:
         biggest = (
-            ObjectRef.objects.values("repo").annotate(size=Sum("object__size_bytes")).order_by("-size", "repo")[:top]
+            MPack.objects.filter(repo__isnull=False)
+            .exclude(kind="fetch")
+            .values("repo")
+            .annotate(size=Sum("size_bytes"))
+            .order_by("-size", "repo")[:top]
         )
         order = [row["repo"] for row in biggest]
         by_id = Repo.objects.in_bulk(order)
