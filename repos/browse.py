@@ -230,24 +230,53 @@ def file_changes(
     return shown, total
 
 
-def merge_conflicts(target_head: str | None, source_head: str) -> list[dict[str, str]]:
-    """Return the paths merging *source_head* into *target_head* would conflict on (empty when it merges cleanly).
+@dataclass
+class BranchDiff:
+    """How *head* differs from *base* since they forked, read with each manifest loaded once.
 
-    Read-only: the same three-way merge a proposal's merge runs, without building a commit.
+    ``ahead`` lists head's commits base lacks, newest first; ``changes`` go from
+    the fork point (the merge base) to head, with both manifests kept for
+    :func:`file_changes`; ``conflicts`` (only when asked) are the paths merging
+    head into base would conflict on, as a proposal's merge would find them.
     """
-    if (
-        target_head is None
-        or graph.is_ancestor(source_head, target_head)
-        or graph.is_ancestor(target_head, source_head)
-    ):
-        return []
-    base = graph.merge_base(target_head, source_head)
-    manifests = manifests_of_commits([c for c in (base, target_head, source_head) if c])
-    try:
-        merge_manifests(manifests.get(base, {}) if base else {}, manifests[target_head], manifests[source_head])
-    except MergeConflict as exc:
-        return list(exc.data.get("conflicts") or [])
-    return []
+
+    base: str | None
+    head: str
+    merge_base: str | None
+    ahead: list[str]
+    behind_by: int
+    changes: ManifestDiff
+    old: dict[str, str]
+    new: dict[str, str]
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+
+
+def branch_diff(base: str | None, head: str, *, conflicts: bool = False) -> BranchDiff:
+    """Return how commit *head* differs from commit *base* (None: a branch that does not exist yet)."""
+    fork = graph.merge_base(base, head) if base else None
+    ahead = list(reversed(graph.commits_between([head], [base] if base else [])))
+    behind = len(graph.commits_between([base], [head])) if base else 0
+    wanted = [c for c in (fork, head, base if conflicts else None) if c]
+    manifests = manifests_of_commits(wanted)
+    old = manifests.get(fork, {}) if fork else {}
+    new = manifests.get(head, {})
+    found: list[dict[str, str]] = []
+    if conflicts and base and behind and ahead:  # both sides moved since the fork: a three-way merge decides
+        try:
+            merge_manifests(old, manifests.get(base, {}), new)
+        except MergeConflict as exc:
+            found = list(exc.data.get("conflicts") or [])
+    return BranchDiff(
+        base=base,
+        head=head,
+        merge_base=fork,
+        ahead=ahead,
+        behind_by=behind,
+        changes=diff_manifests(old, new),
+        old=old,
+        new=new,
+        conflicts=found,
+    )
 
 
 def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:

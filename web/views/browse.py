@@ -10,6 +10,7 @@ API's ``raw/`` route, with its sandbox headers.
 from __future__ import annotations
 
 import posixpath
+from urllib.parse import quote
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -29,6 +30,7 @@ DIR_PAGE = 300  # directory entries per page
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".ico", ".svg")
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_MAX_BYTES = 8 * 1024 * 1024
+PATH_SAFE = "/!$&'()*+,;=:@~"  # what Django's reverse() leaves unquoted in a path
 
 
 def raw_url(repo, ref: str, path: str) -> str:
@@ -41,11 +43,14 @@ def crumbs(path: str) -> list[tuple[str, str]]:
     return [(name, "/".join(parts[: i + 1])) for i, name in enumerate(parts)]
 
 
-def _listing(request: HttpRequest, index: browse.DirIndex, path: str):
+def _listing(request: HttpRequest, repo, ref: str, index: browse.DirIndex, path: str):
+    """Return (the page, [(entry, its URL)]) of directory *path*: one URL reversal per page, not per entry."""
     current = paginate(request, range(index.listing_size(path)), DIR_PAGE)
     entries = index.listing(path, offset=current.start_index() - 1 if current.object_list else 0, limit=DIR_PAGE)
     selectors.fill_sizes(entries)
-    return current, entries
+    kwargs = {"owner": repo.owner, "slug": repo.slug, "spec": ref}
+    prefixes = {"dir": reverse("web-tree", kwargs=kwargs) + "/", "file": reverse("web-blob", kwargs=kwargs) + "/"}
+    return current, [(entry, prefixes[entry.kind] + quote(entry.path, safe=PATH_SAFE)) for entry in entries]
 
 
 def _readme(index: browse.DirIndex, path: str) -> dict | None:
@@ -85,7 +90,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     if ref is not None:
         head = heads[ref]
         index = browse.dir_index(head)
-        current, entries = _listing(request, index, "")
+        current, entries = _listing(request, repo, ref, index, "")
         context.update(
             head=selectors.commits_by_id([head]).get(head),
             page=current,
@@ -108,7 +113,7 @@ def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
         if index.file(path) is not None:
             return redirect("web-blob", owner=ctx.repo.owner, slug=ctx.repo.slug, spec=f"{ref}/{path}")
         raise NotFound(f"No directory {path!r} at {ref}.")
-    current, entries = _listing(request, index, path)
+    current, entries = _listing(request, ctx.repo, ref, index, path)
     context = _repo_context(
         ctx,
         heads=selectors.branch_heads(ctx.repo),

@@ -82,13 +82,11 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     if not head_ref:
         raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
     base_id, head_id = selectors.split_compare_spec(repo, spec)
-    comparison = selectors.compare_commits(base_id, head_id)
+    comparison = browse.branch_diff(base_id, head_id)
     ahead = comparison.ahead[:AHEAD_SHOWN]
     rows = selectors.commits_by_id(ahead)
-    manifests = selectors.manifests_of_commits([head_id, *filter(None, [comparison.merge_base_commit_id])])
-    old = manifests.get(comparison.merge_base_commit_id, {}) if comparison.merge_base_commit_id else {}
     shown, total = browse.file_changes(
-        comparison.changes, old, manifests.get(head_id, {}), limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
+        comparison.changes, comparison.old, comparison.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
     )
     names = list(selectors.branch_heads(repo))
     context = _repo_context(

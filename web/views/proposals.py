@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from musehub_core.errors import BadRequest, Conflict, InvalidProposal, MuseHubError, PermissionDenied
-from repos import browse, graph, selectors
+from repos import browse, selectors
 from repos.models import ProposalState
 from repos.services import proposals as service
 from web.forms import MergeForm, ProposalEditForm, ProposalForm
@@ -69,20 +69,17 @@ def proposal_detail(request: HttpRequest, owner: str, slug: str, number: int) ->
         source, target = heads.get(proposal.from_branch), heads.get(proposal.to_branch)
     else:  # what it held when it was merged or closed
         source, target = proposal.head_commit_id, proposal.base_commit_id
-    ahead_ids = graph.commits_between([source], [target] if target else [])[::-1] if source else []
-    rows = selectors.commits_by_id(ahead_ids[:AHEAD_SHOWN])
+    ahead_ids: list[str] = []
     changes: list[browse.FileChange] = []
     total = 0
     conflicts: list[dict[str, str]] = []
     if source:
-        fork = graph.merge_base(target, source) if target else None
-        manifests = selectors.manifests_of_commits([source, *([fork] if fork else [])])
-        old, new = (manifests.get(fork, {}) if fork else {}), manifests.get(source, {})
+        diff = browse.branch_diff(target, source, conflicts=proposal.state == ProposalState.OPEN)
+        ahead_ids, conflicts = diff.ahead, diff.conflicts
         changes, total = browse.file_changes(
-            browse.diff_of(old, new), old, new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
+            diff.changes, diff.old, diff.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
         )
-        if proposal.state == ProposalState.OPEN:
-            conflicts = browse.merge_conflicts(target, source)
+    rows = selectors.commits_by_id(ahead_ids[:AHEAD_SHOWN])
     user = request.user
     may_change = user.is_authenticated and (ctx.can_write or user.get_username() == proposal.author)
     context = _repo_context(
