@@ -4,15 +4,16 @@ Branch names and file paths may hold slashes, so those routes take the rest of t
 """
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from drf_spectacular.views import SpectacularAPIView
 
 from api import views
+from api.schema import OfflineRedocView
 
 repo = "v1/repos/<str:owner>/<str:slug>"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
+    path("docs/", OfflineRedocView.as_view(url_name="schema"), name="api-docs"),
     path("v1/repos", views.RepoListView.as_view(), name="repo-list"),
     path("v1/user", views.UserView.as_view(), name="api-user"),
     path(repo, views.RepoDetailView.as_view(), name="repo-detail"),
