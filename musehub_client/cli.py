@@ -3,10 +3,13 @@
 Usage (``musehub`` once installed; ``python -m musehub_client`` and the alias
 ``python -m wire.client`` run the same)::
 
-    musehub push DIR URL [--branch B] [--force] [--message M] [--author A] [--token T]
+    musehub push [DIR] [URL] [--branch B | --onto B] [--force] [--message M] [--author A]
+                 [--private | --public] [--token T]
     musehub clone URL DIR [--branch B] [--token T]
     musehub fetch [DIR] [--token T]
     musehub pull [DIR] [--token T]
+    musehub merge BRANCH [DIR] [--message M] [--author A] [--token T]
+    musehub merge --abort [DIR]
     musehub branch-delete URL NAME [--token T]
 
 ``URL`` is a repository URL ``{hub}/{owner}/{slug}``, e.g.
@@ -17,18 +20,25 @@ stderr; the one-line result summary still goes to stdout.
 
 What each command does (wire.md §3; the work is in :mod:`musehub_client.operations`):
 
-- **push** scans DIR (regular files only; symlinks and the client's own
-  ``.musehub/`` folder are skipped) into a manifest, makes one commit on top of
+- **push** scans DIR (default ``.``) into a manifest, makes one commit on top of
   the branch head, asks ``filter-objects`` which blobs the hub lacks, streams
   those blobs plus the commit and snapshot into one mpack in a temporary file,
   uploads it to the URL ``mpack/upload`` hands out and calls ``mpack/push``. On
-  success DIR's state records the new head (DIR then tracks URL and branch). The
+  success DIR's state records the new head (DIR then tracks URL and branch, and
+  URL may be left out of later pushes, as for fetch and pull). The
   parent is DIR's recorded head when DIR tracks this URL and branch, or when the
   branch is new on the hub (it forks from DIR's head); otherwise the remote head
   from ``/refs`` (none for a new branch). An unchanged tree whose head the hub
   already has prints "nothing to push". When the hub lists the
   ``snapshot-delta`` capability the snapshot travels as a delta against the
-  parent's (wire.md §2.1).
+  parent's (wire.md §2.1). Only regular files are stored: symlinks (Muse
+  snapshots exclude them), pipes, sockets, devices and unreadable files are
+  counted and named in a warning (shown even with ``-q``) and listed in
+  ``DIR/.musehub/skipped.txt``. A folder tracking another branch is refused
+  when the target branch exists, unless ``--onto`` names it. A first push
+  creates the repository under the token's user (public; ``--private`` creates
+  it private first). Commits are authored as ``--author``, else
+  ``$MUSEHUB_AUTHOR``, else the token's user.
 - **clone** downloads the pack for the branch head, verifies every blob, commit
   and snapshot id, writes the head snapshot into DIR and records the state. The
   pack is kept in ``DIR/.musehub/packs/`` (it holds the history's blobs).
@@ -39,6 +49,10 @@ What each command does (wire.md §3; the work is in :mod:`musehub_client.operati
   new files are written, removed files are deleted, unchanged ones are left
   alone. It refuses (exit 4) before writing anything if a file it would change
   or delete has local modifications, or an untracked file is in the way.
+- **merge** fetches BRANCH and merges it into DIR by the hub's rules; a clean
+  merge makes the two-parent commit locally, conflicts are written marked
+  (exit 4) and the next push, once they are resolved, sends the merge commit;
+  ``--abort`` undoes a pending merge (:mod:`musehub_client.merging`).
 
 - **branch-delete** deletes branch NAME of the repository URL through the REST
   API (``DELETE /api/v1/repos/{owner}/{slug}/branches/{name}``; write role).
@@ -65,9 +79,10 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from musehub_client import operations
+from musehub_client import merging, operations
 from musehub_client.feedback import format_bytes, plural, short
 from musehub_client.http import (
+    EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -80,6 +95,7 @@ from musehub_core.errors import MalformedPack
 PROG = "musehub"
 PROGRESS_MIN_BYTES = 1024 * 1024
 PROGRESS_INTERVAL = 0.25
+PROGRESS_LOG_INTERVAL = 10.0  # seconds between progress lines when stderr is not a terminal
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -114,14 +130,22 @@ class Output:
         if not self.quiet:
             print(message, file=self.stderr, flush=True)
 
+    def warn(self, message: str) -> None:
+        """Print a warning on stderr, even when quiet (something the user must know happened)."""
+        print(message, file=self.stderr, flush=True)
+
     def progress(self, label: str, total: int | None) -> Progress:
         return Progress(label, total, self.stderr, enabled=not self.quiet)
 
 
 class Progress:
-    """A percentage/bytes line on stderr, redrawn in place at most 1/PROGRESS_INTERVAL times a second.
+    """A percentage/bytes line on stderr.
 
-    Shown only for transfers larger than 1 MiB (or of unknown size once they pass 1 MiB).
+    On a terminal the line is redrawn in place (carriage return) at most
+    1/PROGRESS_INTERVAL times a second; anywhere else (a log, a pipe) it is a
+    plain line at most every PROGRESS_LOG_INTERVAL seconds, never a carriage
+    return. Shown only for transfers larger than 1 MiB (or of unknown size once
+    they pass 1 MiB).
     """
 
     def __init__(self, label: str, total: int | None, stream: IO[str], *, enabled: bool = True) -> None:
@@ -129,8 +153,9 @@ class Progress:
         self.total = total if total and total > 0 else None
         self.stream = stream
         self.enabled = enabled and (self.total is None or self.total > PROGRESS_MIN_BYTES)
+        self.live = _is_terminal(stream)
         self.done = 0
-        self._last = 0.0
+        self._last = time.monotonic() if not self.live else 0.0
         self._drawn = False
 
     def update(self, n: int) -> None:
@@ -138,7 +163,7 @@ class Progress:
         if not self.enabled or (self.total is None and self.done <= PROGRESS_MIN_BYTES):
             return
         now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL:
+        if now - self._last >= (PROGRESS_INTERVAL if self.live else PROGRESS_LOG_INTERVAL):
             self._last = now
             self._draw()
 
@@ -148,7 +173,7 @@ class Progress:
             text = f"{self.label}: {pct:3d}% ({format_bytes(self.done)} / {format_bytes(self.total)})"
         else:
             text = f"{self.label}: {format_bytes(self.done)}"
-        self.stream.write(f"\r{text:<60}")
+        self.stream.write(f"\r{text:<60}" if self.live else text + "\n")
         self.stream.flush()
         self._drawn = True
 
@@ -156,8 +181,16 @@ class Progress:
         """Draw the final state and end the line (only if anything was drawn)."""
         if self._drawn:
             self._draw()
-            self.stream.write("\n")
+            if self.live:
+                self.stream.write("\n")
             self.stream.flush()
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -175,25 +208,38 @@ def _up_to_date(branch: str, head: str | None) -> str:
 
 def cmd_push(args: argparse.Namespace, out: Output) -> int:
     """Snapshot DIR, commit it on top of the branch head and push it (see the module docstring)."""
+    directory, url = _push_place(args.dir, args.url)
     result = operations.push(
-        args.dir,
-        args.url,
+        directory,
+        url,
         token=_token(args),
         branch=args.branch,
+        onto=args.onto,
         force=bool(args.force),
         message=args.message,
         author=args.author,
+        visibility=args.visibility,
         out=out,
     )
     if not result.pushed:
         out.result(f"nothing to push: {result.branch} is at {short(result.parent)} and the tree is unchanged")
         return EXIT_OK
+    if result.created:
+        hint = "" if result.created == "private" else " (pass --private on a first push for a private one)"
+        out.note(f"created the {result.created} repository {result.url}{hint}")
     out.result(
         f"pushed 1 commit, {plural(result.blobs, 'blob')}, {format_bytes(result.uploaded)} uploaded "
         f"(pack {format_bytes(result.pack_bytes)}) to {result.url} {result.branch} at {short(result.head)} "
         f"in {result.seconds:.1f}s"
     )
     return EXIT_OK
+
+
+def _push_place(first: str | None, second: str | None) -> tuple[str, str | None]:
+    """Return (DIR, URL) of ``push [DIR] [URL]``: a lone argument that looks like a URL is the URL (DIR is .)."""
+    if first is not None and second is None and first.startswith(("http://", "https://")):
+        return ".", first
+    return first or ".", second
 
 
 def cmd_clone(args: argparse.Namespace, out: Output) -> int:
@@ -241,6 +287,46 @@ def cmd_pull(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_merge(args: argparse.Namespace, out: Output) -> int:
+    """Merge BRANCH into DIR (``musehub_client.merging``), or give up a pending merge with --abort."""
+    if args.abort:
+        if args.dir is not None:
+            raise ClientError("merge --abort takes only DIR", EXIT_USAGE)
+        aborted = merging.abort(args.branch or ".")
+        out.result(
+            f"merge of {aborted.theirs_branch} aborted: {aborted.branch} is back at {short(aborted.head)} "
+            f"({plural(aborted.restored, 'file')} restored, {plural(aborted.removed, 'file')} removed)"
+        )
+        return EXIT_OK
+    if not args.branch:
+        raise ClientError("merge needs BRANCH (or --abort)", EXIT_USAGE)
+    directory = args.dir or "."
+    result = merging.merge(
+        directory, args.branch, token=_token(args), message=args.message, author=args.author, out=out
+    )
+    if result.up_to_date:
+        out.result(f"already up to date: {result.branch} holds {result.theirs_branch} ({short(result.theirs)})")
+        return EXIT_OK
+    if result.clean:
+        out.result(
+            f"merged {result.theirs_branch} into {result.branch}: commit {short(result.commit_id)} "
+            f"({plural(result.written, 'file')} written, {plural(result.deleted, 'file')} deleted); "
+            "push to send it"
+        )
+        return EXIT_OK
+    lines = [
+        f"merge of {result.theirs_branch} into {result.branch} stopped: "
+        f"{plural(len(result.conflicts), 'conflict')} ({plural(result.written, 'file')} merged cleanly)"
+    ]
+    lines += [f"  {c.path}: {c.hint}" for c in result.conflicts]
+    lines.append(
+        "Fix them, then push: it sends the merge commit, and refuses while markers or side files remain. "
+        "`musehub merge --abort` puts the folder back."
+    )
+    out.result("\n".join(lines))
+    return EXIT_CONFLICT
+
+
 def cmd_branch_delete(args: argparse.Namespace, out: Output) -> int:
     """Delete a branch of the repository on the hub (not the default branch, nor one an open proposal uses)."""
     result = operations.delete_branch(args.url, args.name, token=_token(args), out=out)
@@ -279,12 +365,38 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         return sub
 
     push = add("push", cmd_push, "commit the folder DIR and push it to the repository URL")
-    push.add_argument("dir", metavar="DIR")
-    push.add_argument("url", metavar="URL", help="repository URL, e.g. http://127.0.0.1:8000/alice/demo")
+    push.add_argument("dir", metavar="DIR", nargs="?", default=None, help="the folder to push (default: .)")
+    push.add_argument(
+        "url",
+        metavar="URL",
+        nargs="?",
+        default=None,
+        help="repository URL, e.g. http://127.0.0.1:8000/alice/demo (default: the one DIR tracks)",
+    )
     push.add_argument("--branch", "-b", help="branch to push (default: the tracked branch, else the default branch)")
+    push.add_argument(
+        "--onto",
+        metavar="BRANCH",
+        help="commit DIR's files on top of BRANCH's head although DIR tracks another branch (then DIR tracks BRANCH)",
+    )
+    visibility = push.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private",
+        dest="visibility",
+        action="store_const",
+        const="private",
+        help="on a first push, create the repository private (only you and collaborators can read it)",
+    )
+    visibility.add_argument(
+        "--public",
+        dest="visibility",
+        action="store_const",
+        const="public",
+        help="on a first push, create the repository public (the default)",
+    )
     push.add_argument("--force", "-f", action="store_true", help="move the branch even if not a fast-forward")
     push.add_argument("--message", "-m", help="commit message")
-    push.add_argument("--author", help="commit author (default: $MUSEHUB_AUTHOR or your user name)")
+    push.add_argument("--author", help="commit author (default: $MUSEHUB_AUTHOR, else the token's user on the hub)")
 
     clone = add("clone", cmd_clone, "download a branch of the repository URL into the new folder DIR")
     clone.add_argument("url", metavar="URL")
@@ -296,6 +408,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     pull = add("pull", cmd_pull, "fetch, then update the files of DIR to the branch head")
     pull.add_argument("dir", metavar="DIR", nargs="?", default=".")
+
+    merge = add(
+        "merge",
+        cmd_merge,
+        "fetch BRANCH and merge it into DIR: a merge commit when clean, else both versions marked to resolve",
+    )
+    merge.add_argument("branch", metavar="BRANCH", nargs="?", help="the branch to merge (with --abort: DIR)")
+    merge.add_argument("dir", metavar="DIR", nargs="?", default=None, help="the working folder (default: .)")
+    merge.add_argument("--abort", action="store_true", help="give up the pending merge: put DIR back as it was")
+    merge.add_argument("--message", "-m", help="merge commit message (default: Merge branch 'BRANCH' into ...)")
+    merge.add_argument("--author", help="merge commit author (default: as for push)")
 
     branch_delete = add(
         "branch-delete", cmd_branch_delete, "delete branch NAME of the repository URL (not its default branch)"

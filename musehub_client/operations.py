@@ -38,12 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musehub_client.feedback import Feedback, PhaseHook, Silent, no_phases, plural, short
+from musehub_client.feedback import Feedback, PhaseHook, Silent, no_phases, plural, short, warn
 from musehub_client.http import (
+    EXIT_AUTH,
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
     EXIT_SERVER,
+    EXIT_USAGE,
     SNAPSHOT_DELTA,
+    TOKEN_HELP,
     ClientError,
     HubClient,
     capabilities_of,
@@ -58,14 +61,15 @@ from musehub_client.packs import (
     read_blob,
     remove_pack,
 )
-from musehub_client.state import PACKS_DIR, STATE_DIR, STATE_FILE, TMP_DIR, State
+from musehub_client.state import PACKS_DIR, SKIPPED_FILE, STATE_DIR, STATE_FILE, TMP_DIR, State
 from musehub_client.worktree import (
+    Skipped,
     checkout_manifest,
     empty_folder,
     plan_update,
     remove_file,
     remove_tree,
-    scan_tree,
+    scan_folder,
     write_file,
 )
 from musehub_core.ids import blob_id, compute_snapshot_id, hex_of
@@ -108,11 +112,19 @@ class _Phases:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-def default_author() -> str:
-    """Return ``$MUSEHUB_AUTHOR``, else the user name, else "unknown"."""
+def default_author(client: HubClient | None = None) -> str:
+    """Return who commits are authored as: ``$MUSEHUB_AUTHOR``, else the token's user, else the OS user name.
+
+    The token's user comes from the hub (``GET /api/v1/user``) when *client* has
+    a token, so commits and the hub's own merges name the same person.
+    """
     env = os.environ.get("MUSEHUB_AUTHOR")
     if env:
         return env
+    if client is not None:
+        name = client.user()
+        if name:
+            return name
     try:
         return getpass.getuser()
     except Exception:
@@ -160,57 +172,162 @@ class PushResult:
     pack_bytes: int = 0
     uploaded: int = 0  # bytes sent (0 when the hub already held the pack)
     delta: bool = False  # the snapshot travelled as a delta against the parent's
+    created: str | None = None  # the visibility of the repository this push created (None: it existed)
+    author: str = ""
+    hashed: int = 0  # files read by the scan (the rest were unchanged by their stat)
+    skipped: Skipped = field(default_factory=Skipped)  # what the folder holds that a snapshot cannot
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
 
 
+VISIBILITIES = ("public", "private")
+
+
+def skipped_warning(root: Path, skipped: Skipped, *, shown: int = 20) -> str:
+    """Return the warning for entries of *root* a push did not store: counted by kind, named, and why."""
+    kinds = []
+    if skipped.symlinks:
+        kinds.append(plural(len(skipped.symlinks), "symlink"))
+    if skipped.special:
+        kinds.append(plural(len(skipped.special), "special file") + " (pipes, sockets, devices)")
+    if skipped.unreadable:
+        kinds.append(plural(len(skipped.unreadable), "unreadable entry").replace("entrys", "entries"))
+    entries = skipped.all()
+    lines = [
+        f"warning: not pushed: {', '.join(kinds)}. A Muse snapshot holds regular files only: symlinks are "
+        "neither followed nor stored (following one could store files from outside the folder; copy the "
+        "file or folder in to store its content), and a file the client cannot read is left out of this "
+        "commit (fix its permissions and push again)."
+    ]
+    lines += [f"  {path}  ({reason})" for path, reason in entries[:shown]]
+    if len(entries) > shown:
+        lines.append(f"  ... and {len(entries) - shown} more, all listed in {root / STATE_DIR / SKIPPED_FILE}")
+    return "\n".join(lines)
+
+
+def _record_skipped(root: Path, skipped: Skipped) -> None:
+    """Write the full list of skipped entries to ``.musehub/skipped.txt`` (remove it when nothing was skipped)."""
+    path = root / STATE_DIR / SKIPPED_FILE
+    with contextlib.suppress(OSError):
+        if skipped:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("".join(f"{p}\t{reason}\n" for p, reason in skipped.all()), encoding="utf-8")
+        else:
+            path.unlink(missing_ok=True)
+
+
 def push(
-    directory: str | Path,
-    url: str,
+    directory: str | Path = ".",
+    url: str | None = None,
     *,
     token: str | None = None,
     branch: str | None = None,
+    onto: str | None = None,
     force: bool = False,
     message: str | None = None,
     author: str | None = None,
+    visibility: str | None = None,
+    workers: int | None = None,
     out: Feedback | None = None,
     phases: PhaseHook | None = None,
 ) -> PushResult:
     """Snapshot *directory*, commit it on top of the branch head and push it to the repository *url*.
 
-    The branch is *branch*, else the one the folder tracks (same URL), else the
-    hub's default branch. The parent is the folder's recorded head when it
-    tracks this URL and branch, or when the branch is new on the hub (it forks
-    from that head); otherwise the remote head (none for a new branch). An
-    unchanged tree whose head the hub already has pushes nothing
-    (``pushed=False``). On success the folder's state records the new head.
+    *url* defaults to the repository the folder tracks (a clone, or a folder
+    pushed before). The branch is *branch* (or *onto*), else the one the folder
+    tracks (same URL), else the hub's default branch. The parent is the
+    folder's recorded head when it tracks this URL and branch, or when the
+    branch is new on the hub (it forks from that head); otherwise the remote
+    head (none for a new branch). A folder tracking another branch of *url* is
+    refused (exit 2) when the target branch exists, unless *onto* names it:
+    its tree then becomes a commit on top of that branch's head.
+
+    A repository that does not exist yet is created by the push under the
+    token's user (public), or first through ``POST /api/v1/repos`` with
+    *visibility* ("public" or "private") when given; *visibility* for an
+    existing repository must match it. Commits are authored as *author*, else
+    ``$MUSEHUB_AUTHOR``, else the token's user. An unchanged tree whose head
+    the hub already has pushes nothing (``pushed=False``). Entries the folder
+    holds that a snapshot cannot (symlinks, special and unreadable files) are
+    reported through *out* and listed in the result, never skipped silently.
+    On success the folder's state records the new head.
     """
     started = time.monotonic()
     timer = _Phases(phases)
+    out = out or Silent()
     root = Path(directory)
     if not root.is_dir():
         raise ClientError(f"{root} is not a folder")
-    client = HubClient(url, token, out=out or Silent())
+    from musehub_client import merging  # merging builds on this module
+
+    if merging.in_progress(root):  # this push is the commit that finishes a `musehub merge`
+        return merging.push_merge(
+            root,
+            url,
+            token=token,
+            branch=branch or onto,
+            force=force,
+            message=message,
+            author=author,
+            out=out,
+            phases=phases,
+        )
+    if visibility is not None and visibility not in VISIBILITIES:
+        raise ClientError(f"visibility must be public or private, not {visibility!r}", EXIT_USAGE)
+    if onto is not None and branch is not None and onto != branch:
+        raise ClientError(f"--onto {onto} and --branch {branch} name different branches; pass one", EXIT_USAGE)
+    branch = branch or onto
+    state = State.load(root)
+    if url is None:
+        if state is None:
+            raise ClientError(
+                f"{root} does not track a repository yet: give its URL, e.g. "
+                f"musehub push {root} http://127.0.0.1:8000/OWNER/REPO",
+                EXIT_USAGE,
+            )
+        url = state.url
+    if not token:
+        raise ClientError(f"pushing needs a token: {TOKEN_HELP}", EXIT_AUTH)
+    client = HubClient(url, token, out=out)
     try:
-        state = State.load(root)
         tracks_url = state is not None and state.url == client.url
         with timer("refs"):
             try:
                 refs: dict[str, Any] = client.refs()
+                exists = True
             except ClientError as exc:
-                if exc.exit_code != EXIT_NOT_FOUND:
+                if exc.exit_code != EXIT_NOT_FOUND or "repo_moved" in exc.message:
                     raise
-                refs = {"branch_heads": {}}  # a repository that does not exist yet (the hub may create it)
+                refs, exists = {"branch_heads": {}}, False
+        user = None if author or os.environ.get("MUSEHUB_AUTHOR") else client.user()
+        created = None
+        if not exists:
+            created = _create_or_explain(client, user, visibility, branch or "main")
+        elif visibility is not None:
+            _check_visibility(client, visibility)
         heads: dict[str, str] = refs["branch_heads"]
         branch = branch or (state.branch if state and tracks_url else None) or refs.get("default_branch") or "main"
         remote_head = heads.get(branch)
         tracks_branch = state is not None and tracks_url and state.branch == branch
+        if state is not None and tracks_url and not tracks_branch and remote_head is not None and onto != branch:
+            raise ClientError(
+                f"{root} tracks branch {state.branch}, and {branch} exists on the hub: pushing would commit this "
+                f"folder's files on top of {branch}'s head ({short(remote_head)}), replacing {branch}'s files. "
+                f"To do that, pass --onto {branch}; to start a new branch from this folder, name one that does not "
+                f"exist; to work on {branch}, clone it into another folder (musehub clone {client.url} DIR "
+                f"--branch {branch})",
+                EXIT_USAGE,
+            )
         # Build on DIR's own head for its branch, or for a branch new on the hub (it forks from DIR's head).
         use_local = state is not None and tracks_url and (tracks_branch or remote_head is None)
         parent = state.head if use_local and state is not None else remote_head
 
         with timer("scan"):
-            manifest = scan_tree(root)
+            scan = scan_folder(root, workers=workers)
+            manifest = scan.manifest
+        _record_skipped(root, scan.skipped)
+        if scan.skipped:
+            warn(out, skipped_warning(root, scan.skipped))
         if state is not None and tracks_branch and parent and manifest == state.manifest and remote_head == parent:
             return PushResult(
                 client.url,
@@ -219,6 +336,8 @@ def push(
                 parent,
                 pushed=False,
                 files=len(manifest),
+                hashed=scan.hashed,
+                skipped=scan.skipped,
                 seconds=time.monotonic() - started,
                 phases=timer.seconds,
             )
@@ -228,12 +347,13 @@ def push(
         base = None
         if parent_is_local and state is not None and SNAPSHOT_DELTA in capabilities_of(refs):
             base = (compute_snapshot_id(state.manifest), state.manifest)
+        author = author or os.environ.get("MUSEHUB_AUTHOR") or user or default_author()
         commit, snapshot = make_commit(
             manifest,
             parent,
             branch=branch,
             message=message or DEFAULT_MESSAGE,
-            author=author or default_author(),
+            author=author,
             base=base,
         )
         known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
@@ -243,7 +363,13 @@ def push(
         with tempfile.TemporaryFile(prefix="musehub-push-", suffix=".mpack") as handle:
             with timer("pack"):
                 mpack_key, size = build_push_pack(
-                    handle, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch=branch
+                    handle,
+                    root,
+                    commit=commit,
+                    snapshot=snapshot,
+                    blob_paths=blob_paths,
+                    branch=branch,
+                    workers=workers,
                 )
             handle.seek(0)
             with timer("upload"):
@@ -261,6 +387,8 @@ def push(
             raise ClientError(
                 f"the hub moved {branch} to {answer.get('head_commit_id')}, not to our commit", EXIT_SERVER
             )
+        if created is None and not exists:
+            created = "public"  # the push created it, as the hub creates repositories on a first push
         with timer("state"):
             recorded = state.commits if state is not None and tracks_url else []
             State(
@@ -283,9 +411,47 @@ def push(
         pack_bytes=size,
         uploaded=sent,
         delta="base" in snapshot,
+        created=created,
+        author=author,
+        hashed=scan.hashed,
+        skipped=scan.skipped,
         seconds=time.monotonic() - started,
         phases=timer.seconds,
     )
+
+
+def _create_or_explain(client: HubClient, user: str | None, visibility: str | None, branch: str) -> str | None:
+    """Prepare the first push into a repository ``/refs`` says does not exist; return the visibility created.
+
+    Refuses (exit 5) a namespace that is not the token's user's: a push creates
+    repositories only under your own name. With *visibility* the repository is
+    created now through ``POST /api/v1/repos``; without it the push creates it
+    (public) and None is returned.
+    """
+    user = user or client.user()
+    if user is not None and user.lower() != client.owner.lower():
+        raise ClientError(
+            f"there is no repository {client.owner}/{client.name} that you ({user}) can read, and a push creates "
+            f"repositories only under your own name: push to {client.api_root()}{user}/{client.name}, or ask "
+            f"{client.owner} to create it and add you as a collaborator",
+            EXIT_NOT_FOUND,
+        )
+    if visibility is None:
+        return None
+    client.create_repository(visibility=visibility, default_branch=branch)
+    return visibility
+
+
+def _check_visibility(client: HubClient, visibility: str) -> None:
+    """Refuse --private/--public for an existing repository whose visibility differs (they apply on creation)."""
+    current = client.repository().get("visibility")
+    if current != visibility:
+        raise ClientError(
+            f"{client.owner}/{client.name} exists already and is {current}; --{visibility} applies only when a push "
+            f"creates the repository. Change its visibility in its settings (PATCH {client.api_url('')} "
+            f'with {{"visibility": "{visibility}"}}), then push without --{visibility}',
+            EXIT_USAGE,
+        )
 
 
 # --- clone --------------------------------------------------------------------------------------
@@ -528,6 +694,9 @@ def pull(
     timer = _Phases(phases)
     out = out or Silent()
     root, state = load_state(directory)
+    from musehub_client import merging  # merging builds on this module
+
+    merging.refuse_during_merge(root, "pull")
     client = HubClient(state.url, token, out=out)
     try:
         fetched = fetch_into(root, state, client, phases=timer)
