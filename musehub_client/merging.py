@@ -14,11 +14,14 @@ The resolve flow (README, "The reference client"):
 3. Conflicts: every path that merged cleanly is written, and each conflicting
    path is written with both versions marked:
 
-   - text (both versions UTF-8 without NUL bytes): the file holds
-     ``<<<<<<< ours (BRANCH-HERE)`` / our version / ``=======`` / their version /
-     ``>>>>>>> theirs (BRANCH)``; a side that deleted the file is an empty
-     section labelled ``deleted``. Edit the file to the result you want, or
-     delete it to accept the deletion.
+   - text (both versions UTF-8 without NUL bytes): merged line by line
+     against the base (diff3, :func:`merge_text`); each run of lines both sides
+     changed differently is written as ``<<<<<<< ours (BRANCH-HERE)`` / our
+     lines / ``=======`` / their lines / ``>>>>>>> theirs (BRANCH)``. A file
+     added on both sides is one such section; a side that deleted the file is
+     an empty section labelled ``deleted`` (delete the file to accept the
+     deletion). A file whose changes touch different lines is written merged,
+     with no markers: check it before pushing.
    - binary: the version not left at the path goes beside it, as
      ``PATH.theirs`` (theirs, ours staying at PATH; or ours deleted and theirs
      changed) or ``PATH.ours`` (ours moved away because theirs deleted the file,
@@ -48,6 +51,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -348,6 +352,63 @@ def marked(ours: bytes | None, theirs: bytes | None, ours_label: str, theirs_lab
     )
 
 
+def _sync_regions(base: list[bytes], ours: list[bytes], theirs: list[bytes]) -> list[tuple[int, ...]]:
+    """Return the runs of lines equal in all three versions, as (base, ours, theirs) start/end indexes.
+
+    The last region is an empty one at the ends of the three (so whatever
+    follows the last common run is still visited).
+    """
+    ours_blocks = SequenceMatcher(None, base, ours, autojunk=False).get_matching_blocks()
+    theirs_blocks = SequenceMatcher(None, base, theirs, autojunk=False).get_matching_blocks()
+    regions: list[tuple[int, ...]] = []
+    i = j = 0
+    while i < len(ours_blocks) and j < len(theirs_blocks):
+        o_base, o_start, o_len = ours_blocks[i]
+        t_base, t_start, t_len = theirs_blocks[j]
+        start, end = max(o_base, t_base), min(o_base + o_len, t_base + t_len)
+        if start < end:
+            o, t = o_start + start - o_base, t_start + start - t_base
+            regions.append((start, end, o, o + end - start, t, t + end - start))
+        if o_base + o_len < t_base + t_len:
+            i += 1
+        else:
+            j += 1
+    regions.append((len(base), len(base), len(ours), len(ours), len(theirs), len(theirs)))
+    return regions
+
+
+def merge_text(base: bytes, ours: bytes, theirs: bytes, ours_label: str, theirs_label: str) -> tuple[bytes, int]:
+    """Merge three versions of a text line by line (diff3); return (the text, how many sections conflict).
+
+    A run of lines changed on one side only takes that side; the same change
+    on both sides merges; different changes to the same lines (or next to
+    each other) are written between ``<<<<<<< ours (LABEL)``, ``=======`` and
+    ``>>>>>>> theirs (LABEL)`` lines.
+    """
+    b, o, t = (text.splitlines(keepends=True) for text in (base, ours, theirs))
+    out: list[bytes] = []
+    hunks = 0
+    ib = io = it = 0
+    for b_start, b_end, o_start, o_end, t_start, t_end in _sync_regions(b, o, t):
+        o_part, t_part, b_part = o[io:o_start], t[it:t_start], b[ib:b_start]
+        if o_part == t_part:
+            out.extend(o_part)
+        elif o_part == b_part:
+            out.extend(t_part)
+        elif t_part == b_part:
+            out.extend(o_part)
+        else:
+            hunks += 1
+            out.append(f"<<<<<<< ours ({ours_label})\n".encode())
+            out.append(_section(b"".join(o_part)))
+            out.append(b"=======\n")
+            out.append(_section(b"".join(t_part)))
+            out.append(f">>>>>>> theirs ({theirs_label})\n".encode())
+        out.extend(o[o_start:o_end])
+        ib, io, it = b_end, o_end, t_end
+    return b"".join(out), hunks
+
+
 def has_markers(content: bytes) -> bool:
     """Return True when a line of *content* starts with ``<<<<<<< `` or ``>>>>>>> ``."""
     return any(line.startswith(MARKERS) for line in content.splitlines())
@@ -483,6 +544,7 @@ def _merge_trees(
                 for path, kind in sorted(kinds.items())
             ]
             record.touched = sorted(changing | {f for c in record.conflicts for f in c.files})
+            texts = _marked_texts(record.conflicts, base_m, ours_m, theirs_m, result, history, stage, read)
             if not outcome.conflicts:
                 record.commit = _commit(
                     outcome.merged, [result.ours, result.theirs], state.branch, record.message, record.author
@@ -493,7 +555,10 @@ def _merge_trees(
             for path, oid in update.writes.items():
                 write_file(root, path, read(oid))
             for conflict in record.conflicts:
-                _write_conflict(root, conflict, ours_m, theirs_m, result, read)
+                if conflict.how == MARKED:
+                    write_file(root, conflict.path, texts[conflict.path])
+                else:
+                    _write_side_file(root, conflict, ours_m, theirs_m, read)
     finally:
         remove_tree(stage)
         with contextlib.suppress(OSError):
@@ -566,21 +631,58 @@ def _conflict_plan(
     return Conflict(path, kind, SIDE_FILES, [name], hint)
 
 
-def _write_conflict(
+def _marked_texts(
+    conflicts: list[Conflict],
+    base_m: Mapping[str, str],
+    ours_m: Mapping[str, str],
+    theirs_m: Mapping[str, str],
+    result: MergeResult,
+    history: _History,
+    stage: Path,
+    read: Callable[[str], bytes],
+) -> dict[str, bytes]:
+    """Return the content of each text conflict: merged line by line, conflicting sections marked.
+
+    A file deleted on one side, or added on both, is one marked section; the
+    hint of a file changed on both sides says how many sections conflict.
+    """
+    texts: dict[str, bytes] = {}
+    marked_ones = [c for c in conflicts if c.how == MARKED]
+    base_oids = {base_m[c.path] for c in marked_ones if c.kind == BOTH_MODIFIED}
+    read_base = history.reader(base_oids, result.base, stage) if base_oids and result.base else read
+    backups = history.root / STATE_DIR / BACKUP_DIR
+    for conflict in marked_ones:
+        path = conflict.path
+        ours = (backups / hex_of(ours_m[path])).read_bytes() if path in ours_m else None
+        theirs = read(theirs_m[path]) if path in theirs_m else None
+        if ours is None or theirs is None:
+            texts[path] = marked(ours, theirs, result.branch, result.theirs_branch)
+            continue
+        base = read_base(base_m[path]) if conflict.kind == BOTH_MODIFIED else b""
+        texts[path], hunks = merge_text(base, ours, theirs, result.branch, result.theirs_branch)
+        if conflict.kind == BOTH_MODIFIED and hunks == 0:
+            conflict.hint = (
+                "changed on both sides in different lines: merged line by line with no conflicting section; check it"
+            )
+        elif conflict.kind == BOTH_MODIFIED:
+            conflict.hint = (
+                f"changed on both sides: {plural(hunks, 'conflicting section')} marked in {path}; edit each to the "
+                "result you want and remove the markers"
+            )
+    return texts
+
+
+def _write_side_file(
     root: Path,
     conflict: Conflict,
     ours_m: Mapping[str, str],
     theirs_m: Mapping[str, str],
-    result: MergeResult,
     read: Callable[[str], bytes],
 ) -> None:
     path = conflict.path
     backups = root / STATE_DIR / BACKUP_DIR
     ours = (backups / hex_of(ours_m[path])).read_bytes() if path in ours_m else None
     theirs = read(theirs_m[path]) if path in theirs_m else None
-    if conflict.how == MARKED:
-        write_file(root, path, marked(ours, theirs, result.branch, result.theirs_branch))
-        return
     (side,) = conflict.files
     if side.startswith(f"{path}.ours"):  # ours moves aside: theirs deleted it, or holds a folder here
         if ours is not None:

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from musehub_client import cli
 from musehub_client.http import EXIT_CONFLICT, EXIT_NOT_FOUND
-from musehub_client.merging import MergeRecord, has_markers
+from musehub_client.merging import MergeRecord, has_markers, merge_text
 from musehub_client.state import STATE_DIR, State
 from repos.manifests import load_manifest
 from repos.models import CommitGraph, Repo
@@ -116,10 +116,12 @@ def first_push(hub: Hub, files: dict[str, bytes]) -> Path:
 
 def test_a_proposal_that_conflicts_is_resolved_with_merge_then_push_and_merges_on_the_hub(hub, backend):
     main = first_push(
-        hub, {"lyrics.txt": b"verse\nchorus\n", "song.mid": SONG_BASE, "notes.txt": b"keep\n", "old.txt": b"old\n"}
+        hub, {"lyrics.txt": b"verse\nchorus\n", "song.mid": SONG_BASE, "notes.txt": b"a\nb\nc\n", "old.txt": b"old\n"}
     )
-    hub.fork("feature", {"lyrics.txt": b"verse\nfeature chorus\n", "song.mid": SONG_FEATURE, "feat.txt": b"f\n"})
+    feature_files = {"lyrics.txt": b"verse\nfeature chorus\n", "song.mid": SONG_FEATURE, "notes.txt": b"A\nb\nc\n"}
+    hub.fork("feature", {**feature_files, "feat.txt": b"f\n"})
     write_tree(main, {"lyrics.txt": b"verse\nmain chorus\n", "song.mid": SONG_MAIN, "main.txt": b"m\n"})
+    (main / "notes.txt").write_bytes(b"a\nb\nC\n")
     (main / "old.txt").unlink()
     assert hub.client("push", str(main), hub.url, "-m", "main moves on")[0] == 0
     opened = hub.rest("POST", "proposals", {"title": "Feature", "from_branch": "feature", "to_branch": "main"})
@@ -127,7 +129,7 @@ def test_a_proposal_that_conflicts_is_resolved_with_merge_then_push_and_merges_o
     number = opened.json()["number"]
     refused = hub.rest("POST", f"proposals/{number}/merge", {"strategy": "merge"})
     assert refused.status_code == 409
-    assert {c["path"] for c in refused.json()["conflicts"]} == {"lyrics.txt", "song.mid"}
+    assert {c["path"] for c in refused.json()["conflicts"]} == {"lyrics.txt", "notes.txt", "song.mid"}
     assert "musehub merge" in refused.json()["detail"], "the hub's message names the command that resolves it"
 
     work = hub.tmp / "feature"
@@ -136,14 +138,16 @@ def test_a_proposal_that_conflicts_is_resolved_with_merge_then_push_and_merges_o
     code, out, err = hub.client("merge", "main", str(work))
     assert code == EXIT_CONFLICT, err
     assert "lyrics.txt" in out and "song.mid" in out and "--abort" in out
+    assert "notes.txt: changed on both sides in different lines" in out
 
     tree = tree_of(work)
-    lyrics = tree["lyrics.txt"].decode()
-    assert lyrics.startswith("<<<<<<< ours (feature)\n") and lyrics.rstrip().endswith(">>>>>>> theirs (main)")
-    assert "verse\nfeature chorus\n=======\nverse\nmain chorus\n" in lyrics, "both versions, ours first"
+    assert tree["lyrics.txt"] == (
+        b"verse\n<<<<<<< ours (feature)\nfeature chorus\n=======\nmain chorus\n>>>>>>> theirs (main)\n"
+    ), "merged line by line: only the line both sides changed is marked, ours first"
     assert tree["song.mid"] == SONG_FEATURE and tree["song.mid.theirs"] == SONG_MAIN, "binary: theirs beside ours"
     assert tree["main.txt"] == b"m\n" and tree["feat.txt"] == b"f\n", "what merged cleanly is written"
     assert "old.txt" not in tree, "main's deletion is merged"
+    assert tree["notes.txt"] == b"A\nb\nC\n", "changes to different lines merge with no markers"
     assert State.load(work).head == feature_head, "nothing is committed yet"
 
     code, _, err = hub.client("pull", str(work))
@@ -151,6 +155,7 @@ def test_a_proposal_that_conflicts_is_resolved_with_merge_then_push_and_merges_o
     code, _, err = hub.client("push", str(work), hub.url)
     assert code == EXIT_CONFLICT, err
     assert "lyrics.txt still holds conflict markers" in err and "song.mid.theirs is still there" in err
+    assert "notes.txt" not in err, "a file without markers is resolved"
     assert "merge --abort" in err
     assert hub.heads()["feature"] == feature_head, "a refused push sends nothing"
 
@@ -187,6 +192,7 @@ def test_a_clean_merge_makes_the_merge_commit_locally_and_push_sends_it(hub):
     record = MergeRecord.load(main)
     assert record is not None and record.commit is not None and record.conflicts == []
     assert record.commit["parent_ids"] == [main_head, feature_head]
+    assert record.commit["author"] == hub.user.username, "authored as the token's user, like the hub's merges"
     assert record.commit["commit_id"][7:15] in out, "the summary names the local merge commit"
     assert tree_of(main) == {
         "a.txt": b"a from main\n",
@@ -272,3 +278,22 @@ def test_blobs_the_fetch_pack_leaves_out_come_from_unchanged_files_or_a_full_dow
     assert tree["copy-of-x.bin"] == shared, "copied from the unchanged x.bin"
     assert tree["copy-of-y.bin"] == SONG_BASE, "downloaded: no file here holds it any more"
     assert tree["y.bin"] == b"edited here, not pushed", "a local change the merge does not touch stays"
+
+
+def test_text_merges_line_by_line_and_marks_only_the_lines_both_sides_changed():
+    base = b"intro\nverse\nchorus\nbridge\noutro\n"
+    ours = b"INTRO\nverse\nchorus ours\nbridge\noutro\n"
+    theirs = b"intro\nverse\nchorus theirs\nbridge\noutro\ncoda\n"
+    text, hunks = merge_text(base, ours, theirs, "main", "feature")
+    assert hunks == 1
+    assert text == (
+        b"INTRO\nverse\n<<<<<<< ours (main)\nchorus ours\n=======\nchorus theirs\n>>>>>>> theirs (feature)\n"
+        b"bridge\noutro\ncoda\n"
+    )
+    assert merge_text(base, ours, base, "a", "b") == (ours, 0), "one side changed: that side"
+    assert merge_text(base, b"intro\n", b"intro\n", "a", "b") == (b"intro\n", 0), "the same change on both"
+    apart, hunks = merge_text(base, ours, b"intro\nverse\nchorus\nbridge\nOUTRO\n", "a", "b")
+    assert (apart, hunks) == (b"INTRO\nverse\nchorus ours\nbridge\nOUTRO\n", 0), "changes in different lines"
+    added, hunks = merge_text(b"", b"one\n", b"two", "a", "b")
+    assert hunks == 1 and added == b"<<<<<<< ours (a)\none\n=======\ntwo\n>>>>>>> theirs (b)\n"
+    assert has_markers(added) and not has_markers(apart)
