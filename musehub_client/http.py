@@ -36,6 +36,8 @@ EXIT_INTERRUPTED = 130
 PROTOCOL_HEADER = "X-Muse-Protocol"
 MSGPACK = "application/x-msgpack"
 SNAPSHOT_DELTA = "snapshot-delta"  # the capability of wire.md §2.1
+PACK_STREAM = "pack-stream"  # the fetch reply is the pack itself, blobs as stored (README, "Streamed fetch")
+PACK_TYPE = "application/x-mpack"
 
 CHUNK = 1024 * 1024
 FILTER_BATCH = 2000  # object ids per filter-objects call
@@ -49,10 +51,18 @@ TRANSFER_TIMEOUT = (15, 300)
 class ClientError(Exception):
     """A failure to report as one line ``error: <message>`` and exit with *exit_code*."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.code = code  # the hub's error code (``repo_not_found``, ...) when the hub answered one
+
+
+class StreamCut(ClientError):
+    """A streamed fetch reply ended before the pack did (the hub or the network failed mid-way): retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_SERVER)
 
 
 def exit_code_for_status(status: int) -> int:
@@ -274,6 +284,7 @@ class HubClient:
         self.session.headers.update({"Accept": MSGPACK, PROTOCOL_HEADER: "mpack"})
         self.transfer = _retrying_session()
         self.transfer.auth = _BearerAuth(None)
+        self.capabilities: frozenset[str] = frozenset()  # what the last ``refs`` answer listed
 
     def close(self) -> None:
         self.session.close()
@@ -289,33 +300,44 @@ class HubClient:
 
     def _request(self, method: str, suffix: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call ``{repo}/{suffix}``; return the decoded map, retrying 503 + Retry-After a few times."""
+        return self._decoded(self._send(method, suffix, body), suffix)
+
+    def _send(
+        self, method: str, suffix: str, body: Mapping[str, Any] | None = None, *, stream: bool = False
+    ) -> requests.Response:
+        """Call ``{repo}/{suffix}``; return the successful response, retrying 503 + Retry-After a few times."""
         url = f"{self.url}/{suffix}"
         data = msgpack.packb(dict(body), use_bin_type=True) if body is not None else None
         headers = {"Content-Type": MSGPACK} if data is not None else {}
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = self.session.request(
-                    method, url, data=data, headers=headers, timeout=API_TIMEOUT, allow_redirects=False
+                    method, url, data=data, headers=headers, timeout=API_TIMEOUT, allow_redirects=False, stream=stream
                 )
             except requests.RequestException as exc:
                 raise unreachable(self.hub_root.rstrip("/"), exc) from None
             if response.status_code == 503 and attempt < MAX_ATTEMPTS and "Retry-After" in response.headers:
                 wait = _retry_after(response.headers["Retry-After"])
                 self.out.note(f"{_error_detail(response)} (retrying in {wait:g}s)")
+                response.close()
                 time.sleep(wait)
                 continue
             if not response.ok or response.is_redirect:
                 raise self.failure(response, suffix)
-            if "html" in response.headers.get("Content-Type", ""):
-                raise self.not_a_repository(suffix)
-            try:
-                decoded = _decode_body(response)
-            except Exception:
-                raise self.not_a_repository(suffix) from None
-            if not isinstance(decoded, dict):
-                raise ClientError(f"the hub's answer to {suffix} is not a map", EXIT_SERVER)
-            return decoded
+            return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decoded(self, response: requests.Response, suffix: str) -> dict[str, Any]:
+        """Return the map a protocol answer carries; a web page or a non-map is a clear ClientError."""
+        if "html" in response.headers.get("Content-Type", ""):
+            raise self.not_a_repository(suffix)
+        try:
+            decoded = _decode_body(response)
+        except Exception:
+            raise self.not_a_repository(suffix) from None
+        if not isinstance(decoded, dict):
+            raise ClientError(f"the hub's answer to {suffix} is not a map", EXIT_SERVER)
+        return decoded
 
     def not_a_repository(self, suffix: str) -> ClientError:
         """Return the error for an answer that is not the protocol at all (a web page, a proxy's text)."""
@@ -349,14 +371,15 @@ class HubClient:
                 f"{TOKEN_HELP}",
                 EXIT_AUTH,
             )
-        if status == 404 and _error_code(response) in (None, "repo_not_found", "not_found"):
+        code = _error_code(response)
+        if status == 404 and code in (None, "repo_not_found", "not_found"):
             hint = (
                 "if it is private, a token is needed: " + TOKEN_HELP
                 if not self.has_token
                 else "check the owner and the name, and that your token's user may read it"
             )
-            return ClientError(f"{detail.rstrip('.')} at {self.url}; {hint}", EXIT_NOT_FOUND)
-        return ClientError(detail, exit_code_for_status(status))
+            return ClientError(f"{detail.rstrip('.')} at {self.url}; {hint}", EXIT_NOT_FOUND, code=code)
+        return ClientError(detail, exit_code_for_status(status), code=code)
 
     def resolve(self, storage_url: str) -> str:
         """Return *storage_url* made absolute against the hub's scheme://host:port."""
@@ -367,6 +390,7 @@ class HubClient:
     def refs(self) -> dict[str, Any]:
         """Return ``{repo_id, domain, default_branch, branch_heads, capabilities?}``; 404 → ClientError(exit 5)."""
         answer = self._request("GET", "refs")
+        self.capabilities = capabilities_of(answer)
         heads = answer.get("branch_heads") or {}
         if not isinstance(heads, dict) or not all(isinstance(b, str) and is_id(c) for b, c in heads.items()):
             raise ClientError("the hub's branch_heads are not {branch: 'sha256:…' id}", EXIT_SERVER)
@@ -450,6 +474,40 @@ class HubClient:
         if not isinstance(answer.get("mpack_url"), str) or not answer["mpack_url"]:
             raise ClientError("the hub's fetch answer has no mpack_url", EXIT_SERVER)
         return answer
+
+    def fetch_into(
+        self, want: list[str], have: list[str], capabilities: Iterable[str], handle: IO[bytes]
+    ) -> dict[str, Any]:
+        """Ask for a streamed fetch (``pack-stream``) and write the pack the reply carries into *handle*.
+
+        Returns ``{commit_count, snapshot_count, blob_count, size, streamed: True}``; when the hub answered
+        with a URL instead (it does not stream), returns that answer unchanged and writes nothing.
+        """
+        body = {"want": want, "have": have, "capabilities": list(dict.fromkeys([*capabilities, PACK_STREAM]))}
+        response = self._send("POST", "mpack/fetch", body, stream=True)
+        with response:
+            if response.headers.get("Content-Type", "").split(";")[0].strip() != PACK_TYPE:
+                answer = self._decoded(response, "mpack/fetch")
+                if not isinstance(answer.get("mpack_url"), str) or not answer["mpack_url"]:
+                    raise ClientError("the hub's fetch answer has no mpack_url", EXIT_SERVER)
+                return answer
+            counts = {}
+            for name in ("commit_count", "snapshot_count", "blob_count"):
+                value = response.headers.get(f"MuseHub-{name.replace('_', '-').title()}", "")
+                counts[name] = int(value) if value.isdigit() else None
+            progress = self.out.progress("download", None)
+            written = 0
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    handle.write(chunk)
+                    written += len(chunk)
+                    progress.update(len(chunk))
+            except requests.RequestException as exc:
+                raise StreamCut(f"the hub's pack stream was cut short: {_network_reason(exc)}") from None
+            finally:
+                progress.close()
+        handle.flush()
+        return {**counts, "size": written, "streamed": True}
 
     def download(self, url: str, handle: IO[bytes], expected_size: int | None = None) -> int:
         """Stream the pack at *url* (no auth header) into *handle*; return the bytes written."""

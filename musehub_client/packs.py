@@ -27,10 +27,18 @@ import msgpack
 import zstandard
 
 from musehub_client.feedback import PhaseHook, no_phases
-from musehub_client.http import EXIT_SERVER, SNAPSHOT_DELTA, ClientError, HubClient, integrity_error
+from musehub_client.http import (
+    EXIT_SERVER,
+    PACK_STREAM,
+    SNAPSHOT_DELTA,
+    ClientError,
+    HubClient,
+    StreamCut,
+    integrity_error,
+)
 from musehub_client.state import PACKS_DIR, STATE_DIR
 from musehub_client.threads import batches, default_workers
-from musehub_core.errors import MalformedPack
+from musehub_core.errors import MalformedPack, TruncatedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
 from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
 from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, index_mpack
@@ -273,6 +281,8 @@ def verify_pack(
     try:
         with open(path, "rb") as handle:
             contents = index_mpack(handle, limits=CLIENT_LIMITS, verify=True)
+    except TruncatedPack:
+        raise StreamCut("the pack ended early (the transfer was cut short)") from None
     except MalformedPack as exc:
         raise integrity_error(exc.message) from None
     if is_id(mpack_id) and contents.digest != mpack_id:
@@ -483,15 +493,35 @@ def _download_pack(
     lookup: BaseLookup | None,
     phases: PhaseHook,
 ) -> Downloaded:
-    with phases("fetch"):
-        answer = client.fetch(want, have, [SNAPSHOT_DELTA] if deltas else [])
+    """Fetch, download and verify once more when a transfer was cut short (up to STREAM_ATTEMPTS in all)."""
+    for attempt in range(1, STREAM_ATTEMPTS + 1):
+        try:
+            return _download_once(client, want, have, folder, deltas=deltas, lookup=lookup, phases=phases)
+        except StreamCut as exc:
+            if attempt == STREAM_ATTEMPTS:
+                raise
+            client.out.note(f"{exc.message}; asking again")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _download_once(
+    client: HubClient,
+    want: list[str],
+    have: list[str],
+    folder: Path,
+    *,
+    deltas: bool,
+    lookup: BaseLookup | None,
+    phases: PhaseHook,
+) -> Downloaded:
     folder.mkdir(parents=True, exist_ok=True)
-    size = answer.get("size") if isinstance(answer.get("size"), int) else None
+    asked = [SNAPSHOT_DELTA] if deltas else []
     handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", suffix=".part", delete=False)  # noqa: SIM115
     part = Path(handle.name)
     try:
-        with phases("download"), handle:
-            client.download(answer["mpack_url"], handle, size)
+        with handle:
+            answer = _receive(client, want, have, asked, handle, phases)
+        size = answer.get("size") if isinstance(answer.get("size"), int) else None
         with phases("verify"):
             verified = verify_pack(part, mpack_id=answer.get("mpack_id"), size=size, lookup=lookup, keep_commits=want)
             final = folder / f"{hex_of(verified.contents.digest)}.mpack"
@@ -504,3 +534,25 @@ def _download_pack(
             part.unlink()
         raise
     return Downloaded(final, verified.contents, verified.manifests, answer)
+
+
+STREAM_ATTEMPTS = 3
+
+
+def _receive(
+    client: HubClient, want: list[str], have: list[str], asked: list[str], handle: IO[bytes], phases: PhaseHook
+) -> dict[str, Any]:
+    """Write the pack into *handle*: streamed in the fetch reply when the hub offers ``pack-stream``, else
+    downloaded from the URL the fetch answers."""
+    if PACK_STREAM in client.capabilities:
+        with phases("download"):
+            answer = client.fetch_into(want, have, asked, handle)
+        if answer.get("streamed"):
+            return answer
+    else:
+        with phases("fetch"):
+            answer = client.fetch(want, have, asked)
+    size = answer.get("size") if isinstance(answer.get("size"), int) else None
+    with phases("download"):
+        client.download(answer["mpack_url"], handle, size)
+    return answer

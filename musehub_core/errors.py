@@ -39,6 +39,10 @@ class MalformedPack(MuseHubError):
     default_message = "The mpack is malformed or inconsistent."
 
 
+class TruncatedPack(MalformedPack):
+    default_message = "The pack is truncated."
+
+
 class PayloadTooLarge(MuseHubError):
     code = "too_large"
     status = 413

@@ -30,7 +30,7 @@ from typing import IO, Any
 import msgpack
 import zstandard
 
-from musehub_core.errors import MalformedPack
+from musehub_core.errors import MalformedPack, TruncatedPack
 from musehub_core.ids import PREFIX, blob_id, is_id
 from musehub_core.manifests import validate_path
 
@@ -497,7 +497,7 @@ def index_mpack(
     except MalformedPack:
         raise
     except msgpack.OutOfData as exc:
-        raise MalformedPack("The pack is truncated.") from exc
+        raise TruncatedPack("The pack is truncated.") from exc
     except (msgpack.StackError, RecursionError) as exc:
         raise MalformedPack("The pack nests lists and maps too deeply to be read.") from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:

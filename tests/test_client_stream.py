@@ -1,0 +1,76 @@
+"""The reference client fetches with ``pack-stream``: the pack arrives in the fetch reply, nothing is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from musehub_client.http import EXIT_SERVER, PACK_STREAM
+from repos.models import MPack, MPackKind
+from repos.storage.backend import get_backend
+from tests.factories import make_user, uid
+from tests.httpkit import token_for
+from tests.test_client_e2e import make_tree, run, tree_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def alice():
+    return make_user(f"alice-{uid()}")
+
+
+def test_a_clone_streams_and_stores_no_fetch_pack(backend, live_server, alice, tmp_path):
+    url = f"{live_server.url}/{alice.username}/stream-{uid()}"
+    token = token_for(alice)
+    work = tmp_path / "work"
+    make_tree(work, 120)
+    assert run("push", str(work), url, "-m", "first", token=token)[0] == 0
+    stored = set(backend.list_mpacks())
+
+    code, _, err = run("clone", url, str(tmp_path / "copy"), token=token)
+
+    assert code == 0, err
+    assert tree_of(tmp_path / "copy") == tree_of(work)
+    assert set(backend.list_mpacks()) == stored, "the clone came in the reply: no pack was written for it"
+    assert not MPack.objects.filter(kind=MPackKind.FETCH).exists()
+    # A second push and a pull stream as well.
+    (work / "dir0" / "new.txt").write_text("a new verse\n")
+    assert run("push", str(work), url, "-m", "second", token=token)[0] == 0
+    code, _, err = run("pull", str(tmp_path / "copy"), token=token)
+    assert code == 0, err
+    assert tree_of(tmp_path / "copy") == tree_of(work)
+    assert set(backend.list_mpacks()) - stored <= set(MPack.objects.values_list("mpack_id", flat=True))
+    assert not MPack.objects.filter(kind=MPackKind.FETCH).exists()
+
+
+def test_a_stream_the_hub_cannot_finish_is_asked_for_again_then_reported(live_server, alice, tmp_path, caplog):
+    url = f"{live_server.url}/{alice.username}/cut-{uid()}"
+    token = token_for(alice)
+    work = tmp_path / "work"
+    make_tree(work, 30)
+    assert run("push", str(work), url, "-m", "first", token=token)[0] == 0
+    # The pack's bytes vanish from storage after the push: the fetch is planned (its index rows are there),
+    # the reply starts, and the hub cannot read the blobs it promised.
+    backend = get_backend()
+    for mpack_id in MPack.objects.values_list("mpack_id", flat=True):
+        backend.delete_mpack(mpack_id)
+
+    code, _, err = run("clone", url, str(tmp_path / "copy"), token=token)
+
+    assert code == EXIT_SERVER
+    assert "cut short" in err
+    cut = [r for r in caplog.records if r.name == "musehub.fetch" and "cut short" in r.getMessage()]
+    assert len(cut) == 3, "the client asked three times"
+    assert not (tmp_path / "copy" / "dir0").exists(), "nothing half-written"
+
+
+def test_the_hub_lists_the_capability_the_client_asks_for(live_server, alice, tmp_path):
+    from musehub_client.http import HubClient
+
+    url = f"{live_server.url}/{alice.username}/caps-{uid()}"
+    work = tmp_path / "work"
+    make_tree(work, 3)
+    assert run("push", str(work), url, "-m", "first", token=token_for(alice))[0] == 0
+    with HubClient(url, token_for(alice)) as client:
+        client.refs()
+        assert PACK_STREAM in client.capabilities
