@@ -145,6 +145,7 @@ class MergeRecord:
     message: str
     author: str
     touched: list[str] = field(default_factory=list)  # every path the merge wrote or removed (abort restores them)
+    absent: list[str] = field(default_factory=list)  # paths of the head that were deleted here before the merge
     conflicts: list[Conflict] = field(default_factory=list)
     commit: dict[str, Any] | None = None  # the local merge commit of a clean merge
 
@@ -537,7 +538,9 @@ def _merge_trees(
             backups.mkdir(parents=True, exist_ok=True)
             for path in sorted(changing & set(ours_m)):
                 copy = backups / hex_of(ours_m[path])
-                if not copy.exists():
+                if not (root / path).is_file():
+                    record.absent.append(path)  # deleted here (the plan checked): --abort deletes it again
+                elif not copy.exists():
                     shutil.copyfile(root / path, copy)
             record.conflicts = [
                 _conflict_plan(path, kind, ours_m, theirs_m, outcome.merged, result, taken, root, read)
@@ -873,11 +876,11 @@ def abort(directory: str | Path = ".") -> AbortResult:
     result = AbortResult(record.branch, record.theirs_branch, record.ours)
     backups = root / STATE_DIR / BACKUP_DIR
     ours_m = state.manifest
-    for path in sorted(set(record.touched) - set(ours_m)):
+    for path in sorted((set(record.touched) - set(ours_m)) | set(record.absent)):
         if os.path.lexists(root / path):
             remove_file(root, path)
             result.removed += 1
-    for path in sorted(set(record.touched) & set(ours_m)):
+    for path in sorted(set(record.touched) & set(ours_m) - set(record.absent)):
         if local_oid(root, path) == ours_m[path]:
             continue
         copy = backups / hex_of(ours_m[path])

@@ -215,11 +215,17 @@ def test_a_clean_merge_makes_the_merge_commit_locally_and_push_sends_it(hub):
 
 
 def test_merge_abort_puts_every_file_back_and_forgets_the_merge(hub):
-    main = first_push(hub, {"lyrics.txt": b"one\n", "song.mid": SONG_BASE, "gone.mid": SONG_BASE + b"x"})
-    hub.fork("feature", {"lyrics.txt": b"two\n", "song.mid": None, "gone.mid": SONG_FEATURE, "new.txt": b"n\n"})
+    main = first_push(
+        hub, {"lyrics.txt": b"one\n", "song.mid": SONG_BASE, "gone.mid": SONG_BASE + b"x", "extra.txt": b"e\n"}
+    )
+    hub.fork(
+        "feature",
+        {"lyrics.txt": b"two\n", "song.mid": None, "gone.mid": SONG_FEATURE, "new.txt": b"n\n", "extra.txt": b"E\n"},
+    )
     write_tree(main, {"lyrics.txt": b"three\n", "song.mid": SONG_MAIN})
     (main / "gone.mid").unlink()
     assert hub.client("push", str(main), hub.url)[0] == 0
+    (main / "extra.txt").unlink()  # deleted here, not pushed: the merge writes feature's version
     before = tree_of(main)
 
     code, out, err = hub.client("merge", "feature", str(main))
@@ -228,7 +234,7 @@ def test_merge_abort_puts_every_file_back_and_forgets_the_merge(hub):
     assert has_markers(tree["lyrics.txt"])
     assert "song.mid" not in tree and tree["song.mid.ours"] == SONG_MAIN, "changed here, deleted there: ours aside"
     assert "gone.mid" not in tree and tree["gone.mid.theirs"] == SONG_FEATURE, "deleted here, changed there"
-    assert tree["new.txt"] == b"n\n"
+    assert tree["new.txt"] == b"n\n" and tree["extra.txt"] == b"E\n"
     (main / "lyrics.txt").write_bytes(b"half-edited\n")
 
     code, out, err = hub.client("merge", "--abort", str(main))
@@ -236,7 +242,8 @@ def test_merge_abort_puts_every_file_back_and_forgets_the_merge(hub):
     assert tree_of(main) == before, "the folder is exactly as before the merge"
     assert not MergeRecord.path(main).exists()
     code, out, _ = hub.client("push", str(main), hub.url)
-    assert code == 0 and "nothing to push" in out, "the folder is back at its head"
+    assert code == 0 and "pushed 1 commit" in out, "the folder is back where it was: extra.txt deleted"
+    assert "extra.txt" not in hub.tree(hub.heads()["main"])
 
 
 def test_merge_refuses_what_it_cannot_do_safely(hub):
