@@ -13,19 +13,19 @@ from __future__ import annotations
 import difflib
 import threading
 from bisect import bisect_left
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
 from musehub_core.errors import MergeConflict, NotFound
-from musehub_core.manifests import ManifestDiff, diff_manifests
+from musehub_core.manifests import ManifestDiff, is_under
 from repos import graph
-from repos.manifests import load_manifest
+from repos.manifests import changed_paths, load_manifest
 from repos.merge import merge_manifests
 from repos.models import ApiToken, Collaborator, Object, Repo
-from repos.selectors import TreeEntry, manifests_of_commits, snapshot_ids_of
+from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, snapshot_ids_of
 from repos.storage.reader import plan_blob_reads, read_blobs
 
 TEXT_MAX_BYTES = 512 * 1024  # a file view renders at most this much text
@@ -43,22 +43,20 @@ class DirIndex:
 
     @classmethod
     def of(cls, manifest: dict[str, str]) -> DirIndex:
-        dirs: dict[str, set[str]] = {"": set()}
-        files: dict[str, list[tuple[str, str]]] = {}
-        for path, object_id in manifest.items():
+        files: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for path, object_id in manifest.items():  # one split per file; directories are walked once each below
             parent, _, name = path.rpartition("/")
-            files.setdefault(parent, []).append((name, object_id))
-            # Register every ancestor directory, stopping at the first one already known.
-            while parent:
-                grand, _, dir_name = parent.rpartition("/")
-                known = parent in dirs
-                dirs.setdefault(parent, set())
-                dirs.setdefault(grand, set()).add(dir_name)
-                if known:
-                    break
-                parent = grand
+            files[parent].append((name, object_id))
+        children: dict[str, set[str]] = defaultdict(set)
+        linked = {""}  # directories already listed in their parent
+        for directory in list(files):
+            while directory not in linked:
+                linked.add(directory)
+                grand, _, name = directory.rpartition("/")
+                children[grand].add(name)
+                directory = grand
         index = cls(entry_count=len(manifest))
-        index.dirs = {path: sorted(names) for path, names in dirs.items()}
+        index.dirs = {path: sorted(children.get(path, ())) for path in linked}
         index.files = {path: sorted(entries) for path, entries in files.items()}
         return index
 
@@ -272,7 +270,7 @@ def branch_diff(base: str | None, head: str, *, conflicts: bool = False) -> Bran
         merge_base=fork,
         ahead=ahead,
         behind_by=behind,
-        changes=diff_manifests(old, new),
+        changes=diff_of(old, new),
         old=old,
         new=new,
         conflicts=found,
@@ -280,8 +278,16 @@ def branch_diff(base: str | None, head: str, *, conflicts: bool = False) -> Bran
 
 
 def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:
-    """Return what changed from manifest *old* to manifest *new*."""
-    return diff_manifests(old, new)
+    """Return what changed from manifest *old* to manifest *new* (``diff_manifests``' answer, in one pass each way)."""
+    added, modified = [], []
+    for path, object_id in new.items():
+        before = old.get(path)
+        if before is None:
+            added.append(path)
+        elif before != object_id:
+            modified.append(path)
+    removed = [path for path in old if path not in new] if len(old) + len(added) != len(new) else []
+    return ManifestDiff(added=sorted(added), modified=sorted(modified), removed=sorted(removed))
 
 
 def collaborators_of(repo: Repo) -> list[Collaborator]:
@@ -292,3 +298,83 @@ def collaborators_of(repo: Repo) -> list[Collaborator]:
 def api_tokens_of(user) -> QuerySet[ApiToken]:
     """Return *user*'s API tokens, newest first."""
     return ApiToken.objects.filter(user=user).order_by("-created_at")
+
+
+# --- a log filtered by path -------------------------------------------------------------------------
+
+
+class _PairCache:
+    """{(snapshot id, parent snapshot id): the paths that differ} for pairs this process has compared.
+
+    Snapshots never change, so an entry never goes stale. Most pairs are
+    answered by their stored delta (cheap); a checkpoint against its parent
+    costs two rebuilt manifests, which is what this cache saves the next time.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._items: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_many(self, pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
+        with self._lock:
+            return {pair: self._items[pair] for pair in pairs if pair in self._items}
+
+    def put_many(self, found: dict[tuple[str, str | None], Iterable[str]]) -> None:
+        with self._lock:
+            for pair, paths in found.items():
+                self._items[pair] = frozenset(paths)
+                self._items.move_to_end(pair)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_PAIRS = _PairCache()
+
+
+def commits_touching(head: str, path: str) -> list[str]:
+    """Return the log of *head*, newest first, keeping commits whose tree under *path* differs from their first parent's.
+
+    One query for the log; each (snapshot, parent snapshot) pair is compared
+    once per process (``repos.manifests.changed_paths``), then remembered.
+    """
+    prefix = path.strip("/")
+    rows = graph.log_rows(head)
+    snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in rows}
+    pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in rows]
+    unique = list(dict.fromkeys(pairs))
+    known = _PAIRS.get_many(unique)
+    missing = [pair for pair in unique if pair not in known]
+    if missing:
+        found = changed_paths(missing)
+        _PAIRS.put_many(found)
+        known.update((pair, frozenset(paths)) for pair, paths in found.items())
+    return [
+        commit_id
+        for (commit_id, _, _), pair in zip(rows, pairs, strict=True)
+        if any(is_under(p, prefix) for p in known.get(pair, ()))
+    ]
+
+
+class PathLog:
+    """The commits of :func:`commits_touching` as a sliced sequence of Commit rows (for paginators)."""
+
+    def __init__(self, head: str, path: str) -> None:
+        self._ids = commits_touching(head, path)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def count(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: slice) -> list:
+        if not isinstance(index, slice):
+            raise TypeError("A commit log is read by slices.")
+        ids = self._ids[index]
+        rows = commits_by_id(ids)
+        return [rows[cid] for cid in ids if cid in rows]

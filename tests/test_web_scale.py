@@ -3,9 +3,11 @@
 By default a 2,500-file, 100-commit history (a few seconds to push); set
 ``MUSEHUB_WEB_SCALE=25000x1000`` for the issue's 25,000 files and 1,000
 commits (about a minute to build). Every page must answer in under
-``MUSEHUB_WEB_PAGE_MS`` milliseconds (default 200) once the snapshot's
-directory index is built; the first directory page of a new snapshot (the one
-that builds it) must stay under twice that.
+``MUSEHUB_WEB_PAGE_MS`` milliseconds (default 200) on its second request; the
+first directory page of a new snapshot (the one that builds its directory
+index) must stay under twice that. The first log filtered by a path is timed
+and printed, not bounded: it rebuilds two manifests per checkpoint snapshot of
+the history (see the module docstring of ``repos.browse``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import os
 import time
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
 from bench import data
 from bench.workloads import muse_history, write_history_pack
 from repos import browse
 from repos.services.proposals import create_proposal
+from repos.services.repos import move_branch
 from tests.factories import make_repo, make_user, stage_mpack, uid
 from wire.push import wire_push_unpack_mpack
 
@@ -55,10 +59,6 @@ def big():
     )
     # A second branch, 2 commits behind main, so compare and proposals have something to show.
     feature = history.commits[-3]["commit_id"]
-    from django.db import transaction
-
-    from repos.services.repos import move_branch
-
     with transaction.atomic():
         move_branch(repo, "feature", feature)
     return owner, repo, history
@@ -75,9 +75,15 @@ def test_every_page_of_a_big_repository_answers_within_the_limit(big):
     text_file = next(p for p in paths if p.endswith((".py", ".md", ".txt", ".json")))
     middle = history.commits[len(history.commits) // 2]["commit_id"].removeprefix("sha256:")
     browse._INDEXES.clear()
+    browse._PAIRS.clear()
     cold, status = timed(client, f"{u}/tree/main/{folder}")
     assert status == 200
     assert cold < 2 * LIMIT_MS, f"first directory page of a new snapshot: {cold:.0f} ms"
+    # The first log filtered by a path compares every checkpoint snapshot with its parent (two rebuilt
+    # manifests each); the process remembers each comparison, so later filtered logs read only the log.
+    cold_log, status = timed(client, f"{u}/commits/main?path={folder}")
+    assert status == 200
+    print(f"{cold_log:7.1f} ms  first log filtered by a path (cold)")
     urls = [
         u,
         f"{u}/tree/main",

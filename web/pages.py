@@ -17,10 +17,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from musehub_core.errors import AuthenticationRequired, MuseHubError
+from repos import selectors
 from repos.access import RANKS, repo_for, role_of
-from repos.models import Repo, Role
+from repos.models import ProposalState, Repo, Role
 
 
 def page(view):
@@ -78,3 +80,21 @@ def repo_page(request: HttpRequest, owner: str, slug: str, role: str = Role.READ
     """Return the repository ``owner/slug`` if the visitor holds *role* on it (else the domain's error)."""
     repo = repo_for(request.user, owner, slug, role)
     return RepoContext(repo=repo, role=role_of(request.user, repo))
+
+
+def raw_url(repo, ref: str, path: str) -> str:
+    return reverse("api-raw", kwargs={"owner": repo.owner, "slug": repo.slug, "spec": f"{ref}/{path}"})
+
+
+def raw_prefix(repo, ref: str) -> str:
+    """Return the raw URL of ``ref/`` (append a quoted path): one reversal for a page of links."""
+    return raw_url(repo, ref, "x")[:-1]
+
+
+def repo_context(ctx: RepoContext, **extra) -> dict:
+    """Return what every repository page's template needs, plus *extra*."""
+    repo = ctx.repo
+    open_count = selectors.proposals_of(repo, ProposalState.OPEN).count()
+    # Lists link every row to a commit: reverse the URL once, not per row.
+    commit_prefix = reverse("web-commit", kwargs={"owner": repo.owner, "slug": repo.slug, "commit_id": "x"})[:-1]
+    return {"repo": repo, "ctx": ctx, "open_proposals": open_count, "commit_prefix": commit_prefix, **extra}

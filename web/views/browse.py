@@ -21,9 +21,8 @@ from hubhttp.errors import not_found
 from hubhttp.views import absolute
 from musehub_core.errors import NotFound
 from repos import browse, selectors
-from repos.models import ProposalState
 from web import pianoroll
-from web.pages import RepoContext, page, paginate, repo_page
+from web.pages import page, paginate, raw_url, repo_context, repo_page
 from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_html
 
 DIR_PAGE = 300  # directory entries per page
@@ -31,10 +30,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".ico", ".sv
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_MAX_BYTES = 8 * 1024 * 1024
 PATH_SAFE = "/!$&'()*+,;=:@~"  # what Django's reverse() leaves unquoted in a path
-
-
-def raw_url(repo, ref: str, path: str) -> str:
-    return reverse("api-raw", kwargs={"owner": repo.owner, "slug": repo.slug, "spec": f"{ref}/{path}"})
 
 
 def crumbs(path: str) -> list[tuple[str, str]]:
@@ -70,11 +65,6 @@ def _readme(index: browse.DirIndex, path: str) -> dict | None:
     return None
 
 
-def _repo_context(ctx: RepoContext, **extra) -> dict:
-    open_count = selectors.proposals_of(ctx.repo, ProposalState.OPEN).count()
-    return {"repo": ctx.repo, "ctx": ctx, "open_proposals": open_count, **extra}
-
-
 @csrf_exempt  # only GET is a page; any other method is the JSON 404 an unknown URL gets
 @page
 def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
@@ -86,7 +76,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     heads = selectors.branch_heads(repo)
     ref = repo.default_branch if repo.default_branch in heads else next(iter(heads), None)
     clone_url = absolute(request, f"/{repo.owner}/{repo.slug}")
-    context = _repo_context(ctx, heads=heads, ref=ref, clone_url=clone_url, tab="code")
+    context = repo_context(ctx, heads=heads, ref=ref, clone_url=clone_url, tab="code")
     if ref is not None:
         head = heads[ref]
         index = browse.dir_index(head)
@@ -114,7 +104,7 @@ def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
             return redirect("web-blob", owner=ctx.repo.owner, slug=ctx.repo.slug, spec=f"{ref}/{path}")
         raise NotFound(f"No directory {path!r} at {ref}.")
     current, entries = _listing(request, ctx.repo, ref, index, path)
-    context = _repo_context(
+    context = repo_context(
         ctx,
         heads=selectors.branch_heads(ctx.repo),
         ref=ref,
@@ -144,7 +134,7 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
         raise NotFound(f"No file {path!r} at {ref}.")
     size = browse.object_sizes([object_id]).get(object_id, 0)
     lower = path.lower()
-    context = _repo_context(
+    context = repo_context(
         ctx,
         ref=ref,
         commit_id=commit_id,

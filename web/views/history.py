@@ -7,8 +7,7 @@ from django.shortcuts import redirect, render
 
 from musehub_core.errors import BadRequest
 from repos import browse, selectors
-from web.pages import page, paginate, repo_page
-from web.views.browse import _repo_context
+from web.pages import page, paginate, raw_prefix, repo_context, repo_page
 
 LOG_PAGE = 50
 CHANGES_SHOWN = 100  # changed paths listed on one page
@@ -23,9 +22,9 @@ def commits(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     spec = spec or ctx.repo.default_branch
     ref, commit_id, rest = selectors.split_ref_path(ctx.repo, spec)
     path = (request.GET.get("path") or rest).strip("/")
-    log = selectors.CommitLog(commit_id, path=path)
+    log = browse.PathLog(commit_id, path) if path else selectors.CommitLog(commit_id)
     current = paginate(request, log, LOG_PAGE)
-    context = _repo_context(ctx, ref=ref, commit_id=commit_id, path=path, page=current, tab="commits")
+    context = repo_context(ctx, ref=ref, commit_id=commit_id, path=path, page=current, tab="commits")
     return render(request, "web/commits.html", context)
 
 
@@ -39,7 +38,7 @@ def commit(request: HttpRequest, owner: str, slug: str, commit_id: str) -> HttpR
     new, old = manifests.get(row.commit_id, {}), manifests.get(parent, {}) if parent else {}
     changes = browse.diff_of(old, new)
     shown, total = browse.file_changes(changes, old, new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN)
-    context = _repo_context(
+    context = repo_context(
         ctx,
         commit=row,
         parents=row.parent_ids,
@@ -47,6 +46,7 @@ def commit(request: HttpRequest, owner: str, slug: str, commit_id: str) -> HttpR
         total_changes=total,
         counts=changes,
         ref=row.commit_id,
+        raw_prefix=raw_prefix(ctx.repo, row.commit_id.removeprefix("sha256:")),
         tab="commits",
     )
     return render(request, "web/commit.html", context)
@@ -61,7 +61,7 @@ def branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     current = paginate(request, rows, 100)
     heads = selectors.commits_by_id(b.head_commit_id for b in current.object_list)
     items = [(b, heads.get(b.head_commit_id)) for b in current.object_list]
-    return render(request, "web/branches.html", _repo_context(ctx, page=current, items=items, tab="branches"))
+    return render(request, "web/branches.html", repo_context(ctx, page=current, items=items, tab="branches"))
 
 
 @page
@@ -76,7 +76,7 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
         return render(
             request,
             "web/compare.html",
-            _repo_context(ctx, names=list(selectors.branch_heads(repo)), base=repo.default_branch, tab="branches"),
+            repo_context(ctx, names=list(selectors.branch_heads(repo)), base=repo.default_branch, tab="branches"),
         )
     base_ref, _, head_ref = spec.partition("...")
     if not head_ref:
@@ -89,7 +89,7 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
         comparison.changes, comparison.old, comparison.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
     )
     names = list(selectors.branch_heads(repo))
-    context = _repo_context(
+    context = repo_context(
         ctx,
         spec=spec,
         base=base_ref,
@@ -100,6 +100,7 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
         ahead_total=len(comparison.ahead),
         changes=shown,
         total_changes=total,
+        raw_prefix=raw_prefix(repo, head_id.removeprefix("sha256:")),
         can_propose=request.user.is_authenticated and base_ref in names and head_ref in names and base_ref != head_ref,
         tab="branches",
     )

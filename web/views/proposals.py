@@ -19,9 +19,8 @@ from repos import browse, selectors
 from repos.models import ProposalState
 from repos.services import proposals as service
 from web.forms import MergeForm, ProposalEditForm, ProposalForm
-from web.pages import page, paginate, repo_page
+from web.pages import page, paginate, raw_prefix, repo_context, repo_page
 from web.render import markdown_html
-from web.views.browse import _repo_context
 from web.views.history import AHEAD_SHOWN, CHANGES_SHOWN, DIFFS_SHOWN
 
 
@@ -34,7 +33,7 @@ def proposal_list(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         raise BadRequest(f"state must be one of {', '.join(ProposalState.values)}.")
     current = paginate(request, selectors.proposals_of(ctx.repo, state), 30)
     counts = {s: selectors.proposals_of(ctx.repo, s).count() for s in ProposalState.values}
-    context = _repo_context(ctx, page=current, state=state, counts=counts, tab="proposals")
+    context = repo_context(ctx, page=current, state=state, counts=counts, tab="proposals")
     return render(request, "web/proposals.html", context)
 
 
@@ -55,7 +54,7 @@ def proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             return redirect("web-proposal", owner=repo.owner, slug=repo.slug, number=proposal.number)
-    return render(request, "web/proposal_form.html", _repo_context(ctx, form=form, tab="proposals", new=True))
+    return render(request, "web/proposal_form.html", repo_context(ctx, form=form, tab="proposals", new=True))
 
 
 @page
@@ -82,7 +81,7 @@ def proposal_detail(request: HttpRequest, owner: str, slug: str, number: int) ->
     rows = selectors.commits_by_id(ahead_ids[:AHEAD_SHOWN])
     user = request.user
     may_change = user.is_authenticated and (ctx.can_write or user.get_username() == proposal.author)
-    context = _repo_context(
+    context = repo_context(
         ctx,
         proposal=proposal,
         commits=[rows[c] for c in ahead_ids[:AHEAD_SHOWN] if c in rows],
@@ -94,6 +93,7 @@ def proposal_detail(request: HttpRequest, owner: str, slug: str, number: int) ->
         merge_form=MergeForm() if ctx.can_write and proposal.state == ProposalState.OPEN and source else None,
         may_change=may_change,
         body_html=markdown_html(proposal.body) if proposal.body else "",
+        raw_prefix=raw_prefix(repo, source.removeprefix("sha256:")) if source else "",
         tab="proposals",
     )
     return render(request, "web/proposal.html", context)
@@ -117,7 +117,7 @@ def proposal_edit(request: HttpRequest, owner: str, slug: str, number: int) -> H
                 form.add_error(None, exc.message)
             else:
                 return redirect("web-proposal", owner=ctx.repo.owner, slug=ctx.repo.slug, number=number)
-    context = _repo_context(ctx, form=form, proposal=proposal, tab="proposals", new=False)
+    context = repo_context(ctx, form=form, proposal=proposal, tab="proposals", new=False)
     return render(request, "web/proposal_form.html", context)
 
 

@@ -16,8 +16,7 @@ from repos import browse, selectors
 from repos.models import Role
 from repos.services import repos as repo_service
 from web.forms import CollaboratorForm, DeleteRepoForm, RepoSettingsForm
-from web.pages import page, repo_page
-from web.views.browse import _repo_context
+from web.pages import page, repo_context, repo_page
 
 
 @page
@@ -73,7 +72,7 @@ def repo_settings(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             if exc.status >= 500 or exc.status in (401, 403, 404) and action != "collaborator":
                 raise
             messages.error(request, exc.message)
-    context = _repo_context(
+    context = repo_context(
         ctx,
         settings_form=settings_form,
         collaborator_form=collaborator_form,
