@@ -304,3 +304,25 @@ def test_text_merges_line_by_line_and_marks_only_the_lines_both_sides_changed():
     added, hunks = merge_text(b"", b"one\n", b"two", "a", "b")
     assert hunks == 1 and added == b"<<<<<<< ours (a)\none\n=======\ntwo\n>>>>>>> theirs (b)\n"
     assert has_markers(added) and not has_markers(apart)
+
+
+def test_a_file_where_the_other_side_has_a_folder_goes_aside_until_renamed(hub):
+    main = first_push(hub, {"a.txt": b"a\n"})
+    feature_head = hub.fork("feature", {"docs/readme.txt": b"read me\n"})
+    (main / "docs").write_bytes(b"a file named docs\n")
+    assert hub.client("push", str(main), hub.url)[0] == 0
+
+    code, out, err = hub.client("merge", "feature", str(main))
+    assert code == EXIT_CONFLICT, err
+    assert "docs.ours" in out
+    tree = tree_of(main)
+    assert tree["docs/readme.txt"] == b"read me\n" and tree["docs.ours"] == b"a file named docs\n"
+    code, _, err = hub.client("push", str(main), hub.url)
+    assert code == EXIT_CONFLICT and "docs.ours is still there" in err
+
+    os.replace(main / "docs.ours", main / "docs.txt")
+    code, _, err = hub.client("push", str(main), hub.url)
+    assert code == 0, err
+    head = hub.heads()["main"]
+    assert hub.parents(head)[1] == feature_head
+    assert hub.tree(head).keys() == {"a.txt", "docs.txt", "docs/readme.txt"}
