@@ -296,8 +296,8 @@ def push(
                 refs: dict[str, Any] = client.refs()
                 exists = True
             except ClientError as exc:
-                if exc.exit_code != EXIT_NOT_FOUND or "repo_moved" in exc.message:
-                    raise
+                if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
+                    raise  # a reserved owner name, a moved repository: the hub's message says what to do
                 refs, exists = {"branch_heads": {}}, False
         user = None if author or os.environ.get("MUSEHUB_AUTHOR") else client.user()
         created = None

@@ -5,15 +5,24 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from musehub_client import cli, operations, worktree
-from musehub_client.http import EXIT_AUTH, EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE, SNAPSHOT_DELTA, HubClient
+from musehub_client.http import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_SERVER,
+    EXIT_USAGE,
+    SNAPSHOT_DELTA,
+    HubClient,
+)
 from musehub_client.state import PACKS_DIR, STATE_DIR
 from musehub_core.mpack import index_mpack
-from repos.models import ApiToken, Collaborator, Role
+from repos.models import ApiToken, Collaborator, Commit, Repo, Role
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
 
@@ -224,3 +233,193 @@ def test_a_clone_keeps_history_as_deltas_and_rebuilds_any_commit(url, alice, tmp
         manifest = store.manifest_of(commit_id)
         assert manifest is not None and set(manifest) == set(files)
         assert all(store.read(oid) == files[path] for path, oid in manifest.items())
+
+
+# --- issue 13: the reference client ------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    """No token or author from the environment: each test says what it sends."""
+    monkeypatch.delenv("MUSEHUB_TOKEN", raising=False)
+    monkeypatch.delenv("MUSEHUB_AUTHOR", raising=False)
+
+
+def hub_head(url: str, token: str, branch: str = "main") -> str | None:
+    with HubClient(url, token) as client:
+        return client.refs()["branch_heads"].get(branch)
+
+
+def test_push_in_a_clone_remembers_the_remote(no_env, url, alice, tmp_path, monkeypatch):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=10)
+    assert run("push", str(source), url, token=token)[0] == 0
+    clone = tmp_path / "clone"
+    assert run("clone", url, str(clone), token=token)[0] == 0
+
+    (clone / "new.txt").write_text("from the clone")
+    code, out, err = run("push", str(clone), token=token)  # DIR only
+    assert code == 0, err
+    assert hub_head(url, token) == operations.load_state(clone)[1].head
+
+    (clone / "new.txt").write_text("again, from inside the folder")
+    monkeypatch.chdir(clone)
+    code, out, err = run("push", token=token)  # neither DIR nor URL
+    assert code == 0, err
+    assert hub_head(url, token) == operations.load_state(clone)[1].head
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("a")
+    code, _, err = run("push", str(plain), token=token)
+    assert code == EXIT_USAGE and "does not track a repository yet: give its URL" in err
+
+
+def test_symlinks_and_special_files_are_counted_and_named_never_skipped_silently(no_env, url, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=10)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not in the tree")
+    (source / "link-to-file.txt").symlink_to(source / "binary.bin")
+    (source / "dir0" / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (source / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(source / "dir1" / "pipe")
+
+    code, out, err = run("push", str(source), url, token=token)  # -q: warnings still show
+    assert code == 0, err
+    assert "warning: not pushed: 3 symlinks, 1 special file" in err
+    assert "symlinks are neither followed nor stored" in err
+    for name in ("link-to-file.txt", "dir0/linked-folder", "dangling", "dir1/pipe"):
+        assert f"  {name}  (" in err, name
+    assert "(a folder)" in err and "named pipe" in err
+    listed = (source / STATE_DIR / "skipped.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in listed] == [
+        "dangling",
+        "dir0/linked-folder",
+        "dir1/pipe",
+        "link-to-file.txt",
+    ]
+
+    clone = tmp_path / "clone"
+    assert run("clone", url, str(clone), token=token)[0] == 0
+    regular = {path: data for path, data in tree_of(source).items() if not (source / path).is_symlink()}
+    assert tree_of(clone) == regular
+    assert not (clone / "link-to-file.txt").exists() and not (clone / "dir0" / "linked-folder").exists()
+
+    for path in ("link-to-file.txt", "dir0/linked-folder", "dangling", "dir1/pipe"):
+        (source / path).unlink()
+    (source / "binary.bin").write_bytes(b"changed")
+    code, _, err = run("push", str(source), token=token)
+    assert code == 0 and "warning" not in err
+    assert not (source / STATE_DIR / "skipped.txt").exists(), "the list is of the last push"
+
+
+def test_many_skipped_entries_are_all_listed_in_the_state_folder(no_env, url, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=5)
+    for i in range(30):
+        (source / f"link-{i:02d}").symlink_to(source / "binary.bin")
+    code, _, err = run("push", str(source), url, token=token)
+    assert code == 0, err
+    assert "warning: not pushed: 30 symlinks" in err and "... and 10 more, all listed in" in err
+    assert len((source / STATE_DIR / "skipped.txt").read_text().splitlines()) == 30
+
+
+def test_pushing_a_folder_onto_another_existing_branch_needs_onto(no_env, url, alice, tmp_path):
+    token = token_for(alice)
+    one, two = tmp_path / "one", tmp_path / "two"
+    make_tree(one, count=5)
+    assert run("push", str(one), url, token=token)[0] == 0
+    assert run("clone", url, str(two), token=token)[0] == 0
+    (two / "dev.txt").write_text("dev work")
+    code, _, err = run("push", str(two), "--branch", "dev", token=token)
+    assert code == 0, "a branch new on the hub forks from the folder's head"
+    dev_head = hub_head(url, token, "dev")
+    assert operations.load_state(two)[1].branch == "dev"
+
+    (one / "main.txt").write_text("main work")
+    code, _, err = run("push", str(one), "--branch", "dev", token=token)
+    assert code == EXIT_USAGE
+    assert "tracks branch main, and dev exists" in err and "--onto dev" in err
+    assert hub_head(url, token, "dev") == dev_head, "nothing was pushed"
+
+    code, _, err = run("push", str(one), "--onto", "dev", token=token)
+    assert code == 0, err
+    state = operations.load_state(one)[1]
+    assert state.branch == "dev" and hub_head(url, token, "dev") == state.head
+    assert Commit.objects.get(commit_id=state.head).parent_ids == [dev_head], "on top of dev's head"
+
+    code, _, err = run("push", str(one), "--onto", "dev", "--branch", "main", token=token)
+    assert code == EXIT_USAGE and "different branches" in err
+
+
+def test_a_first_push_creates_the_repository_private_or_public(no_env, live_server, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=5)
+    private_url = f"{live_server.url}/{alice.username}/secret-{uid()}"
+    code, _, err = run("push", str(source), private_url, "--private", token=token)
+    assert code == 0, err
+    assert Repo.objects.get(owner=alice.username, slug=private_url.rsplit("/", 1)[1]).visibility == "private"
+    code, _, err = run("clone", private_url, str(tmp_path / "anon"))
+    assert code == EXIT_NOT_FOUND and "if it is private, a token is needed" in err and "MUSEHUB_TOKEN" in err
+    code, _, err = run("push", str(source), private_url, "--public", token=token)
+    assert code == EXIT_USAGE and "exists already and is private" in err
+
+    public_url = f"{live_server.url}/{alice.username}/open-{uid()}"
+    out, err_stream = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_stream):
+        code = cli.main(["push", str(tmp_path / "source"), public_url, "--token", token])
+    assert code == 0, err_stream.getvalue()
+    assert "created the public repository" in err_stream.getvalue() and "--private" in err_stream.getvalue()
+    assert Repo.objects.get(slug=public_url.rsplit("/", 1)[1]).visibility == "public"
+    assert run("clone", public_url, str(tmp_path / "anon-public"))[0] == 0
+
+
+def test_commits_are_authored_as_the_tokens_user_unless_author_says_otherwise(no_env, url, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=5)
+    assert run("push", str(source), url, "-m", "mine", token=token)[0] == 0
+    assert Commit.objects.get(message="mine").author == alice.username
+    (source / "x.txt").write_text("x")
+    assert run("push", str(source), "-m", "theirs", "--author", "Ada Lovelace", token=token)[0] == 0
+    assert Commit.objects.get(message="theirs").author == "Ada Lovelace"
+
+
+def test_messages_say_what_to_do(no_env, live_server, alice, tmp_path):
+    token = token_for(alice)
+    source = tmp_path / "source"
+    make_tree(source, count=3)
+
+    code, _, err = run("push", str(source), f"{live_server.url}/{alice.username}", token=token)
+    assert code == EXIT_USAGE and "names no repository" in err and f"/{alice.username}/REPO" in err
+
+    code, _, err = run("push", str(source), f"{live_server.url}/admin/x", token=token)
+    assert code == EXIT_NOT_FOUND and "'admin'" in err and "unreadable" not in err
+
+    bob = make_user(f"bob-{uid()}")
+    code, _, err = run("push", str(source), f"{live_server.url}/{bob.username}/x", token=token)
+    assert code == EXIT_NOT_FOUND and "only under your own name" in err and f"/{alice.username}/x" in err
+    assert not Repo.objects.filter(owner=bob.username).exists()
+
+    code, _, err = run("push", str(source), f"{live_server.url}/{alice.username}/x")
+    assert code == EXIT_AUTH and "MUSEHUB_TOKEN" in err and "--token" in err and "musehub_token create" in err
+
+    code, _, err = run("push", str(source), f"{live_server.url}/{alice.username}/x", token="mh_not-a-token")
+    assert code == EXIT_AUTH and "refused the token" in err
+
+    code, _, err = run("clone", f"{live_server.url}/{alice.username}/nothing-{uid()}", str(tmp_path / "c"))
+    assert code == EXIT_NOT_FOUND and "a token is needed" in err
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once closed
+    code, _, err = run("clone", f"http://127.0.0.1:{port}/a/b", str(tmp_path / "down"))
+    assert code == EXIT_SERVER
+    assert f"the hub is not reachable at http://127.0.0.1:{port} (connection refused): is it running" in err
+    assert "urllib3" not in err and "object at 0x" not in err

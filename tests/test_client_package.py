@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -631,3 +632,125 @@ def test_the_client_retries_a_connection_the_hub_dropped_before_answering():
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- several threads, the stat cache, progress (issue 14's client direction; issue 13) ---------------
+
+
+def big_tree(root: Path, count: int = 400) -> None:
+    """Files of mixed kinds: text (compresses), random (does not), tiny (below the zstd threshold)."""
+    for i in range(count):
+        path = root / f"d{i % 9}" / f"f{i}.{('txt', 'bin', 'tiny')[i % 3]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i % 3 == 0:
+            path.write_text(f"bar {i} " * (50 + i * 7))
+        elif i % 3 == 1:
+            path.write_bytes(os.urandom(600 + i * 31))
+        else:
+            path.write_bytes(str(i).encode())
+
+
+def test_the_client_encodes_blobs_by_the_cores_rule():
+    from musehub_client.packs import encode
+    from musehub_core.mpack import encode_blob
+
+    samples = [b"", b"x" * 511, b"x" * 512, os.urandom(4096), b"text " * 5000, os.urandom(2000) + b"\0" * 300]
+    for raw in samples:
+        assert encode(raw) == encode_blob(raw)
+
+
+def test_scanning_and_packing_on_several_threads_gives_what_one_thread_gives(tmp_path):
+    from musehub_client import worktree
+
+    root = tmp_path / "tree"
+    big_tree(root)
+    one = worktree.scan_folder(root, workers=1)
+    shutil.rmtree(root / STATE_DIR, ignore_errors=True)  # no stat cache: every file is read again
+    four = worktree.scan_folder(root, workers=4)
+    assert four.manifest == one.manifest == manifest_of(tree_of(root))
+    assert four.hashed == one.hashed == 400
+
+    commit, snapshot = make_commit(one.manifest, None, branch="main", message="m", author="a")
+    blob_paths = {oid: path for path, oid in one.manifest.items()}
+    packs = []
+    for workers in (1, 4):
+        out = io.BytesIO()
+        key, size = build_push_pack(
+            out, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch="main", workers=workers
+        )
+        packs.append((key, size, out.getvalue()))
+    assert packs[0] == packs[1], "the same bytes, in the same order"
+    parsed = parse_wire_mpack(packs[1][2])
+    assert {b["object_id"] for b in parsed["blobs"]} == set(blob_paths)
+    assert {b.get("encoding") or "" for b in parsed["blobs"]} == {"", "zstd"}
+
+
+def test_a_file_edited_while_packing_on_several_threads_stops_the_push(tmp_path):
+    root = tmp_path / "tree"
+    big_tree(root)
+    manifest = manifest_of(tree_of(root))
+    (root / "d1" / "f199.bin").write_bytes(b"edited after the scan")
+    commit, snapshot = make_commit(manifest, None, branch="main", message="m", author="a")
+    with pytest.raises(ClientError, match="f199.bin changed while pushing"):
+        build_push_pack(
+            io.BytesIO(),
+            root,
+            commit=commit,
+            snapshot=snapshot,
+            blob_paths={oid: path for path, oid in manifest.items()},
+            branch="main",
+            workers=4,
+        )
+
+
+def test_an_incremental_push_reads_only_the_files_whose_stat_changed(hub_factory, tmp_path):
+    hub, url = hub_factory([SNAPSHOT_DELTA])
+    source = tmp_path / "source"
+    big_tree(source)
+    past = 1_600_000_000
+    for path in source.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    first = operations.push(source, url, token=TOKEN, author="me")
+    assert first.hashed == 400 and first.blobs == 400
+    (source / "d0" / "f0.txt").write_text("changed")
+    (source / "d1" / "f10.bin").write_bytes(os.urandom(100))
+    (source / "new.txt").write_text("new")
+    second = operations.push(source, url, token=TOKEN, author="me")
+    assert (second.hashed, second.blobs) == (3, 3), "three files read, three blobs sent"
+    assert hub.snapshots[hub.commits[second.head]["snapshot_id"]] == manifest_of(tree_of(source))
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def test_progress_redraws_in_place_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(cli, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(cli, "PROGRESS_LOG_INTERVAL", 0.0)
+    for terminal in (True, False):
+        stream = _Stream(terminal)
+        progress = cli.Progress("upload", 8 * 1024 * 1024, stream)
+        for _ in range(8):
+            progress.update(1024 * 1024)
+        progress.close()
+        text = stream.getvalue()
+        assert "100% (8.0 MiB / 8.0 MiB)" in text
+        if terminal:
+            assert text.count("\r") >= 8 and text.endswith("\n")
+        else:
+            assert "\r" not in text and len(text.splitlines()) >= 8
+
+
+def test_progress_into_a_log_writes_a_line_at_most_every_few_seconds():
+    stream = _Stream(False)
+    progress = cli.Progress("download", 64 * 1024 * 1024, stream)
+    for _ in range(64):
+        progress.update(1024 * 1024)
+    progress.close()
+    assert stream.getvalue() == "", "a quick transfer leaves no progress lines in a log"
