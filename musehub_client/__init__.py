@@ -5,12 +5,14 @@ Modules, by concern:
 - :mod:`musehub_client.http`: :class:`~musehub_client.http.HubClient` (the
   mpack protocol over requests), Bearer auth, error decoding, exit codes, retries.
 - :mod:`musehub_client.state`: ``.musehub/state.json`` and the stat cache.
-- :mod:`musehub_client.worktree`: scanning and hashing the tree, safe writes,
-  checkout, planning a pull.
+- :mod:`musehub_client.worktree`: scanning and hashing the tree (reporting what
+  it cannot store), safe writes, checkout, planning a pull.
 - :mod:`musehub_client.packs`: the push pack, verifying downloaded packs
   (snapshot deltas included), the local pack store, downloads.
 - :mod:`musehub_client.operations`: push / clone / fetch / pull as functions
   returning result dataclasses.
+- :mod:`musehub_client.merging`: ``merge`` BRANCH, the push that finishes it, ``--abort``.
+- :mod:`musehub_client.threads`: how many threads hash and compress, and in which batches.
 - :mod:`musehub_client.cli`: the command line (``musehub``, ``python -m musehub_client``).
 
 Besides the standard library it uses msgpack, zstandard, requests and the pure

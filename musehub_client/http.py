@@ -123,10 +123,12 @@ class _UploadBody:
             yield data
 
 
-TOKEN_HELP = (
-    "set MUSEHUB_TOKEN or pass --token (create a token on the hub's Tokens page when it has one, "
-    "or ask its operator: python manage.py musehub_token create USER)"
-)
+def token_help(hub_root: str) -> str:
+    """Return how to get and send a token, for the hub at *hub_root* (``http://host:port/``)."""
+    return (
+        f"set MUSEHUB_TOKEN or pass --token; create a token at {hub_root}accounts/tokens (signed in), "
+        "or ask the hub's operator (python manage.py musehub_token create USER)"
+    )
 
 
 def normalize_url(url: str) -> str:
@@ -365,16 +367,16 @@ class HubClient:
             )
         if status == 401:
             if not self.has_token:
-                return ClientError(f"{detail.rstrip('.')}. This needs a token: {TOKEN_HELP}", EXIT_AUTH)
+                return ClientError(f"{detail.rstrip('.')}. This needs a token: {token_help(self.hub_root)}", EXIT_AUTH)
             return ClientError(
                 f"the hub refused the token ({detail.rstrip('.')}): it may be mistyped, revoked or expired; "
-                f"{TOKEN_HELP}",
+                f"{token_help(self.hub_root)}",
                 EXIT_AUTH,
             )
         code = _error_code(response)
         if status == 404 and code in (None, "repo_not_found", "not_found"):
             hint = (
-                "if it is private, a token is needed: " + TOKEN_HELP
+                "if it is private, a token is needed: " + token_help(self.hub_root)
                 if not self.has_token
                 else "check the owner and the name, and that your token's user may read it"
             )

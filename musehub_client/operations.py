@@ -46,11 +46,11 @@ from musehub_client.http import (
     EXIT_SERVER,
     EXIT_USAGE,
     SNAPSHOT_DELTA,
-    TOKEN_HELP,
     ClientError,
     HubClient,
     capabilities_of,
     integrity_error,
+    token_help,
 )
 from musehub_client.packs import (
     PackStore,
@@ -286,9 +286,10 @@ def push(
                 EXIT_USAGE,
             )
         url = state.url
-    if not token:
-        raise ClientError(f"pushing needs a token: {TOKEN_HELP}", EXIT_AUTH)
     client = HubClient(url, token, out=out)
+    if not token:
+        client.close()
+        raise ClientError(f"pushing needs a token: {token_help(client.hub_root)}", EXIT_AUTH)
     try:
         tracks_url = state is not None and state.url == client.url
         with timer("refs"):
