@@ -130,6 +130,7 @@ class Conflict:
     how: str  # MARKED or SIDE_FILES
     files: list[str]
     hint: str  # what to do, in one sentence
+    open: bool = True  # False: a text changed in different lines, merged with no marker (nothing to resolve)
 
 
 @dataclass
@@ -222,7 +223,13 @@ class MergeResult:
 
     @property
     def clean(self) -> bool:
+        """True when the trees merged cleanly by the hub's rules (the merge commit is made)."""
         return not self.up_to_date and not self.conflicts
+
+    @property
+    def to_resolve(self) -> list[Conflict]:
+        """The conflicts left marked for the user (texts merged line by line without markers are not)."""
+        return [c for c in self.conflicts if c.open]
 
 
 def _api_get(client: HubClient, suffix: str) -> dict[str, Any]:
@@ -664,6 +671,7 @@ def _marked_texts(
         base = read_base(base_m[path]) if conflict.kind == BOTH_MODIFIED else b""
         texts[path], hunks = merge_text(base, ours, theirs, result.branch, result.theirs_branch)
         if conflict.kind == BOTH_MODIFIED and hunks == 0:
+            conflict.open = False
             conflict.hint = (
                 "changed on both sides in different lines: merged line by line with no conflicting section; check it"
             )

@@ -326,3 +326,20 @@ def test_a_file_where_the_other_side_has_a_folder_goes_aside_until_renamed(hub):
     head = hub.heads()["main"]
     assert hub.parents(head)[1] == feature_head
     assert hub.tree(head).keys() == {"a.txt", "docs.txt", "docs/readme.txt"}
+
+
+def test_texts_changed_in_different_lines_merge_with_nothing_to_resolve(hub):
+    main = first_push(hub, {"lyrics.txt": b"one\ntwo\nthree\n"})
+    feature_head = hub.fork("feature", {"lyrics.txt": b"ONE\ntwo\nthree\n"})
+    (main / "lyrics.txt").write_bytes(b"one\ntwo\nTHREE\n")
+    assert hub.client("push", str(main), hub.url)[0] == 0
+    main_head = hub.heads()["main"]
+
+    code, out, err = hub.client("merge", "feature", str(main))
+    assert code == 0, err
+    assert "merged line by line" in out and "lyrics.txt" in out
+    assert (main / "lyrics.txt").read_bytes() == b"ONE\ntwo\nTHREE\n"
+    assert MergeRecord.load(main).commit is None, "the hub calls it a conflict: no commit until you push"
+    code, _, err = hub.client("push", str(main), hub.url)
+    assert code == 0, err
+    assert hub.parents(hub.heads()["main"]) == [main_head, feature_head]
