@@ -314,9 +314,18 @@ def cmd_merge(args: argparse.Namespace, out: Output) -> int:
             "push to send it"
         )
         return EXIT_OK
+    if not result.to_resolve:  # every conflict was a text changed in different lines: merged, nothing marked
+        lines = [
+            f"merged {result.theirs_branch} into {result.branch} ({plural(result.written, 'file')} written); "
+            f"{plural(len(result.conflicts), 'file')} both sides changed, merged line by line:"
+        ]
+        lines += [f"  {c.path}" for c in result.conflicts]
+        lines.append("Check them, then push: it sends the merge commit. `musehub merge --abort` puts the folder back.")
+        out.result("\n".join(lines))
+        return EXIT_OK
     lines = [
         f"merge of {result.theirs_branch} into {result.branch} stopped: "
-        f"{plural(len(result.conflicts), 'conflict')} ({plural(result.written, 'file')} merged cleanly)"
+        f"{plural(len(result.to_resolve), 'conflict')} to resolve ({plural(result.written, 'file')} merged cleanly)"
     ]
     lines += [f"  {c.path}: {c.hint}" for c in result.conflicts]
     lines.append(
