@@ -258,7 +258,8 @@ def test_open_edit_close_reopen_and_merge_a_proposal_in_the_browser(songs):
     form = client.get(f"{songs.url}/proposals/new?from=feature").content.decode()
     assert '<option value="feature" selected>' in form
     reply = client.post(
-        f"{songs.url}/proposals/new", {"title": "Brackets", "body": "Use *brackets*.", "from_branch": "feature", "to_branch": "main"}
+        f"{songs.url}/proposals/new",
+        {"title": "Brackets", "body": "Use *brackets*.", "from_branch": "feature", "to_branch": "main"},
     )
     assert reply["Location"].endswith("/proposals/1")
     detail = client.get(f"{songs.url}/proposals/1").content.decode()
@@ -326,7 +327,8 @@ def test_settings_change_description_visibility_and_default_branch(songs):
     repo = Repo.objects.get(pk=songs.repo.pk)
     assert (repo.description, repo.visibility, repo.default_branch) == ("Now private", "private", "feature")
     refused = client.post(
-        f"{songs.url}/settings", {"action": "update", "description": "", "visibility": "public", "default_branch": "nope"}
+        f"{songs.url}/settings",
+        {"action": "update", "description": "", "visibility": "public", "default_branch": "nope"},
     )
     assert refused.status_code == 400 and Repo.objects.get(pk=songs.repo.pk).default_branch == "feature"
 
@@ -371,7 +373,9 @@ def test_sign_in_and_out_with_a_password(songs):
 def test_tokens_are_shown_once_and_can_be_revoked(songs):
     client = signed_in(songs.owner)
     assert Client().get("/accounts/tokens")["Location"].startswith("/accounts/login")
-    created = client.post("/accounts/tokens", {"action": "create", "name": "laptop", "expires_days": "30"}).content.decode()
+    created = client.post(
+        "/accounts/tokens", {"action": "create", "name": "laptop", "expires_days": "30"}
+    ).content.decode()
     token = re.search(r'<pre id="new-token">(mh_[^<]+)</pre>', created).group(1)
     listed = client.get("/accounts/tokens").content.decode()
     assert token not in listed and token[:10] in listed and "laptop" in listed
@@ -398,7 +402,13 @@ def test_pages_run_a_bounded_number_of_queries(client, songs, django_assert_max_
     create_proposal(songs.repo.repo_id, title="P", from_branch="feature", to_branch="main", acting_user=songs.owner)
     owner = signed_in(songs.owner)
     browse._INDEXES.clear()
-    for url in [*page_urls(songs), f"{songs.url}/proposals/1", f"{songs.url}/settings", "/", f"/{songs.owner.username}"]:
+    for url in [
+        *page_urls(songs),
+        f"{songs.url}/proposals/1",
+        f"{songs.url}/settings",
+        "/",
+        f"/{songs.owner.username}",
+    ]:
         with django_assert_max_num_queries(20):
             assert owner.get(url).status_code == 200, url
 
@@ -422,3 +432,21 @@ def test_a_big_directory_is_paginated_and_a_page_reads_no_manifest_once_indexed(
         third = client.get(url + "?page=3").content.decode()
     assert "f0600.txt" in third and "f0649.txt" in third and "f0599.txt" not in third
     assert not any("manifest_blob" in q["sql"] for q in queries.captured_queries)
+
+
+def test_text_over_the_page_limit_is_a_download_and_a_diff_over_its_limit_a_summary(client, songs, monkeypatch):
+    monkeypatch.setattr(browse, "TEXT_MAX_BYTES", 10)
+    monkeypatch.setattr(browse, "DIFF_MAX_BYTES", 10)
+    page = client.get(f"{songs.url}/blob/main/src/play.py").content.decode()
+    assert "too large to show here" in page and 'id="L1"' not in page and "Download it" in page
+    bare = songs.feature["commit_id"].removeprefix("sha256:")
+    commit = client.get(f"{songs.url}/commit/{bare}").content.decode()
+    assert "Too large to diff" in commit and "[%s]" not in commit  # play.py (46 bytes) is not diffed
+    assert f"/raw/{bare}/src/play.py" in commit  # the "raw" link of the changed file
+
+
+def test_a_long_diff_is_cut_short_with_a_note(client, songs, monkeypatch):
+    monkeypatch.setattr(browse, "DIFF_MAX_LINES", 3)
+    bare = songs.feature["commit_id"].removeprefix("sha256:")
+    commit = client.get(f"{songs.url}/commit/{bare}").content.decode()
+    assert "Diff cut short" in commit

@@ -57,10 +57,8 @@ def highlighted_lines(path: str, text: str) -> list[str]:
     except ClassNotFound:
         lexer = TextLexer(stripnl=False, ensurenl=False)
     html = highlight(text, lexer, HtmlFormatter(nowrap=True))
-    lines = html.split("\n")
-    if lines and lines[-1] == "" and text.endswith("\n"):
-        lines.pop()
-    return lines
+    wanted = text.count("\n") + (0 if text.endswith("\n") else 1)  # Pygments may add a final newline
+    return html.split("\n")[:wanted]
 
 
 def highlight_css() -> str:
