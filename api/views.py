@@ -93,6 +93,7 @@ class BranchListView(RepoApiView):
     @extend_schema(
         responses=paginated_schema("BranchPage", s.BranchSerializer(many=True)),
         summary="Branches",
+        description="Every branch that has a head, by name, each with its head commit.",
         operation_id="repo_branches_list",
     )
     def get(self, request, owner: str, slug: str):
@@ -104,7 +105,10 @@ class BranchListView(RepoApiView):
 
 class BranchDetailView(RepoApiView):
     @extend_schema(
-        responses=s.BranchSerializer, summary="A branch and its head commit", operation_id="repo_branch_retrieve"
+        responses=s.BranchSerializer,
+        summary="A branch and its head commit",
+        description="Branch names may hold slashes (`feature/x`); the rest of the URL is the name.",
+        operation_id="repo_branch_retrieve",
     )
     def get(self, request, owner: str, slug: str, name: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
@@ -116,6 +120,7 @@ class BranchDetailView(RepoApiView):
         request=None,
         responses=s.BranchSerializer,
         summary="Delete a branch (not the default one, nor one an open proposal uses); its commits stay",
+        description="Needs the write role. 409 `default_branch` for the default branch, 409 `branch_in_use` for a branch an open proposal uses. The branch's commits stay reachable by id.",
         operation_id="repo_branch_destroy",
     )
     def delete(self, request, owner: str, slug: str, name: str):
@@ -135,6 +140,7 @@ class CommitListView(RepoApiView):
         ],
         responses=paginated_schema("CommitPage", s.CommitSerializer(many=True)),
         summary="Log of a branch or commit, newest first",
+        description="The history of a branch or commit, newest first. With `path`, only commits that changed that file or directory against their first parent.",
         operation_id="repo_commits_list",
     )
     def get(self, request, owner: str, slug: str):
@@ -158,6 +164,7 @@ class CommitDetailView(RepoApiView):
     @extend_schema(
         responses=s.CommitDetailSerializer,
         summary="A commit and what it changed against its first parent",
+        description="A commit by id (`sha256:…` or bare hex) with the paths it added, modified and removed against its first parent (everything is added for a root commit).",
         operation_id="repo_commit_retrieve",
     )
     def get(self, request, owner: str, slug: str, commit_id: str):
@@ -180,6 +187,7 @@ class TreeView(RepoApiView):
             path=serializers.CharField(),
         ),
         summary="Directory listing at a ref",
+        description="The directory `{path}` at branch or commit `{ref}` (`tree/main/src`): sub-directories first, then files with their object id and size. Branch names with slashes are matched longest first.",
         operation_id="repo_tree_retrieve",
     )
     def get(self, request, owner: str, slug: str, spec: str):
@@ -217,6 +225,7 @@ class RawView(RepoApiView):
     @extend_schema(
         responses={(200, "*/*"): OpenApiTypes.BINARY, 304: None},
         summary="A file's bytes at a ref",
+        description="The file's bytes, verified against its object id, with a guessed Content-Type. The object id is the ETag: send If-None-Match for a 304. Served with `Content-Security-Policy: sandbox`, so repository content never runs as part of the hub's site.",
         operation_id="repo_raw_retrieve",
     )
     def get(self, request, owner: str, slug: str, spec: str):
@@ -254,6 +263,7 @@ class CompareView(RepoApiView):
             changes=s.ChangesSerializer(),
         ),
         summary="Commits and changed paths of <head> since it forked from <base>",
+        description="`{base}...{head}`: the commits in head and not in base (newest first), how far head is ahead and behind, their merge base, and the paths head changed since the fork.",
         operation_id="repo_compare_retrieve",
     )
     def get(self, request, owner: str, slug: str, spec: str):
@@ -283,6 +293,7 @@ class ProposalListView(RepoApiView):
         parameters=[OpenApiParameter("state", str, enum=["open", "merged", "closed"])],
         responses=paginated_schema("ProposalPage", s.ProposalSerializer(many=True)),
         summary="Merge proposals, newest first",
+        description="Proposals to merge one branch into another, newest first; `state` keeps open, merged or closed ones.",
         operation_id="repo_proposals_list",
     )
     def get(self, request, owner: str, slug: str):
@@ -295,6 +306,7 @@ class ProposalListView(RepoApiView):
         request=s.ProposalCreateRequest,
         responses={201: s.ProposalSerializer},
         summary="Open a proposal",
+        description="Anyone who can read the repository may open a proposal. The source branch must exist; the target defaults to the default branch and may not exist yet (merging creates it).",
         operation_id="repo_proposals_create",
     )
     def post(self, request, owner: str, slug: str):
@@ -312,7 +324,12 @@ class ProposalListView(RepoApiView):
 
 
 class ProposalDetailView(RepoApiView):
-    @extend_schema(responses=s.ProposalSerializer, summary="A proposal", operation_id="repo_proposal_retrieve")
+    @extend_schema(
+        responses=s.ProposalSerializer,
+        summary="A proposal",
+        description="A proposal by its number in this repository.",
+        operation_id="repo_proposal_retrieve",
+    )
     def get(self, request, owner: str, slug: str, number: int):
         repo = repo_for(request.user, owner, slug, Role.READ)
         return Response(s.ProposalSerializer(selectors.proposal_by_number(repo, number)).data)
@@ -321,6 +338,7 @@ class ProposalDetailView(RepoApiView):
         request=s.ProposalUpdateRequest,
         responses=s.ProposalSerializer,
         summary="Edit title or body",
+        description="The author or anyone with the write role may edit the title and body.",
         operation_id="repo_proposal_update",
     )
     def patch(self, request, owner: str, slug: str, number: int):
@@ -338,6 +356,7 @@ class ProposalMergeView(RepoApiView):
         request=s.MergeRequest,
         responses={200: s.ProposalSerializer, 409: s.MergeConflictResponse},
         summary="Merge a proposal (merge, squash or fast-forward)",
+        description="Needs the write role. `merge` makes a two-parent commit, `squash` a one-parent commit, `fast-forward` moves the target (409 `non_fast_forward` when it cannot). Conflicting paths answer 409 `merge_conflict` listing each path and its kind; merge locally and push, then merge again.",
         operation_id="repo_proposal_merge",
     )
     def post(self, request, owner: str, slug: str, number: int):
@@ -355,6 +374,7 @@ class ProposalCloseView(RepoApiView):
         request=None,
         responses=s.ProposalSerializer,
         summary="Close a proposal without merging",
+        description="The author or anyone with the write role may close an open proposal.",
         operation_id="repo_proposal_close",
     )
     def post(self, request, owner: str, slug: str, number: int):
@@ -369,6 +389,7 @@ class ProposalReopenView(RepoApiView):
         request=None,
         responses=s.ProposalSerializer,
         summary="Reopen a closed proposal",
+        description="The author or anyone with the write role may reopen a closed proposal.",
         operation_id="repo_proposal_reopen",
     )
     def post(self, request, owner: str, slug: str, number: int):
@@ -391,7 +412,8 @@ class RepoListView(RepoApiView):
         ],
         responses=paginated_schema("RepoPage", s.RepoSerializer(many=True)),
         summary="Repositories you may read, newest activity first",
-        description="Public repositories, plus (with a token) your own and those you collaborate on.",
+        description="Public repositories, plus (with a token) your own and those you collaborate on; "
+        "`owner` keeps one owner's (any case), `q` those whose slug, name or description contains it.",
         operation_id="repos_list",
     )
     def get(self, request):
@@ -423,7 +445,12 @@ class RepoListView(RepoApiView):
 
 
 class RepoDetailView(ApiView):
-    @extend_schema(responses=s.RepoSerializer, summary="A repository", operation_id="repo_retrieve")
+    @extend_schema(
+        responses=s.RepoSerializer,
+        summary="A repository",
+        description="The repository's settings and its clone URL (the URL the muse CLI and the MuseHub client take).",
+        operation_id="repo_retrieve",
+    )
     def get(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         return Response(s.RepoSerializer(repo, context={"request": request}).data)
@@ -493,13 +520,24 @@ class UserView(ApiView):
 
 
 class CollaboratorView(ApiView):
-    @extend_schema(request=s.CollaboratorRequest, responses={204: None}, summary="Grant a role on a repository")
+    @extend_schema(
+        request=s.CollaboratorRequest,
+        responses={204: None},
+        summary="Grant a role on a repository",
+        description="Repository admins give a user `read`, `write` or `admin` (replacing any earlier role).",
+        operation_id="repo_collaborator_update",
+    )
     def put(self, request, owner: str, slug: str, username: str):
         repo = repo_for(request.user, owner, slug, Role.ADMIN)
         set_collaborator(repo, username=username, role=validated(s.CollaboratorRequest, request.data)["role"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses={204: None}, summary="Remove a collaborator")
+    @extend_schema(
+        responses={204: None},
+        summary="Remove a collaborator",
+        description="Repository admins take away every role the user holds on the repository.",
+        operation_id="repo_collaborator_destroy",
+    )
     def delete(self, request, owner: str, slug: str, username: str):
         repo = repo_for(request.user, owner, slug, Role.ADMIN)
         remove_collaborator(repo, username=username)
@@ -519,6 +557,7 @@ class ReleaseListView(RepoApiView):
         ],
         responses=paginated_schema("ReleasePage", s.ReleaseSerializer(many=True)),
         summary="Releases, newest first",
+        description="Named releases of commits, newest first; drafts only with `include_drafts` and the write role.",
         operation_id="repo_releases_list",
     )
     def get(self, request, owner: str, slug: str):
@@ -532,7 +571,12 @@ class ReleaseListView(RepoApiView):
 
 
 class ReleaseDetailView(RepoApiView):
-    @extend_schema(responses=s.ReleaseSerializer, summary="A release", operation_id="repo_release_retrieve")
+    @extend_schema(
+        responses=s.ReleaseSerializer,
+        summary="A release",
+        description="One release by its tag: its commit, notes, channel and semver (a draft only for writers).",
+        operation_id="repo_release_retrieve",
+    )
     def get(self, request, owner: str, slug: str, tag: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
         release = selectors.release_by_tag(repo, tag, include_drafts=sees_drafts(request.user, repo))
@@ -548,6 +592,7 @@ class TagListView(RepoApiView):
         ],
         responses=paginated_schema("TagPage", s.TagSerializer(many=True)),
         summary="Tags on commits, by name",
+        description="Tags (names on commits), by name; `commit` keeps those on one commit.",
         operation_id="repo_tags_list",
     )
     def get(self, request, owner: str, slug: str):
@@ -561,6 +606,7 @@ class DomainListView(RepoApiView):
         parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
         responses=paginated_schema("DomainPage", s.DomainSerializer(many=True)),
         summary="Published Muse domains",
+        description="Muse domain plugins published with `muse domains publish`, by `@publisher/slug`.",
         operation_id="domains_list",
     )
     def get(self, request):
@@ -571,6 +617,7 @@ class DomainListView(RepoApiView):
         request=s.DomainPublishRequest,
         responses={201: s.DomainSerializer, 200: s.DomainSerializer},
         summary="Publish a Muse domain (muse domains publish): 201 new, 200 republished or unchanged",
+        description="Publish a domain as yourself (`author_slug` is your username). Publishing again needs a higher version, unless nothing changed.",
         operation_id="domains_publish",
     )
     def post(self, request):
@@ -583,7 +630,12 @@ class DomainListView(RepoApiView):
 
 
 class DomainDetailView(ApiView):
-    @extend_schema(responses=s.DomainSerializer, summary="A published domain", operation_id="domain_retrieve")
+    @extend_schema(
+        responses=s.DomainSerializer,
+        summary="A published domain",
+        description="One published domain, `@author/slug` (the `@` is optional).",
+        operation_id="domain_retrieve",
+    )
     def get(self, request, author: str, slug: str):
         return Response(s.DomainSerializer(selectors.domain_by_name(author, slug)).data)
 

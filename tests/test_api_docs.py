@@ -79,6 +79,8 @@ def test_descriptions_are_written_for_readers_not_taken_from_class_docstrings(sc
         assert docstring not in text
     for path, method, operation in operations(schema):
         assert operation.get("summary"), (method, path)
+        if path.startswith("/api/v1/"):
+            assert len(operation.get("description", "")) > 30, ("a description for readers", method, path)
     assert "/_storage/{token}" not in schema["paths"] and "/api/schema/" not in schema["paths"]
 
 
