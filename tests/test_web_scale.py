@@ -3,7 +3,7 @@
 By default a 2,500-file, 100-commit history (a few seconds to push); set
 ``MUSEHUB_WEB_SCALE=25000x1000`` for the issue's 25,000 files and 1,000
 commits (about a minute to build). Every page must answer in under
-``MUSEHUB_WEB_PAGE_MS`` milliseconds (default 200) on its second request; the
+``MUSEHUB_WEB_PAGE_MS`` milliseconds (default 200), best of three requests; the
 first directory page of a new snapshot (the one that builds its directory
 index) must stay under twice that. The first log filtered by a path is timed
 and printed, not bounded: it rebuilds two manifests per checkpoint snapshot of
@@ -104,7 +104,7 @@ def test_every_page_of_a_big_repository_answers_within_the_limit(big):
     ]
     slow = {}
     for url in urls:
-        spent = min(timed(client, url)[0] for _ in range(2))
+        spent = min(timed(client, url)[0] for _ in range(3))  # the best of three: the machine may be busy
         reply = client.get(url)
         assert reply.status_code == 200, url
         print(f"{spent:7.1f} ms  {url}")
