@@ -231,6 +231,12 @@ def test_names_are_case_insensitive_and_keep_their_spelling(alice):
     assert taken.status_code == 409 and "MySongs" in taken.json()["detail"]
 
 
+def test_a_push_to_your_own_name_in_another_case_creates_it_under_your_spelling(alice):
+    repo = repo_for_push(acting_user=alice, owner=alice.username.upper(), slug="Demo")
+    assert (repo.owner, repo.slug) == (alice.username, "Demo")
+    assert repo_for_push(acting_user=alice, owner=alice.username, slug="demo").pk == repo.pk
+
+
 def test_the_database_refuses_two_names_that_differ_only_in_case(alice):
     make_repo(alice, "Tune")
     with pytest.raises(Exception), transaction.atomic():  # noqa: B017  (IntegrityError from the unique index)

@@ -99,11 +99,14 @@ def _taken_message(owner: str, slug: str) -> str:
 
 
 def may_create_under(acting_user: User | None, owner: str) -> bool:
-    """Return True when *acting_user* may create repositories under *owner* (their own name, not a reserved one)."""
+    """Return True when *acting_user* may create repositories under *owner*: their own name in any case, not reserved.
+
+    The repository is then created under the user's own spelling (a push to ``ALICE/x`` by alice makes ``alice/x``).
+    """
     return (
         acting_user is not None
         and acting_user.is_authenticated
-        and acting_user.get_username() == owner
+        and acting_user.get_username().lower() == owner.lower()
         and not is_reserved_owner(owner)
     )
 
