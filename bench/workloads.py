@@ -9,7 +9,8 @@ requests made during that phase.
 - W1 push: scan + hash the tree and build the mpack ("client pack"), ask for an
   upload slot and PUT the pack ("upload"), the ``mpack/push`` call ("server
   unpack"); git: ``git add -A`` + ``git commit``, then ``git push``.
-- W2 clone: ``mpack/fetch`` ("fetch call"), GET of the pack ("download"),
+- W2 clone: ``mpack/fetch`` ("fetch call"; with the ``pack-stream`` capability its
+  reply is the pack, so this phase holds the transfer), GET of the pack ("download", none when streamed),
   verify every blob, snapshot and commit id ("verify"), write the files and
   state ("write"); git: ``git clone``.
 - W3: one commit changing 10 files is pushed, then fetched into the W2 clone

@@ -469,7 +469,8 @@ def download_pack(
     behind. With *deltas* the request asks for snapshot deltas; their bases are
     found in the pack or through *lookup*, and when some base is unknown here
     the pack is fetched again with full snapshots. Phases: "fetch" (the
-    ``mpack/fetch`` call), "download", "verify".
+    ``mpack/fetch`` call; with ``pack-stream`` its reply carries the pack),
+    "download" (from the URL a non-streaming hub answers), "verify".
     """
     try:
         return _download_pack(client, want, have, folder, deltas=deltas, lookup=lookup, phases=phases)
@@ -545,7 +546,7 @@ def _receive(
     """Write the pack into *handle*: streamed in the fetch reply when the hub offers ``pack-stream``, else
     downloaded from the URL the fetch answers."""
     if PACK_STREAM in client.capabilities:
-        with phases("download"):
+        with phases("fetch"):  # the fetch call's reply is the pack: no separate download
             answer = client.fetch_into(want, have, asked, handle)
         if answer.get("streamed"):
             return answer
