@@ -297,7 +297,6 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MuseHub API",
-    "DESCRIPTION": "Push, fetch and browse Muse repositories.",
     "VERSION": "1.0.0",
     # The docs page's JavaScript ships with the hub (drf-spectacular-sidecar): no CDN needed.
     "REDOC_DIST": "SIDECAR",
