@@ -13,12 +13,14 @@ from django.db import connection, transaction
 from django.test import Client
 
 from musehub_core.errors import BadRequest, RepoMoved, RepoNotFound, UnknownBranch
-from repos.models import Branch, Collaborator, Commit, CommitRef, Repo, Role
+from musehub_core.ids import blob_id
+from repos.models import Branch, Collaborator, Commit, CommitRef, MPack, Object, Repo, Role
 from repos.selectors import readable_repos, repo_by_name
 from repos.services.commits import commit_files_to_repo
 from repos.services.repos import check_default_branch, rename_repo, repo_for_push, update_repo
-from tests.factories import make_repo, make_user, uid
+from tests.factories import History, make_repo, make_user, push_history, uid
 from tests.httpkit import WireCaller, token_for
+from tests.maintkit import run_json
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +140,26 @@ def test_an_admin_deletes_a_repository_and_its_rows_while_content_waits_for_gc(s
     assert not Collaborator.objects.filter(repo_id=songs.pk).exists()
     assert Commit.objects.filter(commit_id__in=commit_ids).count() == len(commit_ids), "gc's job, not delete's"
     assert Caller(alice).get(path).status_code == 404
+
+
+def test_gc_then_removes_the_packs_and_content_only_the_deleted_repository_used(alice, backend):
+    kept, doomed = make_repo(alice, f"kept-{uid()}"), make_repo(alice, f"doomed-{uid()}")
+    shared, own = b"a blob both repositories hold" * 10, b"only the deleted repository had this" * 10
+    history = History()
+    history.commit({"shared.txt": shared})
+    push_history(kept, history)
+    other = History()
+    other.commit({"shared.txt": shared, "own.txt": own})
+    push_history(doomed, other)
+    pack = MPack.objects.get(repo=doomed).mpack_id
+    assert Caller(alice).send("DELETE", f"repos/{doomed.owner}/{doomed.slug}").status_code == 204
+    assert backend.mpack_exists(pack), "deleting the repository leaves its pack to gc"
+    run_json("musehub_gc", "--grace", "0")
+    assert not backend.mpack_exists(pack)
+    assert not Object.objects.filter(object_id=blob_id(own)).exists()
+    assert Object.objects.filter(object_id=blob_id(shared)).exists(), "the kept repository still needs it"
+    assert not Commit.objects.filter(commit_id__in=[c["commit_id"] for c in other.commits]).exists()
+    assert run_json("musehub_fsck")["ok"] is True
 
 
 # --- rename and transfer --------------------------------------------------------------------------
