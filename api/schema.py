@@ -83,8 +83,30 @@ _ERRORS = {
     "`moved_to` when it was renamed or transferred; `reserved_owner` for a name the hub's pages use; "
     "`ref_not_found` / `not_found` for what is inside.",
     "409": "The request conflicts with the current state (a name taken, a branch moved, a non-fast-forward).",
+    "411": "Send the body with a Content-Length (chunked bodies are not accepted).",
+    "413": "Over a size limit of the hub (a pack, a request body, or a reply the muse CLI would refuse).",
     "422": "The request is well formed but cannot apply (e.g. `unknown_branch`, `malformed_pack`).",
     "503": "Storage or the database is unavailable: retry after `Retry-After` seconds.",
+}
+
+
+# Errors particular to some operations, by (path, method), besides those every operation of its kind may give.
+_MORE_ERRORS = {
+    ("/api/v1/repos", "post"): ["409"],
+    ("/api/v1/repos/{owner}/{slug}", "patch"): ["422"],
+    ("/api/v1/repos/{owner}/{slug}/rename", "post"): ["409"],
+    ("/api/v1/repos/{owner}/{slug}/branches/{name}", "delete"): ["409"],
+    ("/api/v1/repos/{owner}/{slug}/proposals", "post"): ["422"],
+    ("/api/v1/repos/{owner}/{slug}/proposals/{number}/merge", "post"): ["409"],
+    ("/api/v1/domains", "post"): ["409"],
+    ("/{owner}/{slug}/mpack/upload", "post"): ["413"],
+    ("/{owner}/{slug}/mpack/push", "post"): ["409", "413", "422"],
+    ("/{owner}/{slug}/mpack/fetch", "post"): ["413"],
+    ("/{owner}/{slug}/push", "post"): ["409", "411", "413", "422"],
+    ("/{owner}/{slug}/push/objects", "post"): ["411", "413", "422"],
+    ("/{owner}/{slug}/fetch", "post"): ["413"],
+    ("/{owner}/{slug}/releases", "post"): ["409", "422"],
+    ("/{owner}/{slug}/tags", "post"): ["422"],
 }
 
 
@@ -118,6 +140,7 @@ def tag_and_document_errors(result, generator, request, public):
                 codes.append("404")
             if method in ("post", "put", "patch", "delete"):
                 codes += ["400", "403"]
+            codes += _MORE_ERRORS.get((path, method), [])
             responses = operation.setdefault("responses", {})
             for code in sorted(codes):
                 responses.setdefault(

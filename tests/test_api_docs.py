@@ -69,6 +69,9 @@ def test_error_replies_are_documented_with_the_one_error_shape(schema):
             assert "404" in responses, (method, path)
         if method != "get":
             assert "403" in responses and "400" in responses, (method, path)
+    assert "422" in schema["paths"]["/api/v1/repos/{owner}/{slug}"]["patch"]["responses"], "unknown_branch"
+    assert "409" in schema["paths"]["/api/v1/repos/{owner}/{slug}/rename"]["post"]["responses"], "a taken name"
+    assert {"409", "413", "422"} <= set(schema["paths"]["/{owner}/{slug}/mpack/push"]["post"]["responses"])
     merge = schema["paths"]["/api/v1/repos/{owner}/{slug}/proposals/{number}/merge"]["post"]["responses"]["409"]
     assert "MergeConflictResponse" in str(merge), "an operation's own error shape is kept"
 
