@@ -359,7 +359,12 @@ def push(
         )
         known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
         with timer("filter"):
-            blob_paths = missing_blob_paths(client, manifest, known)
+            if exists:
+                blob_paths = missing_blob_paths(client, manifest, known)
+            else:  # a repository this push creates (or just created) holds nothing: no filter-objects calls
+                blob_paths = {}
+                for relative, oid in manifest.items():
+                    blob_paths.setdefault(oid, relative)
 
         with tempfile.TemporaryFile(prefix="musehub-push-", suffix=".mpack") as handle:
             with timer("pack"):
