@@ -15,6 +15,7 @@ import time
 from io import StringIO
 
 import boto3
+import msgpack
 import pytest
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
@@ -212,6 +213,35 @@ def test_fetch_whose_pack_read_breaks_mid_stream_is_a_503(store, proxy, stored_k
 
     proxy.pass_through()
     assert http_fetch(caller, repo, want["commit_id"]).status == 200
+
+
+def test_a_streamed_fetch_while_storage_is_down_is_a_json_503_before_the_reply_starts(store, proxy, stored_keys):
+    user = make_user(f"alice-{uid()}")
+    caller = WireCaller(token_for(user))
+    repo = make_repo(owner=user)
+    history = History()
+    head = history.commit({"take.bin": b"\x01" * 300_000, "notes.txt": b"verse\n" * 50})
+    push_history(repo, history)
+    path = f"/{repo.owner}/{repo.slug}"
+    before = stored_keys()
+
+    proxy.stop()
+    reply = caller.post(
+        f"{path}/mpack/fetch",
+        {"want": [head["commit_id"]], "have": [], "capabilities": ["snapshot-delta", "pack-stream"]},
+        headers={"Accept": "application/json"},
+    )
+    assert_storage_503(reply)
+
+    proxy.pass_through()
+    again = caller.post(
+        f"{path}/mpack/fetch",
+        {"want": [head["commit_id"]], "have": [], "capabilities": ["snapshot-delta", "pack-stream"]},
+    )
+    assert again.status == 200 and {b["object_id"] for b in msgpack.unpackb(again.content)["blobs"]} == set(
+        history.blobs
+    )
+    assert stored_keys() == before, "no fetch pack stored either time"
 
 
 def test_fetch_when_storing_its_pack_answers_slowdown_is_a_503(store, proxy, stored_keys, alice):

@@ -13,6 +13,7 @@ pack read once, every blob checked against its id). Two ways to hand the pack ov
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -138,12 +139,16 @@ def stream_fetch_mpack(
 
     Everything that can refuse the fetch (bad ids, an unknown want, a blob not
     yet indexed) is checked before the first byte. Blobs keep their stored
-    encoding; nothing is written to storage. A storage failure once the reply has
-    started cuts it short, which the client sees as an incomplete pack and retries.
+    encoding; nothing is written to storage. The first blob is read before the
+    reply starts (storage that is down is a 503 like any other); a storage failure
+    after that cuts the reply short, which the client sees as an incomplete pack and retries.
     """
     repo, selection, plan = _select(repo_id, want, have, capabilities)
     heads = branch_heads(repo)
     note_transfer(commits=len(selection.commits), blobs=plan.count, streamed=True)
+    # The first blob is read before the reply starts, so storage that is down is a JSON 503, not a cut reply.
+    blobs = serve_blobs(plan)
+    first = next(blobs, None)
 
     def chunks() -> Iterator[bytes]:
         pieces = _Pieces()
@@ -153,7 +158,7 @@ def stream_fetch_mpack(
         writer.begin_blobs(plan.count)
         yield pieces.drain()
         try:
-            for blob in serve_blobs(plan):
+            for blob in itertools.chain([first] if first else [], blobs):
                 writer.write_blob(blob.object_id, blob.stored, blob.encoding)
                 if pieces.size >= STREAM_CHUNK:
                     yield pieces.drain()
