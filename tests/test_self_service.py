@@ -15,7 +15,7 @@ from django.test import Client
 from musehub_core.errors import BadRequest, RepoMoved, RepoNotFound, UnknownBranch
 from musehub_core.ids import blob_id
 from repos.models import Branch, Collaborator, Commit, CommitRef, MPack, Object, Repo, Role
-from repos.selectors import readable_repos, repo_by_name
+from repos.selectors import owned_first, readable_repos, repo_by_name
 from repos.services.commits import commit_files_to_repo
 from repos.services.repos import check_default_branch, rename_repo, repo_for_push, update_repo
 from tests.factories import History, make_repo, make_user, push_history, uid
@@ -312,6 +312,21 @@ def test_the_list_holds_what_the_caller_may_read_newest_activity_first(alice):
     assert names(Caller().get("repos", {"q": "JAZZ"})) == [public.full_name]
     page = Caller(alice).get("repos", {"owner": alice.username, "page_size": 1}).json()
     assert page["count"] == 2 and page["next"] and len(page["results"]) == 1
+
+
+def test_owned_first_puts_your_repositories_and_collaborations_before_newer_public_ones(alice):
+    bob = make_user(f"bob-{uid()}")
+    mine = make_repo(alice, f"mine-{uid()}")
+    shared = make_repo(bob, f"shared-{uid()}")
+    Collaborator.objects.create(repo=shared, user=alice, role=Role.WRITE)
+    time.sleep(0.01)
+    newer = make_repo(bob, f"newer-{uid()}")
+    ordered = [
+        r.pk for r in owned_first(readable_repos(alice, q=None), alice) if r.pk in {mine.pk, shared.pk, newer.pk}
+    ]
+    assert ordered[-1] == newer.pk and set(ordered[:2]) == {mine.pk, shared.pk}
+    anonymous = [r.pk for r in owned_first(readable_repos(None), None) if r.pk in {mine.pk, shared.pk, newer.pk}]
+    assert anonymous[0] == newer.pk, "newest activity first for everyone else"
 
 
 def test_readable_repos_costs_one_query_whatever_the_number_of_repositories(alice, django_assert_num_queries):
