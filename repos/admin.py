@@ -7,41 +7,74 @@ what their content says. Repositories, collaborators, tokens, branches and
 proposals can be edited where that is safe (names, descriptions, roles,
 revocation, proposal titles); ids and heads stay read-only.
 
-The inspection pages: a repository lists its branches, proposals and
+The inspection pages: a repository shows its clone URL, size, commit count,
+last push and recent commits, and lists its branches, proposals and
 collaborators; a snapshot shows its manifest as a table of paths linked to
-objects; an object shows where its bytes live (mpack, offset, length, encoding,
-cached or not) and previews text; an mpack lists its index entries and has a
-"Verify integrity" action.
+objects, a page at a time or one folder at a time; an object shows where its
+bytes live (mpack, offset, length, encoding, cached or not) and previews text;
+an mpack lists its index entries beside their paths and has a "Verify
+integrity" action.
+
+Built for a hub of millions of rows (issue 16): the content lists are newest
+first (an index on the time column), filterable by repository (driven from the
+repository's ref rows), never count a big table (``EstimatedCountPaginator``),
+offer only filters whose choices are known (no ``DISTINCT`` over a big table),
+run no query per row (repository columns are subqueries of the page's one
+query), and search ids through the primary-key index (a full id exactly, a
+prefix as a range). Text search (commit messages and authors, object paths)
+uses the trigram indexes of migration 0009 on PostgreSQL, and elsewhere needs
+a repository filter unless the table is small.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
+import re
 from collections.abc import Iterable
+from urllib.parse import urlencode
 
+from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.contrib.admin.utils import quote, unquote
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import BooleanField, Count, ExpressionWrapper, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Concat
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from musehub_core.errors import MuseHubError
-from repos import models, selectors
+from repos import graph, models, selectors
+from repos.management.base import human_bytes
 from repos.manifests import BULKY_FIELDS, load_manifest
 from repos.services.integrity import verify_mpack
+from repos.services.maintenance import estimated_rows
 from repos.services.proposals import close_proposal, reopen_proposal
+from repos.services.repos import check_default_branch
 from repos.services.tokens import ACTIVE, revoke_tokens, token_state
 from repos.storage.backend import get_backend
 from repos.storage.layout import MPACK_SCHEME
 from repos.storage.reader import read_blob
 
-MANIFEST_ROWS = 1_000
+MANIFEST_ROWS = 500  # paths per page of a snapshot's manifest
 INDEX_ROWS = 500
 REF_ROWS = 50
+RECENT_COMMITS = 10
 PREVIEW_BYTES = 4096
 PREVIEW_READ_MAX = 1024 * 1024  # larger blobs are not read from storage just to preview them
+COUNT_CAP = 10_000  # lists count at most this many rows; past it the planner's estimate stands in
+SMALL_TABLE = 100_000  # text search without an index is allowed on tables up to about this many rows
+
+admin.site.site_header = "MuseHub administration"
+admin.site.site_title = "MuseHub admin"
+admin.site.index_title = "Repositories, history and storage"
+# "Branchs" otherwise (Django adds an s); the model's Meta has no plural of its own.
+models.Branch._meta.verbose_name_plural = "branches"
 
 
 # --- rendering helpers ----------------------------------------------------------------------------
@@ -77,8 +110,146 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[object]], *, note: str
     )
 
 
-def limited_note(shown: int, total: int, what: str) -> str:
-    return f"Showing the first {shown} of {total} {what}." if total > shown else f"{total} {what}."
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """Return ``1 blob`` / ``2 blobs`` / ``1 index entry`` / ``3 index entries`` (*many* when not just +s)."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+def limited_note(shown: int, total: int, what: str, many: str | None = None) -> str:
+    if total > shown:
+        return f"Showing the first {shown:,} of {plural(total, what, many)}."
+    return f"{plural(total, what, many)}." if total else f"No {many or what + 's'}."
+
+
+def size(count: int | None) -> str:
+    """Return a byte count as people read it (``12.3 MiB``), with the exact figure beside it when it is large."""
+    if count is None:
+        return "—"
+    return human_bytes(count) if count < 1024 else f"{human_bytes(count)} ({count:,} bytes)"
+
+
+_ID_QUERY = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
+_NEXT_HEX = dict(zip("0123456789abcdef", "123456789abcdefg", strict=True))
+
+
+def id_prefix_range(query: str) -> tuple[str, str | None] | None:
+    """Return how to find the content ids *query* names: (id, None) for a full id, (low, high) for a prefix.
+
+    A prefix of at least 4 hex digits (with or without ``sha256:``) becomes the
+    range ``low <= id < high`` with the last digit raised by one, which the
+    plain btree index of an id column answers in any collation (digits sort
+    before letters and letters in order); no ``LIKE``, so no ``_like`` index is
+    needed. None when *query* is not an id.
+    """
+    match = _ID_QUERY.match(query.strip().lower())
+    if match is None:
+        return None
+    digits = match.group(1)
+    if len(digits) == 64:
+        return "sha256:" + digits, None
+    return "sha256:" + digits, "sha256:" + digits[:-1] + _NEXT_HEX[digits[-1]]
+
+
+def id_match(field: str, query: str) -> Q | None:
+    """Return the filter on id column *field* for *query* (see :func:`id_prefix_range`), or None."""
+    found = id_prefix_range(query)
+    if found is None:
+        return None
+    low, high = found
+    return Q(**{field: low}) if high is None else Q(**{f"{field}__gte": low, f"{field}__lt": high})
+
+
+@functools.cache
+def trigram_indexed() -> bool:
+    """Return True when the trigram indexes of migration 0009 exist (PostgreSQL with pg_trgm)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'musehub_commits_message_trgm'")
+        return cursor.fetchone() is not None
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never counts a big table: it counts up to ``COUNT_CAP`` rows, then trusts the planner.
+
+    The count decides only how many page links the list shows; past the cap the
+    planner's estimate of the (filtered) query stands in on PostgreSQL. SQLite
+    (the embedded default, for small hubs) counts exactly.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        rows = self.object_list
+        counted = rows.order_by().values("pk")[: COUNT_CAP + 1].count()  # no annotations: only the rows
+        if counted <= COUNT_CAP:
+            return counted
+        if connection.vendor == "postgresql":
+            plan = json.loads(rows.order_by().values("pk").explain(format="json"))
+            return max(counted, int(plan[0]["Plan"]["Plan Rows"]))
+        return super().count  # SQLite (the embedded default, a small hub): count exactly
+
+
+class RepoFilter(admin.SimpleListFilter):
+    """Show only what one repository sees (``?repo=<repo id>``): driven from that repository's ref rows.
+
+    The choices are the most recently updated repositories (and the chosen
+    one); every repository page links to its filtered lists.
+    """
+
+    title = "repository"
+    parameter_name = "repo"
+    ref_model = None  # the *Ref model, or None when the model has a repo column
+    ref_field = ""
+
+    def lookups(self, request, model_admin):
+        recent = list(models.Repo.objects.order_by("-updated_at").values_list("repo_id", "owner", "slug")[:10])
+        choices = [(repo_id, f"{owner}/{slug}") for repo_id, owner, slug in recent]
+        if self.value() and self.value() not in {c[0] for c in choices}:
+            chosen = models.Repo.objects.filter(pk=self.value()).values_list("owner", "slug").first()
+            if chosen:
+                choices.append((self.value(), f"{chosen[0]}/{chosen[1]}"))
+        return choices
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if self.ref_model is None:
+            return queryset.filter(repo_id=self.value())
+        seen = self.ref_model.objects.filter(repo_id=self.value()).values(self.ref_field)
+        return queryset.filter(pk__in=seen)
+
+
+def repo_filter(ref_model, ref_field: str) -> type[RepoFilter]:
+    return type(f"{ref_model.__name__}RepoFilter", (RepoFilter,), {"ref_model": ref_model, "ref_field": ref_field})
+
+
+class ObjectRepoFilter(RepoFilter):
+    """Index rows of the objects one repository sees."""
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        seen = models.ObjectRef.objects.filter(repo_id=self.value()).values("object_id")
+        return queryset.filter(entity_id__in=seen)
+
+
+def first_repo(ref_model, field: str) -> Subquery:
+    """Return a subquery naming one repository (owner/slug) whose *ref_model* row names the outer row."""
+    rows = ref_model.objects.filter(**{field: OuterRef("pk")}).order_by("pk")
+    return Subquery(rows.annotate(name=Concat("repo__owner", Value("/"), "repo__slug")).values("name")[:1])
+
+
+def repo_count(ref_model, field: str) -> Subquery:
+    rows = ref_model.objects.filter(**{field: OuterRef("pk")}).order_by().values(field)
+    return Subquery(rows.annotate(n=Count("pk")).values("n")[:1])
+
+
+def seen_in(row) -> str:
+    name = getattr(row, "repo_name", None)
+    if not name:
+        return "— (no repository)"
+    others = (getattr(row, "repo_total", 1) or 1) - 1
+    return f"{name} (+{others})" if others else name
 
 
 def repos_seeing(ref_model, field: str, content_id: str) -> SafeString:
@@ -89,6 +260,46 @@ def repos_seeing(ref_model, field: str, content_id: str) -> SafeString:
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows only the hub's services write: viewable here, never added, changed or deleted."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False  # the unfiltered total would be a second count of the whole table
+    list_per_page = 50
+    id_fields: tuple[str, ...] = ()  # id columns searched by exact id or prefix (their btree index)
+    text_fields: tuple[str, ...] = ()  # columns searched as text (see text_search_allowed)
+
+    def get_search_fields(self, request):
+        return ["—"] if self.id_fields or self.text_fields else super().get_search_fields(request)
+
+    def text_search_allowed(self, request) -> bool:
+        """Text search reads an index (PostgreSQL trigrams), one repository's rows, or a small table."""
+        if request.GET.get(RepoFilter.parameter_name):
+            return True
+        rows = estimated_rows(self.model)
+        return rows is not None and rows <= SMALL_TABLE
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term or not (self.id_fields or self.text_fields):
+            return super().get_search_results(request, queryset, search_term)
+        wanted = Q()
+        for field in self.id_fields:
+            found = id_match(field, term)
+            if found is not None:
+                wanted |= found
+        if self.text_fields and not wanted:  # an id is searched as an id only: an OR would defeat its index
+            if self.text_search_allowed(request):
+                for field in self.text_fields:
+                    wanted |= Q(**{f"{field}__icontains": term})
+            else:
+                self.message_user(
+                    request,
+                    f"Searching {self.model._meta.verbose_name_plural} by text would read the whole table: "
+                    "choose a repository in the filter first, or search by id (at least 4 hex digits).",
+                    messages.WARNING,
+                )
+        if not wanted:
+            return queryset.none(), False
+        return queryset.filter(wanted), False
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -117,8 +328,13 @@ class ReadOnlyInline(admin.TabularInline):
 
 class BranchInline(ReadOnlyInline):
     model = models.Branch
-    fields = ["name", "head", "updated_at"]
+    fields = ["branch", "head", "updated_at"]
     readonly_fields = fields
+    show_change_link = False  # the name links to the branch instead of a "View" column
+
+    @admin.display(description="name")
+    def branch(self, branch: models.Branch):
+        return link("branch", branch.branch_id, branch.name)
 
     @admin.display(description="head commit")
     def head(self, branch: models.Branch):
@@ -127,8 +343,13 @@ class BranchInline(ReadOnlyInline):
 
 class ProposalInline(ReadOnlyInline):
     model = models.Proposal
-    fields = ["number", "title", "state", "from_branch", "to_branch", "author", "created_at"]
+    fields = ["proposal", "state", "from_branch", "to_branch", "author", "created_at"]
     readonly_fields = fields
+    show_change_link = False
+
+    @admin.display(description="proposal")
+    def proposal(self, proposal: models.Proposal):
+        return link("proposal", proposal.proposal_id, f"#{proposal.number} {proposal.title}")
 
 
 class CollaboratorInline(admin.TabularInline):
@@ -139,9 +360,34 @@ class CollaboratorInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class RepoForm(forms.ModelForm):
+    class Meta:
+        model = models.Repo
+        fields = ["name", "description", "visibility", "default_branch"]
+
+    def clean_default_branch(self) -> str:
+        name = self.cleaned_data["default_branch"]
+        try:
+            return check_default_branch(self.instance, name)
+        except MuseHubError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+def _pack_bytes():
+    rows = models.MPack.objects.filter(repo=OuterRef("pk")).exclude(kind=models.MPackKind.FETCH).order_by()
+    return Subquery(rows.values("repo").annotate(total=Sum("size_bytes")).values("total")[:1])
+
+
+def _last_push():
+    rows = models.MPack.objects.filter(repo=OuterRef("pk"), kind=models.MPackKind.PUSH).order_by()
+    return Subquery(rows.values("repo").annotate(last=Max("created_at")).values("last")[:1])
+
+
 @admin.register(models.Repo)
 class RepoAdmin(admin.ModelAdmin):
-    list_display = ["full_name", "name", "visibility", "domain", "default_branch", "created_at", "updated_at"]
+    form = RepoForm
+    change_form_template = "admin/repos/repo/change_form.html"
+    list_display = ["full_name", "visibility", "domain", "default_branch", "size", "last_push", "updated_at"]
     list_filter = ["visibility", "domain"]
     search_fields = ["repo_id", "owner", "slug", "name"]
     readonly_fields = [
@@ -153,18 +399,93 @@ class RepoAdmin(admin.ModelAdmin):
         "domain",
         "created_at",
         "updated_at",
+        "size",
+        "commit_count",
+        "last_push",
+        "contents",
     ]
     fields = [
         "repo_id", "owner", "owner_user", "owner_identity_id", "slug", "name", "description", "visibility",
-        "domain", "default_branch", "created_at", "updated_at",
+        "domain", "default_branch", "size", "commit_count", "last_push", "contents", "created_at", "updated_at",
     ]  # fmt: skip
     inlines = [BranchInline, ProposalInline, CollaboratorInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(pack_bytes=_pack_bytes(), pushed_at=_last_push())
 
     def has_add_permission(self, request) -> bool:
         return False  # repositories are created by a push or the API, which compute their ids
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # deleting would cascade into the ref tables
+
+    @admin.display(description="full name", ordering="owner")
+    def full_name(self, repo: models.Repo) -> str:
+        return repo.full_name
+
+    @admin.display(description="size (packs pushed)", ordering="pack_bytes")
+    def size(self, repo: models.Repo) -> str:
+        return size(getattr(repo, "pack_bytes", None) or 0)
+
+    @admin.display(description="last push", ordering="pushed_at")
+    def last_push(self, repo: models.Repo):
+        return getattr(repo, "pushed_at", None) or "— (never pushed)"
+
+    @admin.display(description="commits")
+    def commit_count(self, repo: models.Repo) -> str:
+        return f"{models.CommitRef.objects.filter(repo=repo).count():,}"
+
+    @admin.display(description="contents")
+    def contents(self, repo: models.Repo):
+        """Links to the lists of what this repository sees."""
+        lists = [
+            ("commit", "commits"),
+            ("snapshot", "snapshots"),
+            ("object", "objects"),
+            ("mpack", "mpacks"),
+            ("mpackindex", "index entries"),
+        ]
+        return format_html_join(
+            " · ",
+            '<a href="{}?{}">{}</a>',
+            (
+                (reverse(f"admin:repos_{name}_changelist"), urlencode({"repo": repo.repo_id}), label)
+                for name, label in lists
+            ),
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        repo = self.get_object(request, unquote(object_id))
+        if repo is not None:
+            extra_context["clone_url"] = request.build_absolute_uri(f"/{repo.owner}/{repo.slug}")
+            extra_context["recent_commits"] = recent_commits(repo)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.updated_at = dt.datetime.now(dt.UTC)  # an admin edit is a change like any other
+        super().save_model(request, obj, form, change)
+
+
+def recent_commits(repo: models.Repo) -> SafeString:
+    """Return the newest commits of *repo*'s default branch as a table (one walk, one query for their rows)."""
+    head = models.Branch.objects.filter(repo=repo, name=repo.default_branch).values_list("head_commit_id", flat=True)
+    head = head.first()
+    if not head:
+        return format_html("<p>{}</p>", f"The default branch {repo.default_branch!r} has no commits yet.")
+    ids = graph.log_page(head, offset=0, limit=RECENT_COMMITS)
+    rows = models.Commit.objects.in_bulk(ids)
+    shown = [
+        (
+            link("commit", cid, short(cid)),
+            (rows[cid].message or "").splitlines()[0][:80] if rows[cid].message else "",
+            rows[cid].author,
+            rows[cid].timestamp,
+        )
+        for cid in ids
+        if cid in rows
+    ]
+    return table(["commit", "message", "author", "time"], shown, note=f"Newest on {repo.default_branch}.")
 
 
 @admin.register(models.Collaborator)
@@ -240,7 +561,8 @@ class ProposalAdmin(admin.ModelAdmin):
     list_select_related = ["repo"]
     fields = [
         "proposal_id", "repo", "number", "title", "body", "state", "from_branch", "to_branch", "base", "head",
-        "merge_commit", "merge_strategy", "author", "merged_by", "created_at", "updated_at", "merged_at", "closed_at",
+        "merged_head", "merge_commit", "merge_strategy", "author", "merged_by", "created_at", "updated_at",
+        "merged_at", "closed_at",
     ]  # fmt: skip
     readonly_fields = [f for f in fields if f not in ("title", "body")]
     actions = ["close", "reopen"]
@@ -252,9 +574,23 @@ class ProposalAdmin(admin.ModelAdmin):
     def base(self, proposal: models.Proposal):
         return link("commit", proposal.base_commit_id, short(proposal.base_commit_id))
 
-    @admin.display(description="source head")
+    @admin.display(description="source head when opened")
     def head(self, proposal: models.Proposal):
         return link("commit", proposal.head_commit_id, short(proposal.head_commit_id))
+
+    @admin.display(description="source head merged")
+    def merged_head(self, proposal: models.Proposal):
+        """Return what the merge took from the source, which may be newer than the head when it was opened."""
+        if proposal.state != models.ProposalState.MERGED or not proposal.merge_commit_id:
+            return "— (not merged)"
+        if proposal.merge_strategy == "squash":
+            return "not recorded (a squash commit keeps only the target as parent)"
+        parents = (
+            models.CommitGraph.objects.filter(pk=proposal.merge_commit_id).values_list("parent_ids", flat=True).first()
+        )
+        merged = parents[1] if proposal.merge_strategy == "merge" and parents and len(parents) == 2 else None
+        merged = merged or proposal.merge_commit_id  # a fast-forward (or a source already merged) moved the target
+        return link("commit", merged, short(merged))
 
     @admin.display(description="merge commit")
     def merge_commit(self, proposal: models.Proposal):
@@ -303,15 +639,29 @@ class StagedObjectAdmin(ReadOnlyAdmin):
 
 @admin.register(models.Commit)
 class CommitAdmin(ReadOnlyAdmin):
-    list_display = ["short_id", "summary", "author", "branch", "timestamp", "storage_uri"]
-    list_filter = [("storage_uri", admin.EmptyFieldListFilter)]
-    search_fields = ["commit_id", "message", "author", "branch"]
-    date_hierarchy = "timestamp"
+    list_display = ["short_id", "summary", "author", "repository", "timestamp"]
+    list_filter = [repo_filter(models.CommitRef, "commit_id"), ("storage_uri", admin.EmptyFieldListFilter)]
+    ordering = ["-timestamp"]
+    id_fields = ("commit_id",)
+    text_fields = ("message", "author")
     fields = [
         "commit_id", "parents", "snapshot", "branch", "message", "author", "committed_at", "timestamp", "generation",
         "metadata", "storage_uri", "seen_by", "changes",
     ]  # fmt: skip
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                repo_name=first_repo(models.CommitRef, "commit_id"),
+                repo_total=repo_count(models.CommitRef, "commit_id"),
+            )
+        )
+
+    def text_search_allowed(self, request) -> bool:
+        return trigram_indexed() or super().text_search_allowed(request)
 
     @admin.display(description="commit id", ordering="commit_id")
     def short_id(self, commit: models.Commit) -> str:
@@ -321,6 +671,10 @@ class CommitAdmin(ReadOnlyAdmin):
     def summary(self, commit: models.Commit) -> str:
         first = (commit.message or "").splitlines()[0] if commit.message else ""
         return first[:80] + ("…" if len(first) > 80 else "")
+
+    @admin.display(description="repository")
+    def repository(self, commit: models.Commit) -> str:
+        return seen_in(commit)
 
     @admin.display(description="parents")
     def parents(self, commit: models.Commit):
@@ -346,13 +700,14 @@ class CommitAdmin(ReadOnlyAdmin):
         diff = selectors.commit_changes(commit)
         rows = [(kind, path) for kind, paths in diff.as_dict().items() for path in paths]
         shown = rows[:MANIFEST_ROWS]
-        return table(["change", "path"], shown, note=limited_note(len(shown), len(rows), "changed paths"))
+        return table(["change", "path"], shown, note=limited_note(len(shown), len(rows), "changed path"))
 
 
 @admin.register(models.CommitGraph)
 class CommitGraphAdmin(ReadOnlyAdmin):
     list_display = ["commit", "generation", "parent_count", "snapshot"]
-    search_fields = ["commit_id", "snapshot_id"]
+    ordering = ["-generation"]
+    id_fields = ("commit_id",)
     fields = ["commit", "generation", "parents", "snapshot"]
     readonly_fields = fields
 
@@ -375,29 +730,104 @@ class CommitGraphAdmin(ReadOnlyAdmin):
 
 @admin.register(models.Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["snapshot_id", "entry_count", "depth", "created_at", "storage_uri"]
-    list_filter = [("storage_uri", admin.EmptyFieldListFilter), ("base_id", admin.EmptyFieldListFilter)]
-    search_fields = ["snapshot_id"]
-    fields = ["snapshot_id", "entry_count", "base_id", "depth", "created_at", "storage_uri", "seen_by", "manifest"]
+    change_form_template = "admin/repos/snapshot/change_form.html"
+    list_display = ["short_id", "entry_count", "depth", "repository", "created_at"]
+    list_filter = [
+        repo_filter(models.SnapshotRef, "snapshot_id"),
+        ("base_id", admin.EmptyFieldListFilter),
+        ("storage_uri", admin.EmptyFieldListFilter),
+    ]
+    ordering = ["-created_at"]
+    id_fields = ("snapshot_id",)
+    fields = ["snapshot_id", "entry_count", "base_id", "depth", "created_at", "storage_uri", "seen_by"]
     readonly_fields = fields
 
     def get_queryset(self, request):
         # Manifests can be large: load one only when a change page renders it.
-        return super().get_queryset(request).defer(*BULKY_FIELDS)
+        return (
+            super()
+            .get_queryset(request)
+            .defer(*BULKY_FIELDS)
+            .annotate(
+                repo_name=first_repo(models.SnapshotRef, "snapshot_id"),
+                repo_total=repo_count(models.SnapshotRef, "snapshot_id"),
+            )
+        )
+
+    @admin.display(description="snapshot id", ordering="snapshot_id")
+    def short_id(self, snapshot: models.Snapshot) -> str:
+        return short(snapshot.snapshot_id)
+
+    @admin.display(description="repository")
+    def repository(self, snapshot: models.Snapshot) -> str:
+        return seen_in(snapshot)
 
     @admin.display(description="repositories that see it")
     def seen_by(self, snapshot: models.Snapshot):
         return repos_seeing(models.SnapshotRef, "snapshot_id", snapshot.snapshot_id)
 
-    @admin.display(description="manifest")
-    def manifest(self, snapshot: models.Snapshot):
-        manifest = load_manifest(snapshot.snapshot_id)
-        shown = sorted(manifest.items())[:MANIFEST_ROWS]
-        sizes = dict(
-            models.Object.objects.filter(object_id__in={oid for _, oid in shown}).values_list("object_id", "size_bytes")
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        snapshot = self.get_object(request, unquote(object_id))
+        if snapshot is not None:
+            extra_context["manifest"] = manifest_page(
+                snapshot.snapshot_id, folder=request.GET.get("folder", ""), page=request.GET.get("page", "1")
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def manifest_page(snapshot_id: str, *, folder: str, page: str) -> SafeString:
+    """Return one page of a manifest's paths (under *folder* when given), with links to its sub-folders and pages."""
+    manifest = load_manifest(snapshot_id)
+    folder = folder.strip("/")
+    prefix = folder + "/" if folder else ""
+    paths = sorted(p for p in manifest if p.startswith(prefix))
+    subfolders: dict[str, int] = {}
+    for path in paths:
+        rest = path[len(prefix) :]
+        if "/" in rest:
+            name = rest.split("/", 1)[0]
+            subfolders[name] = subfolders.get(name, 0) + 1
+    pages = max(1, -(-len(paths) // MANIFEST_ROWS))
+    number = min(max(int(page) if page.isdigit() else 1, 1), pages)
+    shown = paths[(number - 1) * MANIFEST_ROWS : number * MANIFEST_ROWS]
+    sizes = dict(
+        models.Object.objects.filter(object_id__in={manifest[p] for p in shown}).values_list("object_id", "size_bytes")
+    )
+
+    def url(**params: object) -> str:
+        query = {"folder": folder, "page": number, **params}
+        return "?" + urlencode({k: v for k, v in query.items() if v not in ("", None)})
+
+    crumbs = [format_html('<a href="{}">(root)</a>', url(folder="", page=1))]
+    parts = folder.split("/") if folder else []
+    for depth, part in enumerate(parts):
+        crumbs.append(format_html('<a href="{}">{}</a>', url(folder="/".join(parts[: depth + 1]), page=1), part))
+    nav = format_html("<p>Folder: {}</p>", format_html_join(" / ", "{}", ((c,) for c in crumbs)))
+    if subfolders:
+        links = (
+            (url(folder=prefix + name, page=1), name, plural(count, "path"))
+            for name, count in sorted(subfolders.items())
         )
-        rows = [(path, link("object", oid, short(oid)), sizes.get(oid, "— (no object row)")) for path, oid in shown]
-        return table(["path", "object", "size"], rows, note=limited_note(len(shown), len(manifest), "paths"))
+        nav += format_html("<p>Sub-folders: {}</p>", format_html_join(", ", '<a href="{}">{}/</a> ({})', links))
+    rows = [
+        (path, link("object", manifest[path], short(manifest[path])), size(sizes.get(manifest[path]))) for path in shown
+    ]
+    where = f" under {folder}/" if folder else ""
+    if len(paths) > MANIFEST_ROWS:
+        start = (number - 1) * MANIFEST_ROWS
+        note = f"Paths {start + 1:,}-{start + len(shown):,} of {len(paths):,}{where} (page {number} of {pages})."
+    else:
+        note = limited_note(len(shown), len(paths), "path") if not where else f"{plural(len(paths), 'path')}{where}."
+    pager = ""
+    if pages > 1:
+        steps = []
+        if number > 1:
+            steps.append(format_html('<a href="{}">previous</a>', url(page=number - 1)))
+        if number < pages:
+            steps.append(format_html('<a href="{}">next</a>', url(page=number + 1)))
+        pager = format_html("<p>{}</p>", format_html_join(" · ", "{}", ((step,) for step in steps)))
+    return nav + table(["path", "object", "size"], rows, note=note) + pager
 
 
 # --- blobs: objects, mpacks and the index ---------------------------------------------------------
@@ -435,12 +865,14 @@ class StorageFilter(admin.SimpleListFilter):
 
 @admin.register(models.Object)
 class ObjectAdmin(ReadOnlyAdmin):
-    list_display = ["object_id", "size_bytes", "path", "storage_uri", "cached", "created_at"]
-    list_filter = [CachedFilter, StorageFilter]
-    search_fields = ["object_id", "path", "storage_uri"]
+    list_display = ["short_id", "human_size", "path", "repository", "pack", "cached", "created_at"]
+    list_filter = [repo_filter(models.ObjectRef, "object_id"), CachedFilter, StorageFilter]
+    ordering = ["-created_at"]
+    id_fields = ("object_id",)
+    text_fields = ("path",)
     fields = [
         "object_id",
-        "size_bytes",
+        "human_size",
         "path",
         "storage_uri",
         "cached",
@@ -454,11 +886,43 @@ class ObjectAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         is_cached = ExpressionWrapper(Q(content_cache__isnull=False), output_field=BooleanField())
         # The cached bytes themselves load only when a change page needs them.
-        return super().get_queryset(request).annotate(is_cached=is_cached).defer("content_cache")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                is_cached=is_cached,
+                repo_name=first_repo(models.ObjectRef, "object_id"),
+                repo_total=repo_count(models.ObjectRef, "object_id"),
+            )
+            .defer("content_cache")
+        )
+
+    @admin.display(description="object id", ordering="object_id")
+    def short_id(self, obj: models.Object) -> str:
+        return short(obj.object_id)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def human_size(self, obj: models.Object) -> str:
+        return size(obj.size_bytes)
+
+    @admin.display(description="repository")
+    def repository(self, obj: models.Object) -> str:
+        return seen_in(obj)
+
+    @admin.display(description="mpack")
+    def pack(self, obj: models.Object):
+        uri = obj.storage_uri or ""
+        if uri.startswith(MPACK_SCHEME):
+            mpack_id = uri[len(MPACK_SCHEME) :]
+            return link("mpack", mpack_id, short(mpack_id))
+        return uri or "—"
 
     @admin.display(boolean=True, description="cached", ordering="is_cached")
     def cached(self, obj: models.Object) -> bool:
-        return bool(getattr(obj, "is_cached", obj.content_cache is not None))
+        # Never fall back to obj.content_cache here: it is deferred, and reading it is one query per row.
+        if hasattr(obj, "is_cached"):
+            return bool(obj.is_cached)
+        return obj.content_cache is not None
 
     @admin.display(description="where its bytes live")
     def location(self, obj: models.Object):
@@ -474,11 +938,11 @@ class ObjectAdmin(ReadOnlyAdmin):
             )
             for e in entries
         ]
-        cached = "yes, in content_cache" if obj.content_cache is not None else "no"
+        cached = "yes, in content_cache" if self.cached(obj) else "no"
         return table(
             ["mpack", "kind", "offset", "length", "encoding"],
             rows,
-            note=f"{len(rows)} index entr{'y' if len(rows) == 1 else 'ies'}; cached: {cached}.",
+            note=f"{plural(len(rows), 'index entry', 'index entries')}; cached: {cached}.",
         )
 
     @admin.display(description="repositories that see it")
@@ -513,24 +977,35 @@ class ObjectAdmin(ReadOnlyAdmin):
 @admin.register(models.MPack)
 class MPackAdmin(ReadOnlyAdmin):
     list_display = [
-        "mpack_id",
+        "short_id",
         "kind",
         "repo",
-        "size_bytes",
+        "human_size",
         "commit_count",
         "snapshot_count",
         "blob_count",
         "created_at",
     ]
-    list_filter = ["kind"]
-    search_fields = ["mpack_id", "repo__repo_id", "repo__owner", "repo__slug"]
+    ordering = ["-created_at"]
     list_select_related = ["repo"]
+    id_fields = ("mpack_id",)
     fields = [
-        "mpack_id", "kind", "repo", "size_bytes", "commit_count", "snapshot_count", "blob_count", "created_at",
+        "mpack_id", "kind", "repo", "human_size", "commit_count", "snapshot_count", "blob_count", "created_at",
         "in_storage", "index_entries",
     ]  # fmt: skip
     readonly_fields = fields
     actions = ["verify_integrity"]
+
+    def get_list_filter(self, request):
+        return ["kind", RepoColumnFilter]
+
+    @admin.display(description="mpack id", ordering="mpack_id")
+    def short_id(self, mpack: models.MPack) -> str:
+        return short(mpack.mpack_id)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def human_size(self, mpack: models.MPack) -> str:
+        return size(mpack.size_bytes)
 
     @admin.display(description="in storage")
     def in_storage(self, mpack: models.MPack) -> str:
@@ -544,20 +1019,33 @@ class MPackAdmin(ReadOnlyAdmin):
         entries = models.MPackIndex.objects.filter(mpack_id=mpack.mpack_id).order_by("offset", "entity_id")
         total = entries.count()
         shown = list(entries[:INDEX_ROWS])
+        paths = dict(
+            models.Object.objects.filter(object_id__in=[e.entity_id for e in shown]).values_list("object_id", "path")
+        )
         rows = [
             (
                 link("object", e.entity_id, short(e.entity_id)),
+                paths.get(e.entity_id) or "—",
                 e.entity_type,
                 "—" if e.offset is None else e.offset,
-                "—" if e.length is None else e.length,
+                "—" if e.length is None else size(e.length),
                 e.encoding or "raw",
             )
             for e in shown
         ]
-        return table(
-            ["object", "type", "offset", "length", "encoding"],
-            rows,
-            note=limited_note(len(shown), total, "index entries"),
+        every = ""
+        if total > len(shown):
+            url = reverse("admin:repos_mpackindex_changelist") + "?" + urlencode({"mpack": mpack.mpack_id})
+            every = format_html(
+                ' <a href="{}">All {} of this pack</a>.', url, plural(total, "index entry", "index entries")
+            )
+        return (
+            table(
+                ["object", "path (a hint)", "type", "offset", "length", "encoding"],
+                rows,
+                note=limited_note(len(shown), total, "index entry", "index entries"),
+            )
+            + every
         )
 
     @admin.action(description="Verify integrity of the selected mpacks", permissions=["view"])
@@ -569,10 +1057,15 @@ class MPackAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"Pack {mpack_id} could not be checked: {exc.message}", messages.ERROR)
                 continue
             if check.ok:
+                entries = (
+                    f"all {plural(check.index_rows, 'index entry', 'index entries')} decode to their objects"
+                    if check.index_rows
+                    else "it has no index entries"
+                )
                 self.message_user(
                     request,
-                    f"Pack {mpack_id} is sound: its bytes match its key and all {check.index_rows} index entries "
-                    f"decode to their objects ({check.blobs} blobs verified).",
+                    f"Pack {mpack_id} is sound: its bytes match its key and {entries} "
+                    f"({plural(check.blobs, 'blob')} verified).",
                     messages.SUCCESS,
                 )
             else:
@@ -580,26 +1073,86 @@ class MPackAdmin(ReadOnlyAdmin):
                 more = f" (and {len(check.problems) - 5} more)" if len(check.problems) > 5 else ""
                 self.message_user(
                     request,
-                    f"Pack {mpack_id} FAILED its check with {len(check.problems)} problem(s): {shown}{more}",
+                    f"Pack {mpack_id} FAILED its check with {plural(len(check.problems), 'problem')}: {shown}{more}",
                     messages.ERROR,
                 )
 
 
+class RepoColumnFilter(RepoFilter):
+    """Rows of one repository through their own repository column (packs, ref rows)."""
+
+
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """A filter whose choices are known in advance, so no ``SELECT DISTINCT`` runs over a big table."""
+
+    field = ""
+    options: list[tuple[str, str]] = []
+
+    def lookups(self, request, model_admin):
+        return self.options
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        value = "" if self.value() == "raw" else self.value()
+        return queryset.filter(**{self.field: value})
+
+
+class EncodingFilter(FixedChoicesFilter):
+    title = "encoding"
+    parameter_name = "encoding"
+    field = "encoding"
+    options = [("raw", "raw"), ("zstd", "zstd")]
+
+
+class EntityTypeFilter(FixedChoicesFilter):
+    title = "entity type"
+    parameter_name = "entity_type"
+    field = "entity_type"
+    options = [("object", "object")]
+
+
+class MPackFilter(admin.SimpleListFilter):
+    """The entries of one pack (``?mpack=<mpack id>``), linked from each pack's page."""
+
+    title = "mpack"
+    parameter_name = "mpack"
+
+    def lookups(self, request, model_admin):
+        return [(self.value(), short(self.value()))] if self.value() else []
+
+    def queryset(self, request, queryset):
+        return queryset.filter(mpack_id=self.value()) if self.value() else queryset
+
+
 @admin.register(models.MPackIndex)
 class MPackIndexAdmin(ReadOnlyAdmin):
-    list_display = ["entity", "pack", "entity_type", "offset", "length", "encoding", "created_at"]
-    list_filter = ["encoding", "entity_type"]
-    search_fields = ["entity_id", "mpack_id"]
-    fields = ["entity", "pack", "entity_type", "offset", "length", "encoding", "created_at"]
+    list_display = ["entity", "path", "pack", "entity_type", "offset", "human_length", "encoding", "created_at"]
+    list_filter = [ObjectRepoFilter, MPackFilter, EncodingFilter, EntityTypeFilter]
+    ordering = ["-pk"]
+    id_fields = ("entity_id", "mpack_id")
+    fields = ["entity", "path", "pack", "entity_type", "offset", "length", "encoding", "created_at"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        paths = models.Object.objects.filter(pk=OuterRef("entity_id")).values("path")[:1]
+        return super().get_queryset(request).annotate(object_path=Coalesce(Subquery(paths), Value("")))
 
     @admin.display(description="object", ordering="entity_id")
     def entity(self, row: models.MPackIndex):
         return link("object", row.entity_id, short(row.entity_id))
 
+    @admin.display(description="path (a hint)")
+    def path(self, row: models.MPackIndex) -> str:
+        return getattr(row, "object_path", "") or "—"
+
     @admin.display(description="mpack", ordering="mpack_id")
     def pack(self, row: models.MPackIndex):
         return link("mpack", row.mpack_id, short(row.mpack_id))
+
+    @admin.display(description="length", ordering="length")
+    def human_length(self, row: models.MPackIndex) -> str:
+        return size(row.length)
 
 
 # --- which repository sees what -------------------------------------------------------------------
@@ -610,12 +1163,26 @@ class RefAdmin(ReadOnlyAdmin):
 
     target = ""  # the content model's admin name: "commit", "snapshot" or "object"
     list_select_related = ["repo"]
+    ordering = ["-pk"]
 
     def get_list_display(self, request):
         return ["repo", "content"]
 
+    def get_list_filter(self, request):
+        return [RepoColumnFilter]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = id_match(f"{self.target}_id", term)
+        if found is not None:
+            return queryset.filter(found), False
+        repos = models.Repo.objects.filter(Q(owner__icontains=term) | Q(slug__icontains=term)).values("pk")
+        return queryset.filter(repo_id__in=repos), False
+
     def get_search_fields(self, request):
-        return [f"{self.target}__{self.target}_id", "repo__repo_id", "repo__owner", "repo__slug"]
+        return ["—"]
 
     def get_fields(self, request, obj=None):
         return ["repo", "content"]

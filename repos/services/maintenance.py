@@ -213,17 +213,39 @@ def planner_rows(model) -> int | None:
     """
     if connection.vendor != "postgresql":
         return None
-    table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [model._meta.db_table])
         row = cursor.fetchone()
-        if row is None or row[0] < 0:
-            return None  # never analyzed: the planner has nothing to go on
+    if row is None or row[0] < 0:
+        return None  # never analyzed: the planner has only the page count to go on
+    return _explained_rows(model)
+
+
+def _explained_rows(model) -> int:
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}")
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def estimated_rows(model) -> int | None:
+    """Return about how many rows *model*'s table holds without counting them, or None when unknown.
+
+    PostgreSQL: the planner's estimate (from the page count alone for a table
+    never analyzed). SQLite: the largest rowid, one index step (rows are only
+    ever deleted by gc, so it overestimates a little at most).
+    """
+    if connection.vendor == "postgresql":
+        return _explained_rows(model)
+    if connection.vendor == "sqlite":
+        table = connection.ops.quote_name(model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(rowid) FROM {table}")
+            return cursor.fetchone()[0] or 0
+    return None
 
 
 def _sampled_objects(estimate: int) -> dict[str, int]:
