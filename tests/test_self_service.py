@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.apps import apps as django_apps
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.test import Client
 
@@ -278,6 +279,7 @@ def test_the_migration_refuses_colliding_data_and_names_the_repositories(alice):
     editor = SimpleNamespace(connection=connection)
     with pytest.raises(migration.CaseCollision) as raised:
         migration.refuse_case_collisions(django_apps, editor)
+    assert isinstance(raised.value, CommandError), "manage.py migrate prints it as one message, no traceback"
     message = str(raised.value)
     assert f"{alice.username}/Demo" in message and f"{alice.username}/DEMO" in message
     assert first.repo_id in message and second.repo_id in message

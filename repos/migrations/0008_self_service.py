@@ -9,13 +9,14 @@ the migration then stops before changing anything, naming them, so an operator
 can rename or delete one first.
 """
 
+from django.core.management.base import CommandError
 from django.db import migrations, models
 from django.db.models import Count
 from django.db.models.functions import Lower
 
 
-class CaseCollision(Exception):
-    """Two or more repositories have names that differ only in case."""
+class CaseCollision(CommandError):
+    """Two or more repositories have names that differ only in case (``migrate`` prints it without a traceback)."""
 
 
 def refuse_case_collisions(apps, schema_editor):
@@ -42,8 +43,8 @@ def refuse_case_collisions(apps, schema_editor):
         raise CaseCollision(
             "Repository names become case-insensitive (alice/MySongs and alice/mysongs are one repository), "
             f"but these repositories differ only in case:\n  {listed}\n"
-            "Rename or delete all but one of each group (in the admin, or with the API) and migrate again; "
-            "nothing was changed."
+            "Nothing was changed. Rename or delete all but one of each group (with the hub's previous version, or "
+            "in SQL: UPDATE musehub_repos SET slug = '<new name>' WHERE repo_id = '<id>'), then migrate again."
         )
 
 
