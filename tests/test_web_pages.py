@@ -450,3 +450,11 @@ def test_a_long_diff_is_cut_short_with_a_note(client, songs, monkeypatch):
     bare = songs.feature["commit_id"].removeprefix("sha256:")
     commit = client.get(f"{songs.url}/commit/{bare}").content.decode()
     assert "Diff cut short" in commit
+
+
+def test_a_bad_query_is_an_html_page_with_the_domains_sentence(client, songs):
+    reply = client.get(f"{songs.url}/proposals?state=bogus")
+    assert reply.status_code == 400 and reply["Content-Type"].startswith("text/html")
+    assert "state must be one of open, merged, closed." in reply.content.decode()
+    bad_merge = signed_in(songs.owner).post(f"{songs.url}/proposals/9/merge", {"strategy": "octopus"})
+    assert bad_merge.status_code == 400 and "Choose a merge strategy" in bad_merge.content.decode()

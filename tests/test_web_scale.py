@@ -22,7 +22,7 @@ from django.test import Client
 
 from bench import data
 from bench.workloads import muse_history, write_history_pack
-from repos import browse
+from repos import browse, manifests
 from repos.services.proposals import create_proposal
 from repos.services.repos import move_branch
 from tests.factories import make_repo, make_user, stage_mpack, uid
@@ -64,7 +64,7 @@ def big():
     return owner, repo, history
 
 
-def test_every_page_of_a_big_repository_answers_within_the_limit(big):
+def test_every_page_of_a_big_repository_answers_within_the_limit(big, monkeypatch):
     owner, repo, history = big
     create_proposal(repo.repo_id, title="Old", from_branch="main", to_branch="feature", acting_user=owner)
     client = Client()
@@ -74,8 +74,10 @@ def test_every_page_of_a_big_repository_answers_within_the_limit(big):
     folder = paths[len(paths) // 2].rsplit("/", 1)[0]
     text_file = next(p for p in paths if p.endswith((".py", ".md", ".txt", ".json")))
     middle = history.commits[len(history.commits) // 2]["commit_id"].removeprefix("sha256:")
+    client.get(f"{u}/tree/main/{folder}")  # the process's first page compiles templates: not what is timed here
     browse._INDEXES.clear()
     browse._PAIRS.clear()
+    monkeypatch.setattr(manifests, "_CHECKPOINTS", manifests._Checkpoints())  # nor a checkpoint it decoded
     cold, status = timed(client, f"{u}/tree/main/{folder}")
     assert status == 200
     assert cold < 2 * LIMIT_MS, f"first directory page of a new snapshot: {cold:.0f} ms"

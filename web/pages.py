@@ -32,10 +32,10 @@ def page(view):
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
-        except AuthenticationRequired:
-            if request.user.is_authenticated:  # pragma: no cover - services raise this only for anonymous users
-                raise
-            return redirect_to_login(request.get_full_path())
+        except AuthenticationRequired as exc:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            return error_page(request, exc)
         except MuseHubError as exc:
             return error_page(request, exc)
 
@@ -82,11 +82,12 @@ def repo_page(request: HttpRequest, owner: str, slug: str, role: str = Role.READ
     return RepoContext(repo=repo, role=role_of(request.user, repo))
 
 
-def raw_url(repo, ref: str, path: str) -> str:
+def raw_url(repo: Repo, ref: str, path: str) -> str:
+    """Return the REST ``raw/`` URL of *path* at *ref* (it serves the bytes with sandbox headers)."""
     return reverse("api-raw", kwargs={"owner": repo.owner, "slug": repo.slug, "spec": f"{ref}/{path}"})
 
 
-def raw_prefix(repo, ref: str) -> str:
+def raw_prefix(repo: Repo, ref: str) -> str:
     """Return the raw URL of ``ref/`` (append a quoted path): one reversal for a page of links."""
     return raw_url(repo, ref, "x")[:-1]
 
