@@ -175,3 +175,64 @@ def test_fsck_warns_about_a_dangling_index_entry_when_the_object_is_still_served
     report = run_json("musehub_fsck")
     assert report["ok"] is True
     assert codes(report) == {"index-dangling": {hub.small_oid}}
+
+
+# --- spreading a whole-hub check over time (issue 16) ---------------------------------------------
+
+
+def test_fsck_since_checks_only_what_was_written_since(hub, backend):
+    from django.utils import timezone
+
+    make_commit(hub.repo, manifest={"old.txt": fake_id("lost before")}, seed="before")
+    cut = timezone.now()
+    commit_files_to_repo(hub.repo.repo_id, branch="main", files={"late.txt": b"late"}, message="l", author="a")
+    make_commit(hub.repo, manifest={"new.txt": fake_id("lost after")}, seed="after")
+    _, _, report = fsck_failure("--since", cut.isoformat())
+    assert report["scope"].startswith("written since")
+    new_packs = set(MPack.objects.filter(created_at__gte=cut).values_list("mpack_id", flat=True))
+    assert report["checked"]["mpacks"] == len(new_packs) == 1, "only the pack written since is read"
+    assert report["checked"]["commits"] == 2 and report["checked"]["snapshots"] == 2
+    lost = codes(report)["object-not-indexed"]
+    assert fake_id("lost after") in lost and fake_id("lost before") not in lost
+    _, _, everything = fsck_failure("--since", "1h")
+    assert everything["checked"]["mpacks"] == MPack.objects.count()
+    assert fake_id("lost before") in codes(everything)["object-not-indexed"]
+
+
+def test_fsck_since_takes_a_date_or_a_duration(db):
+    error, _ = run_failing_fsck("--since", "yesterday")
+    assert "--since takes a date-time" in str(error)
+
+
+def run_failing_fsck(*args):
+    from tests.maintkit import run_failing
+
+    return run_failing("musehub_fsck", *args)
+
+
+def test_fsck_batches_cover_every_repository_and_resume_from_a_state_file(hub, tmp_path):
+    others = [make_repo() for _ in range(3)]
+    for n, repo in enumerate(others):
+        commit_files_to_repo(repo.repo_id, branch="main", files={"f.txt": f"{n}".encode()}, message="m", author="a")
+    everyone = sorted(r.full_name for r in [hub.repo, *others])
+    state = tmp_path / "fsck.json"
+    seen: list[str] = []
+    first = run_json("musehub_fsck", "--batch", "3", "--state", str(state))
+    seen += first["repositories"]
+    assert first["repositories"] == everyone[:3] and first["next_after"] == everyone[2]
+    second = run_json("musehub_fsck", "--batch", "3", "--state", str(state))
+    seen += second["repositories"]
+    assert second["repositories"] == everyone[3:] and second["next_after"] is None
+    assert second["since"] is not None, "the second run also checks what was written since the first"
+    assert sorted(seen) == everyone
+    third = run_json("musehub_fsck", "--batch", "3", "--state", str(state))
+    assert third["repositories"] == everyone[:3], "the cursor wraps around"
+    assert run_json("musehub_fsck", "--batch", "2", "--after", everyone[0])["repositories"] == everyone[1:3]
+
+
+def test_a_batch_reports_a_repository_whose_snapshot_names_an_object_it_has_no_ref_to(hub):
+    from repos.models import ObjectRef
+
+    ObjectRef.objects.filter(repo=hub.repo, object_id=hub.big_oid).delete()
+    _, _, broken = fsck_failure("--batch", "10")
+    assert hub.big_oid in codes(broken)["object-ref-missing"]

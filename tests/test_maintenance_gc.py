@@ -20,7 +20,7 @@ from repos.models import (
     Snapshot,
 )
 from tests.factories import History, build_pack, make_repo, push_history, stage_mpack
-from tests.maintkit import fetch_all, random_blob, run, run_json
+from tests.maintkit import codes, fetch_all, fsck_failure, random_blob, run, run_json
 from tests.seedkit import make_commit, now
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +126,8 @@ def test_gc_dry_run_reports_and_changes_nothing(scene, backend):
     assert counts() == before
 
 
-def test_gc_never_deletes_an_object_a_visible_snapshot_names(backend):
+def test_gc_full_mark_never_deletes_an_object_a_visible_snapshot_names(backend):
+    """Data from before every snapshot's objects had refs: --full-mark decodes every manifest to keep them."""
     repo = make_repo()
     raw = b"named but never given a ref"
     oid = blob_id(raw)
@@ -134,10 +135,48 @@ def test_gc_never_deletes_an_object_a_visible_snapshot_names(backend):
     make_commit(repo, manifest={"a.txt": oid}, seed="named")
     loose = fake_id("loose object")
     Object.objects.create(object_id=loose, size_bytes=1, storage_uri="mpack://x")
-    run_json("musehub_gc", "--grace", "0")
+    assert run_json("musehub_gc", "--grace", "0", "--dry-run")["deleted"]["objects"] == 2, (
+        "without --full-mark gc trusts the refs, which this hand-made row lacks"
+    )
+    _, _, broken = fsck_failure("--repo", repo.full_name)
+    assert oid in codes(broken)["object-ref-missing"], "fsck names the missing ref gc relies on"
+    run_json("musehub_gc", "--grace", "0", "--full-mark")
     assert Object.objects.filter(object_id=oid).exists()
     assert not Object.objects.filter(object_id=loose).exists()
     assert not ObjectRef.objects.filter(object_id=oid).exists()
+
+
+def test_gc_reads_no_manifest_a_repository_refers_to(scene, backend):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        report = run_json("musehub_gc", "--grace", "0")
+    assert report["deleted"]["objects"] == len(scene.doomed_objects)
+    reads = [
+        q["sql"] for q in captured if "manifest_blob" in q["sql"] and q["sql"].lstrip().upper().startswith("SELECT")
+    ]
+    assert reads == [], "the deleted repository's snapshots went unread, the kept one's were never decoded"
+    for oid in scene.kept_blobs:
+        assert Object.objects.filter(object_id=oid).exists()
+
+
+def test_gc_keeps_what_a_snapshot_no_repository_refers_to_still_names(backend):
+    """A commit no repository refers to but a branch still points at keeps its snapshot, which keeps its objects."""
+    from repos.models import Branch, CommitRef, SnapshotRef
+
+    repo = make_repo()
+    history = History()
+    history.commit({"kept.txt": b"kept by a dangling head", "other.txt": b"x"})
+    push_history(repo, history)
+    head = Branch.objects.get(repo=repo, name="main").head_commit_id
+    snapshot_id = Commit.objects.get(pk=head).snapshot_id
+    CommitRef.objects.filter(repo=repo).delete()
+    SnapshotRef.objects.filter(repo=repo).delete()
+    ObjectRef.objects.filter(repo=repo).delete()
+    run_json("musehub_gc", "--grace", "0")
+    assert Commit.objects.filter(pk=head).exists() and Snapshot.objects.filter(pk=snapshot_id).exists()
+    assert Object.objects.filter(object_id=blob_id(b"kept by a dangling head")).exists()
 
 
 def test_gc_removes_stale_uploads_and_their_staging_objects(backend):

@@ -7,6 +7,14 @@ database alone: cached bytes hash to their ids, every object a snapshot names
 is indexed or cached, every commit's parents, snapshot and graph row exist, and
 every branch head exists.
 
+Scope: the whole hub, one repository (``repo``: the rows it refers to and the
+packs holding its blobs, plus a check that it refers to every object its
+snapshots name, which gc relies on), or what was written since a time
+(``since``: packs, objects and snapshots written since then, the commits of
+those snapshots and the branches moved since). :func:`fsck_batch` checks the
+next few repositories after a cursor, so a nightly job covers the whole hub
+over several nights (``musehub_fsck --batch N --state FILE``).
+
 Severity policy (documented in the README):
 
 - **error**: something a reader will trip over or that says stored data is
@@ -23,6 +31,7 @@ Severity policy (documented in the README):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,35 +124,46 @@ class _PackResult:
 @dataclass
 class _Scope:
     repo: Repo | None
+    since: dt.datetime | None = None
 
     @property
     def name(self) -> str:
-        return self.repo.full_name if self.repo is not None else "hub"
+        if self.repo is not None:
+            return self.repo.full_name
+        return f"written since {self.since.isoformat()}" if self.since is not None else "hub"
 
     def objects(self):
         qs = Object.objects.all()
+        if self.since is not None:
+            qs = qs.filter(created_at__gte=self.since)
         return qs.filter(refs__repo=self.repo) if self.repo is not None else qs
 
     def snapshots(self):
         qs = Snapshot.objects.all()
+        if self.since is not None:
+            qs = qs.filter(created_at__gte=self.since)
         return qs.filter(refs__repo=self.repo) if self.repo is not None else qs
 
     def commits(self):
         qs = Commit.objects.all()
+        if self.since is not None:  # commits have no write time: those of the snapshots written since
+            qs = qs.filter(snapshot_id__in=self.snapshots().values("snapshot_id"))
         return qs.filter(refs__repo=self.repo) if self.repo is not None else qs
 
     def branches(self):
         qs = Branch.objects.select_related("repo")
+        if self.since is not None:
+            qs = qs.filter(updated_at__gte=self.since)
         return qs.filter(repo=self.repo) if self.repo is not None else qs
 
 
-def fsck(*, repo: Repo | None = None, progress: Progress = no_progress) -> FsckReport:
-    """Check the whole hub, or only the rows *repo* refers to, and return every problem found.
+def fsck(*, repo: Repo | None = None, since: dt.datetime | None = None, progress: Progress = no_progress) -> FsckReport:
+    """Check the whole hub, only the rows *repo* refers to, or only what was written *since*; return every problem.
 
     Each pack in scope is streamed once (a damaged one is read again to find
     which blobs are hurt). Raises StorageUnavailable when storage cannot be reached.
     """
-    scope = _Scope(repo)
+    scope = _Scope(repo, since)
     report = FsckReport(scope=scope.name)
     bad_rows = _check_packs(scope, report, progress)
     _check_unreadable(bad_rows, report)
@@ -159,6 +179,12 @@ def fsck(*, repo: Repo | None = None, progress: Progress = no_progress) -> FsckR
 
 def _pack_ids_in_scope(scope: _Scope) -> tuple[dict[str, dict[str, Any]], set[str], set[str] | None]:
     """Return (MPack rows by id, pack ids index rows name, pack ids in storage or None when not listed)."""
+    if scope.since is not None:
+        rows = {
+            r["mpack_id"]: r
+            for r in MPack.objects.filter(created_at__gte=scope.since).values("mpack_id", "kind", "size_bytes")
+        }
+        return rows, set(), None
     if scope.repo is None:
         rows = {r["mpack_id"]: r for r in MPack.objects.values("mpack_id", "kind", "size_bytes")}
         indexed = set(MPackIndex.objects.values_list("mpack_id", flat=True).distinct())
@@ -446,6 +472,8 @@ def _check_snapshots(scope: _Scope, report: FsckReport, progress: Progress) -> N
                     if oid not in served:
                         first, count = missing.get(oid, (named[oid], 0))
                         missing[oid] = (first, count + 1)
+                if scope.repo is not None:
+                    _check_refs(scope.repo, ids_, named, report)
     legacy = set(Object.objects.filter(object_id__in=list(missing)).values_list("object_id", flat=True))
     for oid, (snapshot_id, _) in sorted(missing.items()):
         hint = ""
@@ -457,6 +485,21 @@ def _check_snapshots(scope: _Scope, report: FsckReport, progress: Progress) -> N
             oid,
             f"snapshot {snapshot_id} names object {oid}, which is neither indexed in an mpack nor cached.{hint}",
         )
+
+
+def _check_refs(repo: Repo, object_ids: list[str], named: dict[str, str], report: FsckReport) -> None:
+    """Every object a snapshot of *repo* names must have a ref in *repo*: gc relies on it to skip manifests."""
+    refs = set(ObjectRef.objects.filter(repo=repo, object_id__in=object_ids).values_list("object_id", flat=True))
+    for oid in object_ids:
+        if oid not in refs:
+            report.add(
+                ERROR,
+                "object-ref-missing",
+                oid,
+                f"snapshot {named[oid]} of {repo.full_name} names object {oid}, but the repository has no ref to it; "
+                "musehub_gc could delete it once no repository refers to it. Run musehub_gc with --full-mark "
+                "until the ref is restored.",
+            )
 
 
 def _check_commits(scope: _Scope, report: FsckReport, progress: Progress) -> None:
@@ -524,3 +567,49 @@ def _check_branches(scope: _Scope, report: FsckReport) -> None:
                 f"branch {branch.name!r} of {branch.repo.full_name} points at commit {branch.head_commit_id}, "
                 "which that repository does not hold.",
             )
+
+
+# --- spreading the whole hub over several runs ---------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What one :func:`fsck_batch` run checked, and where the next run starts."""
+
+    report: FsckReport
+    repos: list[str] = field(default_factory=list)
+    next_after: str | None = None  # the last repository checked, or None when the batch reached the end
+    wrapped: bool = False
+
+
+def fsck_batch(
+    *, after: str | None, limit: int, since: dt.datetime | None = None, progress: Progress = no_progress
+) -> BatchResult:
+    """Check the *limit* repositories that follow *after* (an ``owner/slug``, in name order), then what was written
+    *since* (when given); return the combined report and the cursor for the next run.
+
+    Run nightly with the returned cursor, it covers every repository every
+    ``repositories / limit`` nights, while ``since`` (the previous run's start)
+    catches everything new at once. A cursor past the last repository wraps to the first.
+    """
+    combined = FsckReport(scope=f"{limit} repositories after {after or 'the start'}")
+    result = BatchResult(report=combined)
+    ordered = Repo.objects.order_by("owner", "slug")
+    batch = list(ordered.filter(_after(after))[:limit]) if after else list(ordered[:limit])
+    if not batch and after:
+        batch, result.wrapped = list(ordered[:limit]), True
+    parts = [fsck(repo=repo, progress=progress) for repo in batch]
+    if since is not None:
+        parts.append(fsck(since=since, progress=progress))
+    for part in parts:
+        combined.problems.extend(part.problems)
+        for name, count in part.checked.items():
+            combined.checked[name] += count
+    result.repos = [repo.full_name for repo in batch]
+    result.next_after = result.repos[-1] if len(batch) == limit else None
+    return result
+
+
+def _after(cursor: str) -> Q:
+    owner, _, slug = cursor.partition("/")
+    return Q(owner__gt=owner) | Q(owner=owner, slug__gt=slug)

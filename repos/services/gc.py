@@ -8,6 +8,13 @@ The rules (documented in the README):
   remaining commit names and no remaining snapshot is stored against (a
   delta keeps its chain of bases); objects with no ``ObjectRef`` that no remaining
   snapshot names; index rows of objects that no longer exist.
+- **Marking objects.** A snapshot a repository refers to names only objects
+  that repository refers to (push, MWP push, server commits and merges all
+  check it; ``musehub_fsck`` reports ``object-ref-missing`` otherwise), so an
+  object with no ref can only be named by a snapshot with no ref. gc decodes
+  just those that stay (normally none), never the hub's other manifests: the
+  work follows the garbage, not the hub. ``full_mark`` decodes every manifest,
+  for a hub whose data predates the rule or where fsck found a missing ref.
 - **Packs.** A pack is *needed* while any index entry points at it, whatever
   its kind. Fetch packs never get index entries (they are caches of past
   fetches), so they go once the grace period is over (a fetch that hands the
@@ -110,8 +117,12 @@ def _branch_heads():
     return Branch.objects.filter(head_commit_id__isnull=False).values("head_commit_id")
 
 
-def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress) -> GcPlan:
-    """Return what gc would delete now with a grace period of *grace*; change nothing."""
+def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress, full_mark: bool = False) -> GcPlan:
+    """Return what gc would delete now with a grace period of *grace*; change nothing.
+
+    Reads no manifest a repository refers to unless *full_mark* (see the object rule in the module docstring);
+    its memory grows with the garbage found, not with the hub.
+    """
     plan = GcPlan(cutoff=dt.datetime.now(dt.UTC) - grace)
     cutoff = plan.cutoff
 
@@ -158,11 +169,17 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress) -> GcPlan:
         ).values_list("object_id", flat=True)
     )
     if objects:
-        # Never delete an object a remaining snapshot names, ref or not.
+        # Never delete an object a remaining snapshot names, ref or not. A snapshot some repository refers to
+        # names only objects that repository refers to too (every write path checks that each blob is in the
+        # pack or the repository, and adds its ref; ``musehub_fsck`` checks it), so only the snapshots no
+        # repository refers to that stay (a remaining commit or delta needs them) are decoded here, or every
+        # snapshot with *full_mark* (for data written before that rule held).
         dropped_snapshots = set(plan.snapshots)
-        every = Snapshot.objects.values_list("snapshot_id", flat=True)
-        with progress(total=every.count(), desc="gc snapshots", unit="snap") as bar:
-            for batch in chunks(every.iterator(chunk_size=CHUNK)):
+        marked = Snapshot.objects.values_list("snapshot_id", flat=True)
+        if not full_mark:
+            marked = marked.filter(~Exists(SnapshotRef.objects.filter(snapshot_id=OuterRef("pk"))))
+        with progress(total=None, desc="gc snapshots", unit="snap") as bar:
+            for batch in chunks(marked.iterator(chunk_size=CHUNK)):
                 bar.update(len(batch))
                 batch = [sid for sid in batch if sid not in dropped_snapshots]
                 for _, named in named_objects(batch):
@@ -360,13 +377,14 @@ def collect_garbage(
     grace: dt.timedelta = dt.timedelta(hours=DEFAULT_GRACE_HOURS),
     dry_run: bool = False,
     progress: Progress = no_progress,
+    full_mark: bool = False,
 ) -> GcReport:
     """Delete unreferenced rows and unneeded packs older than *grace*; with *dry_run*, only report them.
 
     Returns what was (or would be) deleted. Raises StorageUnavailable when
     storage cannot be reached (rows deleted so far stay deleted; rerun).
     """
-    plan = plan_gc(grace=grace, progress=progress)
+    plan = plan_gc(grace=grace, progress=progress, full_mark=full_mark)
     report = GcReport(dry_run=dry_run, grace_hours=grace.total_seconds() / 3600, cutoff=plan.cutoff.isoformat())
     if dry_run:
         report.deleted = {

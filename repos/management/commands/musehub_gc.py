@@ -37,12 +37,21 @@ class Command(MaintenanceCommand):
             metavar="HOURS",
             help=f"Leave anything younger than this many hours alone (default {DEFAULT_GRACE_HOURS:g}).",
         )
+        parser.add_argument(
+            "--full-mark",
+            action="store_true",
+            help="Decode every snapshot's manifest before deleting an object (slow on a big hub). Only needed for "
+            "data written before every snapshot's objects had refs, or when musehub_fsck reports object-ref-missing.",
+        )
         super().add_arguments(parser)
 
     def run(self, **options: Any) -> None:
         hours = self.positive(options, "grace", minimum=0)
         report = collect_garbage(
-            grace=dt.timedelta(hours=hours), dry_run=options["dry_run"], progress=self.progress(options)
+            grace=dt.timedelta(hours=hours),
+            dry_run=options["dry_run"],
+            progress=self.progress(options),
+            full_mark=options["full_mark"],
         )
         if options["json"]:
             self.emit_json(report.as_dict())
