@@ -249,11 +249,19 @@ class BranchDiff:
     conflicts: list[dict[str, str]] = field(default_factory=list)
 
 
-def branch_diff(base: str | None, head: str, *, conflicts: bool = False) -> BranchDiff:
-    """Return how commit *head* differs from commit *base* (None: a branch that does not exist yet)."""
+def branch_diff(base: str | None, head: str, *, conflicts: bool = False, count_behind: bool = True) -> BranchDiff:
+    """Return how commit *head* differs from commit *base* (None: a branch that does not exist yet).
+
+    Without *count_behind*, ``behind_by`` is only 1 or 0: whether base has commits head lacks.
+    """
     fork = graph.merge_base(base, head) if base else None
     ahead = list(reversed(graph.commits_between([head], [base] if base else [])))
-    behind = len(graph.commits_between([base], [head])) if base else 0
+    if not base:
+        behind = 0
+    elif count_behind:
+        behind = len(graph.commits_between([base], [head]))
+    else:  # only whether base moved since the fork: base is the merge base exactly when it did not
+        behind = 0 if fork == base else 1
     wanted = [c for c in (fork, head, base if conflicts else None) if c]
     manifests = manifests_of_commits(wanted)
     old = manifests.get(fork, {}) if fork else {}

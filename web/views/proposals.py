@@ -73,7 +73,7 @@ def proposal_detail(request: HttpRequest, owner: str, slug: str, number: int) ->
     total = 0
     conflicts: list[dict[str, str]] = []
     if source:
-        diff = browse.branch_diff(target, source, conflicts=proposal.state == ProposalState.OPEN)
+        diff = browse.branch_diff(target, source, conflicts=proposal.state == ProposalState.OPEN, count_behind=False)
         ahead_ids, conflicts = diff.ahead, diff.conflicts
         changes, total = browse.file_changes(
             diff.changes, diff.old, diff.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
