@@ -142,7 +142,7 @@ def test_the_root_commit_lists_every_file_as_added_and_summarises_binaries(clien
     assert "5 changed files" in html and "Binary file" in html and "none (first commit)" in html
 
 
-def test_the_log_is_paginated_and_filters_by_path(client):
+def test_the_log_is_paginated_and_filters_by_path(client, django_assert_max_num_queries):
     owner = make_user(f"log-{uid()}")
     from tests.factories import make_repo
 
@@ -153,7 +153,8 @@ def test_the_log_is_paginated_and_filters_by_path(client):
         parents = [history.commit(files, parents=parents, message=f"change {i}")["commit_id"]]
     push_history(repo, history)
     url = f"/{repo.owner}/{repo.slug}/commits/main"
-    first = client.get(url).content.decode()
+    with django_assert_max_num_queries(10):  # one page of 50 commits: no query per commit
+        first = client.get(url).content.decode()
     assert "change 54" in first and "change 4<" not in first and "Page 1 of 2" in first
     second = client.get(url + "?page=2").content.decode()
     assert "change 4<" in second and "change 54" not in second
@@ -432,6 +433,7 @@ def test_a_big_directory_is_paginated_and_a_page_reads_no_manifest_once_indexed(
         third = client.get(url + "?page=3").content.decode()
     assert "f0600.txt" in third and "f0649.txt" in third and "f0599.txt" not in third
     assert not any("manifest_blob" in q["sql"] for q in queries.captured_queries)
+    assert len(queries.captured_queries) <= 10  # the same few queries however big the directory
 
 
 def test_text_over_the_page_limit_is_a_download_and_a_diff_over_its_limit_a_summary(client, songs, monkeypatch):
