@@ -460,3 +460,10 @@ def test_a_bad_query_is_an_html_page_with_the_domains_sentence(client, songs):
     assert "state must be one of open, merged, closed." in reply.content.decode()
     bad_merge = signed_in(songs.owner).post(f"{songs.url}/proposals/9/merge", {"strategy": "octopus"})
     assert bad_merge.status_code == 400 and "Choose a merge strategy" in bad_merge.content.decode()
+
+
+def test_compare_says_whether_the_base_moved_since_the_fork(client, songs):
+    fast = client.get(f"{songs.url}/compare/main...feature").content.decode()
+    assert "merging can fast-forward" in fast
+    moved = client.get(f"{songs.url}/compare/feature...main").content.decode()
+    assert "main has 0 commits feature lacks" in moved and "merging needs a merge commit" in moved

@@ -82,7 +82,7 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     if not head_ref:
         raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
     base_id, head_id = selectors.split_compare_spec(repo, spec)
-    comparison = browse.branch_diff(base_id, head_id)
+    comparison = browse.branch_diff(base_id, head_id, count_behind=False)  # whether base moved, not how far
     ahead = comparison.ahead[:AHEAD_SHOWN]
     rows = selectors.commits_by_id(ahead)
     shown, total = browse.file_changes(
