@@ -3,8 +3,8 @@
 A manifest is ``{POSIX relative path: object id}``. Only regular files are part
 of it: the client's own top-level ``.musehub/`` folder is never scanned, and
 symlinks, special files and unreadable files are reported by
-:func:`scan_folder` (never dropped silently). Writes go through :func:`safe_target`, which refuses paths that would land
-outside the tree.
+:func:`scan_folder` (never dropped silently). Writes go through
+:func:`safe_target`, which refuses paths that would land outside the tree.
 """
 
 from __future__ import annotations
@@ -135,17 +135,6 @@ def _entries(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, os.stat_r
                 skipped.symlinks.append((relative, target + kind))
             else:
                 skipped.special.append((relative, SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")))
-
-
-def iter_tree(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (manifest path, file path) for every regular file under *root*, sorted.
-
-    Symlinks (to files or folders), special files and the top-level ``.musehub/`` folder are skipped
-    (:func:`scan_folder` reports them).
-    """
-    found = sorted((relative, path) for relative, path, _ in _entries(root, Skipped()))
-    for relative, path in found:
-        yield to_manifest_path(relative), Path(path)
 
 
 def _hash_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
