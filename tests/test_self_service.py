@@ -376,3 +376,16 @@ def test_a_push_to_a_reserved_owner_answers_json_even_for_a_user_named_admin(suf
     reply = WireCaller(token_for(admin), native=False).post(f"/admin/songs/{suffix}", {"object_ids": []})
     assert reply.status == 404
     assert reply.data["error"] == "reserved_owner"
+
+
+def test_asking_which_objects_a_repository_under_another_name_lacks_says_whose_namespace_it_is(alice):
+    bob = make_user(f"bob-{uid()}")
+    caller = WireCaller(token_for(alice))
+    oid = blob_id(b"a take")
+
+    mine = caller.post(f"/{alice.username}/new-{uid()}/filter-objects", {"object_ids": [oid]})
+    assert mine.status == 200 and mine.data["missing"] == [oid], "a repository a push would create holds nothing"
+
+    theirs = caller.post(f"/{bob.username}/new-{uid()}/filter-objects", {"object_ids": [oid]})
+    assert theirs.status == 404
+    assert "only under your own name" in theirs.data["detail"] and alice.username in theirs.data["detail"]

@@ -15,10 +15,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from musehub_core.errors import MalformedPack, NonFastForward, RepoNotFound
+from musehub_core.errors import MalformedPack, NonFastForward
 from musehub_core.ids import from_wire_hex
 from repos import graph
-from repos.access import User, repo_for
+from repos.access import User
 from repos.bulk import insert_ignore
 from repos.models import Branch, CommitRef, MPack, ObjectRef, Repo
 from repos.services.history import (
@@ -30,7 +30,7 @@ from repos.services.history import (
     write_history,
 )
 from repos.services.repack import compact_after_push
-from repos.services.repos import adopt_domain, may_create_under, move_branch
+from repos.services.repos import adopt_domain, creatable_or_repo, move_branch
 from repos.storage.writer import StoredBlob
 from repos.transactions import run_atomic
 
@@ -136,11 +136,8 @@ def missing_objects(*, acting_user: User | None, owner: str, slug: str, object_i
     A repository that does not exist yet, and that *acting_user* may create by
     pushing, holds nothing: every id is missing (the CLI asks before its first push).
     """
-    try:
-        repo = repo_for(acting_user, owner, slug)
-    except RepoNotFound:
-        if may_create_under(acting_user, owner) and not Repo.objects.filter(owner=owner, slug=slug).exists():
-            return list(object_ids)
-        raise
+    repo = creatable_or_repo(acting_user=acting_user, owner=owner, slug=slug)
+    if repo is None:
+        return list(object_ids)
     held = seen_by_repo(ObjectRef, repo, "object_id", [from_wire_hex(i) for i in object_ids])
     return [i for i in object_ids if from_wire_hex(i) not in held]
