@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the Python heap peak (slower)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile each step, print top N")
+    parser.add_argument(
+        "--embedded", action="store_true", help="SQLite and filesystem storage (make run's default) instead of PG + S3"
+    )
     args = parser.parse_args(argv)
     global PROFILE
     PROFILE = args.profile
@@ -325,38 +328,46 @@ def main(argv: list[str] | None = None) -> int:
     tm = args.tracemalloc
 
     work = Path(tempfile.mkdtemp(prefix="musehub-core25k-"))
-    moto = MotoServer(work / "moto.log")
-    with pg_connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.db}"')
+    moto = None if args.embedded else MotoServer(work / "moto.log")
+    if moto is not None:
+        with pg_connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{args.db}"')
     try:
-        moto.start()
-        moto.reset(BUCKET)
         for name in [k for k in os.environ if k.startswith("MUSEHUB_")]:
             del os.environ[name]
+        os.environ.pop("DATABASE_URL", None)
         os.environ.update(
             {
                 "DJANGO_SETTINGS_MODULE": "musehub.settings",
-                "DATABASE_URL": db_url(args.db),
-                "MUSEHUB_S3_BUCKET": BUCKET,
-                "MUSEHUB_S3_ENDPOINT_URL": moto.url,
-                "MUSEHUB_S3_ACCESS_KEY": S3_KEYS[0],
-                "MUSEHUB_S3_SECRET_KEY": S3_KEYS[1],
-                "MUSEHUB_S3_REGION": S3_REGION,
                 "MUSEHUB_DATA_DIR": str(work / "data"),
                 "DJANGO_SECRET_KEY": "core25k-not-secret",
                 "MUSEHUB_LOG_LEVEL": "WARNING",
             }
         )
+        if moto is not None:
+            moto.start()
+            moto.reset(BUCKET)
+            os.environ.update(
+                {
+                    "DATABASE_URL": db_url(args.db),
+                    "MUSEHUB_S3_BUCKET": BUCKET,
+                    "MUSEHUB_S3_ENDPOINT_URL": moto.url,
+                    "MUSEHUB_S3_ACCESS_KEY": S3_KEYS[0],
+                    "MUSEHUB_S3_SECRET_KEY": S3_KEYS[1],
+                    "MUSEHUB_S3_REGION": S3_REGION,
+                }
+            )
         sys.path.insert(0, str(REPO_ROOT))
         import django
 
         django.setup()
+        from django.conf import settings
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
         from repos.services.repos import create_repo
-        from wire.fetch import wire_fetch_mpack
+        from wire.fetch import PACK_STREAM, stream_fetch_mpack, wire_fetch_mpack
 
         call_command("migrate", verbosity=0, interactive=False)
         _patch_botocore()
@@ -382,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         with measure(steps, "full fetch: wire_fetch_mpack(want=[head], have=[])", tm):
             full = wire_fetch_mpack(repo.repo_id, want=[head1], have=[])
         print(f"full fetch: {full['blob_count']} blobs, {full['size'] / 1024 / 1024:.1f} MiB", file=sys.stderr)
+        with measure(steps, "full fetch, streamed (pack-stream): stream_fetch_mpack + reading the reply", tm):
+            streamed = stream_fetch_mpack(repo.repo_id, want=[head1], have=[], capabilities=[PACK_STREAM])
+            streamed_bytes = sum(len(chunk) for chunk in streamed.chunks)
+        print(f"streamed fetch: {streamed_bytes / 1024 / 1024:.1f} MiB", file=sys.stderr)
 
         rng = random.Random(args.seed + 1)
         maker = data.ContentMaker(rng)
@@ -403,10 +418,15 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: `{command.strip()}` (from the repository root; `make bench-core` runs it)",
             f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}",
             f"Machine: {os.cpu_count()} x {_cpu()}, {_ram()}; Python {sys.version.split()[0]}; "
-            f"PostgreSQL {pg_version()}; S3: moto server on 127.0.0.1",
+            + (
+                "SQLite and filesystem storage (make run's default)"
+                if moto is None
+                else f"PostgreSQL {pg_version()}; S3: moto server on 127.0.0.1"
+            ),
             f"Data: {len(blobs):,} blobs, {raw_total / 1024 / 1024:.1f} MiB raw (seed {args.seed}, log-normal "
-            f"sizes, mean 4 KiB), one mpack of {full['size'] / 1024 / 1024:.1f} MiB as fetched; "
-            f"{sum(1 for b in blobs.values() if len(b) <= 4096):,} blobs of at most 4 KiB also go to content_cache",
+            f"sizes, mean 4 KiB), one mpack of {full['size'] / 1024 / 1024:.1f} MiB as fetched with raw blobs, "
+            f"{streamed_bytes / 1024 / 1024:.1f} MiB streamed with blobs as stored; content cache "
+            f"{settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES} bytes (0: off)",
             "Storage reads = the store's read operations (open_mpack, get_range, ...); HTTP columns = requests "
             "botocore sent to S3; DB queries = execute/executemany calls, in brackets the statements run (an "
             "executemany runs one per row); peak RSS = this process's VmHWM during the step (reset before it)",
@@ -414,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = "# MuseHub core 25k (service functions, no HTTP)\n\n" + "\n".join(f"- {line}" for line in info)
         doc += "\n\n" + table(steps, tm) + "\n"
         print(doc)
-        out = args.out or REPO_ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}-core25k.md"
+        name = "core25k-embedded" if moto is None else "core25k"
+        out = args.out or REPO_ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}-{name}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(doc)
         print(f"wrote {out}", file=sys.stderr)
@@ -423,9 +444,10 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-        moto.stop()
-        with pg_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        if moto is not None:
+            moto.stop()
+            with pg_connect() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
