@@ -617,9 +617,18 @@ class ProposalAdmin(admin.ModelAdmin):
 
 @admin.register(models.MPackUpload)
 class MPackUploadAdmin(ReadOnlyAdmin):
-    list_display = ["upload_id", "repo", "user", "mpack_key", "size_bytes", "created_at", "expires_at"]
+    list_display = ["upload_id", "repo", "user", "key", "human_size", "promoted", "created_at", "expires_at"]
     search_fields = ["upload_id", "mpack_key", "repo__owner", "repo__slug", "user__username"]
     list_select_related = ["repo", "user"]
+    ordering = ["-created_at"]
+
+    @admin.display(description="mpack key", ordering="mpack_key")
+    def key(self, upload: models.MPackUpload) -> str:
+        return short(upload.mpack_key)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def human_size(self, upload: models.MPackUpload) -> str:
+        return size(upload.size_bytes)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return True  # an upload slot is not content; clearing a stale one is harmless
@@ -629,9 +638,14 @@ class MPackUploadAdmin(ReadOnlyAdmin):
 class StagedObjectAdmin(ReadOnlyAdmin):
     """Blobs a muse CLI push uploaded by presigned URL, waiting for their push call to fold them into an mpack."""
 
-    list_display = ["object_id", "repo", "created_at"]
+    list_display = ["object", "repo", "created_at"]
     search_fields = ["object_id", "repo__repo_id", "repo__owner", "repo__slug"]
     list_select_related = ["repo"]
+    ordering = ["-created_at"]
+
+    @admin.display(description="object id", ordering="object_id")
+    def object(self, staged: models.StagedObject) -> str:
+        return short(staged.object_id)
 
 
 # --- history: commits, graph, snapshots -----------------------------------------------------------
@@ -1193,7 +1207,7 @@ class RefAdmin(ReadOnlyAdmin):
     @admin.display(description="content")
     def content(self, row):
         content_id = getattr(row, f"{self.target}_id")
-        return link(self.target, content_id, content_id)
+        return link(self.target, content_id, short(content_id))
 
 
 @admin.register(models.CommitRef)
