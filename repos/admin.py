@@ -1003,6 +1003,7 @@ class MPackAdmin(ReadOnlyAdmin):
     ordering = ["-created_at"]
     list_select_related = ["repo"]
     id_fields = ("mpack_id",)
+    text_fields = ("repo__owner", "repo__slug")  # packs are few (one per push before a repack)
     fields = [
         "mpack_id", "kind", "repo", "human_size", "commit_count", "snapshot_count", "blob_count", "created_at",
         "in_storage", "index_entries",

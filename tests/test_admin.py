@@ -453,3 +453,8 @@ def test_a_merged_proposal_shows_the_head_when_opened_and_the_head_merged(staff,
     page = staff.get(change_url(proposal)).content.decode()
     assert "Source head when opened" in page and "Source head merged" in page
     assert repos_admin.short(opened) in page and repos_admin.short(later) in page
+
+
+def test_packs_are_found_by_their_repository_name(staff, world):
+    found = staff.get(changelist_url(models.MPack), {"q": world["repo"].owner}).context["cl"]
+    assert found.result_count == models.MPack.objects.filter(repo=world["repo"]).count() >= 1
