@@ -53,12 +53,12 @@ from musehub_client.http import (
     token_help,
 )
 from musehub_client.packs import (
+    PackReader,
     PackStore,
     build_push_pack,
     download_pack,
     make_commit,
     missing_blob_paths,
-    read_blob,
     remove_pack,
 )
 from musehub_client.state import PACKS_DIR, SKIPPED_FILE, STATE_DIR, STATE_FILE, TMP_DIR, State
@@ -71,6 +71,7 @@ from musehub_client.worktree import (
     remove_tree,
     scan_folder,
     write_file,
+    write_new_files,
 )
 from musehub_core.ids import blob_id, compute_snapshot_id, hex_of
 from musehub_core.manifests import BaseLookup
@@ -530,11 +531,11 @@ def clone(
                 if manifest is None:
                     raise integrity_error(f"the pack does not hold commit {head} and its snapshot")
                 files = checkout_manifest(manifest, out)
-                with open(pack.path, "rb") as handle:
-                    for relative, oid in sorted(files.items()):
-                        if oid not in store.blobs:
-                            raise integrity_error(f"the pack lacks blob {oid} of {relative}")
-                        write_file(root, relative, read_blob(handle, store.blobs[oid][1]))
+                for relative, oid in sorted(files.items()):
+                    if oid not in store.blobs:
+                        raise integrity_error(f"the pack lacks blob {oid} of {relative}")
+                with PackReader(pack.path) as reader:
+                    write_new_files(root, files, lambda oid: reader.read(store.blobs[oid][1]))
                 State(
                     url=client.url,
                     branch=branch,

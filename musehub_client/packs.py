@@ -299,7 +299,30 @@ def verify_pack(
 def read_blob(handle: IO[bytes], entry: BlobEntry) -> bytes:
     """Return the raw bytes of *entry* read at its (offset, length) in the open pack, hash re-checked."""
     handle.seek(entry.offset)
-    stored = handle.read(entry.length)
+    return blob_of(handle.read(entry.length), entry)
+
+
+class PackReader:
+    """Reads blobs of one pack file from any thread (``os.pread``: no shared file position), hash re-checked."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+    def read(self, entry: BlobEntry) -> bytes:
+        return blob_of(os.pread(self._fd, entry.length, entry.offset), entry)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> PackReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def blob_of(stored: bytes, entry: BlobEntry) -> bytes:
+    """Return the raw bytes of *entry* from its *stored* bytes, decoded and hash re-checked."""
     if len(stored) != entry.length:
         raise integrity_error(f"blob {entry.object_id} runs past the end of its pack")
     try:

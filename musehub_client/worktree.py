@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, StatCache
 from musehub_client.threads import batches, default_workers
 from musehub_core.errors import MalformedPack
+from musehub_core.manifests import directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
 
 MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
@@ -272,6 +273,56 @@ def write_file(root: Path, relative: str, content: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def write_new_files(
+    root: Path, files: Mapping[str, str], read: Callable[[str], bytes], *, workers: int | None = None
+) -> None:
+    """Write *files* ({manifest path: object id}) into *root*, a folder this client just created or emptied (clone).
+
+    The fast path of a checkout: every path is checked as :func:`safe_target`
+    checks it, the folders are made once, and each file is created new
+    (``O_EXCL``, never following a symlink) and written in one pass, on
+    *workers* threads; ``read(object_id)`` returns a blob's verified bytes and
+    must be safe to call from several threads. A failure leaves a partial tree:
+    the caller removes the folder.
+    """
+    for relative in files:
+        _check_new_path(relative)
+    for folder in directories_of(files):
+        os.mkdir(root.joinpath(*folder.split("/")))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+    def write(batch: list[tuple[str, str]]) -> None:
+        for relative, oid in batch:
+            content = read(oid)
+            fd = os.open(os.path.join(root, relative), flags, 0o666)
+            try:
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+
+    work = batches((path, oid, 4096) for path, oid in sorted(files.items()))
+    workers = workers or default_workers()
+    if workers == 1 or len(files) < PARALLEL_MIN_FILES:
+        for batch in work:
+            write(batch)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-write") as pool:
+        for _ in pool.map(write, work):
+            pass
+
+
+def _check_new_path(relative: str) -> None:
+    """Refuse a manifest path that is malformed or inside the reserved ``.musehub/`` folder (as safe_target does)."""
+    try:
+        _validate_manifest_path(relative, "the snapshot")
+    except MalformedPack as exc:
+        raise integrity_error(exc.message) from None
+    if relative.split("/", 1)[0] == STATE_DIR:
+        raise ClientError(f"the snapshot holds {relative!r}, inside the client's reserved {STATE_DIR}/ folder")
 
 
 def _remove_empty_folders(folder: Path) -> None:
