@@ -257,3 +257,10 @@ def test_admin_lists_and_id_search_read_a_page_not_the_table(crowded_objects, cr
             if table in query["sql"] and query["sql"].lstrip().upper().startswith("SELECT"):
                 read = rows_read(query["sql"], table)
                 assert read <= 1_001, f"{name} {params}: {read} rows of {table} read by\n{query['sql']}"
+
+
+def test_fsck_of_one_repository_reads_only_its_rows(crowded_objects):
+    from repos.services.fsck import fsck
+
+    plans = explain_all(lambda: fsck(repo=crowded_objects))
+    assert_no_seq_scan(plans, models.Object, models.ObjectRef, models.MPackIndex)

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from musehub_core.errors import MalformedPack
@@ -189,8 +190,7 @@ def _pack_ids_in_scope(scope: _Scope) -> tuple[dict[str, dict[str, Any]], set[st
         rows = {r["mpack_id"]: r for r in MPack.objects.values("mpack_id", "kind", "size_bytes")}
         indexed = set(MPackIndex.objects.values_list("mpack_id", flat=True).distinct())
         return rows, indexed, set(get_backend().list_mpacks())
-    repo_objects = ObjectRef.objects.filter(repo=scope.repo).values("object_id")
-    indexed = set(MPackIndex.objects.filter(entity_id__in=repo_objects).values_list("mpack_id", flat=True).distinct())
+    indexed = _packs_of_repo(scope.repo)
     rows = {
         r["mpack_id"]: r
         for r in MPack.objects.filter(Q(repo=scope.repo) | Q(mpack_id__in=list(indexed))).values(
@@ -198,6 +198,28 @@ def _pack_ids_in_scope(scope: _Scope) -> tuple[dict[str, dict[str, Any]], set[st
         )
     }
     return rows, indexed, None
+
+
+def _packs_of_repo(repo: Repo) -> set[str]:
+    """Return the ids of the packs holding *repo*'s blobs, looked up from its own refs (one index probe each).
+
+    On PostgreSQL the ``OFFSET 0`` keeps the planner from turning the lookup
+    into a hash join over the hub's whole index table.
+    """
+    refs = connection.ops.quote_name(ObjectRef._meta.db_table)
+    index = connection.ops.quote_name(MPackIndex._meta.db_table)
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT DISTINCT i.mpack_id FROM {refs} r CROSS JOIN LATERAL"
+            f" (SELECT mpack_id FROM {index} x WHERE x.entity_id = r.object_id OFFSET 0) i WHERE r.repo_id = %s"
+        )
+    else:
+        sql = (
+            f"SELECT DISTINCT i.mpack_id FROM {refs} r JOIN {index} i ON i.entity_id = r.object_id WHERE r.repo_id = %s"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [repo.repo_id])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _check_packs(scope: _Scope, report: FsckReport, progress: Progress) -> dict[str, list[tuple[str, str]]]:
