@@ -754,3 +754,31 @@ def test_progress_into_a_log_writes_a_line_at_most_every_few_seconds():
         progress.update(1024 * 1024)
     progress.close()
     assert stream.getvalue() == "", "a quick transfer leaves no progress lines in a log"
+
+
+def test_a_checkout_on_several_threads_writes_every_file_and_follows_no_symlink(tmp_path):
+    from musehub_client import worktree
+
+    source = tmp_path / "source"
+    big_tree(source)
+    files = tree_of(source)
+    by_id = {blob_id(data): data for data in files.values()}
+    target = tmp_path / "target"
+    target.mkdir()
+    worktree.write_new_files(target, manifest_of(files), by_id.__getitem__, workers=4)
+    assert tree_of(target) == files
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "f0.txt").symlink_to(outside)  # a symlink where a file goes: never written through
+    with pytest.raises(FileExistsError):
+        worktree.write_new_files(planted, {"f0.txt": blob_id(b"x")}, lambda oid: b"x", workers=1)
+    assert outside.read_text() == "keep me"
+
+    with pytest.raises(ClientError, match="reserved"):
+        worktree.write_new_files(tmp_path / "t2", {".musehub/state.json": blob_id(b"x")}, lambda oid: b"x")
+    with pytest.raises(ClientError, match="integrity"):
+        worktree.write_new_files(tmp_path / "t3", {"../escape.txt": blob_id(b"x")}, lambda oid: b"x")
+    assert not (tmp_path / "escape.txt").exists()
