@@ -467,3 +467,20 @@ def test_compare_says_whether_the_base_moved_since_the_fork(client, songs):
     assert "merging can fast-forward" in fast
     moved = client.get(f"{songs.url}/compare/feature...main").content.decode()
     assert "main has 0 commits feature lacks" in moved and "merging needs a merge commit" in moved
+
+
+def test_relative_links_and_images_in_markdown_point_into_the_repository(client):
+    owner = make_user(f"doc-{uid()}")
+    from tests.factories import make_repo
+
+    repo = make_repo(owner, f"docs-{uid()}")
+    readme = b"# Docs\n\n[Guide](guide.md#intro) ![Cover](../cover.png) [Out](../../../etc/passwd)\n"
+    history = History()
+    history.commit({"docs/README.md": readme, "docs/guide.md": b"# Guide\n", "cover.png": b"png"})
+    push_history(repo, history)
+    base = f"/{repo.owner}/{repo.slug}"
+    for url in (f"{base}/tree/main/docs", f"{base}/blob/main/docs/README.md"):
+        html = client.get(url).content.decode()
+        assert f'href="{base}/blob/main/docs/guide.md#intro"' in html, url
+        assert f'src="/api/v1/repos/{repo.owner}/{repo.slug}/raw/main/cover.png"' in html, url
+        assert ">Out</a>" in html and not any("passwd" in h for h in re.findall(r'href="([^"]*)"', html))

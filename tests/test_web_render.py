@@ -109,3 +109,29 @@ def test_the_fast_manifest_diff_answers_like_the_core_one(seed):
     old = {f"p{i}": str(rng.randint(0, 2)) for i in range(40) if rng.random() < 0.6}
     new = {f"p{i}": str(rng.randint(0, 2)) for i in range(40) if rng.random() < 0.6}
     assert diff_of(old, new) == diff_manifests(old, new)
+
+
+@pytest.mark.parametrize(
+    ("folder", "url", "expected"),
+    [
+        ("", "docs/guide.md", ("docs/guide.md", "")),
+        ("docs", "guide.md#intro", ("docs/guide.md", "#intro")),
+        ("docs/a", "../../cover.png", ("cover.png", "")),
+        ("docs", "./", ("docs", "")),
+        ("docs", "../../outside", None),
+    ],
+)
+def test_relative_urls_resolve_inside_the_tree_or_not_at_all(folder, url, expected):
+    from web.render import resolve_relative
+
+    assert resolve_relative(folder, url) == expected
+
+
+def test_only_relative_urls_are_handed_to_the_rewriter():
+    seen = []
+    html = markdown_html(
+        "[a](x.md) [b](https://e.org) [c](#top) [d](/abs) [e](mailto:a@b.c) ![i](p.png)",
+        relative=lambda tag, url: seen.append((tag, url)) or f"/R/{url}",
+    )
+    assert seen == [("a", "x.md"), ("img", "p.png")]
+    assert 'href="/R/x.md"' in html and 'src="/R/p.png"' in html and 'href="https://e.org"' in html

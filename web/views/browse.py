@@ -23,7 +23,7 @@ from musehub_core.errors import NotFound
 from repos import browse, selectors
 from web import pianoroll
 from web.pages import page, paginate, raw_url, repo_context, repo_page
-from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_html
+from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_html, resolve_relative
 
 DIR_PAGE = 300  # directory entries per page
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".ico", ".svg")
@@ -48,7 +48,25 @@ def _listing(request: HttpRequest, repo, ref: str, index: browse.DirIndex, path:
     return current, [(entry, prefixes[entry.kind] + quote(entry.path, safe=PATH_SAFE)) for entry in entries]
 
 
-def _readme(index: browse.DirIndex, path: str) -> dict | None:
+def _relative_links(repo, ref: str, folder: str):
+    """Return the URL rewriter of Markdown shown in *folder* at *ref*: links to file pages, images to raw bytes."""
+    kwargs = {"owner": repo.owner, "slug": repo.slug, "spec": ref}
+    blob_prefix = reverse("web-blob", kwargs=kwargs) + "/"
+    raw = raw_url(repo, ref, "x")[:-1]
+
+    def relative(tag: str, url: str) -> str | None:
+        resolved = resolve_relative(folder, url)
+        if resolved is None:
+            return None
+        path, fragment = resolved
+        if tag == "img":
+            return raw + quote(path, safe=PATH_SAFE)
+        return (blob_prefix + quote(path, safe=PATH_SAFE) if path else reverse("web-tree", kwargs=kwargs)) + fragment
+
+    return relative
+
+
+def _readme(repo, ref: str, index: browse.DirIndex, path: str) -> dict | None:
     """Return the README of directory *path* rendered (Markdown, or plain text), or None."""
     names = {name.lower(): (name, oid) for name, oid in index.files.get(path, [])}
     for wanted in README_NAMES:
@@ -60,7 +78,7 @@ def _readme(index: browse.DirIndex, path: str) -> dict | None:
             if text is None:
                 return None
             if is_markdown(name):
-                return {"name": name, "html": markdown_html(text)}
+                return {"name": name, "html": markdown_html(text, relative=_relative_links(repo, ref, path))}
             return {"name": name, "text": text}
     return None
 
@@ -85,7 +103,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             head=selectors.commits_by_id([head]).get(head),
             page=current,
             entries=entries,
-            readme=_readme(index, ""),
+            readme=_readme(repo, ref, index, ""),
             commit_count=selectors.CommitLog(head).count(),
             file_count=index.entry_count,
             path="",
@@ -114,7 +132,7 @@ def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
         parent=posixpath.dirname(path),
         page=current,
         entries=entries,
-        readme=_readme(index, path) if path else None,
+        readme=_readme(ctx.repo, ref, index, path) if path else None,
         tab="code",
     )
     return render(request, "web/tree.html", context)
@@ -156,7 +174,8 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
         text = browse.as_text(browse.read_blobs_by_id([object_id])[object_id])
         if text is not None:
             if is_markdown(path) and request.GET.get("plain") != "1":
-                context.update(kind="markdown", html=markdown_html(text))
+                relative = _relative_links(repo, ref, posixpath.dirname(path))
+                context.update(kind="markdown", html=markdown_html(text, relative=relative))
             else:
                 context.update(kind="text", lines=highlighted_lines(path, text), markdown=is_markdown(path))
     else:
