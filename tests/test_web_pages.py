@@ -484,3 +484,11 @@ def test_relative_links_and_images_in_markdown_point_into_the_repository(client)
         assert f'href="{base}/blob/main/docs/guide.md#intro"' in html, url
         assert f'src="/api/v1/repos/{repo.owner}/{repo.slug}/raw/main/cover.png"' in html, url
         assert ">Out</a>" in html and not any("passwd" in h for h in re.findall(r'href="([^"]*)"', html))
+
+
+def test_images_and_downloads_of_a_private_repository_load_with_the_session(client):
+    secret = make_songs(visibility="private")
+    raw = f"/api/v1/repos/{secret.repo.owner}/{secret.repo.slug}/raw/main/cover.png"
+    assert f'src="{raw}"' in signed_in(secret.owner).get(f"{secret.url}/blob/main/cover.png").content.decode()
+    assert signed_in(secret.owner).get(raw).status_code == 200
+    assert client.get(raw).status_code == 404
