@@ -344,16 +344,8 @@ class _PairCache:
 _PAIRS = _PairCache()
 
 
-def commits_touching(head: str, path: str) -> list[str]:
-    """Return the log of *head*, newest first, keeping commits whose tree under *path* differs from their first parent's.
-
-    One query for the log; each (snapshot, parent snapshot) pair is compared
-    once per process (``repos.manifests.changed_paths``), then remembered.
-    """
-    prefix = path.strip("/")
-    rows = graph.log_rows(head)
-    snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in rows}
-    pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in rows]
+def _changes_of(pairs: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
+    """Return the changed paths of each (snapshot, parent snapshot) pair: remembered ones, then the rest compared."""
     unique = list(dict.fromkeys(pairs))
     known = _PAIRS.get_many(unique)
     missing = [pair for pair in unique if pair not in known]
@@ -361,28 +353,58 @@ def commits_touching(head: str, path: str) -> list[str]:
         found = changed_paths(missing)
         _PAIRS.put_many(found)
         known.update((pair, frozenset(paths)) for pair, paths in found.items())
-    return [
-        commit_id
-        for (commit_id, _, _), pair in zip(rows, pairs, strict=True)
-        if any(is_under(p, prefix) for p in known.get(pair, ()))
-    ]
+    return known
+
+
+def commits_touching(head: str, path: str) -> list[str]:
+    """Return the log of *head*, newest first, keeping commits whose tree under *path* differs from their first parent's."""
+    log = PathLog(head, path)
+    log.scan()
+    return log.matched
 
 
 class PathLog:
-    """The commits of :func:`commits_touching` as a sliced sequence of Commit rows (for paginators)."""
+    """The log of *head* filtered by *path*, scanned newest first only as far as the pages asked for need.
+
+    One query reads the log (commit, first parent, snapshot); each commit is
+    then compared with its first parent in chunks (``repos.manifests.changed_paths``:
+    most commits from their stored delta, a checkpoint snapshot by rebuilding
+    both manifests), each pair once per process. A page stops the scan as soon
+    as it is full and knows there is a next one, so a path changed often shows
+    its first pages without comparing the whole history; ``total`` is known
+    once the scan has reached the first commit.
+    """
+
+    CHUNK = 100
 
     def __init__(self, head: str, path: str) -> None:
-        self._ids = commits_touching(head, path)
+        self.prefix = path.strip("/")
+        self.rows = graph.log_rows(head)
+        snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in self.rows}
+        self.pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in self.rows]
+        self.matched: list[str] = []
+        self.scanned = 0
 
-    def __len__(self) -> int:
-        return len(self._ids)
+    @property
+    def total(self) -> int | None:
+        """How many commits touch the path, once every commit has been compared (else None)."""
+        return len(self.matched) if self.scanned >= len(self.rows) else None
 
-    def count(self) -> int:
-        return len(self._ids)
+    def scan(self, until: int | None = None) -> None:
+        """Compare commits, newest first, until *until* of them touch the path (or all have been compared)."""
+        while self.scanned < len(self.rows) and (until is None or len(self.matched) < until):
+            stop = self.scanned + self.CHUNK
+            chunk_pairs = self.pairs[self.scanned : stop]
+            changed = _changes_of(chunk_pairs)
+            for (commit_id, _, _), pair in zip(self.rows[self.scanned : stop], chunk_pairs, strict=True):
+                if any(is_under(p, self.prefix) for p in changed.get(pair, ())):
+                    self.matched.append(commit_id)
+            self.scanned = min(stop, len(self.rows))
 
-    def __getitem__(self, index: slice) -> list:
-        if not isinstance(index, slice):
-            raise TypeError("A commit log is read by slices.")
-        ids = self._ids[index]
+    def page(self, number: int, per_page: int) -> tuple[list, bool]:
+        """Return (the Commit rows of page *number*, counted from 1, and whether a later page exists)."""
+        start = (max(number, 1) - 1) * per_page
+        self.scan(until=start + per_page + 1)
+        ids = self.matched[start : start + per_page]
         rows = commits_by_id(ids)
-        return [rows[cid] for cid in ids if cid in rows]
+        return [rows[cid] for cid in ids if cid in rows], len(self.matched) > start + per_page

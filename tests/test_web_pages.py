@@ -492,3 +492,25 @@ def test_images_and_downloads_of_a_private_repository_load_with_the_session(clie
     assert f'src="{raw}"' in signed_in(secret.owner).get(f"{secret.url}/blob/main/cover.png").content.decode()
     assert signed_in(secret.owner).get(raw).status_code == 200
     assert client.get(raw).status_code == 404
+
+
+def test_a_log_filtered_by_a_busy_path_compares_only_what_its_page_needs(client):
+    owner = make_user(f"busy-{uid()}")
+    from tests.factories import make_repo
+
+    repo = make_repo(owner, f"busy-{uid()}")
+    history, parents = History(), []
+    for i in range(230):
+        parents = [history.commit({"a.txt": f"{i}\n".encode(), "b.txt": b"same\n"}, parents=parents)["commit_id"]]
+    push_history(repo, history)
+    log = browse.PathLog(parents[0], "a.txt")
+    rows, more = log.page(1, 50)
+    assert len(rows) == 50 and more and log.scanned == browse.PathLog.CHUNK and log.total is None
+    rows, more = log.page(5, 50)
+    assert len(rows) == 30 and not more and log.total == 230  # every commit wrote a.txt (the root added it)
+    url = f"/{repo.owner}/{repo.slug}/commits/main?path=a.txt"
+    first = client.get(url).content.decode()
+    assert "Page 1<" in first and 'rel="next"' in first and "(230)" not in first
+    last = client.get(url + "&page=5").content.decode()
+    assert 'rel="next"' not in last and 'rel="prev"' in last and "(230)" in last
+    assert "(1)" in client.get(f"/{repo.owner}/{repo.slug}/commits/main?path=b.txt").content.decode()

@@ -61,6 +61,43 @@ def paginate(request: HttpRequest, items: Any, per_page: int) -> Page:
 
 
 @dataclass
+class LazyPage:
+    """A page of a list whose length is not known yet (a log filtered by path): the parts of ``Page`` templates use."""
+
+    object_list: list
+    number: int
+    more: bool
+    total: int | None = None  # known once the whole list has been read
+    paginator = None
+
+    def __iter__(self):
+        return iter(self.object_list)
+
+    def has_next(self) -> bool:
+        return self.more
+
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    def has_other_pages(self) -> bool:
+        return self.more or self.number > 1
+
+    def next_page_number(self) -> int:
+        return self.number + 1
+
+    def previous_page_number(self) -> int:
+        return self.number - 1
+
+
+def page_number(request: HttpRequest) -> int:
+    """Return ``?page=`` as a number from 1 (1 when it is missing or not a number)."""
+    try:
+        return max(1, int(request.GET.get("page") or 1))
+    except ValueError:
+        return 1
+
+
+@dataclass
 class RepoContext:
     """The repository a page shows and what the visitor may do to it."""
 

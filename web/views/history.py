@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 
 from musehub_core.errors import BadRequest
 from repos import browse, selectors
-from web.pages import page, paginate, raw_prefix, repo_context, repo_page
+from web.pages import LazyPage, page, page_number, paginate, raw_prefix, repo_context, repo_page
 
 LOG_PAGE = 50
 CHANGES_SHOWN = 100  # changed paths listed on one page
@@ -22,8 +22,13 @@ def commits(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     spec = spec or ctx.repo.default_branch
     ref, commit_id, rest = selectors.split_ref_path(ctx.repo, spec)
     path = (request.GET.get("path") or rest).strip("/")
-    log = browse.PathLog(commit_id, path) if path else selectors.CommitLog(commit_id)
-    current = paginate(request, log, LOG_PAGE)
+    if path:  # compared only as far as this page needs: a path changed often shows at once
+        log = browse.PathLog(commit_id, path)
+        number = page_number(request)
+        rows, more = log.page(number, LOG_PAGE)
+        current = LazyPage(rows, number, more, total=log.total)
+    else:
+        current = paginate(request, selectors.CommitLog(commit_id), LOG_PAGE)
     context = repo_context(ctx, ref=ref, commit_id=commit_id, path=path, page=current, tab="commits")
     return render(request, "web/commits.html", context)
 
