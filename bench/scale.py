@@ -331,6 +331,9 @@ def measure_commands(hub: Hub, results: dict[str, str], *, whole_fsck: bool) -> 
         ("musehub_stats --repo", ["musehub_stats", "--no-progress", "--repo", f"{BENCH_USER}/{PROBE}"]),
         ("musehub_gc --dry-run --grace 0", ["musehub_gc", "--no-progress", "--dry-run", "--grace", "0"]),
         ("musehub_fsck --repo", ["musehub_fsck", "--no-progress", "--repo", f"{BENCH_USER}/{PROBE}"]),
+        ("musehub_repack --repo", ["musehub_repack", "--no-progress", "--repo", f"{BENCH_USER}/{PROBE}"]),
+        ("musehub_migrate_legacy (nothing to move)", ["musehub_migrate_legacy", "--no-progress"]),
+        ("musehub_snapshot_deltas --dry-run", ["musehub_snapshot_deltas", "--no-progress", "--dry-run"]),
     ]
     if whole_fsck:
         commands.append(("musehub_fsck (whole hub)", ["musehub_fsck", "--no-progress"]))
