@@ -153,15 +153,10 @@ SAMPLE_ROWS = 20_000
 
 
 def _repo_stats(repos: Iterable[Repo]) -> list[RepoStats]:
-    """Return the stats of each of *repos* (a few grouped queries for all of them together)."""
+    """Return the stats of each of *repos* (objects per repository from its refs; the rest grouped)."""
     repos = list(repos)
     ids = [r.repo_id for r in repos]
-    objects = {
-        row["repo"]: row
-        for row in ObjectRef.objects.filter(repo_id__in=ids)
-        .values("repo")
-        .annotate(n=Count("object"), size=Sum("object__size_bytes"))
-    }
+    objects = {repo.repo_id: _repo_objects(repo) for repo in repos}  # driven from each repository's refs
     commits = dict(
         CommitRef.objects.filter(repo_id__in=ids).values("repo").annotate(n=Count("commit")).values_list("repo", "n")
     )
@@ -308,13 +303,13 @@ def _hub_totals(stats: HubStats, *, exact: bool) -> None:
     stats.unindexed_objects = totals["unindexed"] or 0
 
 
-def _repo_totals(stats: HubStats, repo: Repo) -> None:
-    """Count what *repo* sees, every query driven from its own ref rows.
+def _repo_objects(repo: Repo) -> dict[str, int]:
+    """Return the object figures of *repo*: objects, bytes, cached objects and bytes, unindexed, index rows.
 
-    The object and index figures look each of the repository's objects up by
-    primary key (``OFFSET 0`` keeps PostgreSQL from flattening the lookup into a
-    join it might answer by hashing the whole table), so the work grows with
-    the repository, never with the hub.
+    Each of the repository's objects is looked up by primary key from its ref
+    rows (``OFFSET 0`` keeps PostgreSQL from flattening the lookup into a join
+    it might answer by hashing the whole table), so the work grows with the
+    repository, never with the hub.
     """
     t = {m.__name__: connection.ops.quote_name(m._meta.db_table) for m in (Object, ObjectRef, MPackIndex)}
     indexed = f"(SELECT COUNT(*) FROM {t['MPackIndex']} i WHERE i.entity_id = x.object_id)"
@@ -337,16 +332,23 @@ def _repo_totals(stats: HubStats, repo: Repo) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [repo.repo_id])
-        n, size, cached, cached_size, unindexed, index_rows = cursor.fetchone()
+        row = cursor.fetchone()
+    names = ("n", "size", "cached", "cached_size", "unindexed", "index_rows")
+    return {name: int(value) for name, value in zip(names, row, strict=True)}
+
+
+def _repo_totals(stats: HubStats, repo: Repo) -> None:
+    """Count what *repo* sees, every query driven from its own ref rows."""
+    totals = _repo_objects(repo)
     stats.repos = 1
     stats.commits = CommitRef.objects.filter(repo=repo).count()
     stats.snapshots = SnapshotRef.objects.filter(repo=repo).count()
-    stats.objects = int(n)
-    stats.object_bytes = int(size)
-    stats.cached_objects = int(cached)
-    stats.cached_bytes = int(cached_size)
-    stats.unindexed_objects = int(unindexed)
-    stats.index_rows = int(index_rows)
+    stats.objects = totals["n"]
+    stats.object_bytes = totals["size"]
+    stats.cached_objects = totals["cached"]
+    stats.cached_bytes = totals["cached_size"]
+    stats.unindexed_objects = totals["unindexed"]
+    stats.index_rows = totals["index_rows"]
 
 
 def hub_stats(*, repo: Repo | None = None, top: int = 10, exact: bool = False) -> HubStats:
