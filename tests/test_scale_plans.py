@@ -245,6 +245,7 @@ def test_admin_lists_and_id_search_read_a_page_not_the_table(crowded_objects, cr
         ("mpackindex", {"q": some_object[:16]}, "musehub_mpack_index"),
         ("commit", {}, "musehub_commits"),
         ("commit", {"q": crowded_graph[0][5][:18]}, "musehub_commits"),
+        ("commit", {"q": "ours 5"}, "musehub_commits"),  # text: the trigram index of migration 0009
         ("commitgraph", {}, "musehub_commit_graph"),
     ]
     for name, params, table in pages:
