@@ -514,3 +514,17 @@ def test_a_log_filtered_by_a_busy_path_compares_only_what_its_page_needs(client)
     last = client.get(url + "&page=5").content.decode()
     assert 'rel="next"' not in last and 'rel="prev"' in last and "(230)" in last
     assert "(1)" in client.get(f"/{repo.owner}/{repo.slug}/commits/main?path=b.txt").content.decode()
+
+
+def test_the_branch_switcher_lists_at_most_a_hundred_branches(client, songs):
+    from django.db import transaction
+
+    from repos.services.repos import move_branch
+
+    with transaction.atomic():
+        for i in range(105):
+            move_branch(songs.repo, f"topic-{i:03d}", songs.main["commit_id"])
+    html = client.get(songs.url).content.decode()
+    switcher = html.split('class="switcher"')[1].split("</details>")[0]
+    assert switcher.count("<li>") == 101 and "All 107 branches" in switcher
+    assert "107 branches" in html

@@ -94,7 +94,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     heads = selectors.branch_heads(repo)
     ref = repo.default_branch if repo.default_branch in heads else next(iter(heads), None)
     clone_url = absolute(request, f"/{repo.owner}/{repo.slug}")
-    context = repo_context(ctx, heads=heads, ref=ref, clone_url=clone_url, tab="code")
+    context = repo_context(ctx, heads=list(heads), ref=ref, clone_url=clone_url, tab="code")
     if ref is not None:
         head = heads[ref]
         index = browse.dir_index(head)
@@ -124,7 +124,7 @@ def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     current, entries = _listing(request, ctx.repo, ref, index, path)
     context = repo_context(
         ctx,
-        heads=selectors.branch_heads(ctx.repo),
+        heads=list(selectors.branch_heads(ctx.repo)),
         ref=ref,
         commit_id=commit_id,
         path=path,
