@@ -528,3 +528,18 @@ def test_the_branch_switcher_lists_at_most_a_hundred_branches(client, songs):
     switcher = html.split('class="switcher"')[1].split("</details>")[0]
     assert switcher.count("<li>") == 101 and "All 107 branches" in switcher
     assert "107 branches" in html
+
+
+def test_a_renamed_repositorys_old_pages_redirect_to_its_new_name(client, songs):
+    from repos.services.repos import rename_repo
+
+    old = songs.url
+    rename_repo(songs.repo, acting_user=songs.owner, new_slug=f"renamed-{uid()}")
+    new = f"/{songs.owner.username}/{Repo.objects.get(pk=songs.repo.pk).slug}"
+    reply = client.get(f"{old}/blob/main/src/play.py?plain=1")
+    assert reply.status_code == 302 and reply["Location"] == f"{new}/blob/main/src/play.py?plain=1"
+    assert client.get(old)["Location"] == new
+    assert client.get(reply["Location"]).status_code == 200
+    secret = make_songs(visibility="private")
+    rename_repo(secret.repo, acting_user=secret.owner, new_slug=f"hidden-{uid()}")
+    assert client.get(secret.url).status_code == 404  # a private repository's new name is not revealed

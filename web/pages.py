@@ -3,6 +3,8 @@
 A view decorated with :func:`page` may raise any domain error: a private
 repository the visitor may not read is the same 404 page as one that does not
 exist; an anonymous visitor who needs to sign in is sent to the sign-in page;
+a renamed or transferred repository's old URL redirects to the same page under
+its new name (for those who may read it);
 any other error is a page with the error's own status and sentence (503 keeps
 its ``Retry-After``).
 """
@@ -16,10 +18,10 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from musehub_core.errors import AuthenticationRequired, MuseHubError
+from musehub_core.errors import AuthenticationRequired, MuseHubError, RepoMoved
 from repos import selectors
 from repos.access import RANKS, repo_for, role_of
 from repos.models import ProposalState, Repo, Role
@@ -36,10 +38,23 @@ def page(view):
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             return error_page(request, exc)
+        except RepoMoved as exc:
+            moved = _moved_url(request, kwargs, exc.data.get("moved_to"))
+            return redirect(moved) if moved else error_page(request, exc)
         except MuseHubError as exc:
             return error_page(request, exc)
 
     return wrapper
+
+
+def _moved_url(request: HttpRequest, kwargs: dict, moved_to: str | None) -> str | None:
+    """Return the same page under a renamed repository's new name (browsers follow redirects; wire clients do not)."""
+    owner, slug = kwargs.get("owner"), kwargs.get("slug")
+    old = f"/{owner}/{slug}"
+    if request.method not in ("GET", "HEAD") or not moved_to or not owner or not request.path.startswith(old):
+        return None
+    query = request.META.get("QUERY_STRING", "")
+    return f"/{moved_to}{request.path[len(old) :]}" + (f"?{query}" if query else "")
 
 
 def error_page(request: HttpRequest, exc: MuseHubError) -> HttpResponse:
