@@ -244,6 +244,26 @@ def test_a_streamed_fetch_while_storage_is_down_is_a_json_503_before_the_reply_s
     assert stored_keys() == before, "no fetch pack stored either time"
 
 
+def test_an_mwp_fetch_while_storage_is_down_is_a_503_before_the_reply_starts(store, proxy, stored_keys):
+    user = make_user(f"alice-{uid()}")
+    caller = WireCaller(token_for(user), native=False)
+    repo = make_repo(owner=user)
+    history = History()
+    head = history.commit({"take.bin": b"\x02" * 200_000})
+    push_history(repo, history)
+    path = f"/{repo.owner}/{repo.slug}"
+
+    proxy.stop()
+    reply = caller.post(f"{path}/fetch", {"want": [head["commit_id"][7:]], "have": []})
+    assert reply.status == 503 and reply.headers["Retry-After"] == "5"
+
+    proxy.pass_through()
+    again = caller.post(f"{path}/fetch", {"want": [head["commit_id"][7:]], "have": []})
+    assert again.status == 200
+    body = msgpack.unpackb(again.content)
+    assert [o["content"] for o in body["objects"]] == [b"\x02" * 200_000]
+    assert [c["commit_id"] for c in body["commits"]] == [head["commit_id"][7:]]
+
 def test_fetch_when_storing_its_pack_answers_slowdown_is_a_503(store, proxy, stored_keys, alice):
     user, caller = alice
     repo = make_repo(owner=user)

@@ -11,8 +11,9 @@ arrives, commits and snapshots go to the database only.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from repos.services.history import seen_by_repo, write_history
 from repos.services.push import IncomingPush, StoredBlobs, receive_push
 from repos.services.repos import validate_branch_name
 from repos.storage.backend import get_backend
-from repos.storage.reader import plan_blob_reads, read_blobs
+from repos.storage.reader import plan_blob_reads, serve_blobs
 from repos.storage.writer import pack_blobs
 from wire.push import pack_limits
 
@@ -45,6 +46,8 @@ MWP_PARENT_FIELDS = ("parent_commit_id", "parent2_commit_id")
 MAX_OBJECTS_PER_CALL = 10_000
 # An object entry beyond its bytes: map header, "object_id" and its 64 hex, "content" and a bin32 header.
 OBJECT_ENTRY_BYTES = 96
+# A streamed fetch reply is handed to the server in pieces of about this size.
+REPLY_CHUNK = 1024 * 1024
 
 
 # --- translation at the protocol boundary ----------------------------------------------------
@@ -325,9 +328,12 @@ def _ids_in(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
 
 
 @transfer("fetch", "mwp", "musehub.mwp")
-def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
-    """Return the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
+def mwp_fetch(repo: Repo, *, want: object, have: object) -> Iterator[bytes]:
+    """Return, as msgpack pieces, the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
 
+    Everything that can refuse the fetch is checked before the first piece, and the
+    first blob is read then too (storage that is down is a 503, not a cut reply);
+    the rest is read as the reply is sent, so the hub never holds the whole reply.
     Raises ReplyTooLarge when the reply would exceed what the CLI accepts.
     """
     note_transfer(repo=repo.full_name)
@@ -353,11 +359,30 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
             f"This fetch is {size // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may hold. Clone "
             "with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
         )
-    objects = [
-        {"object_id": to_wire_hex(oid), "content": raw} for oid, raw in read_blobs(plan_blob_reads(selection.blob_ids))
-    ]
-    note_transfer(commits=len(selection.commits), blobs=len(objects), bytes=sum(len(o["content"]) for o in objects))
-    return {**reply, "objects": objects}
+    plan = plan_blob_reads(selection.blob_ids)
+    blobs = serve_blobs(plan, keep_raw=True)
+    first = next(blobs, None)
+    note_transfer(commits=len(selection.commits), blobs=plan.count, bytes=blob_bytes or 0)
+
+    def pieces() -> Iterator[bytes]:
+        packer = msgpack.Packer(use_bin_type=True)
+        head = [packer.pack_map_header(len(reply) + 1)]
+        for key, value in reply.items():
+            head += [packer.pack(key), packer.pack(value)]
+        head += [packer.pack("objects"), packer.pack_array_header(plan.count)]
+        yield b"".join(head)
+        batch: list[bytes] = []
+        batched = 0
+        for blob in itertools.chain([first] if first else [], blobs):
+            entry = packer.pack({"object_id": to_wire_hex(blob.object_id), "content": blob.raw})
+            batch.append(entry)
+            batched += len(entry)
+            if batched >= REPLY_CHUNK:
+                yield b"".join(batch)
+                batch, batched = [], 0
+        yield b"".join(batch)
+
+    return pieces()
 
 
 def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:

@@ -203,7 +203,8 @@ class MwpFetchView(MwpView):
     def post(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         body = self.body(request)
-        return Response(mwp.mwp_fetch(repo, want=body.get("want"), have=body.get("have", [])))
+        pieces = mwp.mwp_fetch(repo, want=body.get("want"), have=body.get("have", []))
+        return StreamingHttpResponse(pieces, content_type=MsgpackRenderer.media_type)
 
 
 class NegotiateView(MwpView):
