@@ -113,8 +113,9 @@ class GcReport:
         }
 
 
-def _branch_heads():
-    return Branch.objects.filter(head_commit_id__isnull=False).values("head_commit_id")
+def _a_branch_head():
+    """True for a commit some branch points at (NOT EXISTS, never NOT IN: its plan must not depend on work_mem)."""
+    return Exists(Branch.objects.filter(head_commit_id=OuterRef("pk")))
 
 
 def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress, full_mark: bool = False) -> GcPlan:
@@ -128,12 +129,12 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress, full_mark:
 
     plan.commits = list(
         Commit.objects.filter(~Exists(CommitRef.objects.filter(commit_id=OuterRef("pk"))))
-        .exclude(commit_id__in=_branch_heads())
+        .exclude(_a_branch_head())
         .values_list("commit_id", flat=True)
     )
     plan.graph_rows = list(
         CommitGraph.objects.filter(~Exists(CommitRef.objects.filter(commit_id=OuterRef("pk"))))
-        .exclude(commit_id__in=_branch_heads())
+        .exclude(_a_branch_head())
         .values_list("commit_id", flat=True)
     )
     dropped_commits = set(plan.commits)
@@ -281,18 +282,18 @@ def apply_gc(plan: GcPlan, report: GcReport, *, progress: Progress = no_progress
     backend = get_backend()
     t = {m.__name__: _table(m) for m in (Commit, CommitGraph, CommitRef, Snapshot, SnapshotRef, Branch)}
     t.update({m.__name__: _table(m) for m in (Object, ObjectRef, MPack, MPackIndex)})
-    heads = f"SELECT b.head_commit_id FROM {t['Branch']} b WHERE b.head_commit_id IS NOT NULL"
+    heads = f"SELECT 1 FROM {t['Branch']} b WHERE b.head_commit_id IS NOT NULL"
     counts: dict[str, int] = {}
     counts["commits"] = _delete(
         f"DELETE FROM {t['Commit']} WHERE commit_id IN ({{ids}})"
         f" AND NOT EXISTS (SELECT 1 FROM {t['CommitRef']} r WHERE r.commit_id = {t['Commit']}.commit_id)"
-        f" AND commit_id NOT IN ({heads})",
+        f" AND NOT EXISTS ({heads} AND b.head_commit_id = {t['Commit']}.commit_id)",
         plan.commits,
     )
     counts["graph_rows"] = _delete(
         f"DELETE FROM {t['CommitGraph']} WHERE commit_id IN ({{ids}})"
         f" AND NOT EXISTS (SELECT 1 FROM {t['CommitRef']} r WHERE r.commit_id = {t['CommitGraph']}.commit_id)"
-        f" AND commit_id NOT IN ({heads})",
+        f" AND NOT EXISTS ({heads} AND b.head_commit_id = {t['CommitGraph']}.commit_id)",
         plan.graph_rows,
     )
     # A delta's base goes only after the delta: each pass deletes the snapshots nothing is stored against.
