@@ -186,20 +186,21 @@ VISIBILITIES = ("public", "private")
 
 def skipped_warning(root: Path, skipped: Skipped, *, shown: int = 20) -> str:
     """Return the warning for entries of *root* a push did not store: counted by kind, named, and why."""
-    kinds = []
+    kinds, why = [], []
     if skipped.symlinks:
         kinds.append(plural(len(skipped.symlinks), "symlink"))
+        why.append(
+            "symlinks are neither followed nor stored (following one could store files from outside the "
+            "folder; copy the file or folder in to store its content)"
+        )
     if skipped.special:
         kinds.append(plural(len(skipped.special), "special file") + " (pipes, sockets, devices)")
+        why.append("special files have no content to store")
     if skipped.unreadable:
         kinds.append(plural(len(skipped.unreadable), "unreadable entry").replace("entrys", "entries"))
+        why.append("what the client cannot read is left out of this commit (fix its permissions and push again)")
     entries = skipped.all()
-    lines = [
-        f"warning: not pushed: {', '.join(kinds)}. A Muse snapshot holds regular files only: symlinks are "
-        "neither followed nor stored (following one could store files from outside the folder; copy the "
-        "file or folder in to store its content), and a file the client cannot read is left out of this "
-        "commit (fix its permissions and push again)."
-    ]
+    lines = [f"warning: not pushed: {', '.join(kinds)}. A Muse snapshot holds regular files only: {'; '.join(why)}."]
     lines += [f"  {path}  ({reason})" for path, reason in entries[:shown]]
     if len(entries) > shown:
         lines.append(f"  ... and {len(entries) - shown} more, all listed in {root / STATE_DIR / SKIPPED_FILE}")

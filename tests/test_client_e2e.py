@@ -326,6 +326,7 @@ def test_many_skipped_entries_are_all_listed_in_the_state_folder(no_env, url, al
     code, _, err = run("push", str(source), url, token=token)
     assert code == 0, err
     assert "warning: not pushed: 30 symlinks" in err and "... and 10 more, all listed in" in err
+    assert "special files" not in err and "permissions" not in err, "only the reasons of the kinds found"
     assert len((source / STATE_DIR / "skipped.txt").read_text().splitlines()) == 30
 
 
