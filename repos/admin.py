@@ -297,6 +297,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
                     "choose a repository in the filter first, or search by id (at least 4 hex digits).",
                     messages.WARNING,
                 )
+        if not wanted and not self.text_fields:
+            self.message_user(
+                request,
+                f"{self.model._meta.verbose_name_plural.capitalize()} are searched by id: a full id or at least "
+                "4 hex digits of one.",
+                messages.WARNING,
+            )
         if not wanted:
             return queryset.none(), False
         return queryset.filter(wanted), False

@@ -458,3 +458,9 @@ def test_a_merged_proposal_shows_the_head_when_opened_and_the_head_merged(staff,
 def test_packs_are_found_by_their_repository_name(staff, world):
     found = staff.get(changelist_url(models.MPack), {"q": world["repo"].owner}).context["cl"]
     assert found.result_count == models.MPack.objects.filter(repo=world["repo"]).count() >= 1
+
+
+def test_a_search_that_is_not_an_id_says_how_to_search_by_id(staff, world):
+    reply = staff.get(changelist_url(models.Snapshot), {"q": "notes"})
+    assert reply.context["cl"].result_count == 0
+    assert "Snapshots are searched by id: a full id or at least 4 hex digits of one." in reply.content.decode()
