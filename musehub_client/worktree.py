@@ -158,7 +158,7 @@ def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
     following one could commit files from outside the tree), named pipes,
     sockets, devices and files that cannot be read are listed in
     ``skipped``, never dropped silently. Like git's index,
-    ``DIR/.musehub/stat-cache.json`` (:class:`~musehub_client.state.StatCache`)
+    ``DIR/.musehub/stat-cache.msgpack`` (:class:`~musehub_client.state.StatCache`)
     remembers each file's size, modification time, inode and object id, so only
     files whose stat changed are read; those are hashed on *workers* threads
     (hashlib releases the GIL). Raises ClientError for a name a manifest cannot
