@@ -41,7 +41,18 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import BooleanField, Count, ExpressionWrapper, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import (
+    BooleanField,
+    Count,
+    DateTimeField,
+    ExpressionWrapper,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, Concat
 from django.urls import NoReverseMatch, reverse
 from django.utils.functional import cached_property
@@ -73,6 +84,7 @@ SMALL_TABLE = 100_000  # text search without an index is allowed on tables up to
 admin.site.site_header = "MuseHub administration"
 admin.site.site_title = "MuseHub admin"
 admin.site.index_title = "Repositories, history and storage"
+admin.site.enable_nav_sidebar = False  # the lists need the width (their columns fit a 1400 px screen)
 # "Branchs" otherwise (Django adds an s); the model's Meta has no plural of its own.
 models.Branch._meta.verbose_name_plural = "branches"
 
@@ -126,6 +138,16 @@ def size(count: int | None) -> str:
     if count is None:
         return "—"
     return human_bytes(count) if count < 1024 else f"{human_bytes(count)} ({count:,} bytes)"
+
+
+def short_size(count: int | None) -> str:
+    """Return a byte count for a list column: ``12.3 MiB`` (the exact figure is on the row's page)."""
+    return "—" if count is None else human_bytes(count)
+
+
+def when(moment) -> str:
+    """Return a time for a table cell: ``2026-11-29 12:00 UTC``."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
 _ID_QUERY = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
@@ -263,6 +285,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # the unfiltered total would be a second count of the whole table
+    show_facets = admin.ShowFacets.NEVER  # facet counts are one COUNT per filter choice over the table
     list_per_page = 50
     id_fields: tuple[str, ...] = ()  # id columns searched by exact id or prefix (their btree index)
     text_fields: tuple[str, ...] = ()  # columns searched as text (see text_search_allowed)
@@ -387,14 +410,16 @@ def _pack_bytes():
 
 def _last_push():
     rows = models.MPack.objects.filter(repo=OuterRef("pk"), kind=models.MPackKind.PUSH).order_by()
-    return Subquery(rows.values("repo").annotate(last=Max("created_at")).values("last")[:1])
+    return Subquery(
+        rows.values("repo").annotate(last=Max("created_at")).values("last")[:1], output_field=DateTimeField()
+    )
 
 
 @admin.register(models.Repo)
 class RepoAdmin(admin.ModelAdmin):
     form = RepoForm
     change_form_template = "admin/repos/repo/change_form.html"
-    list_display = ["full_name", "visibility", "domain", "default_branch", "size", "last_push", "updated_at"]
+    list_display = ["full_name", "visibility", "domain", "default_branch", "list_size", "last_push", "updated_at"]
     list_filter = ["visibility", "domain"]
     search_fields = ["repo_id", "owner", "slug", "name"]
     readonly_fields = [
@@ -433,6 +458,10 @@ class RepoAdmin(admin.ModelAdmin):
     @admin.display(description="size (packs pushed)", ordering="pack_bytes")
     def size(self, repo: models.Repo) -> str:
         return size(getattr(repo, "pack_bytes", None) or 0)
+
+    @admin.display(description="size", ordering="pack_bytes")
+    def list_size(self, repo: models.Repo) -> str:
+        return short_size(getattr(repo, "pack_bytes", None) or 0)
 
     @admin.display(description="last push", ordering="pushed_at")
     def last_push(self, repo: models.Repo):
@@ -487,7 +516,7 @@ def recent_commits(repo: models.Repo) -> SafeString:
             link("commit", cid, short(cid)),
             (rows[cid].message or "").splitlines()[0][:80] if rows[cid].message else "",
             rows[cid].author,
-            rows[cid].timestamp,
+            when(rows[cid].timestamp),
         )
         for cid in ids
         if cid in rows
@@ -635,7 +664,7 @@ class MPackUploadAdmin(ReadOnlyAdmin):
 
     @admin.display(description="size", ordering="size_bytes")
     def human_size(self, upload: models.MPackUpload) -> str:
-        return size(upload.size_bytes)
+        return short_size(upload.size_bytes)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return True  # an upload slot is not content; clearing a stale one is harmless
@@ -886,7 +915,7 @@ class StorageFilter(admin.SimpleListFilter):
 
 @admin.register(models.Object)
 class ObjectAdmin(ReadOnlyAdmin):
-    list_display = ["short_id", "human_size", "path", "repository", "pack", "cached", "created_at"]
+    list_display = ["short_id", "list_size", "path", "repository", "cached", "created_at"]
     list_filter = [repo_filter(models.ObjectRef, "object_id"), CachedFilter, StorageFilter]
     ordering = ["-created_at"]
     id_fields = ("object_id",)
@@ -926,17 +955,13 @@ class ObjectAdmin(ReadOnlyAdmin):
     def human_size(self, obj: models.Object) -> str:
         return size(obj.size_bytes)
 
+    @admin.display(description="size", ordering="size_bytes")
+    def list_size(self, obj: models.Object) -> str:
+        return short_size(obj.size_bytes)
+
     @admin.display(description="repository")
     def repository(self, obj: models.Object) -> str:
         return seen_in(obj)
-
-    @admin.display(description="mpack")
-    def pack(self, obj: models.Object):
-        uri = obj.storage_uri or ""
-        if uri.startswith(MPACK_SCHEME):
-            mpack_id = uri[len(MPACK_SCHEME) :]
-            return link("mpack", mpack_id, short(mpack_id))
-        return uri or "—"
 
     @admin.display(boolean=True, description="cached", ordering="is_cached")
     def cached(self, obj: models.Object) -> bool:
@@ -1001,7 +1026,7 @@ class MPackAdmin(ReadOnlyAdmin):
         "short_id",
         "kind",
         "repo",
-        "human_size",
+        "list_size",
         "commit_count",
         "snapshot_count",
         "blob_count",
@@ -1028,6 +1053,10 @@ class MPackAdmin(ReadOnlyAdmin):
     @admin.display(description="size", ordering="size_bytes")
     def human_size(self, mpack: models.MPack) -> str:
         return size(mpack.size_bytes)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def list_size(self, mpack: models.MPack) -> str:
+        return short_size(mpack.size_bytes)
 
     @admin.display(description="in storage")
     def in_storage(self, mpack: models.MPack) -> str:
@@ -1149,7 +1178,7 @@ class MPackFilter(admin.SimpleListFilter):
 
 @admin.register(models.MPackIndex)
 class MPackIndexAdmin(ReadOnlyAdmin):
-    list_display = ["entity", "path", "pack", "entity_type", "offset", "human_length", "encoding", "created_at"]
+    list_display = ["entity", "path", "pack", "offset", "human_length", "encoding", "created_at"]
     list_filter = [ObjectRepoFilter, MPackFilter, EncodingFilter, EntityTypeFilter]
     ordering = ["-pk"]
     id_fields = ("entity_id", "mpack_id")
@@ -1174,7 +1203,7 @@ class MPackIndexAdmin(ReadOnlyAdmin):
 
     @admin.display(description="length", ordering="length")
     def human_length(self, row: models.MPackIndex) -> str:
-        return size(row.length)
+        return short_size(row.length)
 
 
 # --- which repository sees what -------------------------------------------------------------------

@@ -464,3 +464,8 @@ def test_a_search_that_is_not_an_id_says_how_to_search_by_id(staff, world):
     reply = staff.get(changelist_url(models.Snapshot), {"q": "notes"})
     assert reply.context["cl"].result_count == 0
     assert "Snapshots are searched by id: a full id or at least 4 hex digits of one." in reply.content.decode()
+
+
+def test_content_lists_offer_no_facet_counts(staff, world):
+    reply = staff.get(changelist_url(models.Object), {"_facets": "True"})
+    assert reply.status_code == 200 and "Show counts" not in reply.content.decode()
