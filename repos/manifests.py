@@ -78,6 +78,16 @@ def encode_delta(delta: ManifestDelta) -> bytes:
     return _pack({"set": dict(sorted(delta.set.items())), "delete": sorted(delta.delete)})
 
 
+def encode_changes(parent_id: str, paths: Iterable[str]) -> bytes:
+    """Return a checkpoint's stored note of the paths it changes against its first parent's snapshot."""
+    return _pack({"parent": parent_id, "paths": sorted(set(paths))})
+
+
+def _decode_changes(blob: bytes | memoryview | None) -> tuple[str | None, set[str]]:
+    value = _unpack(blob) if blob else {}
+    return value.get("parent"), set(value.get("paths") or ())
+
+
 def _decode_delta(blob: bytes | memoryview | None) -> ManifestDelta:
     value = _unpack(blob)
     return ManifestDelta(set=dict(value.get("set") or {}), delete=list(value.get("delete") or []))
@@ -280,19 +290,32 @@ def changed_paths(
 ) -> dict[tuple[str, str | None], set[str]]:
     """Return, for each (snapshot id, parent snapshot id or None), the paths whose entry differs between them.
 
-    Answered from the stored delta alone when the snapshot is stored against
-    that parent (the usual case: a long log costs one small row per commit);
-    other pairs are rebuilt and compared.
+    Answered from small rows when the snapshot is stored as a delta against that
+    parent, or is a checkpoint that noted its changes against it (the usual
+    case: a long log costs one small row per commit, never a whole manifest);
+    other pairs are rebuilt and compared, and a checkpoint's answer is noted on
+    its row for the next time (rows written before checkpoints kept the note).
     """
     found: dict[tuple[str, str | None], set[str]] = {}
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        forms = stored_forms(sid for sid, _ in chunk)
+        rows = {
+            sid: (base, changes)
+            for sid, base, changes in Snapshot.objects.filter(
+                snapshot_id__in=list({sid for sid, _ in chunk})
+            ).values_list("snapshot_id", "base_id", "parent_changes")
+        }
+        deltas = [sid for sid, parent in chunk if parent is not None and rows.get(sid, (None, None))[0] == parent]
+        forms = stored_forms(deltas) if deltas else {}
         rest = []
         for sid, parent in chunk:
+            base, changes = rows.get(sid, (None, None))
             form = forms.get(sid)
+            noted_parent, noted = _decode_changes(changes) if base is None and changes else (None, set())
             if form is not None and form.delta is not None and form.base_id == parent:
                 found[(sid, parent)] = {*form.delta.set, *form.delta.delete}
+            elif parent is not None and noted_parent == parent:
+                found[(sid, parent)] = noted
             else:
                 rest.append((sid, parent))
         if rest:
@@ -300,7 +323,16 @@ def changed_paths(
             for sid, parent in rest:
                 new, old = manifests.get(sid, {}), manifests.get(parent or "", {})
                 found[(sid, parent)] = {p for p in new if old.get(p) != new[p]} | {p for p in old if p not in new}
+            _note_changes([(sid, parent, found[(sid, parent)]) for sid, parent in rest if parent and sid in rows])
     return found
+
+
+def _note_changes(checkpoints: Sequence[tuple[str, str, set[str]]]) -> None:
+    """Note on checkpoint rows written without one what they change against *parent*."""
+    for sid, parent, paths in checkpoints:
+        Snapshot.objects.filter(snapshot_id=sid, base_id__isnull=True, parent_changes__isnull=True).update(
+            parent_changes=encode_changes(parent, paths)
+        )
 
 
 def named_objects(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, Iterable[str]]]:
@@ -348,14 +380,31 @@ class SnapshotRow:
     entry_count: int
     added: dict[str, str]  # {path: object_id} beyond the base it was compared with (all entries if none)
     created_at: str = ""
+    parent_changes: bytes | None = None  # a checkpoint's changed paths against its first parent's snapshot
 
-    def as_insert(self) -> tuple[str, bytes, str | None, int, int, str]:
-        return (self.snapshot_id, self.blob, self.base_id, self.depth, self.entry_count, self.created_at)
+    def as_insert(self) -> tuple[str, bytes, str | None, int, int, str, bytes | None]:
+        return (
+            self.snapshot_id,
+            self.blob,
+            self.base_id,
+            self.depth,
+            self.entry_count,
+            self.created_at,
+            self.parent_changes,
+        )
 
 
-SNAPSHOT_FIELDS = ["snapshot_id", "manifest_blob", "base_id", "depth", "entry_count", "stated_created_at"]
+SNAPSHOT_FIELDS = [
+    "snapshot_id",
+    "manifest_blob",
+    "base_id",
+    "depth",
+    "entry_count",
+    "stated_created_at",
+    "parent_changes",
+]
 # Columns a list of snapshots should not load (the admin defers them).
-BULKY_FIELDS = ("manifest_blob",)
+BULKY_FIELDS = ("manifest_blob", "parent_changes")
 
 
 def stored_bytes(snapshot_ids: Iterable[str]) -> dict[str, tuple[bytes, str | None]]:
@@ -438,7 +487,13 @@ class SnapshotPlanner:
             )
         else:
             added = dict(delta.set) if delta is not None else dict(manifest)
-            row = SnapshotRow(snapshot_id, encode_full(manifest), None, 0, len(manifest), added, created_at)
+            # A checkpoint still notes what it changes against its base, so a path's log reads small rows only.
+            changes = (
+                encode_changes(base_id, [*delta.set, *delta.delete])
+                if base_id and based is not None and delta is not None
+                else None
+            )
+            row = SnapshotRow(snapshot_id, encode_full(manifest), None, 0, len(manifest), added, created_at, changes)
         self.rows.append(row)
         self._depth[snapshot_id] = row.depth if stored_depth is None else stored_depth
         self._recent[snapshot_id] = manifest

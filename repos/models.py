@@ -190,6 +190,12 @@ class Snapshot(models.Model):
     stated_created_at = models.CharField(
         max_length=64, blank=True, default="", help_text="The SnapshotDict's created_at, verbatim as pushed."
     )
+    parent_changes = models.BinaryField(
+        null=True,
+        blank=True,
+        help_text="A checkpoint's note, zstd msgpack {parent, paths}: the paths it changes against its first "
+        "parent's snapshot (a path's log reads this instead of two whole manifests).",
+    )
     created_at = models.DateTimeField(null=True, blank=True, help_text="When this row was written (gc's grace).")
     storage_uri = models.CharField(max_length=300, null=True, blank=True)
 

@@ -17,7 +17,7 @@ from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id, compute_snapshot_id
 from musehub_core.manifests import Tree, apply_delta, delta_of, make_delta, snapshot_dict
 from musehub_core.mpack import parse_wire_mpack
-from repos.manifests import load_manifest, load_manifests, stored_form
+from repos.manifests import changed_paths, load_manifest, load_manifests, stored_form
 from repos.models import Commit, Snapshot, SnapshotRef
 from repos.services.commits import commit_files_to_repo
 from repos.storage.backend import get_backend
@@ -191,6 +191,47 @@ def test_a_checkpoint_is_stored_when_the_chain_reaches_its_limit(settings):
     assert depths == [0, 1, 2, 3, 0, 1, 2, 3, 0]
     assert load_manifests(c["snapshot_id"] for c in history.commits) == {
         c["snapshot_id"]: {p: blob_id(x) for p, x in t.items()} for c, t in zip(history.commits, trees, strict=True)
+    }
+
+
+def _truth(trees, i):
+    new = {p: blob_id(x) for p, x in trees[i].items()}
+    old = {p: blob_id(x) for p, x in trees[i - 1].items()}
+    return {p for p in new if old.get(p) != new[p]} | {p for p in old if p not in new}
+
+
+def test_a_checkpoint_notes_its_changes_so_a_path_log_reads_no_manifest(settings):
+    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = 3
+    repo = make_repo()
+    history, trees = linear_history(9)
+    push_history(repo, history)
+    sids = [c["snapshot_id"] for c in history.commits]
+    pairs = [(sids[i], sids[i - 1]) for i in range(1, 9)]
+    assert [stored_form(s).depth for s in sids][4] == 0, "commit 4 is a checkpoint"
+
+    with CaptureQueriesContext(connection) as queries:
+        changes = changed_paths(pairs)
+
+    assert changes == {pair: _truth(trees, i) for i, pair in enumerate(pairs, start=1)}
+    assert len(queries) == 2, "one query for the light columns, one for the deltas' rows: no manifest rebuilt"
+
+
+def test_a_checkpoint_written_without_the_note_gets_it_on_first_use(settings):
+    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = 3
+    repo = make_repo()
+    history, trees = linear_history(6)
+    push_history(repo, history)
+    sids = [c["snapshot_id"] for c in history.commits]
+    Snapshot.objects.filter(snapshot_id=sids[4]).update(parent_changes=None)  # as rows written before the note
+
+    assert changed_paths([(sids[4], sids[3])]) == {(sids[4], sids[3]): _truth(trees, 4)}
+    assert Snapshot.objects.get(snapshot_id=sids[4]).parent_changes is not None, "noted for the next time"
+    with CaptureQueriesContext(connection) as queries:
+        assert changed_paths([(sids[4], sids[3])]) == {(sids[4], sids[3]): _truth(trees, 4)}
+    assert len(queries) == 1
+    # A pair against another snapshot than the noted parent is compared, not answered from the note.
+    assert changed_paths([(sids[4], sids[1])]) == {
+        (sids[4], sids[1]): {p for p in set(trees[4]) | set(trees[1]) if trees[4].get(p) != trees[1].get(p)}
     }
 
 
