@@ -21,9 +21,9 @@ from django.db.models import QuerySet
 
 from musehub_core.errors import MergeConflict, NotFound
 from musehub_core.manifests import ManifestDiff, is_under
+from musehub_core.merge import merge_manifests
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
-from repos.merge import merge_manifests
 from repos.models import ApiToken, Collaborator, Object, Repo
 from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, snapshot_ids_of
 from repos.storage.reader import plan_blob_reads, read_blobs

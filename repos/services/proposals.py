@@ -34,9 +34,9 @@ from musehub_core.errors import (
 )
 from musehub_core.ids import compute_commit_id, compute_snapshot_id
 from musehub_core.manifests import snapshot_dict
+from musehub_core.merge import merge_manifests
 from repos import graph
 from repos.access import require
-from musehub_core.merge import merge_manifests
 from repos.models import Branch, Proposal, ProposalState, Repo, Role
 from repos.selectors import branch_heads, manifests_of_commits, repo_by_id
 from repos.services.history import record_history
