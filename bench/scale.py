@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", default=None, help="repositories at each step, comma-separated (default 10,100,1000)"
     )
     parser.add_argument(
-        "--files", type=int, default=0, help="files in each repository's first commit (default 60; quick 20)"
+        "--files", type=int, default=0, help="files in each repository's first commit (default 100; quick 20)"
     )
     parser.add_argument("--commits", type=int, default=0, help="commits per repository (default 6; quick 3)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent pushes while growing (default 4)")
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     steps = [int(s) for s in args.steps.split(",")] if args.steps else STEPS[mode]
-    files = args.files or (20 if args.quick else 60)
+    files = args.files or (20 if args.quick else 100)
     commits = args.commits or (3 if args.quick else 6)
     command = "python -m bench.scale " + " ".join(argv if argv is not None else sys.argv[1:])
 
