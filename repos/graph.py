@@ -1,9 +1,14 @@
 """Read-side ancestry queries over the commit graph table.
 
 Every walk is one recursive SQL query over ``musehub_commit_graph`` (commit id,
-parent ids, generation); commit bodies are never loaded. Generation numbers
-prune walks: an ancestor of X has a smaller generation than X, so a search for
-X's ancestors that sit at or above generation g never needs to go below g.
+parent ids, generation); commit bodies are never loaded (the log reads only
+each commit's timestamp, by primary key). Generation numbers prune walks: an
+ancestor of X has a smaller generation than X, so a search for X's ancestors
+that sit at or above generation g never needs to go below g.
+
+The cost of a walk is the commits it reaches, never the size of the hub: the
+CTE carries the columns the query around it needs, so nothing joins the whole
+graph table back in (``tests/test_scale_plans.py`` checks the plans).
 """
 
 from __future__ import annotations
