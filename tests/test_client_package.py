@@ -782,3 +782,30 @@ def test_a_checkout_on_several_threads_writes_every_file_and_follows_no_symlink(
     with pytest.raises(ClientError, match="integrity"):
         worktree.write_new_files(tmp_path / "t3", {"../escape.txt": blob_id(b"x")}, lambda oid: b"x")
     assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_files_and_folders_the_client_cannot_read_are_reported_not_dropped_silently(tmp_path):
+    from musehub_client import worktree
+    from musehub_client.operations import skipped_warning
+
+    root = tmp_path / "tree"
+    make_tree(root, count=8)
+    (root / "locked.txt").write_text("secret")
+    (root / "locked.txt").chmod(0)
+    (root / "closed").mkdir()
+    (root / "closed" / "inside.txt").write_text("x")
+    (root / "closed").chmod(0)
+    try:
+        scan = worktree.scan_folder(root, workers=1)
+    finally:
+        (root / "locked.txt").chmod(0o644)
+        (root / "closed").chmod(0o755)
+    assert sorted(path for path, _ in scan.skipped.unreadable) == ["closed", "locked.txt"]
+    assert "locked.txt" not in scan.manifest and len(scan.manifest) == 8
+    warning = skipped_warning(root, scan.skipped)
+    assert (
+        "2 unreadable entries" in warning
+        and "fix its permissions" in warning
+        and "  locked.txt  (unreadable" in warning
+    )
