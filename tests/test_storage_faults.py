@@ -264,6 +264,7 @@ def test_an_mwp_fetch_while_storage_is_down_is_a_503_before_the_reply_starts(sto
     assert [o["content"] for o in body["objects"]] == [b"\x02" * 200_000]
     assert [c["commit_id"] for c in body["commits"]] == [head["commit_id"][7:]]
 
+
 def test_fetch_when_storing_its_pack_answers_slowdown_is_a_503(store, proxy, stored_keys, alice):
     user, caller = alice
     repo = make_repo(owner=user)
