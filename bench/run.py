@@ -263,11 +263,14 @@ def one_run(
     )
     say(f"run {index}: W4 musehub_repack")
     started = time.perf_counter()
-    output = hub.manage("musehub_repack", "--repo", f"{BENCH_USER}/w4", "--no-progress")
+    # --all: every pack into one, as git's repack -a -d (the pushes already ran the automatic geometric repack).
+    output = hub.manage("musehub_repack", "--all", "--repo", f"{BENCH_USER}/w4", "--no-progress")
     repack_seconds = time.perf_counter() - started
     say(f"run {index}: repack: {output.strip()[:300]}")
     git_repack = git.timed(f"--git-dir={daemon.base / f'run{index}-w4.git'}", "repack", "-a", "-d", "-q")
-    rec.add(Measure("W4 many packs", "musehub_repack (git: repack -a -d)", repack_seconds, git_repack, server=False))
+    rec.add(
+        Measure("W4 many packs", "musehub_repack --all (git: repack -a -d)", repack_seconds, git_repack, server=False)
+    )
     settle()
     after = muse_clone(rec, "W4 many packs", url4, token, run_dir / "w4-after", label="after repack")
     git_after = git.timed("clone", "-q", bare4, str(run_dir / "w4-git-after"))
@@ -728,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(1 for _ in tree.paths) // 100} folders); W3 changes {CHANGED_FILES} files",
             f"W4: {cfg.w4_pushes} pushes of {W4_FILES_PER_PUSH} files of "
             f"{W4_SIZES[0] // 1024}-{W4_SIZES[1] // 1024} KiB (2 new, 1 rewritten), "
-            "then `manage.py musehub_repack --repo bench/w4`",
+            "(each push may run the automatic geometric repack, MUSEHUB_AUTO_REPACK_PACKS), "
+            "then `manage.py musehub_repack --all --repo bench/w4`",
         ]
     if cfg.w5:
         setup += [
