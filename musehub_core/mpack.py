@@ -23,6 +23,7 @@ import hashlib
 import io
 import itertools
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -48,6 +49,18 @@ _FIELD_HINT = f"; a commit's optional fields may nest at most {MAX_FIELD_DEPTH} 
 # Decoded bytes a caller keeps are collected while hashing up to this size; a bigger blob is hashed first
 # and decoded a second time only once it proved good, so a zstd bomb never sits in memory.
 _KEEP_IN_ONE_PASS = 16 * 1024 * 1024
+# A zstd frame that declares at most this many bytes is decoded in one call into a buffer of exactly that
+# size (the frame cannot write past it): most blobs are small, and a stream per blob costs twice the time.
+_ONE_CALL_MAX = 1024 * 1024
+_local = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """Return this thread's reusable decompressor (a ZstdDecompressor is not safe to share between threads)."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,17 @@ def _inflate(
     if encoding == "":
         ok = expect is None or blob_id(content) == expect
         return ok, len(content), content if ok and len(content) <= keep_up_to else None
+    try:
+        declared = zstandard.frame_content_size(content)
+    except zstandard.ZstdError as exc:
+        raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
+    if 0 <= declared <= min(_ONE_CALL_MAX, max_bytes):
+        try:
+            raw = _decompressor().decompress(content)
+        except zstandard.ZstdError as exc:
+            raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
+        ok = expect is None or blob_id(raw) == expect
+        return ok, len(raw), raw if ok and len(raw) <= keep_up_to else None
     digest = hashlib.sha256() if expect is not None else None
     kept: io.BytesIO | None = io.BytesIO() if keep_up_to >= 0 else None
     one_pass = min(keep_up_to, _KEEP_IN_ONE_PASS)

@@ -266,6 +266,27 @@ def test_a_zstd_bomb_is_refused_without_inflating_it():
     assert peak < 10 * 1024 * 1024, f"decoding stopped early, but {peak} bytes were allocated"
 
 
+def test_a_small_frame_that_declares_fewer_bytes_than_it_holds_is_refused():
+    # Frames that declare a small size are decoded in one call into a buffer of that size: a frame that lies
+    # about its size cannot write past it.
+    raw = b"a chorus line\n" * 100
+    frame = bytearray(zstandard.ZstdCompressor(write_content_size=True).compress(raw))
+    assert zstandard.frame_content_size(bytes(frame)) == len(raw) and frame[4] == 0x60  # 2-byte size field
+    frame[5:7] = (300 - 256).to_bytes(2, "little")
+    assert zstandard.frame_content_size(bytes(frame)) == 300
+    pack = raw_pack({"blobs": [{"object_id": blob_id(raw), "content": bytes(frame), "encoding": "zstd"}]})
+    refuses(pack, "blobs[0]", "not a valid zstd frame")
+
+
+def test_small_and_large_zstd_blobs_verify_alike():
+    small, large = os.urandom(1000) * 3, os.urandom(2 * 1024 * 1024)  # one call, and the streaming path
+    blobs = [{"object_id": blob_id(r), "content": zstandard.ZstdCompressor().compress(r), "encoding": "zstd"}
+             for r in (small, large)]  # fmt: skip
+    contents = index_mpack(io.BytesIO(raw_pack({"blobs": blobs})), keep_content_up_to=4 * 1024 * 1024)
+    assert [b.content for b in contents.blobs] == [small, large]
+    assert [b.size for b in contents.blobs] == [len(small), len(large)]
+
+
 def test_a_blob_that_is_not_a_zstd_frame_is_refused():
     pack = raw_pack({"blobs": [{"object_id": blob_id(b"x"), "content": b"not zstd", "encoding": "zstd"}]})
     refuses(pack, "blobs[0]", "not a valid zstd frame")
