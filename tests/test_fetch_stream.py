@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import msgpack
 import pytest
@@ -11,7 +12,11 @@ import requests
 from musehub_core.ids import blob_id
 from musehub_core.mpack import decode_verified, index_mpack
 from repos.models import MPack, MPackIndex, MPackKind, Repo
-from tests.factories import History, build_pack, make_user, uid
+from repos.services.repack import PackInfo, build_repack, switch_repack
+from repos.storage.backend import get_backend
+from repos.storage.layout import mpack_name
+from repos.storage.reader import plan_blob_reads, read_blobs, serve_blobs
+from tests.factories import History, build_pack, make_repo, make_user, push_history, uid
 from tests.httpkit import WireCaller, token_for
 from tests.test_http_api import http_push
 
@@ -132,3 +137,45 @@ def test_a_private_repository_streams_only_to_readers(as_alice, alice):
     reply = stranger.post(f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": [], "capabilities": STREAM})
     assert reply.status == 404
     assert b"secret" not in reply.content
+
+
+# --- falling back when a pack breaks or moves -------------------------------------------------------
+
+
+def _two_repos_with_the_same_blobs(count: int = 12):
+    """Two repositories pushed the same blobs in two different packs; return (history, repo)."""
+    history = History()
+    files = {f"take-{i:02}.bin": os.urandom(20_000) for i in range(count)}
+    history.commit(files)
+    first, second = make_repo(), make_repo()
+    push_history(first, history)
+    push_history(second, History(commits=[], snapshots=[], blobs={}), blobs=history.blobs)
+    assert MPack.objects.filter(repo=second).exists()
+    return history, first
+
+
+def test_a_pack_that_breaks_part_way_serves_each_blob_once_from_the_other_pack(settings):
+    history, _ = _two_repos_with_the_same_blobs()
+    plan = plan_blob_reads(list(history.blobs))
+    (chosen,) = plan.by_pack  # all from one pack, the other one is the alternative
+    path = get_backend().path_for(mpack_name(chosen))
+    with open(path, "r+b") as handle:  # cut the stored pack in the middle of its blobs
+        handle.truncate(os.path.getsize(path) // 2)
+
+    served = [blob.object_id for blob in serve_blobs(plan, keep_raw=True)]
+
+    assert sorted(served) == sorted(history.blobs), "every blob exactly once"
+    assert dict(read_blobs(plan_blob_reads(list(history.blobs)))) == history.blobs
+
+
+def test_a_blob_moved_by_a_repack_after_the_fetch_was_planned_is_read_from_its_new_pack(settings):
+    history, repo = _two_repos_with_the_same_blobs(4)
+    plan = plan_blob_reads(list(history.blobs))
+    old = set(MPackIndex.objects.values_list("mpack_id", flat=True))
+    # Every blob moves into one new pack and the old packs leave storage (a repack, then gc).
+    built = build_repack(repo, [PackInfo(m, "push", 0) for m in sorted(old)])
+    switch_repack(built)
+    for mpack_id in old:
+        get_backend().delete_mpack(mpack_id)
+
+    assert dict((b.object_id, b.raw) for b in serve_blobs(plan, keep_raw=True)) == history.blobs

@@ -198,26 +198,37 @@ def serve_blobs(plan: BlobPlan, *, keep_raw: bool = False) -> Iterator[ServedBlo
                 raw = _read_elsewhere(oid, plan.alternatives.get(oid, []))
             yield ServedBlob(oid, raw, "", raw)
     for mpack_id, entries in plan.by_pack.items():
-        failed: list[str] = []
+        served: set[str] = set()
         try:
             for oid, blob in _read_pack(mpack_id, entries, plan.pack_sizes.get(mpack_id), keep_raw=keep_raw):
-                if blob is None:
-                    failed.append(oid)
-                else:
+                if blob is not None:
+                    served.add(oid)
                     yield blob
         except StorageUnavailable:
             raise  # storage is failing, not this pack: 503 now rather than falling back
         except (FileNotFoundError, MalformedPack):
             log.warning("mpack %s is missing or damaged; falling back for %d blob(s)", mpack_id, len(entries))
-            failed = [e.object_id for e in entries]
-        for oid in failed:
-            raw = _read_elsewhere(oid, plan.alternatives.get(oid, []))
-            yield ServedBlob(oid, raw, "", raw)
+        # Every blob not served from this pack (bad bytes, or the pack broke part way), and only those, once.
+        for entry in entries:
+            if entry.object_id not in served:
+                raw = _read_elsewhere(entry.object_id, plan.alternatives.get(entry.object_id, []), mpack_id)
+                yield ServedBlob(entry.object_id, raw, "", raw)
 
 
-def _read_elsewhere(oid: str, alternatives: list[IndexEntry]) -> bytes:
-    """Read one blob from its other covering packs, then from its legacy per-object key."""
-    for entry in alternatives:
+def _read_elsewhere(oid: str, alternatives: list[IndexEntry], failed_pack: str = "") -> bytes:
+    """Read one blob from its other covering packs, then from its legacy per-object key.
+
+    The packs the plan knew come first, then any the index names now (a repack
+    may have moved the blob since the fetch was planned).
+    """
+    tried = {failed_pack, *(e.mpack_id for e in alternatives)}
+    current = [
+        IndexEntry(oid, mpack_id, offset, length, encoding or "")
+        for mpack_id, offset, length, encoding in MPackIndex.objects.filter(entity_id=oid)
+        .exclude(mpack_id__in=tried)
+        .values_list("mpack_id", "offset", "length", "encoding")
+    ]
+    for entry in [*alternatives, *current]:
         try:
             for _, blob in _read_pack(entry.mpack_id, [entry], None):
                 if blob is not None:
