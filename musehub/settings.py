@@ -257,6 +257,8 @@ MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)
 # A push that leaves a repository with more live packs than this runs a geometric repack (0: never).
 MUSEHUB_AUTO_REPACK_PACKS = env_int("MUSEHUB_AUTO_REPACK_PACKS", 8)
+# The most a push's automatic repack rewrites (smallest packs first); bigger ones are left to musehub_repack.
+MUSEHUB_AUTO_REPACK_MAX_BYTES = env_int("MUSEHUB_AUTO_REPACK_MAX_BYTES", 256 * 1024 * 1024)
 # Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).
 MUSEHUB_SNAPSHOT_CHAIN_MAX = env_int("MUSEHUB_SNAPSHOT_CHAIN_MAX", 64)
 MUSEHUB_MAX_PACK_BYTES = env_int("MUSEHUB_MAX_PACK_BYTES", 2 * 1024**3)

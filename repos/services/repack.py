@@ -27,13 +27,16 @@ the old packs stay in storage until ``musehub_gc`` finds them unneeded.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
 
 from musehub_core.errors import MalformedPack
@@ -122,14 +125,16 @@ def repackable_packs(repo: Repo) -> list[PackInfo]:
     return [PackInfo(mpack_id, kind, size or 0) for mpack_id, kind, size in rows]
 
 
-def select_packs(repo: Repo, *, max_packs: int | None = None, all_packs: bool = False) -> list[PackInfo]:
+def select_packs(
+    repo: Repo, *, max_packs: int | None = None, all_packs: bool = False, max_bytes: int | None = None
+) -> list[PackInfo]:
     """Return the packs of *repo* to combine now (smallest first), or [] when there is nothing worth doing."""
     packs = repackable_packs(repo)
     count = len(packs) if all_packs else geometric_split([p.size_bytes for p in packs])
     chosen = packs[:count]
     if max_packs is not None:
         chosen = chosen[:max_packs]
-    limit = settings.MUSEHUB_MAX_PACK_BYTES
+    limit = min(settings.MUSEHUB_MAX_PACK_BYTES, max_bytes or settings.MUSEHUB_MAX_PACK_BYTES)
     while chosen and sum(p.size_bytes for p in chosen) > limit:
         chosen.pop()
     return chosen if len(chosen) >= 2 else []
@@ -219,6 +224,8 @@ def switch_repack(built: BuiltRepack) -> int:
             new_mpack_row(built.mpack_id, kind=MPackKind.REPACK, size=built.size, blobs=len(built.blobs)),
             repo_id=built.repo.repo_id,
         )
+        # The old packs' grace period restarts now: a fetch planned before the switch may still read them.
+        MPack.objects.filter(mpack_id__in=sources).update(created_at=dt.datetime.now(dt.UTC))
         for batch in chunks(built.blobs, CHUNK):
             ids = [b.object_id for b in batch]
             present = set(
@@ -235,11 +242,16 @@ def switch_repack(built: BuiltRepack) -> int:
 
 
 def repack_repo(
-    repo: Repo, *, max_packs: int | None = None, all_packs: bool = False, progress: Progress = no_progress
+    repo: Repo,
+    *,
+    max_packs: int | None = None,
+    all_packs: bool = False,
+    max_bytes: int | None = None,
+    progress: Progress = no_progress,
 ) -> RepackResult:
     """Combine *repo*'s small packs into one (see the module docstring for which); return what was done."""
     result = RepackResult(repo=repo.full_name)
-    packs = select_packs(repo, max_packs=max_packs, all_packs=all_packs)
+    packs = select_packs(repo, max_packs=max_packs, all_packs=all_packs, max_bytes=max_bytes)
     if not packs:
         return result
     built = build_repack(repo, packs, progress=progress)
@@ -253,8 +265,34 @@ def repack_repo(
     return result
 
 
+@contextlib.contextmanager
+def _repacking(repo: Repo) -> Iterator[bool]:
+    """Hold this repository's repack lock while the block runs; yield False when another process holds it.
+
+    A PostgreSQL session advisory lock (released at the end, or when the
+    connection drops); SQLite runs one writer at a time anyway, so there it is
+    always granted.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(f"repack:{repo.repo_id}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        granted = bool(cursor.fetchone()[0])
+    try:
+        yield granted
+    finally:
+        if granted:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
 def compact_after_push(repo: Repo) -> RepackResult | None:
     """Repack *repo* geometrically when it holds more than ``MUSEHUB_AUTO_REPACK_PACKS`` live packs.
+
+    Combines at most ``MUSEHUB_AUTO_REPACK_MAX_BYTES`` of the smallest packs (bigger
+    rewrites are musehub_repack's), one push per repository at a time.
 
     Runs after a push committed, so it never changes what the push stored: a
     failure (storage down, say) is logged and left for the next push or
@@ -266,11 +304,14 @@ def compact_after_push(repo: Repo) -> RepackResult | None:
     packs = repackable_packs(repo)
     if len(packs) <= threshold:
         return None
-    try:
-        result = repack_repo(repo)
-    except Exception:
-        log.warning("automatic repack of %s failed; the next push or musehub_repack retries", repo, exc_info=True)
-        return None
+    with _repacking(repo) as mine:
+        if not mine:  # another push is compacting this repository right now
+            return None
+        try:
+            result = repack_repo(repo, max_bytes=settings.MUSEHUB_AUTO_REPACK_MAX_BYTES)
+        except Exception:
+            log.warning("automatic repack of %s failed; the next push or musehub_repack retries", repo, exc_info=True)
+            return None
     if result.mpack_id:
         log.info("automatic repack of %s: %d packs into %s", repo, len(result.sources), result.mpack_id)
     return result
