@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import stat
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -231,8 +232,14 @@ def local_oid(root: Path, relative: str) -> str | None:
 
 
 def is_reserved(relative: str) -> bool:
-    """Return True for manifest paths inside the client's own ``.musehub/`` folder (never checked out)."""
-    return relative.split("/", 1)[0] == STATE_DIR
+    """Return True for manifest paths inside the client's own ``.musehub/`` folder (never checked out).
+
+    Compared as file systems that ignore case, Unicode form and trailing dots or
+    spaces would see it (macOS, Windows): ``.MuseHub/state.json`` there is the
+    client's own state file, and writing it could send the token elsewhere.
+    """
+    first = relative.split("/", 1)[0]
+    return unicodedata.normalize("NFKC", first).casefold().rstrip(". ") == STATE_DIR
 
 
 def safe_target(root: Path, relative: str) -> Path:
@@ -246,7 +253,7 @@ def safe_target(root: Path, relative: str) -> Path:
     except MalformedPack as exc:
         raise integrity_error(exc.message) from None
     parts = relative.split("/")
-    if parts[0] == STATE_DIR:
+    if is_reserved(relative):
         raise ClientError(f"the snapshot holds {relative!r}, inside the client's reserved {STATE_DIR}/ folder")
     current = root
     for part in parts[:-1]:
@@ -321,7 +328,7 @@ def _check_new_path(relative: str) -> None:
         _validate_manifest_path(relative, "the snapshot")
     except MalformedPack as exc:
         raise integrity_error(exc.message) from None
-    if relative.split("/", 1)[0] == STATE_DIR:
+    if is_reserved(relative):
         raise ClientError(f"the snapshot holds {relative!r}, inside the client's reserved {STATE_DIR}/ folder")
 
 

@@ -809,3 +809,18 @@ def test_files_and_folders_the_client_cannot_read_are_reported_not_dropped_silen
         and "fix its permissions" in warning
         and "  locked.txt  (unreadable" in warning
     )
+
+
+@pytest.mark.parametrize(
+    "path", [".musehub/state.json", ".MuseHub/state.json", ".MUSEHUB/packs/x", ".musehub./state.json", ".musehub /s"]
+)
+def test_no_snapshot_path_may_write_into_the_clients_own_folder_whatever_its_case(tmp_path, path):
+    # On a file system that ignores case (macOS, Windows) .MuseHub/state.json is the client's state file:
+    # a branch holding it could point the folder's remote, and so the token, at another host.
+    from musehub_client import worktree
+
+    assert worktree.is_reserved(path)
+    with pytest.raises(ClientError, match="reserved"):
+        worktree.write_file(tmp_path, path, b'{"url": "https://elsewhere.example/x/y"}')
+    assert not any(tmp_path.iterdir())
+    assert not worktree.is_reserved("music/.musehub/notes.txt"), "only the top-level folder is the client's"
