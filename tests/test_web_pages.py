@@ -374,9 +374,9 @@ def test_sign_in_and_out_with_a_password(songs):
 def test_tokens_are_shown_once_and_can_be_revoked(songs):
     client = signed_in(songs.owner)
     assert Client().get("/accounts/tokens")["Location"].startswith("/accounts/login")
-    created = client.post(
-        "/accounts/tokens", {"action": "create", "name": "laptop", "expires_days": "30"}
-    ).content.decode()
+    reply = client.post("/accounts/tokens", {"action": "create", "name": "laptop", "expires_days": "30"})
+    assert "no-store" in reply["Cache-Control"], "the page showing a token is never cached"
+    created = reply.content.decode()
     token = re.search(r'<pre id="new-token">(mh_[^<]+)</pre>', created).group(1)
     listed = client.get("/accounts/tokens").content.decode()
     assert token not in listed and token[:10] in listed and "laptop" in listed

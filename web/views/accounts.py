@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 
 from repos.browse import api_tokens_of
 from repos.services.tokens import issue_token, revoke_tokens, token_state
@@ -25,6 +26,7 @@ class LogoutView(auth_views.LogoutView):
     """Sign out (POST only, with CSRF, as Django requires)."""
 
 
+@never_cache
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     """``accounts/tokens``: list the user's tokens; POST ``create`` issues one (shown once), ``revoke`` revokes one."""
