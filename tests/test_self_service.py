@@ -18,7 +18,7 @@ from musehub_core.ids import blob_id
 from repos.models import Branch, Collaborator, Commit, CommitRef, MPack, Object, Repo, Role
 from repos.selectors import owned_first, readable_repos, repo_by_name
 from repos.services.commits import commit_files_to_repo
-from repos.services.repos import check_default_branch, rename_repo, repo_for_push, update_repo
+from repos.services.repos import check_default_branch, may_create_under, rename_repo, repo_for_push, update_repo
 from tests.factories import History, make_repo, make_user, push_history, uid
 from tests.httpkit import WireCaller, token_for
 from tests.maintkit import run_json
@@ -204,14 +204,21 @@ def test_a_private_repository_moved_stays_hidden_from_strangers(alice):
     assert Caller(alice).get(f"repos/{old}").json()["error"] == "repo_moved"
 
 
-def test_the_owner_transfers_a_repository_and_keeps_admin_access(songs, alice):
+def test_a_superuser_transfers_a_repository_and_the_former_owner_keeps_admin_access(songs, alice):
     bob = make_user(f"bob-{uid()}")
     helper = make_user()
     Collaborator.objects.create(repo=songs, user=helper, role=Role.ADMIN)
     path = f"repos/{songs.owner}/{songs.slug}/rename"
     refused = Caller(helper).send("POST", path, {"owner": bob.username})
-    assert refused.status_code == 403, "an admin collaborator renames, only the owner transfers"
-    reply = Caller(alice).send("POST", path, {"owner": bob.username})
+    assert refused.status_code == 403, "an admin collaborator renames, never transfers"
+    owner_refused = Caller(alice).send("POST", path, {"owner": bob.username})
+    assert owner_refused.status_code == 403 and "superuser" in owner_refused.json()["detail"], (
+        "no acceptance step yet: an owner cannot put repositories in someone else's name"
+    )
+    admin = make_user(f"root-{uid()}")
+    admin.is_superuser = True
+    admin.save(update_fields=["is_superuser"])
+    reply = Caller(admin).send("POST", path, {"owner": bob.username})
     assert reply.status_code == 200, reply.content
     moved = Repo.objects.get(pk=songs.pk)
     assert (moved.owner, moved.owner_user) == (bob.username, bob)
@@ -389,3 +396,12 @@ def test_asking_which_objects_a_repository_under_another_name_lacks_says_whose_n
     theirs = caller.post(f"/{bob.username}/new-{uid()}/filter-objects", {"object_ids": [oid]})
     assert theirs.status == 404
     assert "only under your own name" in theirs.data["detail"] and alice.username in theirs.data["detail"]
+
+
+def test_accounts_that_differ_only_in_case_cannot_create_in_each_others_name():
+    lower = make_user(f"kim-{uid()}")
+    upper = make_user(lower.username.upper())
+    assert not may_create_under(upper, lower.username), "Kim must not plant repositories that /kim/... shows"
+    assert may_create_under(upper, upper.username) and may_create_under(lower, lower.username)
+    single = make_user(f"solo-{uid()}")
+    assert may_create_under(single, single.username.upper()), "one account: its name in any case"

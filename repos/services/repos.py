@@ -102,13 +102,19 @@ def may_create_under(acting_user: User | None, owner: str) -> bool:
     """Return True when *acting_user* may create repositories under *owner*: their own name in any case, not reserved.
 
     The repository is then created under the user's own spelling (a push to ``ALICE/x`` by alice makes ``alice/x``).
+    Where two accounts differ only in case (Django allows it), neither may create under the shared name by
+    case: only the exact spelling counts, so one cannot plant repositories that the other's URLs would show.
     """
-    return (
-        acting_user is not None
-        and acting_user.is_authenticated
-        and acting_user.get_username().lower() == owner.lower()
-        and not is_reserved_owner(owner)
-    )
+    if acting_user is None or not acting_user.is_authenticated or is_reserved_owner(owner):
+        return False
+    name = acting_user.get_username()
+    if name == owner:
+        return True
+    if name.lower() != owner.lower():
+        return False
+    User = get_user_model()
+    field = User.USERNAME_FIELD
+    return not User.objects.filter(**{f"{field}__iexact": owner}).exclude(pk=acting_user.pk).exists()
 
 
 def creatable_or_repo(*, acting_user: User | None, owner: str, slug: str) -> Repo | None:
@@ -397,7 +403,8 @@ def rename_repo(
     """Rename *repo* to *new_slug* and/or transfer it to *new_owner* (a user or a username); return it.
 
     Renaming needs the admin role; a transfer to another account needs the
-    owner (or a superuser). The former owner stays on as an admin
+    hub administrator (a superuser; there is no acceptance step yet, so an owner
+    could otherwise put repositories in any account's name). The former owner stays on as an admin
     collaborator, so a transfer never locks them out. The old name is
     remembered: its URLs answer ``404 repo_moved`` naming the new one until a
     repository is created under that name again. Raises Conflict when the new
@@ -415,9 +422,11 @@ def rename_repo(
     if new_owner is not None:
         owner_user = _user_named(new_owner) if isinstance(new_owner, str) else new_owner
         owner = owner_user.get_username()
-        if owner != repo.owner and not (acting_user.is_superuser or acting_user.get_username() == repo.owner):
+        if owner != repo.owner and not acting_user.is_superuser:
+            # There is no acceptance step: an owner could otherwise put repositories in any account's name.
             raise PermissionDenied(
-                f"Only the owner of {repo.full_name} ({repo.owner}) can transfer it to another account."
+                f"Transferring {repo.full_name} to another account needs a hub administrator (a superuser): "
+                "the receiving account has no way yet to accept it."
             )
         if is_reserved_owner(owner):
             raise BadRequest(f"{owner!r} is a reserved name and cannot own repositories.")
