@@ -209,6 +209,9 @@ def rebuild_snapshots(
 ) -> Iterator[tuple[Mapping[str, Any], Tree]]:
     """Yield (snapshot dict, its full tree) for each snapshot of a pack, in pack order, ids verified.
 
+    A delta's ``set`` comes back without entries its base already holds, so
+    what is stored and listed as changed is only what changed.
+
     A delta's base is a snapshot earlier in *snapshots* or one *lookup* returns
     (called once, with every base the pack does not hold itself). Trees are kept
     only while a later delta still needs them, so memory stays a few trees
@@ -240,6 +243,10 @@ def rebuild_snapshots(
                     raise MalformedPack(f"{where}: its base {base_id} is not in the pack nor held by the receiver.")
                 base = trees[base_id] = Tree.of(known)
             tree = base.apply(delta, where=where)
+            unchanged = [path for path, oid in delta.set.items() if base.manifest.get(path) == oid]
+            if unchanged:  # a delta may name entries its base already has: keep only what it changes
+                kept = {path: oid for path, oid in delta.set.items() if base.manifest.get(path) != oid}
+                snap = {**snap, "set": kept}
             uses[base_id] -= 1
             if uses[base_id] <= 0:
                 trees.pop(base_id, None)

@@ -147,6 +147,26 @@ def test_a_delta_push_round_trips_and_is_stored_as_deltas(backend):
         assert len(child.delta) <= 5, "a stored delta holds what changed, not the tree"
 
 
+def test_a_delta_padded_with_unchanged_entries_is_stored_and_logged_as_what_changed(backend):
+    repo = make_repo()
+    history = History()
+    files = tree(20)
+    first = history.commit(files)
+    push_history(repo, history)
+    files2 = {**files, "dir0/file0.txt": b"the only change\n"}
+    second = history.commit(files2, parents=[first["commit_id"]])
+    base = {p: blob_id(c) for p, c in files.items()}
+    delta = make_delta(base, {p: blob_id(c) for p, c in files2.items()})
+    padded = dict(delta.set) | {"dir1/file1.txt": base["dir1/file1.txt"], "dir2/file2.txt": base["dir2/file2.txt"]}
+    snap = {"snapshot_id": second["snapshot_id"], "base": first["snapshot_id"], "set": padded, "delete": []}
+    push_raw(repo, [second], [snap], {blob_id(b"the only change\n"): b"the only change\n"})
+
+    assert stored_form(second["snapshot_id"]).delta.set == {"dir0/file0.txt": blob_id(b"the only change\n")}
+    assert changed_paths([(second["snapshot_id"], first["snapshot_id"])]) == {
+        (second["snapshot_id"], first["snapshot_id"]): {"dir0/file0.txt"}
+    }
+
+
 def test_a_fetch_with_the_capability_carries_deltas_and_without_it_full_manifests(backend):
     repo = make_repo()
     history, trees = linear_history(8)
