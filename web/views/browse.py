@@ -9,6 +9,7 @@ API's ``raw/`` route, with its sandbox headers.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from urllib.parse import quote
 
@@ -28,7 +29,8 @@ from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_ht
 DIR_PAGE = 300  # directory entries per page
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".ico", ".svg")
 MIDI_SUFFIXES = (".mid", ".midi")
-MIDI_MAX_BYTES = 8 * 1024 * 1024
+# Bigger MIDI files show as a download: mido reads about 1 MiB of events a second here.
+MIDI_MAX_BYTES = 2 * 1024 * 1024
 PATH_SAFE = "/!$&'()*+,;=:@~"  # what Django's reverse() leaves unquoted in a path
 
 
@@ -168,8 +170,8 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     if lower.endswith(IMAGE_SUFFIXES):
         context["kind"] = "image"
     elif lower.endswith(MIDI_SUFFIXES) and size <= MIDI_MAX_BYTES:
-        summary = pianoroll.read_midi(browse.read_blobs_by_id([object_id])[object_id])
-        context.update(kind="midi", midi=summary, svg=pianoroll.piano_roll_svg(summary))
+        summary, svg = _piano_roll(object_id)
+        context.update(kind="midi", midi=summary, svg=svg)
     elif size <= browse.TEXT_MAX_BYTES:
         text = browse.as_text(browse.read_blobs_by_id([object_id])[object_id])
         if text is not None:
@@ -181,3 +183,10 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     else:
         context["kind"] = "too_large"
     return render(request, "web/blob.html", context)
+
+
+@functools.lru_cache(maxsize=32)
+def _piano_roll(object_id: str) -> tuple[pianoroll.MidiSummary, str]:
+    """Read a MIDI blob and draw it once per process: an object id always names the same bytes."""
+    summary = pianoroll.read_midi(browse.read_blobs_by_id([object_id])[object_id])
+    return summary, pianoroll.piano_roll_svg(summary)
