@@ -39,25 +39,33 @@ def _walk(name: str, count: int, *, min_generation: bool = False, timestamps: bo
 
     The walk carries every graph column it needs, so the query around it reads
     the CTE alone and never joins the whole graph table back in: each step is
-    one primary-key lookup per parent, driven by the rows already found (the
-    planner cannot mistake a 30-row walk for a reason to scan every commit of
-    the hub). With *min_generation*, parents below a generation parameter are
-    not followed. With *timestamps*, a fifth column ``ts`` holds the commit's
-    timestamp (NULL when the commit row is missing), looked up the same way.
+    one primary-key lookup per parent, driven by the rows already found. On
+    PostgreSQL the lookup is a ``LATERAL`` subquery with ``OFFSET 0``, which the
+    planner cannot turn into a hash join: it guesses 100 parents per commit
+    (the row estimate of ``jsonb_array_elements_text``), and on a hub of a few
+    thousand commits would otherwise scan the whole table at every step. With
+    *min_generation*, parents below a generation parameter are not followed.
+    With *timestamps*, a fifth column ``ts`` holds the commit's timestamp (NULL
+    when the commit row is missing), read by primary key as well.
     """
     marks = ", ".join(["%s"] * count) or "NULL"
     prune = " AND g.generation >= %s" if min_generation else ""
     cols = "g.commit_id, g.generation, g.parent_ids, g.snapshot_id"
-    ts_col, ts_join, ts_name = "", "", ""
+    ts_col, ts_name = "", ""
     if timestamps:
-        ts_col, ts_name = ", c.timestamp", ", ts"
-        ts_join = f" LEFT JOIN {COMMITS} c ON c.commit_id = g.commit_id"
+        ts_col, ts_name = f", (SELECT c.timestamp FROM {COMMITS} c WHERE c.commit_id = g.commit_id) AS ts", ", ts"
+    if connection.vendor == "postgresql":
+        step = (
+            f" FROM {name} w CROSS JOIN {_expand_parents('w')} CROSS JOIN LATERAL"
+            f" (SELECT {cols} FROM {GRAPH} g WHERE g.commit_id = p.value{prune} OFFSET 0) g"
+        )
+    else:  # SQLite always drives the join from the rows found
+        step = f" FROM {name} w CROSS JOIN {_expand_parents('w')} JOIN {GRAPH} g ON g.commit_id = p.value{prune}"
     return (
         f"{name}(commit_id, generation, parent_ids, snapshot_id{ts_name}) AS ("
-        f" SELECT {cols}{ts_col} FROM {GRAPH} g{ts_join} WHERE g.commit_id IN ({marks})"
+        f" SELECT {cols}{ts_col} FROM {GRAPH} g WHERE g.commit_id IN ({marks})"
         f" UNION"
-        f" SELECT {cols}{ts_col} FROM {name} w CROSS JOIN {_expand_parents('w')}"
-        f" JOIN {GRAPH} g ON g.commit_id = p.value{prune}{ts_join}"
+        f" SELECT {cols}{ts_col}{step}"
         f")"
     )
 
