@@ -85,8 +85,6 @@ admin.site.site_header = "MuseHub administration"
 admin.site.site_title = "MuseHub admin"
 admin.site.index_title = "Repositories, history and storage"
 admin.site.enable_nav_sidebar = False  # the lists need the width (their columns fit a 1400 px screen)
-# "Branchs" otherwise (Django adds an s); the model's Meta has no plural of its own.
-models.Branch._meta.verbose_name_plural = "branches"
 
 
 # --- rendering helpers ----------------------------------------------------------------------------

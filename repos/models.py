@@ -124,6 +124,7 @@ class Branch(models.Model):
         db_table = "musehub_branches"
         constraints = [models.UniqueConstraint(fields=["repo", "name"], name="musehub_branch_repo_name")]
         ordering = ["repo", "name"]
+        verbose_name_plural = "branches"
 
     def __str__(self) -> str:
         return self.name

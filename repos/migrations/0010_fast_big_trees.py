@@ -7,6 +7,10 @@ class Migration(migrations.Migration):
     dependencies = [("repos", "0009_scale")]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="branch",
+            options={"ordering": ["repo", "name"], "verbose_name_plural": "branches"},
+        ),
         migrations.AddField(
             model_name="snapshot",
             name="parent_changes",
