@@ -16,6 +16,7 @@ connection is never mistaken for damaged bytes (IntegrityError, a 500).
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,7 @@ _CHUNK = 10_000
 _CACHE_CHUNK = 1_000
 # A pack is read by ranges when the bytes needed are less than this share of it.
 RANGED_READ_MAX_SHARE = 0.5
+READ_BUFFER = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -155,11 +157,13 @@ def _read_pack(
         raise FileNotFoundError(mpack_id)
     with stream:
         if len(located) == len(entries):
+            # Blobs are small: read the pack in big pieces, not two storage reads per blob.
+            buffered = io.BufferedReader(stream, READ_BUFFER)  # type: ignore[arg-type]
             position = 0
             for e in sorted(located, key=lambda x: x.offset):  # type: ignore[arg-type, return-value]
-                if not skip_bytes(stream, e.offset - position):  # type: ignore[operator]
+                if not skip_bytes(buffered, e.offset - position):  # type: ignore[operator]
                     raise MalformedPack("The pack ended early.")
-                stored = stream.read(e.length)
+                stored = buffered.read(e.length)
                 position = e.offset + len(stored)  # type: ignore[operator]
                 yield e.object_id, _checked(e, stored, keep_raw=keep_raw) if len(stored) == e.length else None
             return
