@@ -57,9 +57,17 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _arrives(browser, at) -> None:
+    """Wait (up to 15 s) until the browser's URL satisfies *at*: a click's navigation finishes on its own time."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 15).until(lambda driver: at(driver.current_url))
+    assert at(browser.current_url), browser.current_url
+
+
 def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     songs = make_songs()
     base = live_server.url
@@ -68,16 +76,16 @@ def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_se
     browser.find_element(By.NAME, "username").send_keys(songs.owner.username)
     browser.find_element(By.NAME, "password").send_keys("pw")
     browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]").click()
-    assert browser.current_url == f"{base}{songs.url}"
+    _arrives(browser, lambda url: url == f"{base}{songs.url}")
     assert songs.owner.username in browser.find_element(By.CSS_SELECTOR, ".account").text
     # The stylesheet is served by the hub itself.
     assert browser.execute_script("return getComputedStyle(document.querySelector('.top')).display") == "flex"
     assert browser.find_element(By.CSS_SELECTOR, ".readme h1").text == "Songs"
 
     browser.find_element(By.LINK_TEXT, "src/").click()
-    assert browser.current_url.endswith(f"{songs.url}/tree/main/src")
+    _arrives(browser, lambda url: url.endswith(f"{songs.url}/tree/main/src"))
     browser.find_element(By.LINK_TEXT, "play.py").click()
-    assert browser.current_url.endswith(f"{songs.url}/blob/main/src/play.py")
+    _arrives(browser, lambda url: url.endswith(f"{songs.url}/blob/main/src/play.py"))
     assert "return" in browser.find_element(By.ID, "L2").text
 
     browser.get(f"{base}{songs.url}/blob/main/tune.mid")
@@ -89,12 +97,12 @@ def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_se
     browser.find_element(By.NAME, "body").send_keys("Play notes in *brackets*.")
     assert Select(browser.find_element(By.NAME, "from_branch")).first_selected_option.text == "feature"
     browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]").click()
-    assert browser.current_url.endswith(f"{songs.url}/proposals/1")
+    _arrives(browser, lambda url: url.endswith(f"{songs.url}/proposals/1"))
     assert browser.find_element(By.CSS_SELECTOR, ".proposal .markdown em").text == "brackets"
 
     Select(browser.find_element(By.NAME, "strategy")).select_by_value("merge")
     browser.find_element(By.CSS_SELECTOR, ".merge-box button").click()
-    assert "Merged" in browser.find_element(By.CSS_SELECTOR, ".state").text
+    WebDriverWait(browser, 15).until(lambda d: "Merged" in d.find_element(By.CSS_SELECTOR, ".state").text)
     proposal = Proposal.objects.get(repo=songs.repo, number=1)
     head = Branch.objects.get(repo=songs.repo, name="main").head_commit_id
     assert proposal.state == "merged" and head == proposal.merge_commit_id != songs.main["commit_id"]
