@@ -497,19 +497,25 @@ class HubClient:
             for name in ("commit_count", "snapshot_count", "blob_count"):
                 value = response.headers.get(f"MuseHub-{name.replace('_', '-').title()}", "")
                 counts[name] = int(value) if value.isdigit() else None
-            progress = self.out.progress("download", None)
-            written = 0
             try:
-                for chunk in response.iter_content(CHUNK):
-                    handle.write(chunk)
-                    written += len(chunk)
-                    progress.update(len(chunk))
+                written = self._copy_body(response, handle, None)
             except requests.RequestException as exc:
                 raise StreamCut(f"the hub's pack stream was cut short: {_network_reason(exc)}") from None
-            finally:
-                progress.close()
-        handle.flush()
         return {**counts, "size": written, "streamed": True}
+
+    def _copy_body(self, response: requests.Response, handle: IO[bytes], total: int | None) -> int:
+        """Write *response*'s body into *handle* with a progress report; return the bytes written."""
+        progress = self.out.progress("download", total)
+        written = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                handle.write(chunk)
+                written += len(chunk)
+                progress.update(len(chunk))
+        finally:
+            progress.close()
+        handle.flush()
+        return written
 
     def download(self, url: str, handle: IO[bytes], expected_size: int | None = None) -> int:
         """Stream the pack at *url* (no auth header) into *handle*; return the bytes written."""
@@ -524,18 +530,10 @@ class HubClient:
                 )
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else expected_size
-            progress = self.out.progress("download", total)
-            written = 0
             try:
-                for chunk in response.iter_content(CHUNK):
-                    handle.write(chunk)
-                    written += len(chunk)
-                    progress.update(len(chunk))
+                written = self._copy_body(response, handle, total)
             except requests.RequestException as exc:
                 raise ClientError(f"download failed: {_network_reason(exc)}", EXIT_SERVER) from None
-            finally:
-                progress.close()
-        handle.flush()
         if expected_size is not None and written != expected_size:
             raise integrity_error(f"the pack is {written} bytes, the hub announced {expected_size}")
         return written
