@@ -66,6 +66,7 @@ def _arrives(browser, at) -> None:
 
 
 def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_server, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -102,7 +103,10 @@ def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_se
 
     Select(browser.find_element(By.NAME, "strategy")).select_by_value("merge")
     browser.find_element(By.CSS_SELECTOR, ".merge-box button").click()
-    WebDriverWait(browser, 15).until(lambda d: "Merged" in d.find_element(By.CSS_SELECTOR, ".state").text)
+    # The old page's elements go stale while the new one loads: keep asking until the merged page is there.
+    WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "Merged" in d.find_element(By.CSS_SELECTOR, ".state").text
+    )
     proposal = Proposal.objects.get(repo=songs.repo, number=1)
     head = Branch.objects.get(repo=songs.repo, name="main").head_commit_id
     assert proposal.state == "merged" and head == proposal.merge_commit_id != songs.main["commit_id"]
