@@ -13,12 +13,13 @@ batches, and SQLite (3.24+ understands ``ON CONFLICT``), take one parametrised
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection, models
 
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 _staging_names = itertools.count()
+_UNSET = object()
 # Below this many rows one executemany is cheaper than creating a staging table (small pushes stay light).
 COPY_MIN_ROWS = 1_000
 
@@ -32,6 +33,18 @@ def _key_positions(model: type[models.Model], fields: Sequence[str]) -> list[int
     return [i for i, f in enumerate(fields) if f in names] or [0]
 
 
+def _preparer(field: models.Field) -> Callable[[object], object]:
+    """Return *field*'s value preparation, done once for a run of the same value (a push's one ``created_at``)."""
+    last: list[object] = [_UNSET, None]
+
+    def prepare(value: object) -> object:
+        if value is not last[0]:
+            last[0], last[1] = value, field.get_db_prep_save(value, connection)
+        return last[1]
+
+    return prepare
+
+
 def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
     """Insert *rows* (values in *fields* order) into *model*'s table, skipping rows that already exist.
 
@@ -41,10 +54,7 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     that already existed do not count).
     """
     meta_fields = [model._meta.get_field(name) for name in fields]
-    prepare = [
-        (lambda value, f=f: f.get_db_prep_save(value, connection)) if f.get_internal_type() in _PREPARED else None
-        for f in meta_fields
-    ]
+    prepare = [_preparer(f) if f.get_internal_type() in _PREPARED else None for f in meta_fields]
     keys = _key_positions(model, fields)
     ordered = sorted(rows, key=lambda row: tuple(str(row[i]) for i in keys))
     batch = [tuple(p(value) if p else value for p, value in zip(prepare, row, strict=True)) for row in ordered]

@@ -152,7 +152,8 @@ class Commit(models.Model):
 
 
 class CommitRef(models.Model):
-    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="commit_refs")
+    # No index of its own: the unique (repo, ...) constraint's index leads with repo_id.
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="commit_refs", db_index=False)
     commit = models.ForeignKey(Commit, on_delete=models.CASCADE, db_column="commit_id", related_name="refs")
 
     class Meta:
@@ -208,7 +209,8 @@ class Snapshot(models.Model):
 
 
 class SnapshotRef(models.Model):
-    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="snapshot_refs")
+    # No index of its own: the unique (repo, ...) constraint's index leads with repo_id.
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="snapshot_refs", db_index=False)
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, db_column="snapshot_id", related_name="refs")
 
     class Meta:
@@ -235,7 +237,8 @@ class Object(models.Model):
 
 
 class ObjectRef(models.Model):
-    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="object_refs")
+    # No index of its own: the unique (repo, ...) constraint's index leads with repo_id.
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="object_refs", db_index=False)
     object = models.ForeignKey(Object, on_delete=models.CASCADE, db_column="object_id", related_name="refs")
 
     class Meta:

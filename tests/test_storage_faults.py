@@ -173,6 +173,27 @@ def test_push_whose_pack_stream_breaks_mid_read_is_a_503_and_writes_nothing(stor
     assert Branch.objects.get(repo=repo, name="main").head_commit_id == history.commits[-1]["commit_id"]
 
 
+def test_push_whose_move_to_the_content_key_fails_commits_nothing(store, proxy, stored_keys):
+    """The move runs beside the inserts; its failure rolls them back, so no row names a key that holds nothing."""
+    repo = make_repo()
+    history = History()
+    history.commit({"a.bin": random_bytes(300_000), "b.txt": b"b"})
+    key = stage_mpack(repo, build_pack(history.commits, history.snapshots, history.blobs))
+    before = state(stored_keys)
+
+    proxy.answer_error(methods={"PUT"})  # the pack is read (GET), then its server-side copy (a PUT) is refused
+    with pytest.raises(StorageUnavailable) as caught:
+        push(repo, key, history)
+    assert "could not store an uploaded mpack" in caught.value.message
+    assert state(stored_keys) == before, "no rows, no branch move; the staged upload stays for the retry"
+    assert not MPack.objects.filter(mpack_id=key).exists()
+
+    proxy.pass_through()
+    assert push(repo, key, history)["ok"] is True
+    assert MPack.objects.filter(mpack_id=key).exists() and get_backend().mpack_exists(key)
+    assert Branch.objects.get(repo=repo, name="main").head_commit_id == history.commits[-1]["commit_id"]
+
+
 def test_slow_storage_that_keeps_sending_is_not_a_failure(settings, proxy, prefix):
     """The read timeout bounds each silence, not a whole transfer: a slow pack read still succeeds."""
     _use_mpack_storage(settings, proxied_s3_storages(proxy, prefix, read_timeout=1))

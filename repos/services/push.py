@@ -3,8 +3,9 @@
 verify commits → rebuild and verify snapshots (full or delta) and plan how they
 are stored → connectivity (parents, snapshots, blobs in the push or the
 repository) → store the blobs (the protocol's own step: promote the uploaded
-pack, or write one) → one transaction: rows, refs, index entries, the branch
-move and the protocol's own clean-up, run again if the database aborted it
+pack, or write one; it may still be running) → one transaction: rows, refs,
+index entries, the branch move and the protocol's own clean-up, committed only
+once the storage step has settled, run again if the database aborted it
 for a deadlock or serialization failure → once committed, a geometric repack
 when the repository has many packs. A push refused at any step writes no rows.
 """
@@ -43,6 +44,8 @@ class StoredBlobs:
     mpack: MPack | None = None
     blobs: Sequence[StoredBlob] = ()
     refs_only: Collection[str] = field(default_factory=list)
+    # Waits for storage work still under way (raising if it failed); the transaction commits only after it.
+    settle: Callable[[], object] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,23 @@ def receive_push(
         if push.head:
             move_branch(repo, push.branch, push.head, force=push.force)
         finish()
+        stored.settle()
         return added
 
-    added = run_atomic(write)
+    try:
+        added = run_atomic(write)
+    except BaseException:
+        _settle_quietly(stored)  # storage work of a failed push ends before the error is answered
+        raise
     compact_after_push(repo)
     return added
+
+
+def _settle_quietly(stored: StoredBlobs) -> None:
+    try:
+        stored.settle()
+    except Exception:  # noqa: BLE001 - the push already failed; that error is the one to report
+        pass
 
 
 def check_fast_forward(repo: Repo, push: IncomingPush) -> None:

@@ -22,8 +22,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.db.models import BooleanField, ExpressionWrapper, Q
-
 from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import blob_id
 from musehub_core.mpack import decode_verified, index_mpack, skip_bytes, verify_blob
@@ -69,19 +67,18 @@ def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
 def plan_blob_reads(object_ids: Iterable[str]) -> BlobPlan:
     """Return where to read each blob from; raise FetchNotIndexedError if any is neither cached nor indexed."""
     ids = list(dict.fromkeys(object_ids))
-    cached_flag = ExpressionWrapper(Q(content_cache__isnull=False), output_field=BooleanField())
-    cached: set[str] = set()
-    for chunk in _chunks(ids):
-        rows = Object.objects.filter(object_id__in=chunk).annotate(cached=cached_flag)
-        cached.update(oid for oid, is_cached in rows.values_list("object_id", "cached") if is_cached)
+    cached = set(
+        Object.objects.filter(object_id__any=ids, content_cache__isnull=False).values_list("object_id", flat=True)
+    )
     entries: dict[str, list[IndexEntry]] = defaultdict(list)
     uncached = [oid for oid in ids if oid not in cached]
-    for chunk in _chunks(uncached):
-        rows = MPackIndex.objects.filter(entity_id__in=chunk).values_list(
-            "entity_id", "mpack_id", "offset", "length", "encoding"
-        )
-        for oid, mpack_id, offset, length, encoding in rows:
-            entries[oid].append(IndexEntry(oid, mpack_id, offset, length, encoding or ""))
+    rows = MPackIndex.objects.filter(entity_id__any=uncached).values_list(
+        "entity_id", "mpack_id", "offset", "length", "encoding"
+    )
+    popularity: dict[str, int] = defaultdict(int)
+    for oid, mpack_id, offset, length, encoding in rows:
+        entries[oid].append(IndexEntry(oid, mpack_id, offset, length, encoding or ""))
+        popularity[mpack_id] += 1
     missing = [oid for oid in uncached if oid not in entries]
     if missing:
         raise FetchNotIndexedError(
@@ -89,16 +86,14 @@ def plan_blob_reads(object_ids: Iterable[str]) -> BlobPlan:
             missing=missing[:20],
         )
     # Greedy cover: prefer the packs that hold the most of what is needed.
-    popularity: dict[str, int] = defaultdict(int)
-    for options in entries.values():
-        for entry in options:
-            popularity[entry.mpack_id] += 1
     plan = BlobPlan(cached=[oid for oid in ids if oid in cached])
     by_pack: dict[str, list[IndexEntry]] = defaultdict(list)
     for oid in uncached:
-        options = sorted(entries[oid], key=lambda e: (-popularity[e.mpack_id], e.offset is None, e.mpack_id))
+        options = entries[oid]
+        if len(options) > 1:  # most blobs lie in one pack: nothing to choose
+            options = sorted(options, key=lambda e: (-popularity[e.mpack_id], e.offset is None, e.mpack_id))
+            plan.alternatives[oid] = options[1:]
         by_pack[options[0].mpack_id].append(options[0])
-        plan.alternatives[oid] = options[1:]
     plan.by_pack = dict(by_pack)
     plan.pack_sizes = dict(MPack.objects.filter(mpack_id__in=list(plan.by_pack)).values_list("mpack_id", "size_bytes"))
     return plan

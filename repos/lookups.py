@@ -1,0 +1,44 @@
+"""``field__any=ids``: membership in a long list of ids, sent as one parameter.
+
+``field__in=ids`` sends one placeholder per id: for the 25,000 blobs of a clone
+Django builds and the database parses a statement of 25,000 parameters per
+10,000-id chunk, which cost more than the lookup itself. ``field__any`` sends
+the list as a single value: on PostgreSQL one newline-separated string the
+server splits (``field = ANY(string_to_array(%s, E'\\n'))``; psycopg's own
+array quoting runs a regex per element, 0.3 s for 50,000 ids), a JSON array on SQLite
+(``field IN (SELECT value FROM json_each(%s))``). Both still use the column's
+index.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import EmptyResultSet
+from django.db.models import CharField, Lookup
+
+
+@CharField.register_lookup
+class AnyOf(Lookup):
+    lookup_name = "any"
+    prepare_rhs = False
+
+    def get_db_prep_lookup(self, value, connection):
+        values = [str(v) for v in value]
+        if not values:
+            raise EmptyResultSet
+        if connection.vendor != "postgresql":
+            return "%s", [json.dumps(values)]
+        if any("\n" in v for v in values):
+            return "%s", [values]  # psycopg quotes each element (a regex per element: slower)
+        return "%s", ["\n".join(values)]  # split by the server: string_to_array
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        params = (*lhs_params, *rhs_params)
+        if connection.vendor != "postgresql":
+            return f"{lhs} IN (SELECT value FROM json_each({rhs}))", params
+        if isinstance(rhs_params[0], list):
+            return f"{lhs} = ANY({rhs})", params
+        return f"{lhs} = ANY(string_to_array({rhs}, E'\\n'))", params
