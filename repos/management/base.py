@@ -45,6 +45,9 @@ class MaintenanceCommand(BaseCommand):
 
     takes_repo = False
     repo_help = "Restrict the command to repository OWNER/SLUG."
+    # Django's system checks import every URL module and view (0.7 s of a 2 s repack here); a maintenance
+    # command touches none of them. ``manage.py check``, ``migrate`` and the servers still run the checks.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
         if self.takes_repo:
@@ -54,6 +57,11 @@ class MaintenanceCommand(BaseCommand):
             "--no-progress",
             action="store_true",
             help="Show no progress bars (they are off anyway when stderr is not a terminal).",
+        )
+        parser.add_argument(
+            "--skip-checks",
+            action="store_true",
+            help="Accepted for existing scripts: these commands never run Django's system checks.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
