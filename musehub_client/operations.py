@@ -536,7 +536,12 @@ def clone(
                     if oid not in store.blobs:
                         raise integrity_error(f"the pack lacks blob {oid} of {relative}")
                 with PackReader(pack.path) as reader:
-                    write_new_files(root, files, lambda oid: reader.read(store.blobs[oid][1]))
+                    write_new_files(
+                        root,
+                        files,
+                        lambda oid: reader.read(store.blobs[oid][1]),
+                        sizes={oid: store.blobs[oid][1].length for oid in set(files.values())},
+                    )
                 State(
                     url=client.url,
                     branch=branch,

@@ -11,13 +11,13 @@ deltas when needed, so a long history costs what it changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from musehub_client.http import (
     integrity_error,
 )
 from musehub_client.state import PACKS_DIR, STATE_DIR
-from musehub_client.threads import batches, default_workers
+from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack, TruncatedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
 from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
@@ -180,27 +180,11 @@ def build_push_pack(
     writer.write_snapshots([snapshot])
     writer.begin_blobs(len(blob_paths))
     known = sizes or {}
-    work = batches([(oid, relative, known.get(oid, 4096)) for oid, relative in blob_paths.items()])
-    workers = workers or default_workers()
-    if workers == 1 or len(blob_paths) < PARALLEL_MIN_BLOBS:
-        for batch in work:
-            for oid, stored, encoding in _encode_batch(root, batch):
-                writer.write_blob(oid, stored, encoding)
-        return writer.finish({branch: commit["commit_id"]})
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-pack") as pool:
-        pending: deque[Future[list[tuple[str, bytes, str]]]] = deque()
-        try:
-            for batch in work:
-                pending.append(pool.submit(_encode_batch, root, batch))
-                if len(pending) >= 2 * workers:  # bounded memory: at most this many batches held
-                    for oid, stored, encoding in pending.popleft().result():
-                        writer.write_blob(oid, stored, encoding)
-            while pending:
-                for oid, stored, encoding in pending.popleft().result():
-                    writer.write_blob(oid, stored, encoding)
-        finally:
-            for future in pending:
-                future.cancel()
+    work = [(oid, relative, known.get(oid, 4096)) for oid, relative in blob_paths.items()]
+    workers = 1 if len(blob_paths) < PARALLEL_MIN_BLOBS else workers or default_workers()
+    for encoded in run_batches(functools.partial(_encode_batch, root), work, workers=workers, name="musehub-pack"):
+        for oid, stored, encoding in encoded:
+            writer.write_blob(oid, stored, encoding)
     return writer.finish({branch: commit["commit_id"]})
 
 

@@ -17,7 +17,6 @@ import stat
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from musehub_client.feedback import Feedback, format_bytes
 from musehub_client.http import CHUNK, EXIT_CONFLICT, EXIT_ERROR, ClientError, integrity_error
 from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, StatCache
-from musehub_client.threads import batches, default_workers
+from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack
 from musehub_core.manifests import directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
@@ -202,14 +201,9 @@ def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
             elif error:
                 skipped.unreadable.append((relative, error))
 
-    workers = workers or default_workers()
-    if workers == 1 or len(misses) < PARALLEL_MIN_FILES:
-        for batch in batches(misses):
-            record(_hash_batch(batch))
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-hash") as pool:
-            for results in pool.map(_hash_batch, batches(misses)):
-                record(results)
+    workers = 1 if len(misses) < PARALLEL_MIN_FILES else workers or default_workers()
+    for results in run_batches(_hash_batch, misses, workers=workers, name="musehub-hash"):
+        record(results)
     cache.save()
     return TreeScan(manifest=dict(sorted(manifest.items())), skipped=skipped, hashed=len(misses), files=files)
 
@@ -283,16 +277,23 @@ def write_file(root: Path, relative: str, content: bytes) -> None:
 
 
 def write_new_files(
-    root: Path, files: Mapping[str, str], read: Callable[[str], bytes], *, workers: int | None = None
+    root: Path,
+    files: Mapping[str, str],
+    read: Callable[[str], bytes],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    workers: int | None = None,
 ) -> None:
     """Write *files* ({manifest path: object id}) into *root*, a folder this client just created or emptied (clone).
 
     The fast path of a checkout: every path is checked as :func:`safe_target`
     checks it, the folders are made once, and each file is created new
-    (``O_EXCL``, never following a symlink) and written in one pass, on
-    *workers* threads; ``read(object_id)`` returns a blob's verified bytes and
-    must be safe to call from several threads. A failure leaves a partial tree:
-    the caller removes the folder.
+    (``O_EXCL``, never following a symlink) and written in one pass.
+    ``read(object_id)`` returns a blob's verified bytes and must be safe to
+    call from several threads. Big blobs (*sizes*: {object id: bytes};
+    unknown sizes count as small) are written on *workers* threads, small ones
+    on the calling thread (see :func:`~musehub_client.threads.run_batches`).
+    A failure leaves a partial tree: the caller removes the folder.
     """
     for relative in files:
         _check_new_path(relative)
@@ -311,15 +312,10 @@ def write_new_files(
             finally:
                 os.close(fd)
 
-    work = batches((path, oid, 4096) for path, oid in sorted(files.items()))
-    workers = workers or default_workers()
-    if workers == 1 or len(files) < PARALLEL_MIN_FILES:
-        for batch in work:
-            write(batch)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musehub-write") as pool:
-        for _ in pool.map(write, work):
-            pass
+    known = sizes or {}
+    work = ((path, oid, known.get(oid, 0)) for path, oid in sorted(files.items()))
+    for _ in run_batches(write, work, workers=workers or default_workers(), name="musehub-write"):
+        pass
 
 
 def _check_new_path(relative: str) -> None:

@@ -314,6 +314,15 @@ def decode_blob(content: bytes, encoding: str, *, max_bytes: int, where: str = "
     if encoding == "":
         return content
     _check_encoding(encoding, where)
+    try:
+        declared = zstandard.frame_content_size(content)
+    except zstandard.ZstdError as exc:
+        raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
+    if 0 <= declared <= min(_ONE_CALL_MAX, max_bytes):  # one call for a frame that states a small size
+        try:
+            return _decompressor().decompress(content)
+        except zstandard.ZstdError as exc:
+            raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
     out = io.BytesIO()
     try:
         with zstandard.ZstdDecompressor().stream_reader(content) as reader:

@@ -756,17 +756,31 @@ def test_progress_into_a_log_writes_a_line_at_most_every_few_seconds():
     assert stream.getvalue() == "", "a quick transfer leaves no progress lines in a log"
 
 
-def test_a_checkout_on_several_threads_writes_every_file_and_follows_no_symlink(tmp_path):
-    from musehub_client import worktree
+def test_a_checkout_on_several_threads_writes_every_file_and_follows_no_symlink(tmp_path, monkeypatch):
+    import threading
+
+    from musehub_client import threads, worktree
 
     source = tmp_path / "source"
     big_tree(source)
     files = tree_of(source)
     by_id = {blob_id(data): data for data in files.values()}
+    sizes = {oid: len(data) for oid, data in by_id.items()}
+    # Files from the median size up count as big: those go to the threads, the rest to the calling thread.
+    monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", sorted(sizes.values())[len(sizes) // 2])
+    readers: dict[str, str] = {}
+
+    def read(oid: str) -> bytes:
+        readers[oid] = threading.current_thread().name
+        return by_id[oid]
+
     target = tmp_path / "target"
     target.mkdir()
-    worktree.write_new_files(target, manifest_of(files), by_id.__getitem__, workers=4)
+    worktree.write_new_files(target, manifest_of(files), read, sizes=sizes, workers=4)
     assert tree_of(target) == files
+    big = {oid for oid, size in sizes.items() if size >= threads.PARALLEL_MIN_BYTES}
+    assert {readers[oid].startswith("musehub-write") for oid in big} == {True}
+    assert {readers[oid] for oid in set(by_id) - big} == {threading.current_thread().name}
 
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
@@ -824,3 +838,35 @@ def test_no_snapshot_path_may_write_into_the_clients_own_folder_whatever_its_cas
         worktree.write_file(tmp_path, path, b'{"url": "https://elsewhere.example/x/y"}')
     assert not any(tmp_path.iterdir())
     assert not worktree.is_reserved("music/.musehub/notes.txt"), "only the top-level folder is the client's"
+
+
+def test_run_batches_keeps_order_gives_threads_only_big_files_and_passes_errors_on(monkeypatch):
+    import threading
+
+    from musehub_client import threads
+
+    monkeypatch.setattr(threads, "BATCH_FILES", 3)
+    sizes = [10, 10, 100_000, 200_000, 10, 300_000, 10, 10, 10, 10, 400_000]
+    items = [(f"k{i}", f"p{i}", size) for i, size in enumerate(sizes)]
+    seen: list[tuple[list[str], str]] = []
+
+    def work(batch):
+        seen.append(([key for key, _ in batch], threading.current_thread().name))
+        return [key for key, _ in batch]
+
+    results = list(threads.run_batches(work, items, workers=2, name="test-pool"))
+    assert [key for batch in results for key in batch] == [key for key, _, _ in items], "order kept"
+    for keys, thread in seen:
+        big = {sizes[int(key[1:])] >= threads.PARALLEL_MIN_BYTES for key in keys}
+        assert len(big) == 1, f"a batch holds only big or only small files: {keys}"
+        assert thread.startswith("test-pool") == big.pop(), (keys, thread)
+    assert max(len(keys) for keys, _ in seen) <= 3
+    assert [key for batch in threads.run_batches(work, items, workers=1) for key in batch] == [k for k, _, _ in items]
+
+    def fail(batch):
+        if any(key == "k5" for key, _ in batch):
+            raise OSError("disk full")
+        return batch
+
+    with pytest.raises(OSError, match="disk full"):
+        list(threads.run_batches(fail, items, workers=2))
