@@ -256,9 +256,9 @@ MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
 # reads each covering pack once anyway, and the copy doubled the objects table (issue 16's measurement).
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)
 # A push that leaves a repository with more live packs than this runs a geometric repack (0: never).
-# 32: a clone reading 32 small packs is still fast, and 4x fewer repacks than at 8 keep small pushes
-# cheap (git's gc.autoPackLimit is 50).
-MUSEHUB_AUTO_REPACK_PACKS = env_int("MUSEHUB_AUTO_REPACK_PACKS", 32)
+# Lower than git's gc.autoPackLimit (50): a clone reads each pack with a storage GET, so 30 small packs
+# made a small clone 3x slower than at 8 (bench --quick), while 200 small pushes were only ~5% faster.
+MUSEHUB_AUTO_REPACK_PACKS = env_int("MUSEHUB_AUTO_REPACK_PACKS", 8)
 # The most a push's automatic repack rewrites (smallest packs first); bigger ones are left to musehub_repack.
 MUSEHUB_AUTO_REPACK_MAX_BYTES = env_int("MUSEHUB_AUTO_REPACK_MAX_BYTES", 256 * 1024 * 1024)
 # Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).

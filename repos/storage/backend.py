@@ -233,6 +233,10 @@ class MPackStore:
         """Return a stream of the object *name*; raise FileNotFoundError when it is absent."""
         return self.storage.open(name, "rb")
 
+    def _delete(self, name: str) -> None:
+        """Delete the object *name* (nothing happens when it is absent)."""
+        self.storage.delete(name)
+
     def _read_span(self, name: str, start: int, end: int) -> bytes:
         with self._open(name) as handle:
             handle.seek(start)
@@ -241,7 +245,7 @@ class MPackStore:
     def _move(self, source: str, target: str) -> None:
         with self._open(source) as handle:
             self._write(target, handle)
-        self.storage.delete(source)
+        self._delete(source)
 
     def _signed_url(self, name: str, method: str, ttl: int) -> str:
         raise NotImplementedError
@@ -323,7 +327,7 @@ class MPackStore:
 
     def delete_mpack(self, mpack_id: str) -> None:
         with self._errors("delete an mpack"):
-            self.storage.delete(mpack_name(mpack_id))
+            self._delete(mpack_name(mpack_id))
         self._report("delete_mpack", mpack_id)
 
     def presign_mpack_get(self, mpack_id: str, ttl: int | None = None) -> str:
@@ -369,7 +373,7 @@ class MPackStore:
         """Move a verified upload to its content key (a server-side move; no bytes through the hub)."""
         with self._errors("store an uploaded mpack"):
             if self._exists(mpack_name(mpack_id)):
-                self.storage.delete(staging_name(upload_id))
+                self._delete(staging_name(upload_id))
             else:
                 self._move(staging_name(upload_id), mpack_name(mpack_id))
         self._report("promote_upload", mpack_id)
@@ -392,11 +396,11 @@ class MPackStore:
 
     def delete_staged_object(self, repo_id: str, object_id: str) -> None:
         with self._errors("delete a staged object"):
-            self.storage.delete(staged_object_name(repo_id, object_id))
+            self._delete(staged_object_name(repo_id, object_id))
 
     def delete_upload(self, upload_id: str) -> None:
         with self._errors("delete an upload"):
-            self.storage.delete(staging_name(upload_id))
+            self._delete(staging_name(upload_id))
 
     # --- legacy per-object keys (read fallback and migration only) ---------------
     def put(self, object_id: str, data: bytes) -> str:
@@ -424,7 +428,7 @@ class MPackStore:
 
     def delete(self, object_id: str) -> None:
         with self._errors("delete an object"):
-            self.storage.delete(object_name(object_id))
+            self._delete(object_name(object_id))
         self._report("delete", object_id)
 
     def list_objects(self) -> Iterator[str]:
@@ -547,6 +551,10 @@ class S3MPackStore(MPackStore):
         body.size = response.get("ContentLength", 0)
         return body
 
+    def _delete(self, name: str) -> None:
+        # The shared client: django-storages' own delete builds a boto3 resource for each new thread.
+        self._call(self._client().delete_object, Key=self._key(name))
+
     def _exists(self, name: str) -> bool:
         try:
             self._call(self._client().head_object, Key=self._key(name))
@@ -572,7 +580,7 @@ class S3MPackStore(MPackStore):
             if "404" in str(exc) or "NoSuchKey" in str(exc):
                 raise FileNotFoundError(source) from exc
             raise
-        self.storage.delete(source)
+        self._delete(source)
 
     def _list(self, prefix: str) -> Iterator[str]:
         paginator = self._client().get_paginator("list_objects_v2")
