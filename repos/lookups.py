@@ -29,7 +29,7 @@ class AnyOf(Lookup):
             raise EmptyResultSet
         if connection.vendor != "postgresql":
             return "%s", [json.dumps(values)]
-        if any("\n" in v for v in values):
+        if any(not v or "\n" in v for v in values):  # string_to_array('') is an empty array
             return "%s", [values]  # psycopg quotes each element (a regex per element: slower)
         return "%s", ["\n".join(values)]  # split by the server: string_to_array
 

@@ -42,6 +42,8 @@ def test_any_keeps_values_with_separators_and_quotes_whole(objects):
     assert set(Object.objects.filter(object_id__any=["a", "b", "plain"]).values_list("object_id", flat=True)) == {
         "plain"
     }
+    Object.objects.create(object_id="")
+    assert list(Object.objects.filter(object_id__any=[""]).values_list("object_id", flat=True)) == [""]
 
 
 def test_any_combines_with_other_filters(objects):
