@@ -35,12 +35,14 @@ def _key_positions(model: type[models.Model], fields: Sequence[str]) -> list[int
 
 def _preparer(field: models.Field) -> Callable[[object], object]:
     """Return *field*'s value preparation, done once for a run of the same value (a push's one ``created_at``)."""
-    last: list[object] = [_UNSET, None]
+    last_value: object = _UNSET
+    last_prepared: object = None
 
     def prepare(value: object) -> object:
-        if value is not last[0]:
-            last[0], last[1] = value, field.get_db_prep_save(value, connection)
-        return last[1]
+        nonlocal last_value, last_prepared
+        if value is not last_value:
+            last_value, last_prepared = value, field.get_db_prep_save(value, connection)
+        return last_prepared
 
     return prepare
 

@@ -202,11 +202,19 @@ def test_refs_lists_the_snapshot_delta_capability(client):
     assert reply.status_code == 200 and "snapshot-delta" in reply.json()["capabilities"]
 
 
+def pushed_chain(settings, commits: int, *, chain_max: int = 3) -> tuple[History, list[dict[str, bytes]], list[str]]:
+    """Push a linear history of *commits* into a new repository, a checkpoint every *chain_max* deltas.
+
+    Return the history, each commit's tree and each commit's snapshot id.
+    """
+    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = chain_max
+    history, trees = linear_history(commits)
+    push_history(make_repo(), history)
+    return history, trees, [c["snapshot_id"] for c in history.commits]
+
+
 def test_a_checkpoint_is_stored_when_the_chain_reaches_its_limit(settings):
-    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = 3
-    repo = make_repo()
-    history, trees = linear_history(9)
-    push_history(repo, history)
+    history, trees, _ = pushed_chain(settings, 9)
     depths = [stored_form(c["snapshot_id"]).depth for c in history.commits]
     assert depths == [0, 1, 2, 3, 0, 1, 2, 3, 0]
     assert load_manifests(c["snapshot_id"] for c in history.commits) == {
@@ -221,11 +229,7 @@ def _truth(trees, i):
 
 
 def test_a_checkpoint_notes_its_changes_so_a_path_log_reads_no_manifest(settings):
-    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = 3
-    repo = make_repo()
-    history, trees = linear_history(9)
-    push_history(repo, history)
-    sids = [c["snapshot_id"] for c in history.commits]
+    _, trees, sids = pushed_chain(settings, 9)
     pairs = [(sids[i], sids[i - 1]) for i in range(1, 9)]
     assert [stored_form(s).depth for s in sids][4] == 0, "commit 4 is a checkpoint"
 
@@ -237,11 +241,7 @@ def test_a_checkpoint_notes_its_changes_so_a_path_log_reads_no_manifest(settings
 
 
 def test_a_checkpoint_written_without_the_note_gets_it_on_first_use(settings):
-    settings.MUSEHUB_SNAPSHOT_CHAIN_MAX = 3
-    repo = make_repo()
-    history, trees = linear_history(6)
-    push_history(repo, history)
-    sids = [c["snapshot_id"] for c in history.commits]
+    _, trees, sids = pushed_chain(settings, 6)
     Snapshot.objects.filter(snapshot_id=sids[4]).update(parent_changes=None)  # as rows written before the note
 
     assert changed_paths([(sids[4], sids[3])]) == {(sids[4], sids[3]): _truth(trees, 4)}

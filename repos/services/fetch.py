@@ -53,13 +53,11 @@ def commit_dicts(commit_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Return commit dicts for *commit_ids*, in that order, from the database."""
     rows: dict[str, dict[str, Any]] = {}
     fields = ("commit_id", "parent_ids", "snapshot_id", "branch", "message", "author", "committed_at", "metadata")
-    for start in range(0, len(commit_ids), _CHUNK):
-        chunk = commit_ids[start : start + _CHUNK]
-        for row in Commit.objects.filter(commit_id__in=chunk).values(*fields, "timestamp"):
-            if not row["committed_at"]:
-                row["committed_at"] = row["timestamp"].isoformat()
-            del row["timestamp"]
-            rows[row["commit_id"]] = row
+    for row in Commit.objects.filter(commit_id__any=commit_ids).values(*fields, "timestamp"):
+        if not row["committed_at"]:
+            row["committed_at"] = row["timestamp"].isoformat()
+        del row["timestamp"]
+        rows[row["commit_id"]] = row
     return [rows[cid] for cid in commit_ids if cid in rows]
 
 

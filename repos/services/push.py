@@ -12,6 +12,7 @@ when the repository has many packs. A push refused at any step writes no rows.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,10 +106,8 @@ def receive_push(
 
 
 def _settle_quietly(stored: StoredBlobs) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the push already failed; that error is the one to report
         stored.settle()
-    except Exception:  # noqa: BLE001 - the push already failed; that error is the one to report
-        pass
 
 
 def check_fast_forward(repo: Repo, push: IncomingPush) -> None:
