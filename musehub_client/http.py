@@ -477,13 +477,16 @@ class HubClient:
             raise ClientError("the hub's fetch answer has no mpack_url", EXIT_SERVER)
         return answer
 
-    def fetch_into(
-        self, want: list[str], have: list[str], capabilities: Iterable[str], handle: IO[bytes]
-    ) -> dict[str, Any]:
-        """Ask for a streamed fetch (``pack-stream``) and write the pack the reply carries into *handle*.
+    @contextlib.contextmanager
+    def fetch_stream(
+        self, want: list[str], have: list[str], capabilities: Iterable[str]
+    ) -> Iterator[tuple[dict[str, Any], Iterator[bytes] | None]]:
+        """Ask for a streamed fetch (``pack-stream``); yield (answer, the pack's bytes as they arrive).
 
-        Returns ``{commit_count, snapshot_count, blob_count, size, streamed: True}``; when the hub answered
-        with a URL instead (it does not stream), returns that answer unchanged and writes nothing.
+        The answer is ``{commit_count, snapshot_count, blob_count, streamed: True}``
+        and the pieces are read from the open reply (a broken transfer raises
+        StreamCut). When the hub answered with a URL instead (it does not
+        stream), yields that answer unchanged and None.
         """
         body = {"want": want, "have": have, "capabilities": list(dict.fromkeys([*capabilities, PACK_STREAM]))}
         response = self._send("POST", "mpack/fetch", body, stream=True)
@@ -492,33 +495,20 @@ class HubClient:
                 answer = self._decoded(response, "mpack/fetch")
                 if not isinstance(answer.get("mpack_url"), str) or not answer["mpack_url"]:
                     raise ClientError("the hub's fetch answer has no mpack_url", EXIT_SERVER)
-                return answer
+                yield answer, None
+                return
             counts = {}
             for name in ("commit_count", "snapshot_count", "blob_count"):
                 value = response.headers.get(f"MuseHub-{name.replace('_', '-').title()}", "")
                 counts[name] = int(value) if value.isdigit() else None
-            try:
-                written = self._copy_body(response, handle, None)
-            except requests.RequestException as exc:
-                raise StreamCut(f"the hub's pack stream was cut short: {_network_reason(exc)}") from None
-        return {**counts, "size": written, "streamed": True}
+            yield {**counts, "streamed": True}, self._pieces(response, None, "the hub's pack stream was cut short")
 
-    def _copy_body(self, response: requests.Response, handle: IO[bytes], total: int | None) -> int:
-        """Write *response*'s body into *handle* with a progress report; return the bytes written."""
-        progress = self.out.progress("download", total)
-        written = 0
-        try:
-            for chunk in response.iter_content(CHUNK):
-                handle.write(chunk)
-                written += len(chunk)
-                progress.update(len(chunk))
-        finally:
-            progress.close()
-        handle.flush()
-        return written
+    @contextlib.contextmanager
+    def download_stream(self, url: str, expected_size: int | None = None) -> Iterator[Iterator[bytes]]:
+        """Open the pack at *url* (no auth header); yield its bytes as they arrive.
 
-    def download(self, url: str, handle: IO[bytes], expected_size: int | None = None) -> int:
-        """Stream the pack at *url* (no auth header) into *handle*; return the bytes written."""
+        A transfer that breaks or ends short of *expected_size* raises StreamCut.
+        """
         try:
             response = self.transfer.get(self.resolve(url), stream=True, timeout=TRANSFER_TIMEOUT)
         except requests.RequestException as exc:
@@ -530,15 +520,23 @@ class HubClient:
                 )
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else expected_size
-            try:
-                written = self._copy_body(response, handle, total)
-            except requests.RequestException as exc:
-                raise ClientError(f"download failed: {_network_reason(exc)}", EXIT_SERVER) from None
-        if expected_size is not None and written != expected_size:
-            raise integrity_error(f"the pack is {written} bytes, the hub announced {expected_size}")
-        return written
+            yield self._pieces(response, total, "the download was cut short")
 
-    # -- the REST API (``/api/v1/...``, JSON)
+    def _pieces(self, response: requests.Response, total: int | None, cut: str) -> Iterator[bytes]:
+        """Yield *response*'s body in pieces with a progress report; a broken or short transfer raises StreamCut."""
+        progress = self.out.progress("download", total)
+        received = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                received += len(chunk)
+                progress.update(len(chunk))
+                yield chunk
+        except requests.RequestException as exc:
+            raise StreamCut(f"{cut}: {_network_reason(exc)}") from None
+        finally:
+            progress.close()
+        if total is not None and received < total:
+            raise StreamCut(f"{cut} after {received} of {total} bytes")
 
     def api_root(self) -> str:
         """Return the hub's root URL as the REST API sees it (what precedes owner/name in the repository URL)."""

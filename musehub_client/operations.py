@@ -63,15 +63,14 @@ from musehub_client.packs import (
 )
 from musehub_client.state import PACKS_DIR, SKIPPED_FILE, STATE_DIR, STATE_FILE, TMP_DIR, State
 from musehub_client.worktree import (
+    ArrivingCheckout,
     Skipped,
-    checkout_manifest,
     empty_folder,
     plan_update,
     remove_file,
     remove_tree,
     scan_folder,
     write_file,
-    write_new_files,
 )
 from musehub_core.ids import blob_id, compute_snapshot_id, hex_of
 from musehub_core.manifests import BaseLookup
@@ -517,31 +516,23 @@ def clone(
                 return CloneResult(
                     client.url, branch, root, None, seconds=time.monotonic() - started, phases=timer.seconds
                 )
+            checkout = ArrivingCheckout(root, head, out)
             pack = download_pack(
                 client,
                 [head],
                 [],
                 root / STATE_DIR / PACKS_DIR,
                 deltas=SNAPSHOT_DELTA in capabilities_of(refs),
+                sink=checkout,
                 phases=timer,
             )
             with timer("write"):
-                store = PackStore()
-                store.add(pack.path, pack.contents, pack.manifests)
-                manifest = store.manifest_of(head)
+                manifest, files = checkout.manifest, checkout.files
                 if manifest is None:
                     raise integrity_error(f"the pack does not hold commit {head} and its snapshot")
-                files = checkout_manifest(manifest, out)
-                for relative, oid in sorted(files.items()):
-                    if oid not in store.blobs:
-                        raise integrity_error(f"the pack lacks blob {oid} of {relative}")
+                blobs = {entry.object_id: entry for entry in pack.contents.blobs}
                 with PackReader(pack.path) as reader:
-                    write_new_files(
-                        root,
-                        files,
-                        lambda oid: reader.read(store.blobs[oid][1]),
-                        sizes={oid: store.blobs[oid][1].length for oid in set(files.values())},
-                    )
+                    checkout.finish(lambda oid: reader.read(blobs[oid]), blobs)
                 State(
                     url=client.url,
                     branch=branch,

@@ -17,11 +17,11 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgpack
 import zstandard
@@ -249,6 +249,60 @@ def verify_history(
     return manifests
 
 
+class PackSink(Protocol):
+    """Acts on a pack while it arrives (a clone writes its files): told the verified history, then each blob."""
+
+    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> None: ...
+
+    def blob(self, entry: BlobEntry, raw: bytes) -> None: ...
+
+    def abandon(self) -> None:
+        """Undo what was done: the transfer failed and may be tried again."""
+
+
+class _Verification:
+    """The checks of a pack being read: its history as soon as it is read (before the first blob), then blobs.
+
+    Holds the full manifests of the snapshots of *keep_commits* (every one when None).
+    """
+
+    def __init__(self, lookup: BaseLookup | None, keep_commits: Iterable[str] | None, sink: PackSink | None) -> None:
+        self.lookup = lookup
+        self.wanted = None if keep_commits is None else set(keep_commits)
+        self.sink = sink
+        self.manifests: dict[str, dict[str, str]] = {}
+
+    def history(self, contents: PackContents) -> None:
+        keep = None
+        if self.wanted is not None:
+            keep = {c["snapshot_id"] for c in contents.commits if c["commit_id"] in self.wanted}
+        self.manifests = verify_history(contents, self.lookup, keep=keep)
+        if self.sink is not None:
+            self.sink.history(contents, self.manifests)
+
+    def index(self, stream: IO[bytes]) -> PackContents:
+        """Read the pack from *stream* once, verifying every blob hash and id; raise ClientError on a bad pack."""
+        try:
+            return index_mpack(
+                stream,
+                limits=CLIENT_LIMITS,
+                verify=True,
+                on_history=self.history,
+                on_blob=self.sink.blob if self.sink is not None else None,
+            )
+        except TruncatedPack:
+            raise StreamCut("the pack ended early (the transfer was cut short)") from None
+        except MalformedPack as exc:
+            raise integrity_error(exc.message) from None
+
+
+def _check_key(contents: PackContents, mpack_id: object, size: int | None) -> None:
+    if is_id(mpack_id) and contents.digest != mpack_id:
+        raise integrity_error(f"the pack hashes to {contents.digest}, not to its id {mpack_id}")
+    if size is not None and contents.size != size:
+        raise integrity_error(f"the pack is {contents.size} bytes, the hub announced {size}")
+
+
 def verify_pack(
     path: Path,
     *,
@@ -262,22 +316,11 @@ def verify_pack(
     *lookup* returns the manifests of delta bases the pack does not hold (see :func:`verify_history`).
     With *keep_commits* only the manifests of those commits' snapshots are kept (every one otherwise).
     """
-    try:
-        with open(path, "rb") as handle:
-            contents = index_mpack(handle, limits=CLIENT_LIMITS, verify=True)
-    except TruncatedPack:
-        raise StreamCut("the pack ended early (the transfer was cut short)") from None
-    except MalformedPack as exc:
-        raise integrity_error(exc.message) from None
-    if is_id(mpack_id) and contents.digest != mpack_id:
-        raise integrity_error(f"the pack hashes to {contents.digest}, not to its id {mpack_id}")
-    if size is not None and contents.size != size:
-        raise integrity_error(f"the pack is {contents.size} bytes, the hub announced {size}")
-    keep = None
-    if keep_commits is not None:
-        wanted = set(keep_commits)
-        keep = {c["snapshot_id"] for c in contents.commits if c["commit_id"] in wanted}
-    return VerifiedPack(contents, verify_history(contents, lookup, keep=keep))
+    verification = _Verification(lookup, keep_commits, None)
+    with open(path, "rb") as handle:
+        contents = verification.index(handle)
+    _check_key(contents, mpack_id, size)
+    return VerifiedPack(contents, verification.manifests)
 
 
 def read_blob(handle: IO[bytes], entry: BlobEntry) -> bytes:
@@ -468,19 +511,24 @@ def download_pack(
     *,
     deltas: bool = False,
     lookup: BaseLookup | None = None,
+    sink: PackSink | None = None,
     phases: PhaseHook = no_phases,
 ) -> Downloaded:
-    """Ask the hub for a pack taking *have* to *want*, stream it into *folder* and verify it.
+    """Ask the hub for a pack taking *have* to *want*, stream it into *folder* and verify it as it arrives.
 
     The file is named ``<hex of mpack id>.mpack``; on failure nothing is left
     behind. With *deltas* the request asks for snapshot deltas; their bases are
     found in the pack or through *lookup*, and when some base is unknown here
-    the pack is fetched again with full snapshots. Phases: "fetch" (the
-    ``mpack/fetch`` call; with ``pack-stream`` its reply carries the pack),
-    "download" (from the URL a non-streaming hub answers), "verify".
+    the pack is fetched again with full snapshots. *sink* is handed the
+    verified history and each verified blob while the pack arrives (and told to
+    abandon an attempt that failed). Phases: "fetch" (the ``mpack/fetch`` call;
+    with ``pack-stream`` its reply carries the pack, read and verified as it
+    arrives), "download" (from the URL a non-streaming hub answers, verified
+    as it arrives), "verify" (the pack's key, and keeping it).
     """
+    request = _Request(client, want, have, folder, lookup, sink, phases)
     try:
-        return _download_pack(client, want, have, folder, deltas=deltas, lookup=lookup, phases=phases)
+        return request.download(deltas=deltas)
     except UnknownBase as exc:
         if not deltas:
             raise
@@ -488,79 +536,91 @@ def download_pack(
             f"the pack's snapshot deltas name a base this folder does not hold ({exc.bases[0]}); "
             "downloading full snapshots"
         )
-        return _download_pack(client, want, have, folder, deltas=False, lookup=lookup, phases=phases)
-
-
-def _download_pack(
-    client: HubClient,
-    want: list[str],
-    have: list[str],
-    folder: Path,
-    *,
-    deltas: bool,
-    lookup: BaseLookup | None,
-    phases: PhaseHook,
-) -> Downloaded:
-    """Fetch, download and verify once more when a transfer was cut short (up to STREAM_ATTEMPTS in all)."""
-    for attempt in range(1, STREAM_ATTEMPTS + 1):
-        try:
-            return _download_once(client, want, have, folder, deltas=deltas, lookup=lookup, phases=phases)
-        except StreamCut as exc:
-            if attempt == STREAM_ATTEMPTS:
-                raise
-            client.out.note(f"{exc.message}; asking again")
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _download_once(
-    client: HubClient,
-    want: list[str],
-    have: list[str],
-    folder: Path,
-    *,
-    deltas: bool,
-    lookup: BaseLookup | None,
-    phases: PhaseHook,
-) -> Downloaded:
-    folder.mkdir(parents=True, exist_ok=True)
-    asked = [SNAPSHOT_DELTA] if deltas else []
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", suffix=".part", delete=False)  # noqa: SIM115
-    part = Path(handle.name)
-    try:
-        with handle:
-            answer = _receive(client, want, have, asked, handle, phases)
-        size = answer.get("size") if isinstance(answer.get("size"), int) else None
-        with phases("verify"):
-            verified = verify_pack(part, mpack_id=answer.get("mpack_id"), size=size, lookup=lookup, keep_commits=want)
-            final = folder / f"{hex_of(verified.contents.digest)}.mpack"
-            rebuilt = verified.rebuilt()
-            if rebuilt:
-                write_manifests(final, rebuilt)
-            os.replace(part, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise
-    return Downloaded(final, verified.contents, verified.manifests, answer)
+        return request.download(deltas=False)
 
 
 STREAM_ATTEMPTS = 3
 
 
-def _receive(
-    client: HubClient, want: list[str], have: list[str], asked: list[str], handle: IO[bytes], phases: PhaseHook
-) -> dict[str, Any]:
-    """Write the pack into *handle*: streamed in the fetch reply when the hub offers ``pack-stream``, else
-    downloaded from the URL the fetch answers."""
-    if PACK_STREAM in client.capabilities:
-        with phases("fetch"):  # the fetch call's reply is the pack: no separate download
-            answer = client.fetch_into(want, have, asked, handle)
-        if answer.get("streamed"):
-            return answer
-    else:
-        with phases("fetch"):
-            answer = client.fetch(want, have, asked)
-    size = answer.get("size") if isinstance(answer.get("size"), int) else None
-    with phases("download"):
-        client.download(answer["mpack_url"], handle, size)
-    return answer
+@dataclass
+class _Request:
+    """One fetch's parameters, asked for up to STREAM_ATTEMPTS times while the transfer is cut short."""
+
+    client: HubClient
+    want: list[str]
+    have: list[str]
+    folder: Path
+    lookup: BaseLookup | None
+    sink: PackSink | None
+    phases: PhaseHook
+
+    def download(self, *, deltas: bool) -> Downloaded:
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                return self._once(deltas)
+            except StreamCut as exc:
+                if attempt == STREAM_ATTEMPTS:
+                    raise
+                self.client.out.note(f"{exc.message}; asking again")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, deltas: bool) -> Downloaded:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=self.folder, prefix=".download-", suffix=".part", delete=False)  # noqa: SIM115
+        part = Path(handle.name)
+        verification = _Verification(self.lookup, self.want, self.sink)
+        try:
+            with handle:
+                answer, contents = self._receive([SNAPSHOT_DELTA] if deltas else [], handle, verification)
+            with self.phases("verify"):
+                size = answer.get("size") if isinstance(answer.get("size"), int) else None
+                _check_key(contents, answer.get("mpack_id"), size)
+                verified = VerifiedPack(contents, verification.manifests)
+                final = self.folder / f"{hex_of(contents.digest)}.mpack"
+                rebuilt = verified.rebuilt()
+                if rebuilt:
+                    write_manifests(final, rebuilt)
+                os.replace(part, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            if self.sink is not None:
+                self.sink.abandon()
+            raise
+        return Downloaded(final, contents, verification.manifests, answer)
+
+    def _receive(
+        self, asked: list[str], handle: IO[bytes], verification: _Verification
+    ) -> tuple[dict[str, Any], PackContents]:
+        """Read the pack, keeping a copy in *handle*: from the fetch reply when the hub offers ``pack-stream``,
+        else from the URL the fetch answers."""
+        client = self.client
+        if PACK_STREAM in client.capabilities:
+            with self.phases("fetch"), client.fetch_stream(self.want, self.have, asked) as (answer, pieces):
+                if pieces is not None:
+                    return answer, verification.index(_Arriving(pieces, handle))
+        else:
+            with self.phases("fetch"):
+                answer = client.fetch(self.want, self.have, asked)
+        size = answer.get("size") if isinstance(answer.get("size"), int) else None
+        with self.phases("download"), client.download_stream(answer["mpack_url"], size) as pieces:
+            return answer, verification.index(_Arriving(pieces, handle))
+
+
+class _Arriving:
+    """A pack arriving in pieces, read as a stream; every byte read is also written to *copy*."""
+
+    def __init__(self, pieces: Iterator[bytes], copy: IO[bytes]) -> None:
+        self._pieces = pieces
+        self._copy = copy
+        self._rest = b""
+
+    def read(self, n: int = -1) -> bytes:
+        piece = self._rest or next(self._pieces, b"")
+        if 0 <= n < len(piece):
+            piece, self._rest = piece[:n], piece[n:]
+        else:
+            self._rest = b""
+        if piece:
+            self._copy.write(piece)
+        return piece

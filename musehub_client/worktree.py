@@ -16,7 +16,7 @@ import shutil
 import stat
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack
 from musehub_core.manifests import directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
+from musehub_core.mpack import BlobEntry, PackContents
 
 MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
 
@@ -276,46 +277,84 @@ def write_file(root: Path, relative: str, content: bytes) -> None:
         raise
 
 
-def write_new_files(
-    root: Path,
-    files: Mapping[str, str],
-    read: Callable[[str], bytes],
-    *,
-    sizes: Mapping[str, int] | None = None,
-    workers: int | None = None,
-) -> None:
-    """Write *files* ({manifest path: object id}) into *root*, a folder this client just created or emptied (clone).
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
-    The fast path of a checkout: every path is checked as :func:`safe_target`
-    checks it, the folders are made once, and each file is created new
-    (``O_EXCL``, never following a symlink) and written in one pass.
-    ``read(object_id)`` returns a blob's verified bytes and must be safe to
-    call from several threads. Big blobs (*sizes*: {object id: bytes};
-    unknown sizes count as small) are written on *workers* threads, small ones
-    on the calling thread (see :func:`~musehub_client.threads.run_batches`).
-    A failure leaves a partial tree: the caller removes the folder.
-    """
+
+def prepare_new_tree(root: Path, files: Mapping[str, str]) -> None:
+    """Check every path of *files* as :func:`safe_target` does and make its folders under *root* (a new folder)."""
     for relative in files:
         _check_new_path(relative)
     for folder in directories_of(files):
         os.mkdir(root.joinpath(*folder.split("/")))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
-    def write(batch: list[tuple[str, str]]) -> None:
-        for relative, oid in batch:
+
+def write_new_file(root: Path, relative: str, content: bytes) -> None:
+    """Create manifest path *relative* (checked by :func:`prepare_new_tree`) holding *content*, in one pass.
+
+    The file is created new (``O_EXCL``, never following a symlink).
+    """
+    fd = os.open(os.path.join(root, relative), _NEW_FILE, 0o666)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class ArrivingCheckout:
+    """Writes a clone's files while its pack arrives (a :class:`~musehub_client.packs.PackSink`).
+
+    Once the pack's history is verified it knows the head's manifest, makes the
+    folders, and writes each file as soon as its blob has arrived and hashed to
+    its id: every blob is decoded and hashed once, and the disk works while the
+    network does. :meth:`finish` writes whatever the pack held before its
+    history (a pack not written by MuseHub) from the pack file.
+    """
+
+    def __init__(self, root: Path, head: str, out: Feedback) -> None:
+        self.root = root
+        self.head = head
+        self.out = out
+        self.manifest: dict[str, str] | None = None
+        self.files: dict[str, str] = {}
+        self._pending: dict[str, list[str]] = {}
+
+    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> None:
+        commit = next((c for c in contents.commits if c["commit_id"] == self.head), None)
+        manifest = manifests.get(commit["snapshot_id"]) if commit is not None else None
+        if manifest is None:
+            return  # the caller reports a pack without the head's snapshot
+        self.manifest = manifest
+        self.files = checkout_manifest(manifest, self.out)
+        prepare_new_tree(self.root, self.files)
+        for relative, oid in self.files.items():
+            self._pending.setdefault(oid, []).append(relative)
+
+    def blob(self, entry: BlobEntry, raw: bytes) -> None:
+        for relative in self._pending.pop(entry.object_id, ()):
+            write_new_file(self.root, relative, raw)
+
+    def abandon(self) -> None:
+        """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
+        for child in self.root.iterdir():
+            if child.name == STATE_DIR:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                remove_tree(child)
+            else:
+                child.unlink(missing_ok=True)
+        self.manifest, self.files, self._pending = None, {}, {}
+
+    def finish(self, read: Callable[[str], bytes], held: Container[str]) -> None:
+        """Write the files whose blobs came before the history (read from the pack); refuse blobs it lacks."""
+        for oid, paths in sorted(self._pending.items(), key=lambda item: item[1][0]):
+            if oid not in held:
+                raise integrity_error(f"the pack lacks blob {oid} of {paths[0]}")
             content = read(oid)
-            fd = os.open(os.path.join(root, relative), flags, 0o666)
-            try:
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-
-    known = sizes or {}
-    work = ((path, oid, known.get(oid, 0)) for path, oid in sorted(files.items()))
-    for _ in run_batches(write, work, workers=workers or default_workers(), name="musehub-write"):
-        pass
+            for relative in paths:
+                write_new_file(self.root, relative, content)
+        self._pending = {}
 
 
 def _check_new_path(relative: str) -> None:

@@ -24,7 +24,7 @@ import io
 import itertools
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -86,6 +86,10 @@ class BlobEntry:
     encoding: str
     size: int
     content: bytes | None = None  # the raw bytes, kept only when small enough
+
+
+HistoryVisitor = Callable[["PackContents"], None]
+BlobVisitor = Callable[[BlobEntry, bytes], None]
 
 
 @dataclass
@@ -420,6 +424,7 @@ def _read_blob(
     keep_content_up_to: int,
     keep_ids: set[str] | None,
     verify: bool,
+    on_blob: BlobVisitor | None = None,
 ) -> BlobEntry:
     where = f"blobs[{index}]"
     fields: dict[str, Any] = {}
@@ -447,7 +452,7 @@ def _read_blob(
     encoding = fields.get("encoding") or ""
     _check_encoding(encoding, where)
     wanted = keep_ids is not None and oid in keep_ids
-    if not (verify or wanted or keep_content_up_to >= 0 or encoding == ""):
+    if not (verify or wanted or keep_content_up_to >= 0 or encoding == "" or on_blob is not None):
         return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=-1)
     # Hash and count the decoded bytes in 1 MiB steps; keep them only when asked to (never a bomb's).
     ok, size, kept = _inflate(
@@ -455,12 +460,17 @@ def _read_blob(
         encoding,
         max_bytes=limits.max_blob_bytes,
         where=where,
-        keep_up_to=limits.max_blob_bytes if wanted else keep_content_up_to,
+        keep_up_to=limits.max_blob_bytes if wanted or on_blob is not None else keep_content_up_to,
         expect=oid if verify else None,
     )
     if not ok:
         raise MalformedPack(f"{where}: content does not hash to its object id {oid}.")
-    return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=size, content=kept)
+    entry = BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=size)
+    if on_blob is not None and kept is not None:
+        on_blob(entry, kept)
+    if wanted or (kept is not None and size <= keep_content_up_to):
+        entry.content = kept
+    return entry
 
 
 def _unpack_item(unpacker: msgpack.Unpacker, where: str, hint: str = "") -> Any:
@@ -488,6 +498,8 @@ def index_mpack(
     keep_content_up_to: int = -1,
     keep_ids: set[str] | None = None,
     verify: bool = True,
+    on_history: HistoryVisitor | None = None,
+    on_blob: BlobVisitor | None = None,
 ) -> PackContents:
     """Read a whole pack from *stream* once and return what it holds.
 
@@ -495,12 +507,28 @@ def index_mpack(
     false), validates commits and snapshots, and returns the SHA-256 key of the
     bytes read. Blob contents no larger than *keep_content_up_to*, and those of
     *keep_ids*, are kept (decoded).
+
+    A reader that acts while the pack is still arriving (a clone writing files)
+    passes *on_history*, called once with the contents so far as soon as the
+    commits and snapshots are read (before the first blob when the pack puts
+    them first, as every MPackWriter does; else at the end), and *on_blob*,
+    called with each blob's entry and decoded bytes (after its hash checked
+    out, when verifying) from then on.
     Raises MalformedPack naming the first problem found.
     """
     limits = limits or PackLimits()
     reader = _HashingReader(stream, limits.max_pack_bytes)
     unpacker = _unpacker(reader, limits)
     contents = PackContents()
+    read: set[str] = set()
+    history_told = False
+
+    def tell_history() -> None:
+        nonlocal history_told
+        history_told = True
+        if on_history is not None:
+            on_history(contents)
+
     try:
         try:
             sections = unpacker.read_map_header()
@@ -516,8 +544,11 @@ def index_mpack(
                 for i in range(_read_array(unpacker, "snapshots", limits.max_snapshots)):
                     contents.snapshots.append(normalize_snapshot(_unpack_item(unpacker, f"snapshots[{i}]"), i, limits))
             elif key == "blobs":
+                if not history_told and {"commits", "snapshots"} <= read:
+                    tell_history()
+                visit = on_blob if history_told else None
                 for i in range(_read_array(unpacker, "blobs", limits.max_blobs)):
-                    contents.blobs.append(_read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify))
+                    contents.blobs.append(_read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify, visit))
             elif key == "branch_heads":
                 heads = _require_map(unpacker.unpack(), "branch_heads")
                 contents.branch_heads = {
@@ -526,6 +557,8 @@ def index_mpack(
                 }
             else:
                 unpacker.skip()
+            if isinstance(key, str):
+                read.add(key)
         end = unpacker.tell()
     except MalformedPack:
         raise
@@ -539,6 +572,8 @@ def index_mpack(
         raise MalformedPack("The pack has trailing bytes after its map.")
     contents.size = reader.count
     contents.digest = PREFIX + reader.hash.hexdigest()
+    if not history_told:
+        tell_history()
     return contents
 
 
@@ -581,6 +616,10 @@ def commit_to_wire(commit: Mapping[str, Any]) -> dict[str, Any]:
     """Return the CommitDict for a normalized commit (metadata fields back at the top level)."""
     core = {key: commit.get(key, "" if key != "parent_ids" else []) for key in COMMIT_FIELDS}
     return {**(commit.get("metadata") or {}), **core}
+
+
+_OBJECT_ID_KEY, _ENCODING_KEY, _CONTENT_KEY = (msgpack.packb(key) for key in ("object_id", "encoding", "content"))
+_MAP_HEADERS = {size: msgpack.Packer().pack_map_header(size) for size in (2, 3)}
 
 
 def _bin_header(length: int) -> bytes:
@@ -631,15 +670,12 @@ class MPackWriter:
 
     def write_blob(self, object_id: str, content: bytes, encoding: str = "") -> int:
         """Write one blob entry and return the offset of its content bytes in the pack."""
-        entry: dict[str, Any] = {"object_id": object_id}
+        # {"object_id": ..., "encoding"?: ..., "content": <bin>} with the header written in one piece.
+        pack = self._packer.pack
+        fields = [_OBJECT_ID_KEY, pack(object_id)]
         if encoding:
-            entry["encoding"] = encoding
-        head = self._packer.pack(entry)
-        # Re-open the map with one more field so "content" can be streamed after it.
-        self._write(self._packer.pack_map_header(len(entry) + 1))
-        self._write(head[1:])
-        self._write(self._packer.pack("content"))
-        self._write(_bin_header(len(content)))
+            fields += [_ENCODING_KEY, pack(encoding)]
+        self._write(b"".join([_MAP_HEADERS[len(fields) // 2 + 1], *fields, _CONTENT_KEY, _bin_header(len(content))]))
         offset = self.size
         self._write(content)
         return offset

@@ -72,6 +72,8 @@ class FakeHub:
         self.pushed: list[dict[str, Any]] = []  # every pushed pack, parsed (snapshots as they travelled)
         self.fetches: list[dict[str, Any]] = []  # every mpack/fetch request body
         self.served: list[dict[str, Any]] = []  # every fetch pack, parsed
+        self.cut_downloads = 0  # this many of the next pack downloads stop half way (the connection closes)
+        self.downloads = 0
         self.lock = threading.Lock()
 
     # -- the protocol
@@ -192,7 +194,7 @@ class FakeHub:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: Any = None, raw: bytes | None = None) -> None:
+            def _send(self, status: int, body: Any = None, raw: bytes | None = None, cut_at: int = -1) -> None:
                 data = raw if raw is not None else msgpack.packb(body, use_bin_type=True)
                 self.send_response(status)
                 self.send_header(
@@ -200,6 +202,10 @@ class FakeHub:
                 )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if cut_at >= 0:
+                    self.wfile.write(data[:cut_at])
+                    self.close_connection = True
+                    return
                 self.wfile.write(data)
 
             def _body(self) -> bytes:
@@ -210,7 +216,12 @@ class FakeHub:
                     if self.path == f"{REPO_PATH}/refs":
                         return self._send(200, hub.refs())
                     if self.path.startswith("/packs/") and self.path[7:] in hub.packs:
-                        return self._send(200, raw=hub.packs[self.path[7:]])
+                        hub.downloads += 1
+                        data = hub.packs[self.path[7:]]
+                        if hub.cut_downloads:
+                            hub.cut_downloads -= 1
+                            return self._send(200, raw=data, cut_at=len(data) // 2)
+                        return self._send(200, raw=data)
                     return self._send(404, {"detail": "not found"})
 
             def do_PUT(self) -> None:
@@ -756,46 +767,133 @@ def test_progress_into_a_log_writes_a_line_at_most_every_few_seconds():
     assert stream.getvalue() == "", "a quick transfer leaves no progress lines in a log"
 
 
-def test_a_checkout_on_several_threads_writes_every_file_and_follows_no_symlink(tmp_path, monkeypatch):
-    import threading
+def _checkout_pack(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
+    """Write a one-commit pack of *files* (as a push builds it) and return (its path, the commit id)."""
+    source = tmp_path / "pack-source"
+    for relative, data in files.items():
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_bytes(data)
+    manifest = manifest_of(files)
+    commit, snapshot = make_commit(manifest, None, branch="main", message="m", author="a")
+    path = tmp_path / "checkout.mpack"
+    blob_paths = {oid: relative for relative, oid in manifest.items()}
+    with open(path, "wb") as out:
+        build_push_pack(out, source, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch="main")
+    return path, commit["commit_id"]
 
-    from musehub_client import threads, worktree
+
+def test_a_clone_writes_each_file_as_soon_as_its_blob_arrives_verified(tmp_path):
+    from musehub_client import packs, worktree
 
     source = tmp_path / "source"
-    big_tree(source)
+    big_tree(source, 60)
     files = tree_of(source)
-    by_id = {blob_id(data): data for data in files.values()}
-    sizes = {oid: len(data) for oid, data in by_id.items()}
-    # Files from the median size up count as big: those go to the threads, the rest to the calling thread.
-    monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", sorted(sizes.values())[len(sizes) // 2])
-    readers: dict[str, str] = {}
-
-    def read(oid: str) -> bytes:
-        readers[oid] = threading.current_thread().name
-        return by_id[oid]
-
+    files["copy/same.bin"] = files["d1/f1.bin"]  # one blob, two paths
+    path, head = _checkout_pack(tmp_path, files)
     target = tmp_path / "target"
     target.mkdir()
-    worktree.write_new_files(target, manifest_of(files), read, sizes=sizes, workers=4)
+    checkout = worktree.ArrivingCheckout(target, head, Silent())
+    seen: list[tuple[str, int]] = []  # (blob, files on disk when it arrived)
+    arrived = checkout.blob
+
+    def blob(entry, raw):
+        seen.append((entry.object_id, sum(1 for p in target.rglob("*") if p.is_file())))
+        arrived(entry, raw)
+
+    checkout.blob = blob  # type: ignore[method-assign]
+    verification = packs._Verification(None, [head], checkout)
+    with open(path, "rb") as handle:
+        contents = verification.index(handle)
+
+    assert len(seen) == len(contents.blobs) == len(set(manifest_of(files).values()))
+    counts = [count for _, count in seen]
+    assert counts == sorted(counts) and counts[0] == 0 < counts[-1], "files appear one blob after another"
+    checkout.finish(lambda oid: pytest.fail("every blob came after the history"), set())
     assert tree_of(target) == files
-    big = {oid for oid, size in sizes.items() if size >= threads.PARALLEL_MIN_BYTES}
-    assert {readers[oid].startswith("musehub-write") for oid in big} == {True}
-    assert {readers[oid] for oid in set(by_id) - big} == {threading.current_thread().name}
+
+
+def test_a_download_cut_short_removes_the_files_it_wrote_and_is_asked_for_again(hub_factory, tmp_path, monkeypatch):
+    from musehub_client import worktree
+
+    hub, url = hub_factory([SNAPSHOT_DELTA])
+    source = tmp_path / "source"
+    big_tree(source, 120)
+    for i in range(6):  # 3 MiB that does not compress: the cut comes after the first pieces arrived
+        (source / f"big-{i}.bin").write_bytes(os.urandom(512 * 1024))
+    assert operations.push(source, url, token=TOKEN, author="me").pushed
+    written_before_retry: list[int] = []
+    abandon = worktree.ArrivingCheckout.abandon
+
+    def counting_abandon(self):
+        written_before_retry.append(sum(1 for p in self.root.rglob("*") if p.is_file() and STATE_DIR not in p.parts))
+        abandon(self)
+
+    monkeypatch.setattr(worktree.ArrivingCheckout, "abandon", counting_abandon)
+    hub.cut_downloads = 1
+
+    cloned = operations.clone(url, tmp_path / "clone")
+
+    assert hub.downloads == 2, "asked once more"
+    assert written_before_retry and written_before_retry[0] > 0, "files were written while the first pack arrived"
+    assert tree_of(tmp_path / "clone") == tree_of(source) and cloned.files == 126
+    assert not list((tmp_path / "clone" / STATE_DIR / PACKS_DIR).glob("*.part")), "no partial download left"
+
+    hub.cut_downloads = 3  # every attempt cut: the clone fails and leaves nothing behind
+    with pytest.raises(ClientError, match="cut short"):
+        operations.clone(url, tmp_path / "clone2")
+    assert not (tmp_path / "clone2").exists()
+
+
+def test_an_arriving_checkout_refuses_bad_paths_and_follows_no_symlink(tmp_path):
+    from musehub_client import worktree
 
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
     planted = tmp_path / "planted"
     planted.mkdir()
     (planted / "f0.txt").symlink_to(outside)  # a symlink where a file goes: never written through
+    worktree.prepare_new_tree(planted, {"f0.txt": blob_id(b"x")})
     with pytest.raises(FileExistsError):
-        worktree.write_new_files(planted, {"f0.txt": blob_id(b"x")}, lambda oid: b"x", workers=1)
+        worktree.write_new_file(planted, "f0.txt", b"x")
     assert outside.read_text() == "keep me"
 
     with pytest.raises(ClientError, match="reserved"):
-        worktree.write_new_files(tmp_path / "t2", {".musehub/state.json": blob_id(b"x")}, lambda oid: b"x")
+        worktree.prepare_new_tree(tmp_path, {".musehub/state.json": blob_id(b"x")})
     with pytest.raises(ClientError, match="integrity"):
-        worktree.write_new_files(tmp_path / "t3", {"../escape.txt": blob_id(b"x")}, lambda oid: b"x")
+        worktree.prepare_new_tree(tmp_path / "t3", {"../escape.txt": blob_id(b"x")})
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_blobs_before_the_history_are_written_at_the_end_and_missing_ones_fail_the_checkout(tmp_path):
+    from musehub_client import packs, worktree
+
+    files = {"a.txt": b"alpha", "sub/b.txt": b"beta"}
+    manifest = manifest_of(files)
+    commit, snapshot = make_commit(manifest, None, branch="main", message="m", author="a")
+    blobs = [{"object_id": blob_id(data), "content": data} for data in files.values()]
+    # Blobs first: not how MuseHub writes a pack, but a valid one. The files are written once it is read.
+    path = tmp_path / "blobs-first.mpack"
+    path.write_bytes(msgpack.packb({"blobs": blobs, "commits": [commit], "snapshots": [snapshot]}, use_bin_type=True))
+    target = tmp_path / "target"
+    target.mkdir()
+    checkout = worktree.ArrivingCheckout(target, commit["commit_id"], Silent())
+    with open(path, "rb") as handle:
+        contents = packs._Verification(None, None, checkout).index(handle)
+    assert checkout.manifest == manifest and tree_of(target) == {}
+    with packs.PackReader(path) as reader:
+        by_id = {entry.object_id: entry for entry in contents.blobs}
+        checkout.finish(lambda oid: reader.read(by_id[oid]), by_id)
+    assert tree_of(target) == files
+
+    # A pack without the blob of sub/b.txt: the checkout refuses to finish.
+    path.write_bytes(build_wire_mpack({"commits": [commit], "snapshots": [snapshot], "blobs": blobs[:1]}))
+    checkout.abandon()
+    assert list(target.iterdir()) == []
+    with open(path, "rb") as handle:
+        packs._Verification(None, None, checkout).index(handle)
+    assert tree_of(target) == {"a.txt": b"alpha"}
+    with pytest.raises(ClientError, match="lacks blob"):
+        checkout.finish(lambda oid: b"", set())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
