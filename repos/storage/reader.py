@@ -21,6 +21,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import blob_id
@@ -36,8 +37,9 @@ RANGED_READ_MAX_SHARE = 0.5
 READ_BUFFER = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
+    """Where one blob lies in one pack (a tuple: a clone plans tens of thousands of them)."""
+
     object_id: str
     mpack_id: str
     offset: int | None
