@@ -1,8 +1,20 @@
-"""WSGI entry point (gunicorn musehub.wsgi)."""
+"""WSGI entry point (gunicorn musehub.wsgi).
 
+The URL configuration (every view, DRF, the admin) is loaded before the first
+request, then ``gc.freeze()`` moves everything loaded so far out of the garbage
+collector's reach: those objects live as long as the process, and a full
+collection no longer walks them in the middle of a request that allocates a
+lot (a clone plans tens of thousands of index rows; such a collection cost
+0.1 s there).
+"""
+
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "musehub.settings")
 application = get_wsgi_application()
+get_resolver().url_patterns  # noqa: B018 - imports every view now, not in the first request
+gc.freeze()

@@ -74,3 +74,25 @@ def test_the_hub_lists_the_capability_the_client_asks_for(live_server, alice, tm
     with HubClient(url, token_for(alice)) as client:
         client.refs()
         assert PACK_STREAM in client.capabilities
+
+
+def test_a_clone_of_a_damaged_pack_fails_leaves_nothing_and_the_hub_logs_which_pack(
+    backend, live_server, alice, tmp_path, caplog
+):
+    from tests.test_fetch_stream import _damage_one_blob
+
+    url = f"{live_server.url}/{alice.username}/damaged-{uid()}"
+    token = token_for(alice)
+    work = tmp_path / "work"
+    make_tree(work, 40)
+    assert run("push", str(work), url, "-m", "first", token=token)[0] == 0
+    (pack,) = MPack.objects.values_list("mpack_id", flat=True)
+    _damage_one_blob(pack)
+
+    code, _, err = run("clone", url, str(tmp_path / "copy"), token=token)
+
+    assert code == EXIT_SERVER, "the reply is cut at the pack's end: the client never keeps the damaged blob"
+    assert "cut short" in err or "integrity check failed" in err
+    assert not (tmp_path / "copy").exists()
+    damaged = [r for r in caplog.records if r.name == "musehub.blobs" and r.levelname == "ERROR"]
+    assert damaged and pack in damaged[0].getMessage() and "musehub_fsck" in damaged[0].getMessage()
