@@ -288,16 +288,18 @@ def prepare_new_tree(root: Path, files: Mapping[str, str]) -> None:
         os.mkdir(root.joinpath(*folder.split("/")))
 
 
-def write_new_file(root: Path, relative: str, content: bytes) -> None:
+def write_new_file(root: Path | str, relative: str, content: bytes) -> None:
     """Create manifest path *relative* (checked by :func:`prepare_new_tree`) holding *content*, in one pass.
 
     The file is created new (``O_EXCL``, never following a symlink).
     """
-    fd = os.open(os.path.join(root, relative), _NEW_FILE, 0o666)
+    fd = os.open(f"{root}/{relative}", _NEW_FILE, 0o666)
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, content)
+        if written < len(content):
+            view = memoryview(content)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -314,6 +316,7 @@ class ArrivingCheckout:
 
     def __init__(self, root: Path, head: str, out: Feedback) -> None:
         self.root = root
+        self._prefix = str(root)
         self.head = head
         self.out = out
         self.manifest: dict[str, str] | None = None
@@ -333,7 +336,7 @@ class ArrivingCheckout:
 
     def blob(self, entry: BlobEntry, raw: bytes) -> None:
         for relative in self._pending.pop(entry.object_id, ()):
-            write_new_file(self.root, relative, raw)
+            write_new_file(self._prefix, relative, raw)
 
     def abandon(self) -> None:
         """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
