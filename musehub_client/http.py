@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from musehub_client.feedback import Feedback, ProgressReport, Silent
+from musehub_client.feedback import Feedback, PhaseHook, ProgressReport, Silent, no_phases
 from musehub_core.ids import is_id
 
 # --- exit codes and errors ----------------------------------------------------------
@@ -38,6 +38,8 @@ MSGPACK = "application/x-msgpack"
 SNAPSHOT_DELTA = "snapshot-delta"  # the capability of wire.md §2.1
 PACK_STREAM = "pack-stream"  # the fetch reply is the pack itself, blobs as stored (README, "Streamed fetch")
 PACK_TYPE = "application/x-mpack"
+PUSH_INLINE = "push-inline"  # mpack/push takes a small pack in its body (README, "Inline push")
+INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
 
 CHUNK = 1024 * 1024
 FILTER_BATCH = 2000  # object ids per filter-objects call
@@ -446,21 +448,69 @@ class HubClient:
         return size
 
     def push(
-        self, *, mpack_key: str, branch: str, head_commit_id: str, force: bool, commits_count: int, blobs_count: int
+        self,
+        *,
+        mpack_key: str,
+        branch: str,
+        head_commit_id: str,
+        force: bool,
+        commits_count: int,
+        blobs_count: int,
+        mpack: bytes | None = None,
     ) -> dict[str, Any]:
-        """Ask the hub to unpack an uploaded pack and move *branch*; 409 → exit 4, 422 → exit 1."""
-        return self._request(
-            "POST",
-            "mpack/push",
-            {
-                "mpack_key": mpack_key,
-                "branch": branch,
-                "head_commit_id": head_commit_id,
-                "force": force,
-                "commits_count": commits_count,
-                "blobs_count": blobs_count,
-            },
-        )
+        """Ask the hub to unpack an uploaded pack (or *mpack*, the pack itself) and move *branch*.
+
+        409 → exit 4, 422 → exit 1.
+        """
+        body: dict[str, Any] = {
+            "mpack_key": mpack_key,
+            "branch": branch,
+            "head_commit_id": head_commit_id,
+            "force": force,
+            "commits_count": commits_count,
+            "blobs_count": blobs_count,
+        }
+        if mpack is not None:
+            body["mpack"] = mpack
+        return self._request("POST", "mpack/push", body)
+
+    def push_pack(
+        self,
+        handle: IO[bytes],
+        mpack_key: str,
+        size: int,
+        *,
+        branch: str,
+        head_commit_id: str,
+        force: bool,
+        commits_count: int,
+        blobs_count: int,
+        phases: PhaseHook = no_phases,
+    ) -> tuple[int, dict[str, Any]]:
+        """Hand the pack in *handle* to the hub and push it; return (bytes sent, the push answer).
+
+        A pack of at most INLINE_PACK_MAX_BYTES goes in the push call itself when
+        the hub lists ``push-inline`` (one round trip); a bigger one, or any for an
+        older hub, through an upload slot first. Phases: "upload" (slot + PUT,
+        only then), "push".
+        """
+        fields = {
+            "mpack_key": mpack_key,
+            "branch": branch,
+            "head_commit_id": head_commit_id,
+            "force": force,
+            "commits_count": commits_count,
+            "blobs_count": blobs_count,
+        }
+        handle.seek(0)
+        if PUSH_INLINE in self.capabilities and size <= INLINE_PACK_MAX_BYTES:
+            data = handle.read()
+            with phases("push"):
+                return len(data), self.push(**fields, mpack=data)
+        with phases("upload"):
+            sent = self.upload(handle, mpack_key, size)
+        with phases("push"):
+            return sent, self.push(**fields)
 
     def fetch(self, want: list[str], have: list[str], capabilities: Iterable[str] = ()) -> dict[str, Any]:
         """Return ``{mpack_id, mpack_url, commit_count, snapshot_count, blob_count, size}`` for want/have.

@@ -821,17 +821,16 @@ def push_merge(
                 key, size = build_push_pack(
                     handle, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch=record.branch
                 )
-            handle.seek(0)
-            with timer("upload"):
-                sent = client.upload(handle, key, size)
-        with timer("push"):
-            answer = client.push(
-                mpack_key=key,
+            sent, answer = client.push_pack(
+                handle,
+                key,
+                size,
                 branch=record.branch,
                 head_commit_id=commit["commit_id"],
                 force=force,
                 commits_count=1,
                 blobs_count=len(blob_paths),
+                phases=timer,
             )
         if answer.get("head_commit_id") not in (None, commit["commit_id"]):
             raise ClientError(f"the hub moved {record.branch} to {answer.get('head_commit_id')}, not to our commit")

@@ -12,10 +12,11 @@ records the server requests of each phase) passes ``phases=``, a
 around that phase:
 
 - push: "refs", "scan" (scan + hash the tree), "filter" (``filter-objects``),
-  "pack" (build the mpack), "upload" (upload slot + PUT), "push" (the
-  ``mpack/push`` call), "state";
-- clone: "refs", "fetch" (the ``mpack/fetch`` call), "download", "verify",
-  "write" (files and state);
+  "pack" (build the mpack), "upload" (upload slot + PUT; none when the pack
+  goes inline), "push" (the ``mpack/push`` call), "state";
+- clone: "refs", "fetch" (the ``mpack/fetch`` call; with ``pack-stream`` it
+  also reads, verifies and writes the files as the pack arrives), "download"
+  (the same, from a URL), "verify" (the pack's key), "write" (what is left, and state);
 - fetch: "refs", "fetch", "download", "verify", "state";
 - pull: fetch's phases, then "plan" and "write" (tree and state).
 
@@ -378,17 +379,16 @@ def push(
                     branch=branch,
                     workers=workers,
                 )
-            handle.seek(0)
-            with timer("upload"):
-                sent = client.upload(handle, mpack_key, size)
-        with timer("push"):
-            answer = client.push(
-                mpack_key=mpack_key,
+            sent, answer = client.push_pack(
+                handle,
+                mpack_key,
+                size,
                 branch=branch,
                 head_commit_id=commit["commit_id"],
                 force=force,
                 commits_count=1,
                 blobs_count=len(blob_paths),
+                phases=timer,
             )
         if answer.get("head_commit_id") not in (None, commit["commit_id"]):
             raise ClientError(

@@ -96,3 +96,29 @@ def test_a_clone_of_a_damaged_pack_fails_leaves_nothing_and_the_hub_logs_which_p
     assert not (tmp_path / "copy").exists()
     damaged = [r for r in caplog.records if r.name == "musehub.blobs" and r.levelname == "ERROR"]
     assert damaged and pack in damaged[0].getMessage() and "musehub_fsck" in damaged[0].getMessage()
+
+
+def test_a_small_push_goes_inline_and_a_big_one_through_an_upload(backend, live_server, alice, tmp_path, monkeypatch):
+    from musehub_client import http, operations
+    from repos.models import MPack, MPackUpload
+
+    url = f"{live_server.url}/{alice.username}/inline-{uid()}"
+    token = token_for(alice)
+    work = tmp_path / "work"
+    make_tree(work, 20)
+    assert run("push", str(work), url, "-m", "create", token=token)[0] == 0  # the first push creates the repo
+    created: list[int] = []
+    original = MPackUpload.objects.create
+    monkeypatch.setattr(MPackUpload.objects, "create", lambda **kw: created.append(1) or original(**kw))
+
+    (work / "dir0" / "small.txt").write_text("a small change\n")
+    small = operations.push(work, token=token, message="small")
+    assert "upload" not in small.phases and created == [], "one call: no upload slot, no PUT"
+    assert small.uploaded == small.pack_bytes > 0 and MPack.objects.count() == 2
+
+    monkeypatch.setattr(http, "INLINE_PACK_MAX_BYTES", 16)  # every pack is now too big to go inline
+    (work / "dir0" / "small.txt").write_text("another change\n")
+    big = operations.push(work, token=token, message="big")
+    assert "upload" in big.phases and created == [1]
+    assert run("clone", url, str(tmp_path / "copy"), token=token)[0] == 0
+    assert tree_of(tmp_path / "copy") == tree_of(work)

@@ -268,3 +268,63 @@ def test_native_push_body_keeps_the_ordinary_request_limit(as_alice, alice, sett
     settings.MUSEHUB_MAX_REQUEST_BYTES = 100
     reply = as_alice.post(f"/{alice.username}/big/mpack/push", {"mpack_key": "x" * 200})
     assert reply.status == 413, "only MWP's push and push/objects get the larger push limit"
+
+
+# --- inline push (capability push-inline) ----------------------------------------------------------
+
+
+def _inline_push(caller: WireCaller, path: str, history: History, data: bytes, **fields):
+    body = {
+        "mpack_key": blob_id(data),
+        "branch": "main",
+        "head_commit_id": history.commits[-1]["commit_id"],
+        "force": False,
+        "commits_count": len(history.commits),
+        "blobs_count": len(history.blobs),
+        "mpack": data,
+    }
+    return caller.post(f"{path}/mpack/push", {**body, **fields})
+
+
+def test_a_small_pack_goes_inline_in_the_push_call(as_alice, alice):
+    from repos.models import MPack, MPackUpload
+    from repos.storage.backend import get_backend
+
+    path = f"/{alice.username}/inline-{uid()}"
+    history = History()
+    head = history.commit({"a.txt": b"inline", "b.bin": bytes(range(256)) * 40})
+    data = build_pack(history.commits, history.snapshots, history.blobs)
+
+    reply = _inline_push(as_alice, path, history, data)
+
+    assert reply.status == 200 and reply.data["branch_heads"] == {"main": head["commit_id"]}
+    assert "push-inline" in as_alice.get(f"{path}/refs").data["capabilities"]
+    assert not MPackUpload.objects.exists(), "no upload slot"
+    assert MPack.objects.filter(mpack_id=blob_id(data)).exists() and get_backend().get_mpack(blob_id(data)) == data
+    fetched = as_alice.post(f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": []})
+    assert fetched.status == 200 and fetched.data["blob_count"] == 2
+
+
+def test_an_inline_pack_is_refused_when_its_bytes_are_not_its_key_or_it_is_too_big(as_alice, alice, monkeypatch):
+    from repos.models import MPack
+    from repos.storage.backend import get_backend
+    from wire import push as wire_push
+
+    path = f"/{alice.username}/inline-bad-{uid()}"
+    history = History()
+    history.commit({"a.txt": b"one"})
+    data = build_pack(history.commits, history.snapshots, history.blobs)
+    wrong_key = blob_id(data + b"x")
+
+    reply = _inline_push(as_alice, path, history, data, mpack_key=wrong_key)
+    assert reply.status == 422 and "hash" in reply.data["detail"]
+    assert not MPack.objects.exists() and not get_backend().mpack_exists(wrong_key)
+    assert not get_backend().mpack_exists(blob_id(data))
+
+    reply = _inline_push(as_alice, path, history, data, mpack="not bytes")
+    assert reply.status == 400 and "mpack" in reply.data["detail"]
+
+    monkeypatch.setattr(wire_push, "INLINE_PACK_MAX_BYTES", len(data) - 1)
+    reply = _inline_push(as_alice, path, history, data)
+    assert reply.status == 413 and "mpack/upload" in reply.data["detail"]
+    assert not MPack.objects.exists()

@@ -21,7 +21,7 @@ from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
 from musehub_core.errors import StorageUnavailable
-from musehub_core.ids import fake_id
+from musehub_core.ids import blob_id, fake_id
 from repos.models import Branch, MPack, MPackKind, MPackUpload
 from repos.storage.backend import StorageStream, get_backend, record_storage_ops
 from tests.conftest import S3_BUCKET, S3_KEYS, _use_mpack_storage
@@ -107,7 +107,7 @@ def random_bytes(size: int) -> bytes:
     return random.Random(size).randbytes(size)
 
 
-def push(repo, key: str, history: History) -> dict:
+def push(repo, key: str, history: History, mpack: bytes | None = None) -> dict:
     return wire_push_unpack_mpack(
         repo.repo_id,
         key,
@@ -116,6 +116,7 @@ def push(repo, key: str, history: History) -> dict:
         head_commit_id=history.commits[-1]["commit_id"],
         commits_count=len(history.commits),
         blobs_count=len(history.blobs),
+        mpack=mpack,
     )
 
 
@@ -191,6 +192,28 @@ def test_push_whose_move_to_the_content_key_fails_commits_nothing(store, proxy, 
     proxy.pass_through()
     assert push(repo, key, history)["ok"] is True
     assert MPack.objects.filter(mpack_id=key).exists() and get_backend().mpack_exists(key)
+    assert Branch.objects.get(repo=repo, name="main").head_commit_id == history.commits[-1]["commit_id"]
+
+
+def test_an_inline_push_whose_store_fails_commits_nothing_and_stores_on_the_retry(store, proxy, stored_keys):
+    """An inline pack is stored on the storage thread beside the inserts; a refused PUT rolls them back (503)."""
+    repo = make_repo()
+    history = History()
+    history.commit({"a.bin": random_bytes(300_000), "b.txt": b"b"})
+    data = build_pack(history.commits, history.snapshots, history.blobs)
+    key = blob_id(data)
+    before = state(stored_keys)
+
+    proxy.answer_error(methods={"PUT"})
+    with pytest.raises(StorageUnavailable) as caught:
+        push(repo, key, history, mpack=data)
+    assert "could not store an mpack" in caught.value.message
+    assert state(stored_keys) == before, "no rows, no branch move, nothing stored"
+    assert not MPack.objects.filter(mpack_id=key).exists() and not MPackUpload.objects.exists()
+
+    proxy.pass_through()
+    assert push(repo, key, history, mpack=data)["ok"] is True
+    assert get_backend().get_mpack(key) == data, "stored under its key once verified"
     assert Branch.objects.get(repo=repo, name="main").head_commit_id == history.commits[-1]["commit_id"]
 
 

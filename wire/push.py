@@ -1,7 +1,8 @@
 """Push over the mpack protocol: hand out an upload slot, then unpack the uploaded pack.
 
 The pack travels client → object storage directly (a presigned or hub-signed
-URL into ``incoming/``). :func:`wire_push_unpack_mpack` then streams it back
+URL into ``incoming/``), or, when it is small, in the push call itself
+(capability ``push-inline``). :func:`wire_push_unpack_mpack` then streams it back
 once, checks it hashes to its key, indexes and verifies every blob, and hands
 the rest to the domain's one push pipeline (``repos.services.push``): ids,
 snapshot deltas, connectivity, then moving the pack to its content key (on a
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +36,10 @@ from repos.storage.backend import get_backend
 from repos.storage.writer import StoredBlob, new_mpack_row
 
 log = logging.getLogger("musehub.push")
+# The capability: `mpack/push` takes the pack itself in its body (field `mpack`, at most INLINE_PACK_MAX_BYTES),
+# so a small push is one call instead of an upload slot, a PUT and the push call.
+PUSH_INLINE = "push-inline"
+INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
 
 
 def pack_limits() -> PackLimits:
@@ -72,9 +78,10 @@ def create_mpack_upload(repo: Repo, *, mpack_key: str, size: int, user: Abstract
 
 @dataclass
 class _PackSource:
-    """Where the bytes of a pushed key are: a staged upload, or a pack this repo already holds."""
+    """Where the bytes of a pushed key are: a staged upload, the push call's body, or a pack this repo holds."""
 
     upload: MPackUpload | None
+    inline: bytes | None = None
 
     def open(self, mpack_key: str) -> IO[bytes] | None:
         """Return a stream of the pack's bytes, or None when this repo has not uploaded them.
@@ -84,6 +91,8 @@ class _PackSource:
         after the move): knowing a key must not be enough to read a pack.
         """
         backend = get_backend()
+        if self.inline is not None:
+            return io.BytesIO(self.inline)
         if self.upload is None:
             return backend.open_mpack(mpack_key)
         if self.upload.promoted:
@@ -99,6 +108,8 @@ class _PackSource:
         it before its transaction commits, so no row names a key before its bytes
         are there. Idempotent, safe to repeat after a crash.
         """
+        if self.inline is not None:
+            return _storage_moves().submit(_store_once, mpack_key, self.inline)
         if self.upload is None:
             return _done()
         if not self.upload.promoted:
@@ -120,6 +131,13 @@ class _PackSource:
 def _storage_moves() -> ThreadPoolExecutor:
     """Threads that move verified uploads to their content keys (storage calls only, never the database)."""
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="musehub-promote")
+
+
+def _store_once(mpack_key: str, data: bytes) -> None:
+    """Store a verified inline pack under its content key, unless storage holds that key already."""
+    backend = get_backend()
+    if not backend.mpack_exists(mpack_key):
+        backend.put_mpack(mpack_key, data)
 
 
 def _done() -> Future[None]:
@@ -228,18 +246,27 @@ def wire_push_unpack_mpack(
     commits_count: int,
     blobs_count: int,
     force: bool = False,
+    mpack: bytes | None = None,
 ) -> dict[str, Any]:
-    """Unpack the pack uploaded under *mpack_key* into repository *repo_id* and move *branch*.
+    """Unpack the pack uploaded under *mpack_key* (or carried in *mpack*) into repository *repo_id*, move *branch*.
 
+    *mpack* is the pack itself, sent in the push call (``push-inline``): it is
+    verified like an upload and stored under its key only then.
     Returns ``{ok, branch, head_commit_id, branch_heads, commits_added, blobs_added}``.
-    Raises PackNotFound (no such upload for this repo), MalformedPack (bad bytes,
+    Raises PackNotFound (no such upload for this repo), PayloadTooLarge (an
+    inline pack over INLINE_PACK_MAX_BYTES), MalformedPack (bad bytes,
     hashes, ids, counts or connectivity), NonFastForward (without *force*). A
     rejected push writes no rows.
     """
     repo = repo_by_id(repo_id)
     note_transfer(repo=repo.full_name, branch=branch, pack=mpack_key, **_pusher_name(pusher))
     _check_request(branch, head_commit_id, commits_count, blobs_count)
-    source = _locate(repo, mpack_key)
+    if mpack is not None and len(mpack) > INLINE_PACK_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"An inline pack may hold at most {INLINE_PACK_MAX_BYTES} bytes; upload this one "
+            f"({len(mpack)} bytes) through mpack/upload."
+        )
+    source = _PackSource(None, inline=mpack) if mpack is not None else _locate(repo, mpack_key)
     try:
         contents, added = _unpack(
             repo,

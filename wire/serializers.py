@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -19,6 +21,21 @@ class IdListField(serializers.ListField):
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 10_000)
         super().__init__(child=ContentIdField(), **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class PackBytesField(serializers.Field):
+    """Binary bytes as msgpack carries them (a JSON body cannot: it must upload instead)."""
+
+    default_error_messages = {"binary": "Must be binary (a msgpack bin); send the request as msgpack."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bytes):
+            self.fail("binary")
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class UploadRequest(serializers.Serializer):
@@ -41,6 +58,7 @@ class PushRequest(serializers.Serializer):
     force = serializers.BooleanField(default=False)
     commits_count = serializers.IntegerField(min_value=0, max_value=10_000_000)
     blobs_count = serializers.IntegerField(min_value=0, max_value=100_000_000)
+    mpack = PackBytesField(required=False, help_text="The pack itself (msgpack bin, capability push-inline).")
 
 
 class PushResponse(serializers.Serializer):

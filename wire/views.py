@@ -40,7 +40,7 @@ from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
 from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack, wire_fetch_mpack
-from wire.push import create_mpack_upload, wire_push_unpack_mpack
+from wire.push import PUSH_INLINE, create_mpack_upload, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -81,7 +81,7 @@ class RefsView(WireView):
                 "domain": repo.domain,
                 "default_branch": repo.default_branch,
                 "branch_heads": heads,
-                "capabilities": list(CAPABILITIES),
+                "capabilities": [*CAPABILITIES, PUSH_INLINE],
             }
         )
 
@@ -111,7 +111,9 @@ class UploadView(WireView):
 
 
 class PushView(WireView):
-    @extend_schema(request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded mpack, move a branch")
+    @extend_schema(
+        request=s.PushRequest, responses=s.PushResponse, summary="Unpack an uploaded (or inline) mpack, move a branch"
+    )
     def post(self, request, owner: str, slug: str):
         body = validated(s.PushRequest, request.data)
         repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
@@ -124,6 +126,7 @@ class PushView(WireView):
             commits_count=body["commits_count"],
             blobs_count=body["blobs_count"],
             force=body["force"],
+            mpack=body.get("mpack"),
         )
         return Response(result)
 
