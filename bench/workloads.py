@@ -238,7 +238,8 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
     """Push each entry of *commits* (files added or changed) as its own commit and mpack; return (seconds, head).
 
     Speaks the mpack protocol through HubClient directly (no working folder): the
-    same upload and push calls the client makes, minus scanning a tree.
+    same calls the client makes (``push_pack``: inline when the hub lists
+    ``push-inline``, else upload + push), minus scanning a tree.
     """
     client = _client(url, token)
     manifest: dict[str, str] = {}
@@ -254,16 +255,18 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
             pack, key, commit = data.one_commit_pack(manifest, blobs, head, "small push", author=AUTHOR)
             with tempfile.TemporaryFile() as handle:
                 handle.write(pack)
-                handle.seek(0)
-                client.upload(handle, key, len(pack))
-            client.push(
-                mpack_key=key,
-                branch="main",
-                head_commit_id=commit["commit_id"],
-                force=False,
-                commits_count=1,
-                blobs_count=len(blobs),
-            )
+                client.push_pack(
+                    handle,
+                    key,
+                    len(pack),
+                    branch="main",
+                    head_commit_id=commit["commit_id"],
+                    force=False,
+                    commits_count=1,
+                    blobs_count=len(blobs),
+                )
+            if head is None:
+                client.refs()  # the first push created the repository: now its capabilities are known
             head = commit["commit_id"]
     finally:
         client.close()
@@ -397,7 +400,8 @@ def history_pushes(
     must list ``snapshot-delta``; before the first push the repository does not
     exist yet, and that push creates it) and ``filter-objects`` for the blobs this
     push's commits add ("negotiate"), build the pack (:func:`write_history_pack`),
-    upload it (slot + PUT) and call ``mpack/push``.
+    and hand it over with ``push_pack`` (upload slot + PUT, then ``mpack/push``;
+    a pack of at most 4 MiB goes inline in ``mpack/push``).
     """
     total, phases = Timer(rec.log), PhaseTimers(rec.log)
     client = _client(url, token)
@@ -425,17 +429,16 @@ def history_pushes(
                 with tempfile.TemporaryFile(dir=tmp) as handle:
                     with phases("pack"):
                         key, size, base = write_history_pack(handle, history, start, end, base, send)
-                    with phases("upload"):
-                        handle.seek(0)
-                        client.upload(handle, key, size)
-                with phases("push"):
-                    client.push(
-                        mpack_key=key,
+                    client.push_pack(
+                        handle,
+                        key,
+                        size,
                         branch="main",
                         head_commit_id=history.commits[end - 1]["commit_id"],
                         force=False,
                         commits_count=end - start,
                         blobs_count=len(send),
+                        phases=phases,
                     )
                 held.update(new_ids)
                 pack_bytes += size

@@ -551,6 +551,14 @@ class S3MPackStore(MPackStore):
         body.size = response.get("ContentLength", 0)
         return body
 
+    def _write(self, name: str, data: bytes | IO[bytes]) -> None:
+        if isinstance(data, bytes):
+            # One PUT on the shared client: django-storages' save goes through boto3's managed transfer,
+            # which starts a thread pool per call (about 0.1 s for a pack of a few KiB).
+            self._call(self._client().put_object, Key=self._key(name), Body=data)
+            return
+        super()._write(name, data)
+
     def _delete(self, name: str) -> None:
         # The shared client: django-storages' own delete builds a boto3 resource for each new thread.
         self._call(self._client().delete_object, Key=self._key(name))
