@@ -8,6 +8,9 @@
 - gunicorn: ``gunicorn musehub.wsgi`` (2 workers x 4 threads, timeout 600) with
   ``MUSEHUB_BENCH_STATS`` pointing at a JSON-lines file that
   :mod:`bench.server_stats` fills, one line per request.
+- embedded (``--embedded``): no PostgreSQL and no moto; the hub runs on
+  ``make run``'s defaults, SQLite and filesystem storage under
+  ``MUSEHUB_DATA_DIR``, copied from a migrated template folder for every run.
 
 Every process is started here and stopped here (by its own pid), bounded waits.
 """
@@ -18,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,6 +176,7 @@ class Hub:
     """The whole stack; :meth:`start_run` gives a fresh database, bucket and gunicorn."""
 
     workdir: Path
+    embedded: bool = False  # SQLite and filesystem storage (make run's default) instead of PostgreSQL and moto
     workers: int = 2
     threads: int = 4
     db_name: str = "musehub_bench"
@@ -191,19 +196,28 @@ class Hub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def data_dir(self, db: str | None = None) -> Path:
+        """MUSEHUB_DATA_DIR; embedded, it holds the SQLite database and the stored packs (one per database name)."""
+        return self.workdir / ("data" if (db or self.db_name) == self.db_name else f"data-{db}")
+
     def env(self, db: str | None = None) -> dict[str, str]:
         """The environment of every hub process (gunicorn and manage.py)."""
-        assert self.moto is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSEHUB_", "DATABASE_URL", "DJANGO_", "AWS_"))}
+        if not self.embedded:
+            assert self.moto is not None
+            env.update(
+                {
+                    "DATABASE_URL": db_url(db or self.db_name),
+                    "MUSEHUB_S3_BUCKET": self.bucket,
+                    "MUSEHUB_S3_ENDPOINT_URL": self.moto.url,
+                    "MUSEHUB_S3_ACCESS_KEY": S3_KEYS[0],
+                    "MUSEHUB_S3_SECRET_KEY": S3_KEYS[1],
+                    "MUSEHUB_S3_REGION": S3_REGION,
+                }
+            )
         env.update(
             {
-                "DATABASE_URL": db_url(db or self.db_name),
-                "MUSEHUB_S3_BUCKET": self.bucket,
-                "MUSEHUB_S3_ENDPOINT_URL": self.moto.url,
-                "MUSEHUB_S3_ACCESS_KEY": S3_KEYS[0],
-                "MUSEHUB_S3_SECRET_KEY": S3_KEYS[1],
-                "MUSEHUB_S3_REGION": S3_REGION,
-                "MUSEHUB_DATA_DIR": str(self.workdir / "data"),
+                "MUSEHUB_DATA_DIR": str(self.data_dir(db) if self.embedded else self.workdir / "data"),
                 "DJANGO_SECRET_KEY": self.secret_key,
                 "MUSEHUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "MUSEHUB_LOG_LEVEL": "WARNING",
@@ -233,6 +247,13 @@ class Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "data").mkdir(exist_ok=True)
         self.stats_path = self.workdir / "server-stats.jsonl"
+        if self.embedded:
+            self.data_dir(self.template_db).mkdir()
+            self.manage("migrate", "--noinput", db=self.template_db)
+            self.token = self.manage(
+                "musehub_token", "create", BENCH_USER, "--create-user", "--name", "bench", db=self.template_db
+            ).strip()
+            return
         self.moto = MotoServer(self.workdir / "moto.log")
         self.moto.start()
         self._drop(self.db_name)
@@ -247,11 +268,15 @@ class Hub:
     def start_run(self) -> None:
         """Fresh database (from the template), empty bucket, new gunicorn."""
         self.stop_run()
-        assert self.moto is not None
-        self._drop(self.db_name)
-        with pg_connect() as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}" TEMPLATE "{self.template_db}"')
-        self.moto.reset(self.bucket)
+        if self.embedded:
+            shutil.rmtree(self.data_dir(), ignore_errors=True)
+            shutil.copytree(self.data_dir(self.template_db), self.data_dir())
+        else:
+            assert self.moto is not None
+            self._drop(self.db_name)
+            with pg_connect() as conn:
+                conn.execute(f'CREATE DATABASE "{self.db_name}" TEMPLATE "{self.template_db}"')
+            self.moto.reset(self.bucket)
         self.stats_path.write_bytes(b"")
         self.port = free_port()
         log = open(self.workdir / "gunicorn.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -332,6 +357,8 @@ class Hub:
         self.stop_run()
         if self.moto is not None:
             self.moto.stop()
+        if self.embedded:
+            return
         with contextlib.suppress(Exception):
             self._drop(self.db_name)
             self._drop(self.template_db)

@@ -146,9 +146,10 @@ def config(args: argparse.Namespace) -> Config:
     else:
         runs = args.runs or 3
         cfg = Config("full", files=args.files or 25_000, w4_pushes=args.w4_pushes or 200, runs=runs)
-    w5 = () if args.only == "W1-W4" else history_sizes(args, mode)
+    w5 = () if args.only == "W1-W4" or args.embedded else history_sizes(args, mode)
     w5_runs = args.w5_runs or (args.runs or 1)
-    return Config(cfg.mode, cfg.files, cfg.w4_pushes, cfg.runs, w5=w5, w5_runs=w5_runs, only=args.only)
+    only = "W1-W4" if args.embedded else args.only
+    return Config(cfg.mode, cfg.files, cfg.w4_pushes, cfg.runs, w5=w5, w5_runs=w5_runs, only=only)
 
 
 def say(message: str) -> None:
@@ -635,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         help="results file (default bench/results/<date>-<mode>.md; with --only, <date>-<mode>-w5.md or -w1-w4.md)",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the hub on SQLite and filesystem storage (make run's default) instead of PostgreSQL and moto; W1-W4 only",
+    )
     parser.add_argument("--max-minutes", type=float, default=60, help="stop (and clean up) after this long")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) for inspection")
     parser.add_argument(
@@ -652,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(args.max_minutes * 60))
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="musehub-bench-", dir=args.tmp or default_tmp()))
-    hub = Hub(work / "hub", workers=args.workers)
+    hub = Hub(work / "hub", embedded=args.embedded, workers=args.workers)
     git = Git(work / "git-home")
     daemon = GitDaemon(work / "git-daemon", git, work / "git-daemon.log")
     total_runs = max(cfg.runs if cfg.w1_w4 else 0, cfg.w5_runs if cfg.w5 else 0)
@@ -668,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             tree = data.make_tree(work / "tree", data.TreeSpec(cfg.files, seed=cfg.seed))
             say(f"tree: {tree.files} files, {report.human_bytes(tree.total_bytes)} in {time.perf_counter() - t:.1f}s")
-        say("starting PostgreSQL database, moto S3, git daemon")
+        say("starting SQLite, git daemon" if args.embedded else "starting PostgreSQL database, moto S3, git daemon")
         hub.start()
         daemon.start()
         for index in range(1, cfg.runs + 1 if tree is not None else 1):
@@ -744,11 +750,20 @@ def main(argv: list[str] | None = None) -> int:
             "`musehub_client.operations.clone`; git: `git fast-import`, one `git push <commit>:main` per push, "
             "`git clone`",
         ]
+    stores = (
+        "on SQLite and filesystem storage (make run's default) in the work folder"
+        if args.embedded
+        else "on PostgreSQL and moto's S3 server (127.0.0.1)"
+    )
     setup += [
-        f"Hub: gunicorn musehub.wsgi, {args.workers} workers x 4 threads, on PostgreSQL and moto's S3 server "
-        "(127.0.0.1); client: musehub_client.operations in the benchmark process; git: git daemon on 127.0.0.1",
-        f"Work folder (trees, clones, git repositories): {work.parent} ({work_fs}); PostgreSQL's data stays "
-        "on its own disk, moto keeps objects in memory",
+        f"Hub: gunicorn musehub.wsgi, {args.workers} workers x 4 threads, {stores}; client: "
+        "musehub_client.operations in the benchmark process; git: git daemon on 127.0.0.1",
+        f"Work folder (trees, clones, git repositories): {work.parent} ({work_fs}); "
+        + (
+            "the hub's SQLite database and packs are there too"
+            if args.embedded
+            else "PostgreSQL's data stays on its own disk, moto keeps objects in memory"
+        ),
     ]
     notes = [
         "MuseHub s: wall time seen by the client; git s: wall time of the git commands doing the same "
@@ -779,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
             *[history_section(d) for d in details.values()],
         ]
     doc = report.document(
-        title=f"MuseHub benchmark ({cfg.mode})",
+        title=f"MuseHub benchmark ({cfg.mode}{', embedded: SQLite and filesystem storage' if args.embedded else ''})",
         info=info,
         setup=setup,
         rows=rows,
@@ -787,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         sections=sections,
     )
-    suffix = f"-{cfg.only.lower()}" if cfg.only else ""  # --only W5: <date>-full-w5.md, not the full run's file
+    # --only W5: <date>-full-w5.md, not the full run's file; --embedded: <date>-full-embedded.md
+    suffix = "-embedded" if args.embedded else f"-{cfg.only.lower()}" if cfg.only else ""
     out = args.out or REPO_ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}-{cfg.mode}{suffix}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc)
