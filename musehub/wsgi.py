@@ -17,4 +17,5 @@ from django.urls import get_resolver
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "musehub.settings")
 application = get_wsgi_application()
 get_resolver().url_patterns  # noqa: B018 - imports every view now, not in the first request
+gc.collect()  # what start-up left behind is freed now, not frozen for the worker's life
 gc.freeze()

@@ -490,9 +490,9 @@ class HubClient:
         """Hand the pack in *handle* to the hub and push it; return (bytes sent, the push answer).
 
         A pack of at most INLINE_PACK_MAX_BYTES goes in the push call itself when
-        the hub lists ``push-inline`` (one round trip); a bigger one, or any for an
-        older hub, through an upload slot first. Phases: "upload" (slot + PUT,
-        only then), "push".
+        the hub lists ``push-inline`` (one round trip); a bigger one, any for an
+        older hub, and one the hub refuses inline (413: a lower limit there) go
+        through an upload slot first. Phases: "upload" (slot + PUT, only then), "push".
         """
         fields = {
             "mpack_key": mpack_key,
@@ -505,8 +505,14 @@ class HubClient:
         handle.seek(0)
         if PUSH_INLINE in self.capabilities and size <= INLINE_PACK_MAX_BYTES:
             data = handle.read()
-            with phases("push"):
-                return len(data), self.push(**fields, mpack=data)
+            try:
+                with phases("push"):
+                    return len(data), self.push(**fields, mpack=data)
+            except ClientError as exc:
+                if exc.code != "too_large":
+                    raise
+                self.out.note(f"the hub refused the pack inline ({exc.message}); uploading it")
+            handle.seek(0)
         with phases("upload"):
             sent = self.upload(handle, mpack_key, size)
         with phases("push"):

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,7 +252,8 @@ def verify_history(
 class PackSink(Protocol):
     """Acts on a pack while it arrives (a clone writes its files): told the verified history, then each blob."""
 
-    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> None: ...
+    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> Collection[str]:
+        """Take the verified history; return the ids of the blobs to be handed to :meth:`blob`."""
 
     def blob(self, entry: BlobEntry, raw: bytes) -> None: ...
 
@@ -272,13 +273,12 @@ class _Verification:
         self.sink = sink
         self.manifests: dict[str, dict[str, str]] = {}
 
-    def history(self, contents: PackContents) -> None:
+    def history(self, contents: PackContents) -> Collection[str] | None:
         keep = None
         if self.wanted is not None:
             keep = {c["snapshot_id"] for c in contents.commits if c["commit_id"] in self.wanted}
         self.manifests = verify_history(contents, self.lookup, keep=keep)
-        if self.sink is not None:
-            self.sink.history(contents, self.manifests)
+        return self.sink.history(contents, self.manifests) if self.sink is not None else ()
 
     def index(self, stream: IO[bytes]) -> PackContents:
         """Read the pack from *stream* once, verifying every blob hash and id; raise ClientError on a bad pack."""

@@ -16,7 +16,7 @@ import shutil
 import stat
 import unicodedata
 import uuid
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -323,16 +323,18 @@ class ArrivingCheckout:
         self.files: dict[str, str] = {}
         self._pending: dict[str, list[str]] = {}
 
-    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> None:
+    def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> Collection[str]:
+        """Make the head's folders; return the ids of the blobs its files need."""
         commit = next((c for c in contents.commits if c["commit_id"] == self.head), None)
         manifest = manifests.get(commit["snapshot_id"]) if commit is not None else None
         if manifest is None:
-            return  # the caller reports a pack without the head's snapshot
+            return ()  # the caller reports a pack without the head's snapshot
         self.manifest = manifest
         self.files = checkout_manifest(manifest, self.out)
         prepare_new_tree(self.root, self.files)
         for relative, oid in self.files.items():
             self._pending.setdefault(oid, []).append(relative)
+        return set(self._pending)
 
     def blob(self, entry: BlobEntry, raw: bytes) -> None:
         for relative in self._pending.pop(entry.object_id, ()):
@@ -340,14 +342,15 @@ class ArrivingCheckout:
 
     def abandon(self) -> None:
         """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
-        for child in self.root.iterdir():
-            if child.name == STATE_DIR:
-                continue
-            if child.is_dir() and not child.is_symlink():
-                remove_tree(child)
-            else:
-                child.unlink(missing_ok=True)
         self.manifest, self.files, self._pending = None, {}, {}
+        with contextlib.suppress(OSError):  # the error that made the attempt fail is the one to report
+            for child in self.root.iterdir():
+                if child.name == STATE_DIR:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    remove_tree(child)
+                else:
+                    child.unlink(missing_ok=True)
 
     def finish(self, read: Callable[[str], bytes], held: Container[str]) -> None:
         """Write the files whose blobs came before the history (read from the pack); refuse blobs it lacks."""

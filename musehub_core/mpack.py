@@ -24,7 +24,7 @@ import io
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -88,7 +88,9 @@ class BlobEntry:
     content: bytes | None = None  # the raw bytes, kept only when small enough
 
 
-HistoryVisitor = Callable[["PackContents"], None]
+# Called once with the pack's commits and snapshots; returns the ids of the blobs to hand to the BlobVisitor
+# (None: every blob). Only those are held decoded; the others are hashed 1 MiB at a time as usual.
+HistoryVisitor = Callable[["PackContents"], "Collection[str] | None"]
 BlobVisitor = Callable[[BlobEntry, bytes], None]
 
 
@@ -425,6 +427,7 @@ def _read_blob(
     keep_ids: set[str] | None,
     verify: bool,
     on_blob: BlobVisitor | None = None,
+    visited: Collection[str] | None = None,
 ) -> BlobEntry:
     where = f"blobs[{index}]"
     fields: dict[str, Any] = {}
@@ -452,6 +455,8 @@ def _read_blob(
     encoding = fields.get("encoding") or ""
     _check_encoding(encoding, where)
     wanted = keep_ids is not None and oid in keep_ids
+    if on_blob is not None and visited is not None and oid not in visited:
+        on_blob = None  # the visitor does not want this one: hashed as it streams, never held whole
     if not (verify or wanted or keep_content_up_to >= 0 or encoding == "" or on_blob is not None):
         return BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=-1)
     # Hash and count the decoded bytes in 1 MiB steps; keep them only when asked to (never a bomb's).
@@ -512,8 +517,10 @@ def index_mpack(
     passes *on_history*, called once with the contents so far as soon as the
     commits and snapshots are read (before the first blob when the pack puts
     them first, as every MPackWriter does; else at the end), and *on_blob*,
-    called with each blob's entry and decoded bytes (after its hash checked
-    out, when verifying) from then on.
+    called from then on with the entry and decoded bytes (after its hash
+    checked out, when verifying) of each blob whose id is in what
+    *on_history* returned (every blob when it returned None). A top-level
+    section may appear once, so nothing read after *on_history* escapes it.
     Raises MalformedPack naming the first problem found.
     """
     limits = limits or PackLimits()
@@ -522,12 +529,13 @@ def index_mpack(
     contents = PackContents()
     read: set[str] = set()
     history_told = False
+    visited: Collection[str] | None = None
 
     def tell_history() -> None:
-        nonlocal history_told
+        nonlocal history_told, visited
         history_told = True
         if on_history is not None:
-            on_history(contents)
+            visited = on_history(contents)
 
     try:
         try:
@@ -536,6 +544,10 @@ def index_mpack(
             raise MalformedPack("The pack must be a msgpack map at the top level.") from exc
         for _ in range(sections):
             key = unpacker.unpack()
+            if isinstance(key, str):
+                if key in read:
+                    raise MalformedPack(f"The pack has a second {_preview(key)} section.")
+                read.add(key)
             if key == "commits":
                 for i in range(_read_array(unpacker, "commits", limits.max_commits)):
                     raw = _unpack_item(unpacker, f"commits[{i}]", _FIELD_HINT)
@@ -548,7 +560,9 @@ def index_mpack(
                     tell_history()
                 visit = on_blob if history_told else None
                 for i in range(_read_array(unpacker, "blobs", limits.max_blobs)):
-                    contents.blobs.append(_read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify, visit))
+                    contents.blobs.append(
+                        _read_blob(unpacker, i, limits, keep_content_up_to, keep_ids, verify, visit, visited)
+                    )
             elif key == "branch_heads":
                 heads = _require_map(unpacker.unpack(), "branch_heads")
                 contents.branch_heads = {
@@ -557,8 +571,6 @@ def index_mpack(
                 }
             else:
                 unpacker.skip()
-            if isinstance(key, str):
-                read.add(key)
         end = unpacker.tell()
     except MalformedPack:
         raise

@@ -1036,7 +1036,7 @@ class MPackAdmin(ReadOnlyAdmin):
     text_fields = ("repo__owner", "repo__slug")  # packs are few (one per push before a repack)
     fields = [
         "mpack_id", "kind", "repo", "human_size", "commit_count", "snapshot_count", "blob_count", "created_at",
-        "in_storage", "index_entries",
+        "damaged_at", "in_storage", "index_entries",
     ]  # fmt: skip
     readonly_fields = fields
     actions = ["verify_integrity"]

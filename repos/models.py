@@ -272,6 +272,13 @@ class MPack(models.Model):
     snapshot_count = models.IntegerField(default=0)
     blob_count = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    damaged_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a streamed read found the stored bytes do not hash to the pack's id; from then on "
+        "every blob read from it is checked on its own (and read from another copy if it is damaged). "
+        "Run musehub_fsck.",
+    )
 
     class Meta:
         db_table = "musehub_mpacks"

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from musehub_core.ids import blob_id
 from repos import models
@@ -262,13 +263,15 @@ def verify(staff, *mpack_ids: str) -> str:
     return reply.content.decode()
 
 
-def test_verify_integrity_passes_sound_packs(staff, world):
+def test_verify_integrity_passes_sound_packs_and_clears_a_damage_mark(staff, world):
     packs = list(models.MPack.objects.values_list("mpack_id", flat=True))
     assert len(packs) == 2
+    models.MPack.objects.filter(mpack_id=packs[0]).update(damaged_at=timezone.now())  # a streamed read's mark
     page = verify(staff, *packs)
     for mpack_id in packs:
         assert f"Pack {mpack_id} is sound" in page
     assert "FAILED" not in page
+    assert not models.MPack.objects.filter(damaged_at__isnull=False).exists(), "sound again: the mark is gone"
 
 
 def test_verify_integrity_reports_a_corrupted_pack(staff, world):

@@ -116,9 +116,40 @@ def test_a_small_push_goes_inline_and_a_big_one_through_an_upload(backend, live_
     assert "upload" not in small.phases and created == [], "one call: no upload slot, no PUT"
     assert small.uploaded == small.pack_bytes > 0 and MPack.objects.count() == 2
 
+    from wire import push as wire_push
+
+    monkeypatch.setattr(wire_push, "INLINE_PACK_MAX_BYTES", 16)  # the hub now refuses inline packs (413)...
+    (work / "dir0" / "small.txt").write_text("refused inline\n")
+    refused = operations.push(work, token=token, message="refused")
+    assert "upload" in refused.phases and created == [1], "...and the client uploads the pack instead"
+
     monkeypatch.setattr(http, "INLINE_PACK_MAX_BYTES", 16)  # every pack is now too big to go inline
     (work / "dir0" / "small.txt").write_text("another change\n")
     big = operations.push(work, token=token, message="big")
-    assert "upload" in big.phases and created == [1]
+    assert "upload" in big.phases and created == [1, 1]
     assert run("clone", url, str(tmp_path / "copy"), token=token)[0] == 0
     assert tree_of(tmp_path / "copy") == tree_of(work)
+
+
+def test_a_clone_cut_by_a_damaged_pack_succeeds_on_the_retry_from_another_copy(backend, live_server, alice, tmp_path):
+    from tests.test_fetch_stream import _damage_one_blob
+
+    token = token_for(alice)
+    work = tmp_path / "work"
+    make_tree(work, 40)
+    first, second = (f"{live_server.url}/{alice.username}/{name}-{uid()}" for name in ("first", "second"))
+    from repos.models import MPackIndex
+    from repos.storage.reader import plan_blob_reads
+
+    assert run("push", str(work), first, "-m", "one", token=token)[0] == 0
+    assert run("push", str(tmp_path / "work"), second, "-m", "two", token=token)[0] == 0  # the same blobs, again
+    assert MPack.objects.count() == 2
+    (pack,) = plan_blob_reads(MPackIndex.objects.values_list("entity_id", flat=True).distinct()).by_pack
+    _damage_one_blob(pack)  # the pack a clone reads (the other one holds the same blobs)
+
+    code, _, err = run("clone", first, str(tmp_path / "copy"), token=token)
+
+    assert code == 0, err
+    assert tree_of(tmp_path / "copy") == tree_of(work)
+    # Only a streamed read that found the damage (and cut its reply there) marks the pack.
+    assert MPack.objects.get(mpack_id=pack).damaged_at is not None, "the first reply was cut; the retry went through"

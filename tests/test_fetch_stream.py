@@ -210,5 +210,50 @@ def test_a_streamed_pack_is_checked_whole_and_a_damaged_one_cuts_the_reply_at_it
             served.append(blob.object_id)
     assert damaged in served and len(served) == len(history.blobs), "the mismatch is found at the pack's end"
     assert any(r.levelname == "ERROR" and chosen in r.getMessage() for r in caplog.records)
-    # Reading blob by blob (the default fetch decodes each one) still falls back to the other pack's copy.
+    assert MPack.objects.get(mpack_id=chosen).damaged_at is not None, "the pack is marked damaged"
+
+    # The next streamed read (the client's retry) checks that pack blob by blob and takes the damaged
+    # blob from the other pack that holds it.
+    again = plan_blob_reads(list(history.blobs))
+    assert again.damaged == {chosen}
+    served_again = {b.object_id: b for b in serve_blobs(again)}
+    assert sorted(served_again) == sorted(history.blobs)
+    for oid, blob in served_again.items():
+        assert decode_verified(oid, blob.stored, blob.encoding) == history.blobs[oid]
+    # Reading blob by blob (the default fetch decodes each one) falls back the same way.
     assert dict(read_blobs(plan_blob_reads(list(history.blobs)))) == history.blobs
+
+
+def test_a_streamed_pack_that_ends_early_is_marked_damaged_too(settings):
+    from musehub_core.errors import IntegrityError
+
+    history, _ = _two_repos_with_the_same_blobs()
+    plan = plan_blob_reads(list(history.blobs))
+    (chosen,) = plan.by_pack
+    backend = get_backend()
+    data = backend.get_mpack(chosen)
+    backend.delete_mpack(chosen)
+    backend.put_mpack(chosen, data[: len(data) // 2])
+
+    with pytest.raises(IntegrityError, match="ends early"):
+        list(serve_blobs(plan))
+    assert MPack.objects.get(mpack_id=chosen).damaged_at is not None
+    assert {b.object_id for b in serve_blobs(plan_blob_reads(list(history.blobs)))} == set(history.blobs)
+
+
+def test_rewriting_a_pack_on_the_filesystem_never_shows_a_reader_half_a_file(settings):
+    from repos.storage.backend import FileSystemMPackStore
+
+    backend = get_backend()
+    assert isinstance(backend, FileSystemMPackStore)
+    mpack_id = blob_id(b"pack")
+    old = os.urandom(3 * 1024 * 1024)
+    backend.put_mpack(mpack_id, old)
+    with backend.open_mpack(mpack_id) as reader:
+        first = reader.read(1024)
+        backend.put_mpack(mpack_id, b"new bytes")  # a rewrite while a streamed fetch reads the pack
+        rest = reader.read()
+    assert first + rest == old, "the reader kept the whole file it opened"
+    assert backend.get_mpack(mpack_id) == b"new bytes"
+    folder = os.path.dirname(backend.path_for(mpack_name(mpack_id)))
+    assert sorted(os.listdir(folder)) == [os.path.basename(backend.path_for(mpack_name(mpack_id)))], "no temp left"

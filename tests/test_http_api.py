@@ -328,3 +328,13 @@ def test_an_inline_pack_is_refused_when_its_bytes_are_not_its_key_or_it_is_too_b
     reply = _inline_push(as_alice, path, history, data)
     assert reply.status == 413 and "mpack/upload" in reply.data["detail"]
     assert not MPack.objects.exists()
+
+
+def test_push_inline_is_listed_only_when_the_hubs_limits_take_an_inline_pack(as_alice, alice, settings):
+    path = f"/{alice.username}/inline-limits-{uid()}"
+    history = History()
+    history.commit({"a.txt": b"x"})
+    assert http_push(as_alice, path, history).status == 200
+    assert "push-inline" in as_alice.get(f"{path}/refs").data["capabilities"]
+    settings.MUSEHUB_MAX_REQUEST_BYTES = 1024 * 1024  # below a 4 MiB inline pack
+    assert "push-inline" not in as_alice.get(f"{path}/refs").data["capabilities"]

@@ -69,6 +69,58 @@ def sample_blobs() -> dict[str, bytes]:
     return {blob_id(c): c for c in contents}
 
 
+# --- reading while a pack arrives: the history and blob hooks ------------------------------
+
+
+def _history_pack(blobs: dict[str, bytes], order: list[str]) -> bytes:
+    manifest = {f"f{i}": oid for i, oid in enumerate(blobs)}
+    snapshot = a_snapshot(manifest)
+    sections = {
+        "commits": [a_commit(snapshot_id=snapshot["snapshot_id"])],
+        "snapshots": [snapshot],
+        "blobs": [{"object_id": oid, "content": raw} for oid, raw in blobs.items()],
+        "branch_heads": {},
+    }
+    return raw_pack({name: sections[name] for name in order})
+
+
+def test_the_history_hook_runs_before_the_first_blob_and_picks_the_blobs_handed_over():
+    blobs = sample_blobs()
+    wanted = sorted(blobs)[:2]
+    calls: list[str] = []
+
+    def history(contents):
+        calls.append(f"history with {len(contents.snapshots)} snapshot(s) and {len(contents.blobs)} blob(s)")
+        return set(wanted)
+
+    def blob(entry, raw):
+        assert blob_id(raw) == entry.object_id and entry.content is None, "decoded bytes, not kept in the entry"
+        calls.append(entry.object_id)
+
+    data = _history_pack(blobs, ["commits", "snapshots", "blobs", "branch_heads"])
+    contents = index(data, on_history=history, on_blob=blob)
+    assert calls[0] == "history with 1 snapshot(s) and 0 blob(s)", "told before any blob was read"
+    assert sorted(calls[1:]) == wanted, "only the blobs the history asked for, each once"
+    assert all(b.content is None for b in contents.blobs)
+
+    # Blobs first (a valid pack, though no MuseHub writer makes it): told at the end, no blob handed over.
+    calls.clear()
+    index(_history_pack(blobs, ["blobs", "commits", "snapshots", "branch_heads"]), on_history=history, on_blob=blob)
+    assert calls == ["history with 1 snapshot(s) and 6 blob(s)"]
+
+
+def test_a_section_given_twice_is_refused_so_nothing_escapes_the_history_check():
+    blobs = sample_blobs()
+    good = msgpack.unpackb(_history_pack(blobs, ["commits", "snapshots", "blobs"]), raw=False)
+    forged = a_commit(message="not checked")  # its id no longer matches its content
+    # A map with a repeated key, written by hand: commits, snapshots, blobs, then commits again.
+    packer = msgpack.Packer(use_bin_type=True)
+    data = packer.pack_map_header(4)
+    for key, value in [*good.items(), ("commits", [forged])]:
+        data += packer.pack(key) + packer.pack(value)
+    refuses(data, "second 'commits' section")
+
+
 # --- round trips ------------------------------------------------------------------
 
 

@@ -40,6 +40,15 @@ log = logging.getLogger("musehub.push")
 # so a small push is one call instead of an upload slot, a PUT and the push call.
 PUSH_INLINE = "push-inline"
 INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
+_INLINE_BODY_SLACK = 64 * 1024  # the push call's other fields and msgpack framing
+
+
+def inline_push_allowed() -> bool:
+    """Return True when this hub's limits take every inline pack the capability promises (it is listed then)."""
+    return (
+        settings.MUSEHUB_MAX_REQUEST_BYTES >= INLINE_PACK_MAX_BYTES + _INLINE_BODY_SLACK
+        and settings.MUSEHUB_MAX_PACK_BYTES >= INLINE_PACK_MAX_BYTES
+    )
 
 
 def pack_limits() -> PackLimits:
@@ -261,10 +270,10 @@ def wire_push_unpack_mpack(
     repo = repo_by_id(repo_id)
     note_transfer(repo=repo.full_name, branch=branch, pack=mpack_key, **_pusher_name(pusher))
     _check_request(branch, head_commit_id, commits_count, blobs_count)
-    if mpack is not None and len(mpack) > INLINE_PACK_MAX_BYTES:
+    if mpack is not None and len(mpack) > min(INLINE_PACK_MAX_BYTES, settings.MUSEHUB_MAX_PACK_BYTES):
         raise PayloadTooLarge(
-            f"An inline pack may hold at most {INLINE_PACK_MAX_BYTES} bytes; upload this one "
-            f"({len(mpack)} bytes) through mpack/upload."
+            f"An inline pack may hold at most {min(INLINE_PACK_MAX_BYTES, settings.MUSEHUB_MAX_PACK_BYTES)} "
+            f"bytes here; upload this one ({len(mpack)} bytes) through mpack/upload."
         )
     source = _PackSource(None, inline=mpack) if mpack is not None else _locate(repo, mpack_key)
     try:

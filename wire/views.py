@@ -40,7 +40,7 @@ from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
 from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack, wire_fetch_mpack
-from wire.push import PUSH_INLINE, create_mpack_upload, wire_push_unpack_mpack
+from wire.push import PUSH_INLINE, create_mpack_upload, inline_push_allowed, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -81,7 +81,7 @@ class RefsView(WireView):
                 "domain": repo.domain,
                 "default_branch": repo.default_branch,
                 "branch_heads": heads,
-                "capabilities": [*CAPABILITIES, PUSH_INLINE],
+                "capabilities": [*CAPABILITIES, *([PUSH_INLINE] if inline_push_allowed() else [])],
             }
         )
 

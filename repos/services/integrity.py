@@ -4,7 +4,8 @@ The pack is streamed from storage once: ``index_mpack`` hashes its bytes (the
 key must match), verifies that every blob decodes to its object id, and says
 where each blob's ``content`` lies. Every ``MPackIndex`` row of the pack must
 then name a blob the pack holds, at that byte range and in that encoding, so a
-ranged read of the row decodes to its object id.
+ranged read of the row decodes to its object id. A pack that passes loses the
+mark a streamed fetch puts on a pack it found damaged (``MPack.damaged_at``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from musehub_core.errors import MalformedPack
 from musehub_core.mpack import index_mpack
-from repos.models import MPackIndex
+from repos.models import MPack, MPackIndex
 from repos.services.maintenance import maintenance_limits
 from repos.storage.backend import get_backend
 
@@ -68,4 +69,6 @@ def verify_mpack(mpack_id: str) -> PackCheck:
                 f"index row of {object_id}: encoding {encoding or 'raw'!r} but the pack stores it as "
                 f"{blob.encoding or 'raw'!r}."
             )
+    if check.ok:  # sound again (restored, say): streamed fetches may check it as a whole again
+        MPack.objects.filter(mpack_id=mpack_id, damaged_at__isnull=False).update(damaged_at=None)
     return check

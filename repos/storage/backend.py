@@ -25,6 +25,7 @@ import http.client
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from musehub_core.errors import BadSignature, StorageUnavailable
+from musehub_core.ids import is_id
 from repos.storage.layout import (
     MPACKS,
     legacy_object_uri,
@@ -434,7 +436,9 @@ class MPackStore:
     def list_objects(self) -> Iterator[str]:
         with self._errors("list objects"):
             for name in self._list("objects/"):
-                yield "sha256:" + name.rsplit("/", 1)[-1]
+                object_id = "sha256:" + name.rsplit("/", 1)[-1]
+                if is_id(object_id):  # not a file being written (``.write-*.part``)
+                    yield object_id
 
     # --- health -------------------------------------------------------------------
     def check(self) -> None:
@@ -452,6 +456,29 @@ class FileSystemMPackStore(MPackStore):
         with open(self.storage.path(name), "rb") as handle:
             handle.seek(start)
             return handle.read(end - start)
+
+    def _write(self, name: str, data: bytes | IO[bytes]) -> None:
+        """Write a temporary file beside *name* and rename it over: a reader never sees a file half rewritten.
+
+        (Django's storage, allowed to overwrite, truncates the file in place: a
+        streamed fetch reading that pack meanwhile would read a short pack.)
+        """
+        target = self.storage.path(name)
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(data, bytes):
+                    out.write(data)
+                else:
+                    shutil.copyfileobj(data, out, 1024 * 1024)
+            os.chmod(tmp, self.storage.file_permissions_mode or 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _open(self, name: str) -> IO[bytes]:
         return open(self.storage.path(name), "rb")
@@ -555,7 +582,9 @@ class S3MPackStore(MPackStore):
         if isinstance(data, bytes):
             # One PUT on the shared client: django-storages' save goes through boto3's managed transfer,
             # which starts a thread pool per call (about 0.1 s for a pack of a few KiB).
-            self._call(self._client().put_object, Key=self._key(name), Body=data)
+            self._call(
+                self._client().put_object, Key=self._key(name), Body=data, ContentType="application/octet-stream"
+            )
             return
         super()._write(name, data)
 

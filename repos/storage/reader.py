@@ -17,6 +17,7 @@ connection is never mistaken for damaged bytes (IntegrityError, a 500).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import logging
@@ -57,6 +58,7 @@ class BlobPlan:
     by_pack: dict[str, list[IndexEntry]] = field(default_factory=dict)
     alternatives: dict[str, list[IndexEntry]] = field(default_factory=dict)
     pack_sizes: dict[str, int] = field(default_factory=dict)
+    damaged: set[str] = field(default_factory=set)  # packs a streamed read found damaged: checked blob by blob
 
     @property
     def count(self) -> int:
@@ -99,7 +101,12 @@ def plan_blob_reads(object_ids: Iterable[str]) -> BlobPlan:
             plan.alternatives[oid] = options[1:]
         by_pack[options[0].mpack_id].append(options[0])
     plan.by_pack = dict(by_pack)
-    plan.pack_sizes = dict(MPack.objects.filter(mpack_id__in=list(plan.by_pack)).values_list("mpack_id", "size_bytes"))
+    for mpack_id, size, damaged_at in MPack.objects.filter(mpack_id__in=list(plan.by_pack)).values_list(
+        "mpack_id", "size_bytes", "damaged_at"
+    ):
+        plan.pack_sizes[mpack_id] = size
+        if damaged_at is not None:
+            plan.damaged.add(mpack_id)
     return plan
 
 
@@ -107,9 +114,11 @@ def _verified(entry_id: str, raw: bytes) -> bytes | None:
     return raw if blob_id(raw) == entry_id else None
 
 
-@dataclass(frozen=True)
-class ServedBlob:
-    """One blob as it is served: its bytes as stored (``encoding`` '' for raw) and, when decoded, the raw bytes."""
+class ServedBlob(NamedTuple):
+    """One blob as it is served: its bytes as stored (``encoding`` '' for raw) and, when decoded, the raw bytes.
+
+    A tuple: a clone serves tens of thousands of them.
+    """
 
     object_id: str
     stored: bytes
@@ -148,25 +157,36 @@ class _Digesting(io.RawIOBase):
         return count
 
     def check(self, mpack_id: str) -> None:
-        """Raise IntegrityError when the bytes read do not hash to *mpack_id*."""
+        """Raise IntegrityError (see :func:`_damaged`) when the bytes read do not hash to *mpack_id*."""
         if PREFIX + self._hash.hexdigest() != mpack_id:
-            log.error("mpack %s does not hash to its id: a blob served from it was damaged; run musehub_fsck", mpack_id)
-            raise IntegrityError(f"mpack {mpack_id} does not hash to its id; run musehub_fsck.")
+            raise _damaged(mpack_id, "does not hash to its id")
+
+
+def _damaged(mpack_id: str, how: str) -> IntegrityError:
+    """Record that a streamed read found pack *mpack_id* damaged and return the error that cuts the reply.
+
+    Blobs of it already went out unchecked, so the reply cannot be finished;
+    the record makes every later read of the pack check blob by blob and fall
+    back to other copies, so the client's retry can succeed.
+    """
+    MPack.objects.filter(mpack_id=mpack_id).update(damaged_at=dt.datetime.now(dt.UTC))
+    log.error("mpack %s %s: streamed reads now check it blob by blob; run musehub_fsck", mpack_id, how)
+    return IntegrityError(f"mpack {mpack_id} {how}; run musehub_fsck.")
 
 
 def _read_pack(
-    mpack_id: str, entries: list[IndexEntry], pack_size: int | None, *, keep_raw: bool = True
+    mpack_id: str, entries: list[IndexEntry], pack_size: int | None, *, keep_raw: bool = True, by_digest: bool = False
 ) -> Iterator[tuple[str, ServedBlob | None]]:
     """Yield (object_id, verified blob or None) for *entries* from one pack; raise FileNotFoundError when it is missing.
 
     Each byte is read from storage once. A blob read by range is decoded to
-    check it (and kept decoded with *keep_raw*). A pack read whole for blobs
-    passed on as stored (not *keep_raw*: a streamed fetch) is checked as a
-    whole instead: its bytes must hash to its id, which the push verified
-    blob by blob; the blobs go out as they are read and a mismatch, found at
-    the pack's end, raises IntegrityError, which cuts the reply short (the
-    client checks every blob itself and refuses a damaged one). Four times less
-    work than decoding and hashing each blob.
+    check it (and kept decoded with *keep_raw*). With *by_digest* (blobs
+    passed on as stored, for a streamed fetch) a pack read whole is checked
+    as a whole instead: its bytes must hash to its id, which the push
+    verified blob by blob; the blobs go out as they are read, and a mismatch
+    or a pack that ends early, found by then, raises IntegrityError (cutting
+    the reply; the client checks every blob itself) and marks the pack
+    damaged (:func:`_damaged`). A quarter of the work of decoding and hashing each blob.
     """
     backend = get_backend()
     located = [e for e in entries if e.offset is not None and e.length is not None]
@@ -186,18 +206,22 @@ def _read_pack(
     with stream:
         if len(located) == len(entries):
             # Blobs are small: read the pack in big pieces, not two storage reads per blob.
-            digesting = None if keep_raw else _Digesting(stream)
+            digesting = _Digesting(stream) if by_digest and not keep_raw else None
             buffered = io.BufferedReader(digesting or stream, READ_BUFFER)  # type: ignore[arg-type]
             position = 0
             for e in sorted(located, key=lambda x: x.offset):  # type: ignore[arg-type, return-value]
                 if not skip_bytes(buffered, e.offset - position):  # type: ignore[operator]
+                    if digesting is not None:
+                        raise _damaged(mpack_id, "ends early")
                     raise MalformedPack("The pack ended early.")
                 stored = buffered.read(e.length)
                 position = e.offset + len(stored)  # type: ignore[operator]
-                if len(stored) != e.length:
-                    yield e.object_id, None
-                elif digesting is not None:
+                if digesting is not None:
+                    if len(stored) != e.length:
+                        raise _damaged(mpack_id, "ends early")
                     yield e.object_id, ServedBlob(e.object_id, stored, e.encoding)
+                elif len(stored) != e.length:
+                    yield e.object_id, None
                 else:
                     yield e.object_id, _checked(e, stored, keep_raw=keep_raw)
             if digesting is not None:
@@ -227,7 +251,8 @@ def serve_blobs(plan: BlobPlan, *, keep_raw: bool = False) -> Iterator[ServedBlo
     """Yield every blob in *plan* once, verified, as stored (and decoded with *keep_raw*).
 
     Without *keep_raw* a pack read whole is verified as a whole (see
-    :func:`_read_pack`): a damaged one raises IntegrityError after its blobs.
+    :func:`_read_pack`): a damaged one raises IntegrityError after its blobs
+    and is checked blob by blob from then on.
 
     Content-cache rows come raw; pack entries keep the encoding they were
     stored with, so a reply can pass them on without re-encoding. Raises
@@ -245,7 +270,10 @@ def serve_blobs(plan: BlobPlan, *, keep_raw: bool = False) -> Iterator[ServedBlo
     for mpack_id, entries in plan.by_pack.items():
         served: set[str] = set()
         try:
-            for oid, blob in _read_pack(mpack_id, entries, plan.pack_sizes.get(mpack_id), keep_raw=keep_raw):
+            by_digest = not keep_raw and mpack_id not in plan.damaged
+            for oid, blob in _read_pack(
+                mpack_id, entries, plan.pack_sizes.get(mpack_id), keep_raw=keep_raw, by_digest=by_digest
+            ):
                 if blob is not None:
                     served.add(oid)
                     yield blob
