@@ -60,7 +60,8 @@ What each command does (wire.md §3; the work is in :mod:`musehub_client.operati
   4); the branch's commits stay on the hub.
 
 State: ``DIR/.musehub/state.json`` =
-``{"url", "branch", "head", "manifest": {path: object_id}, "commits": [commit ids], "fetched_head"?}``.
+``{"url", "branch", "head", "manifest_file", "snapshot_id", "commits": [commit ids], "fetched_head"?}``;
+the head's manifest ({path: object_id}) is in ``manifest_file`` (msgpack) beside it.
 
 Exit codes: 0 success; 1 any other error; 2 usage error; 3 authentication or
 permission refused (HTTP 401/403); 4 conflict (HTTP 409 non-fast-forward, or

@@ -810,7 +810,7 @@ def push_merge(
                 author or record.author,
             )
         base = None
-        parent_snapshot = compute_snapshot_id(state.manifest)
+        parent_snapshot = state.snapshot_id()
         if SNAPSHOT_DELTA in capabilities_of(refs) and parent_snapshot != snapshot_id:
             base = (parent_snapshot, state.manifest)
         snapshot = snapshot_dict(snapshot_id, manifest, base=base, created_at=commit["committed_at"])

@@ -58,6 +58,7 @@ from musehub_client.packs import (
     PackStore,
     build_push_pack,
     download_pack,
+    kept_manifests,
     make_commit,
     missing_blob_paths,
     remove_pack,
@@ -73,7 +74,7 @@ from musehub_client.worktree import (
     scan_folder,
     write_file,
 )
-from musehub_core.ids import blob_id, compute_snapshot_id, hex_of
+from musehub_core.ids import blob_id, hex_of
 from musehub_core.manifests import BaseLookup
 
 DEFAULT_MESSAGE = "Push from the MuseHub client"
@@ -142,15 +143,19 @@ def load_state(directory: str | Path) -> tuple[Path, State]:
 
 
 def _local_manifests(root: Path, state: State) -> BaseLookup:
-    """Return the BaseLookup of a working folder: its head's manifest, then its packs' (opened only if needed)."""
+    """Return the BaseLookup of a working folder: its head's manifest, the manifests kept beside its packs,
+    then its packs' (opened only if needed)."""
 
     def lookup(snapshot_ids: list[str]) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
         if state.head is not None:
-            head_snapshot = compute_snapshot_id(state.manifest)
+            head_snapshot = state.snapshot_id()
             if head_snapshot in snapshot_ids:
                 found[head_snapshot] = state.manifest
         rest = [sid for sid in snapshot_ids if sid not in found]
+        if rest:
+            found.update(kept_manifests(root / STATE_DIR / PACKS_DIR, rest))
+            rest = [sid for sid in rest if sid not in found]
         if rest:
             found.update(PackStore.open(root).lookup(rest))
         return found
@@ -349,7 +354,7 @@ def push(
         parent_is_local = state is not None and tracks_url and parent is not None and parent == state.head
         base = None
         if parent_is_local and state is not None and SNAPSHOT_DELTA in capabilities_of(refs):
-            base = (compute_snapshot_id(state.manifest), state.manifest)
+            base = (state.snapshot_id(), state.manifest)
         author = author or os.environ.get("MUSEHUB_AUTHOR") or user or default_author()
         commit, snapshot = make_commit(
             manifest,
@@ -404,7 +409,7 @@ def push(
                 head=commit["commit_id"],
                 manifest=manifest,
                 commits=[*recorded, commit["commit_id"]],
-            ).save(root)
+            ).save(root, snapshot_id=commit["snapshot_id"])
     finally:
         client.close()
     return PushResult(
@@ -539,7 +544,7 @@ def clone(
                     head=head,
                     manifest=manifest,
                     commits=[c["commit_id"] for c in pack.contents.commits],
-                ).save(root)
+                ).save(root, snapshot_id=checkout.snapshot_id)
         except BaseException:
             if created:
                 remove_tree(root)

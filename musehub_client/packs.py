@@ -393,6 +393,28 @@ def read_manifests(pack: Path) -> dict[str, dict[str, str]]:
     return {sid: m for sid, m in data.items() if is_id(sid) and isinstance(m, dict)}
 
 
+def kept_manifests(folder: Path, snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Return the full manifests among *snapshot_ids* kept beside the packs in *folder* (newest files first).
+
+    Cheaper than :meth:`PackStore.open`, which indexes every pack: a fetch
+    whose deltas build on the head an earlier fetch brought finds it here.
+    """
+    wanted = set(snapshot_ids)
+    found: dict[str, dict[str, str]] = {}
+    kept = []
+    for path in folder.glob(f"*{MANIFESTS_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            kept.append((path.stat().st_mtime_ns, path))
+    for _, path in sorted(kept, reverse=True):
+        if not wanted:
+            break
+        for sid, manifest in read_manifests(path.with_suffix(".mpack")).items():
+            if sid in wanted:
+                found[sid] = manifest
+                wanted.discard(sid)
+    return found
+
+
 def remove_pack(pack: Path) -> None:
     """Delete a local pack and the manifests kept beside it."""
     pack.unlink(missing_ok=True)

@@ -320,6 +320,7 @@ class ArrivingCheckout:
         self.head = head
         self.out = out
         self.manifest: dict[str, str] | None = None
+        self.snapshot_id: str | None = None  # the head's, verified with the pack's history
         self.files: dict[str, str] = {}
         self._pending: dict[str, list[str]] = {}
 
@@ -329,7 +330,7 @@ class ArrivingCheckout:
         manifest = manifests.get(commit["snapshot_id"]) if commit is not None else None
         if manifest is None:
             return ()  # the caller reports a pack without the head's snapshot
-        self.manifest = manifest
+        self.manifest, self.snapshot_id = manifest, commit["snapshot_id"]  # type: ignore[index]
         self.files = checkout_manifest(manifest, self.out)
         prepare_new_tree(self.root, self.files)
         for relative, oid in self.files.items():
@@ -342,7 +343,7 @@ class ArrivingCheckout:
 
     def abandon(self) -> None:
         """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
-        self.manifest, self.files, self._pending = None, {}, {}
+        self.manifest, self.snapshot_id, self.files, self._pending = None, None, {}, {}
         with contextlib.suppress(OSError):  # the error that made the attempt fail is the one to report
             for child in self.root.iterdir():
                 if child.name == STATE_DIR:

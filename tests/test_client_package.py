@@ -513,7 +513,7 @@ def test_push_sends_full_snapshots_to_a_hub_without_the_capability(hub_factory, 
     assert [("manifest" in p["snapshots"][0]) for p in hub.pushed] == [True, True]
 
 
-def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
+def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path, monkeypatch):
     hub, url = hub_factory([SNAPSHOT_DELTA])
     source, clone = tmp_path / "source", tmp_path / "clone"
     make_tree(source)
@@ -544,9 +544,15 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path):
     assert PackStore.open(clone).manifest_of(fifth.head) == manifest_of(tree_of(source))
 
     # One more commit, fetched before pulling: its base is a snapshot only the packs hold, not the state.
+    # The manifest kept beside the last fetched pack has it: no pack is opened and indexed to find it.
     (source / "six.txt").write_text("six")
     sixth = operations.push(source, url, token=TOKEN, author="me")
+    opened: list[Path] = []
+    open_store = PackStore.open.__func__
+    monkeypatch.setattr(PackStore, "open", classmethod(lambda cls, root: opened.append(root) or open_store(cls, root)))
     assert run("fetch", str(clone), "-q")[0] == 0
+    assert opened == [], "the base came from the manifests kept beside the packs"
+    monkeypatch.undo()
     assert hub.served[-1]["snapshots"][0]["base"] == hub.commits[fifth.head]["snapshot_id"]
     assert fetched_pack.exists()
 
@@ -968,3 +974,60 @@ def test_run_batches_keeps_order_gives_threads_only_big_files_and_passes_errors_
 
     with pytest.raises(OSError, match="disk full"):
         list(threads.run_batches(fail, items, workers=2))
+
+
+def test_the_state_keeps_its_manifest_in_a_file_named_by_its_hash_and_rewrites_it_only_when_it_changed(tmp_path):
+    import json
+
+    from musehub_client.state import State
+    from musehub_core.ids import compute_commit_id
+
+    manifest = manifest_of({f"d{i % 7}/f{i}.txt": f"{i}".encode() for i in range(300)})
+    head = compute_commit_id([], compute_snapshot_id(manifest), "m", "t")
+    State(url="http://hub.test/a/b", branch="main", head=head, manifest=manifest, commits=[head]).save(tmp_path)
+    folder = tmp_path / STATE_DIR
+    data = json.loads((folder / "state.json").read_text())
+    assert "manifest" not in data and data["snapshot_id"] == compute_snapshot_id(manifest)
+    (kept,) = folder.glob("manifest-*.msgpack")
+    assert data["manifest_file"] == kept.name
+
+    # A fetch: only fetched_head and the commits change; the manifest file is not written again.
+    loaded = State.load(tmp_path)
+    assert loaded.manifest == manifest and loaded.snapshot_id() == compute_snapshot_id(manifest)
+    before = kept.stat().st_mtime_ns, kept.stat().st_ino
+    loaded.fetched_head = fake_id("fetched")
+    loaded.commits.append(loaded.fetched_head)
+    loaded.save(tmp_path)
+    assert (kept.stat().st_mtime_ns, kept.stat().st_ino) == before
+    assert State.load(tmp_path).fetched_head == fake_id("fetched")
+
+    # A pull: a new manifest goes to a new file and the old one is removed.
+    loaded.manifest = {**manifest, "new.txt": blob_id(b"new")}
+    loaded.save(tmp_path)
+    (now,) = folder.glob("manifest-*.msgpack")
+    assert now != kept and State.load(tmp_path).snapshot_id() == compute_snapshot_id(loaded.manifest)
+
+    # Damaged bytes are found by the name's hash.
+    now.write_bytes(now.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ClientError, match="damaged"):
+        State.load(tmp_path)
+
+
+def test_a_state_written_by_an_older_client_is_read_and_rewritten_the_new_way(tmp_path):
+    import json
+
+    from musehub_client.state import State
+
+    manifest = manifest_of({"a.txt": b"a", "b/c.txt": b"c"})
+    head = fake_id("head")
+    folder = tmp_path / STATE_DIR
+    folder.mkdir()
+    old = {"url": "http://hub.test/a/b", "branch": "main", "head": head, "manifest": manifest, "commits": [head]}
+    (folder / "state.json").write_text(json.dumps(old))
+
+    state = State.load(tmp_path)
+    assert state.manifest == manifest and state.snapshot_id() == compute_snapshot_id(manifest)
+    state.save(tmp_path)
+    data = json.loads((folder / "state.json").read_text())
+    assert "manifest" not in data and (folder / data["manifest_file"]).is_file()
+    assert State.load(tmp_path).manifest == manifest
