@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 
 from musehub_client.http import EXIT_ERROR, ClientError, normalize_url
-from musehub_core.ids import compute_snapshot_id
+from musehub_core.ids import all_ids, compute_snapshot_id
 
 STATE_DIR = ".musehub"
 STATE_FILE = "state.json"
@@ -40,15 +40,7 @@ MAX_HAVE = 10_000  # the hub refuses more have ids than this in one fetch
 RACY_SECONDS = 2
 
 
-_IDS = re.compile(r"(?:sha256:[0-9a-f]{64})*")
 ID_LENGTH = 71  # "sha256:" + 64 hex
-
-
-def all_ids(values: list[Any]) -> bool:
-    """Return True when every value is a ``sha256:<64 hex>`` id (one regex pass over them all: a big manifest)."""
-    if not all(type(v) is str and len(v) == ID_LENGTH for v in values):
-        return False
-    return _IDS.fullmatch("".join(values)) is not None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, StatCache
 from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack
-from musehub_core.manifests import directories_of
+from musehub_core.manifests import all_paths_valid, directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
 from musehub_core.mpack import BlobEntry, PackContents
 
@@ -282,8 +282,10 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) 
 
 def prepare_new_tree(root: Path, files: Mapping[str, str]) -> None:
     """Check every path of *files* as :func:`safe_target` does and make its folders under *root* (a new folder)."""
-    for relative in files:
-        _check_new_path(relative)
+    paths = list(files)
+    if not all_paths_valid(paths) or any(is_reserved(top) for top in {p.split("/", 1)[0] for p in paths}):
+        for relative in paths:
+            _check_new_path(relative)  # names the first path refused
     for folder in directories_of(files):
         os.mkdir(root.joinpath(*folder.split("/")))
 

@@ -27,6 +27,18 @@ def is_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
+_IDS = re.compile(r"(?:sha256:[0-9a-f]{64})*")
+_ID_LENGTH = len(PREFIX) + 64
+
+
+def all_ids(values: Iterable[object]) -> bool:
+    """Return True when every value is a ``sha256:<hex>`` id (one regex pass over them all: a big manifest)."""
+    values = list(values)
+    if not all(type(v) is str and len(v) == _ID_LENGTH for v in values):
+        return False
+    return _IDS.fullmatch("".join(values)) is not None  # type: ignore[arg-type]
+
+
 def is_hex(value: object) -> bool:
     """Return True when *value* is a bare 64-hex digest (MWP form)."""
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None

@@ -46,6 +46,23 @@ def validate_path(path: object, where: str) -> str:
     return path
 
 
+def all_paths_valid(paths: Sequence[object]) -> bool:
+    """Return True when validate_path takes every one of *paths* (a few substring searches over them all).
+
+    False says only that some path is refused: :func:`validate_path` on each names it.
+    """
+    if not all(type(p) is str for p in paths):
+        return False
+    # Each path framed by '/' on both sides and the frames joined by NUL (which no valid path holds): a
+    # leading '/' or an empty, '.' or '..' segment then shows as '//', '/./' or '/../' (never across frames).
+    framed = "/" + "/\0/".join(paths) + "/"  # type: ignore[arg-type]
+    if framed.count("\0") != max(len(paths) - 1, 0) or "\\" in framed:
+        return False
+    if not paths or "//" in framed or "/./" in framed or "/../" in framed:
+        return not paths
+    return all(len(p) * 4 <= MAX_PATH_BYTES or len(p.encode()) <= MAX_PATH_BYTES for p in paths)  # type: ignore[arg-type]
+
+
 def directories_of(paths: Iterable[str]) -> list[str]:
     """Return every directory that holds a path of *paths*, sorted ('' is the root, omitted)."""
     found: set[str] = set()

@@ -32,8 +32,8 @@ import msgpack
 import zstandard
 
 from musehub_core.errors import MalformedPack, TruncatedPack
-from musehub_core.ids import PREFIX, blob_id, is_id
-from musehub_core.manifests import validate_path
+from musehub_core.ids import PREFIX, all_ids, blob_id, is_id
+from musehub_core.manifests import all_paths_valid, validate_path
 
 TOP_LEVEL_KEYS = ("commits", "snapshots", "blobs", "branch_heads")
 ENCODINGS = ("", "zstd")
@@ -214,6 +214,8 @@ def _checked_entries(value: object, where: str, limits: PackLimits) -> dict[str,
     entries = _require_map(value, where)
     if len(entries) > limits.max_manifest_entries:
         raise MalformedPack(f"{where} has more than {limits.max_manifest_entries} entries.")
+    if all_paths_valid(list(entries)) and all_ids(entries.values()):  # one pass each over a big manifest
+        return dict(entries)
     return {validate_path(path, where): _require_id(oid, f"{where}[{path!r}]") for path, oid in entries.items()}
 
 

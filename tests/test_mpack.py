@@ -11,7 +11,8 @@ import pytest
 import zstandard
 
 from musehub_core.errors import MalformedPack
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id
+from musehub_core.ids import all_ids, blob_id, compute_commit_id, compute_snapshot_id, fake_id, is_id
+from musehub_core.manifests import all_paths_valid, validate_path
 from musehub_core.mpack import (
     MPackWriter,
     PackLimits,
@@ -417,3 +418,34 @@ def test_a_blob_larger_than_the_blob_limit_is_refused():
     data = build_wire_mpack({"blobs": [{"object_id": blob_id(content), "content": content}]})
     with pytest.raises(MalformedPack):
         index(data, limits=PackLimits(max_blob_bytes=1024))
+
+
+# --- path and id checks over a whole manifest at once ----------------------------------------------
+
+TRICKY_PATHS = [  # validate_path takes some and refuses others: the batch check must agree on each
+    "a", "a/b", "dir/file.txt", ".hidden", "a/.hidden", "...", "a/.../b", "a/..b", "..a", "a b", "ünï/cödé",
+    "line\nbreak", "tab\there", "a\n", "a/\n", "\n", "a/\n/b", "x" * 4096, "é" * 2048, "a" * 4095 + "/",
+    "", "/abs", "a//b", "a/", "./a", "a/.", "a/./b", "../a", "a/..", "a/../b", "a\\b", "a\0b", "x" * 4097, "é" * 2049,
+]  # fmt: skip
+
+
+def _accepted(path: object) -> bool:
+    try:
+        validate_path(path, "test")
+    except MalformedPack:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("path", TRICKY_PATHS)
+def test_checking_all_paths_at_once_agrees_with_checking_each(path):
+    assert all_paths_valid([path]) == _accepted(path)
+    valid = [p for p in TRICKY_PATHS if _accepted(p)]
+    assert all_paths_valid([*valid[:5], path, *valid[5:]]) == _accepted(path), "one bad path among good ones"
+
+
+def test_checking_all_ids_at_once_agrees_with_checking_each():
+    good = [fake_id(str(i)) for i in range(5)]
+    assert all_ids(good) and all_ids([]) and all_paths_valid([]) and not all_paths_valid([1])
+    for bad in ["sha256:" + "A" * 64, "sha256:" + "0" * 63, fake_id("x")[7:] + "sha256:", 7, None, fake_id("y") + " "]:
+        assert not all_ids([*good, bad]) and not is_id(bad)
