@@ -58,8 +58,8 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     meta_fields = [model._meta.get_field(name) for name in fields]
     prepare = [_preparer(f) if f.get_internal_type() in _PREPARED else None for f in meta_fields]
     keys = _key_positions(model, fields)
-    ordered = sorted(rows, key=lambda row: tuple(str(row[i]) for i in keys))
-    batch = [tuple(p(value) if p else value for p, value in zip(prepare, row, strict=True)) for row in ordered]
+    ordered = sorted(rows, key=_sort_key(keys))
+    batch = _prepared(ordered, prepare, len(fields))
     if not batch:
         return 0
     quote = connection.ops.quote_name
@@ -72,6 +72,33 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     with connection.cursor() as cursor:
         cursor.executemany(sql, batch)
         return cursor.rowcount
+
+
+def _sort_key(keys: Sequence[int]) -> Callable[[Sequence[object]], object]:
+    """Return the key that sorts rows by their key columns as text (one column: no tuple per row)."""
+    if len(keys) == 1:
+        (only,) = keys
+        return lambda row: str(row[only])
+    return lambda row: tuple(str(row[i]) for i in keys)
+
+
+def _prepared(
+    rows: list[Sequence[object]], prepare: list[Callable[[object], object] | None], width: int
+) -> list[tuple]:
+    """Return *rows* as tuples with the values of the columns that need it prepared for the database."""
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row has {len(row)} values for {width} columns")
+    positions = [(i, p) for i, p in enumerate(prepare) if p is not None]
+    if not positions:
+        return [tuple(row) for row in rows]
+    batch = []
+    for row in rows:
+        values = list(row)
+        for i, prep in positions:
+            values[i] = prep(values[i])
+        batch.append(tuple(values))
+    return batch
 
 
 def _copy_insert(table: str, columns: str, batch: list[tuple], order: str) -> int:

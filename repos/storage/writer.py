@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from musehub_core.mpack import MPackWriter, encode_blob
 from repos.bulk import insert_ignore
@@ -24,9 +23,11 @@ SPOOL_BYTES = 16 * 1024 * 1024
 Opener = Callable[[], tuple[IO[bytes], int]]
 
 
-@dataclass(frozen=True)
-class StoredBlob:
-    """A blob written into a pack: where its bytes are and (if small) the raw bytes themselves."""
+class StoredBlob(NamedTuple):
+    """A blob written into a pack: where its bytes are and (if small) the raw bytes themselves.
+
+    A tuple: a push makes one per blob (a frozen dataclass cost 0.1 s for 25,000).
+    """
 
     object_id: str
     size: int
