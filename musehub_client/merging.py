@@ -815,7 +815,7 @@ def push_merge(
             base = (parent_snapshot, state.manifest)
         snapshot = snapshot_dict(snapshot_id, manifest, base=base, created_at=commit["committed_at"])
         with timer("filter"):
-            blob_paths = missing_blob_paths(client, manifest, state.manifest.values())
+            blob_paths = missing_blob_paths(client, manifest, state.manifest.values(), root=root)
         with tempfile.TemporaryFile(prefix="musehub-merge-", suffix=".mpack") as handle:
             with timer("pack"):
                 key, size = build_push_pack(

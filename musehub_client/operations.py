@@ -367,7 +367,7 @@ def push(
         known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
         with timer("filter"):
             if exists:
-                blob_paths = missing_blob_paths(client, manifest, known)
+                blob_paths = missing_blob_paths(client, manifest, known, root=root)
             else:  # a repository this push creates (or just created) holds nothing: no filter-objects calls
                 blob_paths = {}
                 for relative, oid in manifest.items():

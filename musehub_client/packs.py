@@ -29,7 +29,9 @@ import zstandard
 from musehub_client.feedback import PhaseHook, no_phases
 from musehub_client.http import (
     EXIT_SERVER,
+    INLINE_PACK_MAX_BYTES,
     PACK_STREAM,
+    PUSH_INLINE,
     SNAPSHOT_DELTA,
     ClientError,
     HubClient,
@@ -97,18 +99,40 @@ def make_commit(
     return commit, snapshot
 
 
-def missing_blob_paths(client: HubClient, manifest: Mapping[str, str], known: Iterable[str] = ()) -> dict[str, str]:
+def missing_blob_paths(
+    client: HubClient, manifest: Mapping[str, str], known: Iterable[str] = (), *, root: Path | None = None
+) -> dict[str, str]:
     """Return {object_id: a path holding it} for the blobs of *manifest* the hub lacks.
 
-    Blobs in *known* (those of a parent the hub has) are not asked about.
+    Blobs in *known* (those of a parent the hub has) are not asked about. When
+    the rest would fit in an inline pack (the hub lists ``push-inline``; their
+    files under *root* take at most INLINE_PACK_MAX_BYTES), they are not asked
+    about either: they are sent, as git sends what the remote head it knows
+    lacks, and a blob the hub already held from elsewhere costs a few bytes
+    instead of a round trip.
     """
     held = set(known)
-    missing = set(client.filter_objects(oid for oid in manifest.values() if oid not in held))
-    blob_paths: dict[str, str] = {}
+    candidates: dict[str, str] = {}
     for relative, oid in manifest.items():
-        if oid in missing:
-            blob_paths.setdefault(oid, relative)
-    return blob_paths
+        if oid not in held:
+            candidates.setdefault(oid, relative)
+    if held and root is not None and PUSH_INLINE in client.capabilities and _fit_inline(root, candidates.values()):
+        return candidates
+    missing = set(client.filter_objects(candidates))
+    return {oid: relative for oid, relative in candidates.items() if oid in missing}
+
+
+def _fit_inline(root: Path, relatives: Iterable[str]) -> bool:
+    """Return True when the files at *relatives* under *root* take at most INLINE_PACK_MAX_BYTES together."""
+    total = 0
+    for relative in relatives:
+        try:
+            total += (root / relative).stat().st_size
+        except OSError:
+            return False  # the pack build reports it
+        if total > INLINE_PACK_MAX_BYTES:
+            return False
+    return True
 
 
 def read_file(path: Path) -> bytes:

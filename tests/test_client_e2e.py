@@ -133,8 +133,12 @@ def test_usage_errors_exit_2():
     assert code == EXIT_USAGE and "usage" in err
 
 
-def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_path):
-    """A tracked folder's recorded head tells the client which blobs the hub already has."""
+def test_a_change_is_sent_against_the_recorded_head_and_only_a_big_one_asks_the_hub(url, alice, tmp_path):
+    """A tracked folder's recorded head tells the client which blobs the hub already has.
+
+    The rest is sent without asking when it fits an inline pack (as git sends
+    what the remote head lacks); a bigger change asks filter-objects about it.
+    """
     token = token_for(alice)
     source = tmp_path / "src"
     make_tree(source, count=50)
@@ -150,10 +154,14 @@ def test_a_small_change_asks_the_hub_only_about_changed_blobs(url, alice, tmp_pa
 
     HubClient.filter_objects = counting
     try:
-        assert run("push", str(source), url, token=token)[0] == 0
+        small = operations.push(source, token=token)
+        assert asked == [] and small.blobs == 1, "one changed blob, sent without a round trip"
+        (source / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+        (source / "dir0/sub0/file-1.txt").write_text("changed too")
+        big = operations.push(source, token=token)
+        assert asked == [2] and big.blobs == 2, "over an inline pack's size: only the changed blobs are asked about"
     finally:
         HubClient.filter_objects = original
-    assert asked == [1]
     clone = tmp_path / "clone"
     assert run("clone", url, str(clone))[0] == 0
     assert tree_of(clone) == tree_of(source)
@@ -438,7 +446,7 @@ def test_a_first_push_sends_every_blob_without_asking_the_hub(no_env, url, alice
     assert asked == [] and first.blobs == len(set(worktree.scan_tree(source).values()))
     (source / "dir0/sub0/file-0.txt").write_text("changed")
     second = operations.push(source, url, token=token)
-    assert asked == [1] and second.blobs == 1
+    assert asked == [] and second.blobs == 1, "a small change is sent against the recorded head without asking"
     clone = tmp_path / "clone"
     operations.clone(url, clone, token=token)
     assert tree_of(clone) == tree_of(source)
