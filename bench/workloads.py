@@ -257,8 +257,8 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
                 handle.write(pack)
                 client.push_pack(
                     handle,
-                    key,
                     len(pack),
+                    mpack_key=key,
                     branch="main",
                     head_commit_id=commit["commit_id"],
                     force=False,
@@ -431,8 +431,8 @@ def history_pushes(
                         key, size, base = write_history_pack(handle, history, start, end, base, send)
                     client.push_pack(
                         handle,
-                        key,
                         size,
+                        mpack_key=key,
                         branch="main",
                         head_commit_id=history.commits[end - 1]["commit_id"],
                         force=False,

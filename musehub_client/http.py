@@ -475,48 +475,32 @@ class HubClient:
         return self._request("POST", "mpack/push", body)
 
     def push_pack(
-        self,
-        handle: IO[bytes],
-        mpack_key: str,
-        size: int,
-        *,
-        branch: str,
-        head_commit_id: str,
-        force: bool,
-        commits_count: int,
-        blobs_count: int,
-        phases: PhaseHook = no_phases,
+        self, handle: IO[bytes], size: int, *, phases: PhaseHook = no_phases, **push: Any
     ) -> tuple[int, dict[str, Any]]:
-        """Hand the pack in *handle* to the hub and push it; return (bytes sent, the push answer).
+        """Hand the pack in *handle* (*size* bytes) to the hub and push it; return (bytes sent, the push answer).
 
-        A pack of at most INLINE_PACK_MAX_BYTES goes in the push call itself when
+        *push* holds :meth:`push`'s keyword arguments (``mpack_key``, ``branch``,
+        ``head_commit_id``, ``force``, ``commits_count``, ``blobs_count``). A
+        pack of at most INLINE_PACK_MAX_BYTES goes in the push call itself when
         the hub lists ``push-inline`` (one round trip); a bigger one, any for an
         older hub, and one the hub refuses inline (413: a lower limit there) go
         through an upload slot first. Phases: "upload" (slot + PUT, only then), "push".
         """
-        fields = {
-            "mpack_key": mpack_key,
-            "branch": branch,
-            "head_commit_id": head_commit_id,
-            "force": force,
-            "commits_count": commits_count,
-            "blobs_count": blobs_count,
-        }
         handle.seek(0)
         if PUSH_INLINE in self.capabilities and size <= INLINE_PACK_MAX_BYTES:
             data = handle.read()
             try:
                 with phases("push"):
-                    return len(data), self.push(**fields, mpack=data)
+                    return len(data), self.push(**push, mpack=data)
             except ClientError as exc:
                 if exc.code != "too_large":
                     raise
                 self.out.note(f"the hub refused the pack inline ({exc.message}); uploading it")
             handle.seek(0)
         with phases("upload"):
-            sent = self.upload(handle, mpack_key, size)
+            sent = self.upload(handle, push["mpack_key"], size)
         with phases("push"):
-            return sent, self.push(**fields)
+            return sent, self.push(**push)
 
     def fetch(self, want: list[str], have: list[str], capabilities: Iterable[str] = ()) -> dict[str, Any]:
         """Return ``{mpack_id, mpack_url, commit_count, snapshot_count, blob_count, size}`` for want/have.

@@ -823,8 +823,8 @@ def push_merge(
                 )
             sent, answer = client.push_pack(
                 handle,
-                key,
                 size,
+                mpack_key=key,
                 branch=record.branch,
                 head_commit_id=commit["commit_id"],
                 force=force,

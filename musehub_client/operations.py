@@ -386,8 +386,8 @@ def push(
                 )
             sent, answer = client.push_pack(
                 handle,
-                mpack_key,
                 size,
+                mpack_key=mpack_key,
                 branch=branch,
                 head_commit_id=commit["commit_id"],
                 force=force,
