@@ -474,10 +474,26 @@ def _read_blob(
         raise MalformedPack(f"{where}: content does not hash to its object id {oid}.")
     entry = BlobEntry(object_id=oid, offset=offset, length=length, encoding=encoding, size=size)
     if on_blob is not None and kept is not None:
-        on_blob(entry, kept)
+        _visit(on_blob, entry, kept)
     if wanted or (kept is not None and size <= keep_content_up_to):
         entry.content = kept
     return entry
+
+
+class _VisitorFailed(Exception):
+    """Carries an error a visitor raised through index_mpack's handling of malformed msgpack."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _visit(visitor: Callable[..., Any], *args: Any) -> Any:
+    """Call *visitor*; whatever it raises reaches index_mpack's caller as it was raised."""
+    try:
+        return visitor(*args)
+    except Exception as exc:
+        raise _VisitorFailed(exc) from exc
 
 
 def _unpack_item(unpacker: msgpack.Unpacker, where: str, hint: str = "") -> Any:
@@ -537,7 +553,7 @@ def index_mpack(
         nonlocal history_told, visited
         history_told = True
         if on_history is not None:
-            visited = on_history(contents)
+            visited = _visit(on_history, contents)
 
     try:
         try:
@@ -576,6 +592,8 @@ def index_mpack(
         end = unpacker.tell()
     except MalformedPack:
         raise
+    except _VisitorFailed as failed:
+        raise failed.error from None  # the caller's own error, not a verdict on the pack
     except msgpack.OutOfData as exc:
         raise TruncatedPack("The pack is truncated.") from exc
     except (msgpack.StackError, RecursionError) as exc:

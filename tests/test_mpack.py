@@ -110,6 +110,21 @@ def test_the_history_hook_runs_before_the_first_blob_and_picks_the_blobs_handed_
     assert calls == ["history with 1 snapshot(s) and 6 blob(s)"]
 
 
+def test_an_error_a_hook_raises_reaches_the_caller_as_raised():
+    data = _history_pack(sample_blobs(), ["commits", "snapshots", "blobs", "branch_heads"])
+
+    def history(contents):
+        return None
+
+    def blob(entry, raw):
+        raise ValueError("the disk is full")  # a ValueError: not to be mistaken for bad msgpack
+
+    with pytest.raises(ValueError, match="the disk is full"):
+        index(data, on_history=history, on_blob=blob)
+    with pytest.raises(KeyError):
+        index(data, on_history=lambda contents: {}["missing"])
+
+
 def test_a_section_given_twice_is_refused_so_nothing_escapes_the_history_check():
     blobs = sample_blobs()
     good = msgpack.unpackb(_history_pack(blobs, ["commits", "snapshots", "blobs"]), raw=False)
