@@ -619,8 +619,7 @@ class _Request:
             with handle:
                 answer, contents = self._receive([SNAPSHOT_DELTA] if deltas else [], handle, verification)
             with self.phases("verify"):
-                size = answer.get("size") if isinstance(answer.get("size"), int) else None
-                _check_key(contents, answer.get("mpack_id"), size)
+                _check_key(contents, answer.get("mpack_id"), _announced_size(answer))
                 verified = VerifiedPack(contents, verification.manifests)
                 final = self.folder / f"{hex_of(contents.digest)}.mpack"
                 rebuilt = verified.rebuilt()
@@ -648,9 +647,14 @@ class _Request:
         else:
             with self.phases("fetch"):
                 answer = client.fetch(self.want, self.have, asked)
-        size = answer.get("size") if isinstance(answer.get("size"), int) else None
-        with self.phases("download"), client.download_stream(answer["mpack_url"], size) as pieces:
+        with self.phases("download"), client.download_stream(answer["mpack_url"], _announced_size(answer)) as pieces:
             return answer, verification.index(_Arriving(pieces, handle))
+
+
+def _announced_size(answer: Mapping[str, Any]) -> int | None:
+    """Return the pack size a fetch answer states (a streamed reply states none)."""
+    size = answer.get("size")
+    return size if isinstance(size, int) else None
 
 
 class _Arriving:

@@ -347,13 +347,7 @@ class ArrivingCheckout:
         """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
         self.manifest, self.snapshot_id, self.files, self._pending = None, None, {}, {}
         with contextlib.suppress(OSError):  # the error that made the attempt fail is the one to report
-            for child in self.root.iterdir():
-                if child.name == STATE_DIR:
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    remove_tree(child)
-                else:
-                    child.unlink(missing_ok=True)
+            empty_folder(self.root, keep=STATE_DIR)
 
     def finish(self, read: Callable[[str], bytes], held: Container[str]) -> None:
         """Write the files whose blobs came before the history (read from the pack); refuse blobs it lacks."""
@@ -400,9 +394,11 @@ def remove_tree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def empty_folder(root: Path) -> None:
-    """Remove everything inside *root* (a folder that was empty before a failed clone)."""
+def empty_folder(root: Path, *, keep: str | None = None) -> None:
+    """Remove everything inside *root* but its entry named *keep* (a folder that was empty before a failed clone)."""
     for child in root.iterdir():
+        if child.name == keep:
+            continue
         if child.is_dir() and not child.is_symlink():
             remove_tree(child)
         else:

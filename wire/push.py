@@ -138,7 +138,8 @@ class _PackSource:
 
 @functools.cache
 def _storage_moves() -> ThreadPoolExecutor:
-    """Threads that move verified uploads to their content keys (storage calls only, never the database)."""
+    """Threads that put verified packs under their content keys: an upload moved, or an inline pack written
+    (storage calls only, never the database)."""
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="musehub-promote")
 
 
