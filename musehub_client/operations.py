@@ -11,7 +11,8 @@ records the server requests of each phase) passes ``phases=``, a
 :data:`~musehub_client.feedback.PhaseHook` called with each phase's name
 around that phase:
 
-- push: "refs", "scan" (scan + hash the tree), "filter" (``filter-objects``),
+- push: "scan" (scan + hash the tree; the ``/refs`` call runs meanwhile on
+  another thread), "refs" (what is left of waiting for its answer), "filter" (``filter-objects``),
   "pack" (build the mpack), "upload" (upload slot + PUT; none when the pack
   goes inline), "push" (the ``mpack/push`` call), "state";
 - clone: "refs", "fetch" (the ``mpack/fetch`` call; with ``pack-stream`` it
@@ -35,6 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +225,16 @@ def _record_skipped(root: Path, skipped: Skipped) -> None:
             path.unlink(missing_ok=True)
 
 
+def _remote_refs(client: HubClient) -> tuple[dict[str, Any], bool]:
+    """Return (the repository's ``/refs`` answer, whether it exists); a repository not found is empty."""
+    try:
+        return client.refs(), True
+    except ClientError as exc:
+        if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
+            raise  # a reserved owner name, a moved repository: the hub's message says what to do
+        return {"branch_heads": {}}, False
+
+
 def push(
     directory: str | Path = ".",
     url: str | None = None,
@@ -299,14 +311,15 @@ def push(
         raise ClientError(f"pushing needs a token: {token_help(client.hub_root)}", EXIT_AUTH)
     try:
         tracks_url = state is not None and state.url == client.url
-        with timer("refs"):
+        with ThreadPoolExecutor(1, thread_name_prefix="musehub-refs") as pool:
+            asked = pool.submit(_remote_refs, client)  # the hub answers while the tree is scanned
             try:
-                refs: dict[str, Any] = client.refs()
-                exists = True
-            except ClientError as exc:
-                if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
-                    raise  # a reserved owner name, a moved repository: the hub's message says what to do
-                refs, exists = {"branch_heads": {}}, False
+                with timer("scan"):
+                    scan = scan_folder(root, workers=workers)
+                    manifest = scan.manifest
+            finally:
+                with timer("refs"):
+                    refs, exists = asked.result()  # its error, if any, comes first: it says more than the scan's
         user = None if author or os.environ.get("MUSEHUB_AUTHOR") else client.user()
         created = None
         if not exists:
@@ -330,9 +343,6 @@ def push(
         use_local = state is not None and tracks_url and (tracks_branch or remote_head is None)
         parent = state.head if use_local and state is not None else remote_head
 
-        with timer("scan"):
-            scan = scan_folder(root, workers=workers)
-            manifest = scan.manifest
         _record_skipped(root, scan.skipped)
         if scan.skipped:
             warn(out, skipped_warning(root, scan.skipped))

@@ -96,47 +96,70 @@ class TreeScan:
     files: int = 0
 
 
-def _entries(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, os.stat_result]]:
-    """Yield (manifest path as found, file system path, lstat) for every regular file under *root*.
+# Folders are opened once and their entries stat'ed relative to that descriptor (fstatat): the kernel
+# walks one name per file instead of the whole path. Where the platform cannot (Windows), full paths.
+_STAT_BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
-    One ``lstat`` per entry (``os.scandir``); symlinks are never followed, the
-    top-level ``.musehub/`` folder is not entered, and everything that is
-    neither a folder nor a regular file is recorded in *skipped*.
+
+def _listings(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, list[tuple[str, os.stat_result]]]]:
+    """Yield (manifest prefix, folder path, [(name, lstat)] of its regular files) for every folder under *root*.
+
+    One ``lstat`` per file (a folder's entry type comes from the listing
+    itself); symlinks are never followed, the top-level ``.musehub/`` folder is
+    not entered, and everything that is neither a folder nor a regular file is
+    recorded in *skipped*.
     """
     folders: list[tuple[str, str]] = [("", os.fspath(root))]
     while folders:
         prefix, folder = folders.pop()
+        files: list[tuple[str, os.stat_result]] = []
         try:
-            with os.scandir(folder) as listing:
-                entries = list(listing)
+            fd = os.open(folder, _FOLDER_FLAGS) if _STAT_BY_FD else None
         except OSError as exc:
             skipped.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
             continue
-        for entry in entries:
-            relative = prefix + entry.name
-            if not prefix and entry.name == STATE_DIR:
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while scanning
-            except OSError as exc:
-                skipped.unreadable.append((relative, exc.strerror or str(exc)))
-                continue
-            mode = info.st_mode
-            if stat.S_ISREG(mode):
-                yield relative, entry.path, info
-            elif stat.S_ISDIR(mode):
-                folders.append((relative + "/", entry.path))
-            elif stat.S_ISLNK(mode):
+        try:
+            with os.scandir(folder if fd is None else fd) as listing:
+                entries = list(listing)
+            for entry in entries:
+                name = entry.name
+                if not prefix and name == STATE_DIR:
+                    continue
                 try:
-                    target = os.readlink(entry.path)
-                except OSError:
-                    target = "?"
-                kind = " (a folder)" if os.path.isdir(entry.path) else ""
-                skipped.symlinks.append((relative, target + kind))
-            else:
-                skipped.special.append((relative, SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")))
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((f"{prefix}{name}/", f"{folder}{os.sep}{name}"))
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while scanning
+                except OSError as exc:
+                    skipped.unreadable.append((prefix + name, exc.strerror or str(exc)))
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    files.append((name, info))
+                elif not stat.S_ISDIR(info.st_mode):  # a folder made since the listing is scanned next time
+                    _skip(skipped, prefix + name, f"{folder}{os.sep}{name}", info.st_mode)
+        except OSError as exc:
+            skipped.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+        yield prefix, folder, files
+
+
+def _skip(skipped: Skipped, relative: str, path: str, mode: int) -> None:
+    """Record in *skipped* why the entry at *path* (neither a folder nor a regular file) is not stored."""
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        kind = " (a folder)" if os.path.isdir(path) else ""
+        skipped.symlinks.append((relative, target + kind))
+    else:
+        skipped.special.append((relative, SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")))
 
 
 def _hash_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
@@ -166,30 +189,32 @@ def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
     hold or a file larger than the largest blob.
     """
     cache = StatCache(root)
+    reuse = cache.reuse
     skipped = Skipped()
     manifest: dict[str, str] = {}
     misses: list[tuple[str, str, int]] = []
     infos: dict[str, os.stat_result] = {}
     bad_names: list[str] = []
     files = 0
-    for found, path, info in _entries(root, skipped):
-        files += 1
-        cached = cache.lookup(found, info)
-        if cached is not None:  # the cache holds only paths that were valid when recorded
-            manifest[found] = cached
-            cache.keep(found)
-            continue
-        try:
-            relative = to_manifest_path(found)
-        except ClientError as exc:
-            bad_names.append(exc.message)
-            continue
-        if info.st_size > MAX_FILE_BYTES:
-            raise ClientError(
-                f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
-            )
-        misses.append((relative, path, info.st_size))
-        infos[relative] = info
+    for prefix, folder, listing in _listings(root, skipped):
+        files += len(listing)
+        for name, info in listing:
+            found = prefix + name
+            cached = reuse(found, info)
+            if cached is not None:  # the cache holds only paths that were valid when recorded
+                manifest[found] = cached
+                continue
+            try:
+                relative = to_manifest_path(found)
+            except ClientError as exc:
+                bad_names.append(exc.message)
+                continue
+            if info.st_size > MAX_FILE_BYTES:
+                raise ClientError(
+                    f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
+                )
+            misses.append((relative, f"{folder}{os.sep}{name}", info.st_size))
+            infos[relative] = info
     if bad_names:
         more = f" (and {len(bad_names) - 1} more such names)" if len(bad_names) > 1 else ""
         raise ClientError(bad_names[0] + more, EXIT_ERROR)

@@ -75,8 +75,16 @@ def compute_snapshot_id(manifest: Mapping[str, str]) -> str:
     SHA-256 of the sorted ``path NUL hex(object_id)`` strings joined by NUL;
     the empty manifest hashes the empty string.
     """
-    parts = sorted(f"{path}{_SEP}{hex_of(oid)}" for path, oid in manifest.items())
-    return _digest(_SEP.join(parts).encode())
+    return _digest(_SEP.join(snapshot_entries(manifest)).encode())
+
+
+def snapshot_entries(manifest: Mapping[str, str]) -> list[str]:
+    """Return the sorted ``path NUL hex(object_id)`` strings a snapshot id hashes (one list comprehension:
+    the cost of a big manifest is a string per path)."""
+    n = len(PREFIX)
+    entries = [f"{path}{_SEP}{oid[n:] if oid.startswith(PREFIX) else oid}" for path, oid in manifest.items()]
+    entries.sort()
+    return entries
 
 
 def compute_commit_id(

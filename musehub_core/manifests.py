@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from musehub_core.errors import MalformedPack
-from musehub_core.ids import PREFIX, hex_of
+from musehub_core.ids import PREFIX, hex_of, snapshot_entries
 
 MAX_PATH_BYTES = 4096
 
@@ -200,8 +200,7 @@ class Tree:
 
     @classmethod
     def of(cls, manifest: Mapping[str, str]) -> Tree:
-        entries = sorted(f"{path}\0{hex_of(oid)}" for path, oid in manifest.items())
-        return cls(dict(manifest), entries)
+        return cls(dict(manifest), snapshot_entries(manifest))
 
     def apply(self, delta: ManifestDelta, *, where: str = "snapshot") -> Tree:
         """Return the tree *delta* makes from this one (MalformedPack naming *where* when it does not apply)."""

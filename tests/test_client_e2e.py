@@ -198,6 +198,40 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     assert third["dir1/sub1/file-1.txt"] != first["dir1/sub1/file-1.txt"]
 
 
+def test_a_stat_cache_an_older_client_wrote_is_used_then_rewritten_and_a_damaged_one_is_only_slower(
+    tmp_path, monkeypatch
+):
+    import msgpack
+
+    from musehub_client.state import STAT_CACHE_FILE, StatCache
+
+    root = tmp_path / "tree"
+    make_tree(root, count=30)
+    past = 1_600_000_000
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    first = worktree.scan_tree(root)
+    cache_file = root / STATE_DIR / STAT_CACHE_FILE
+    columns = msgpack.unpackb(cache_file.read_bytes(), raw=False)
+    assert columns[0] == StatCache.FORMAT and sorted(columns[1]) == sorted(first)
+    # The map an older client wrote: {path: [size, mtime_ns, inode, object id]}.
+    older = {path: [size, mtime, inode, oid] for path, size, mtime, inode, oid in zip(*columns[1:], strict=True)}
+    cache_file.write_bytes(msgpack.packb(older, use_bin_type=True))
+
+    reads: list[Path] = []
+    original = worktree.hash_file
+    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(Path(path)) or original(path))
+    assert worktree.scan_tree(root) == first and reads == [], "the older cache saves every read"
+    assert msgpack.unpackb(cache_file.read_bytes(), raw=False)[0] == StatCache.FORMAT, "and is rewritten"
+
+    # Columns of different lengths, or an id of the wrong shape: every file is read again, the result the same.
+    for damaged in ([2, ["a"], [], [], [], []], [2, *columns[1:5], ["sha256:short"] * len(columns[1])]):
+        cache_file.write_bytes(msgpack.packb(damaged, use_bin_type=True))
+        reads.clear()
+        assert worktree.scan_tree(root) == first and len(reads) == len(first)
+
+
 def test_snapshot_deltas_travel_both_ways(url, alice, tmp_path):
     """wire.md §2.1: the hub lists snapshot-delta; a push sends a delta, a fetch asks for deltas and rebuilds them."""
     token = token_for(alice)

@@ -493,7 +493,7 @@ def test_push_sends_a_delta_when_the_hub_lists_the_capability(hub_factory, tmp_p
     assert snapshot["base"] == hub.commits[first.head]["snapshot_id"]
     assert set(snapshot["set"]) == {"dir0/file-0.txt"} and snapshot["delete"] == ["dir1/file-1.txt"]
     assert hub.snapshots[hub.commits[second.head]["snapshot_id"]] == manifest_of(tree_of(source))
-    assert seen == ["refs", "scan", "filter", "pack", "upload", "push", "state"]
+    assert seen == ["scan", "refs", "filter", "pack", "upload", "push", "state"]
     assert set(second.phases) == set(seen) and all(s >= 0 for s in second.phases.values())
 
     # Nothing changed: nothing to push. The same tree on a new branch: a full snapshot (a delta would name itself).
