@@ -10,6 +10,7 @@ symlinks, special files and unreadable files are reported by
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import shutil
@@ -31,6 +32,24 @@ from musehub_core.manifests import validate_path as _validate_manifest_path
 from musehub_core.mpack import BlobEntry, PackContents
 
 MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cycle collector for a burst of allocations that makes no cycles (a scan, a manifest).
+
+    Scanning 25,000 files allocates a few hundred thousand objects; each
+    thousand starts a collection, and in a process holding much else (a big
+    application, the benchmark) the collections took a third of the scan.
+    The collector is switched back on (if it was on) when the burst ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def hash_file(path: Path | str) -> str:
@@ -188,6 +207,11 @@ def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
     (hashlib releases the GIL). Raises ClientError for a name a manifest cannot
     hold or a file larger than the largest blob.
     """
+    with paused_gc():
+        return _scan(root, workers)
+
+
+def _scan(root: Path, workers: int | None) -> TreeScan:
     cache = StatCache(root)
     reuse = cache.reuse
     skipped = Skipped()

@@ -217,7 +217,8 @@ class Tree:
         return PREFIX + hashlib.sha256("\0".join(self._entries).encode()).hexdigest()
 
 
-BaseLookup = Callable[[list[str]], Mapping[str, Mapping[str, str]]]
+# Returns the bases it holds among the ids asked for: a manifest, or a Tree the caller kept (not rebuilt).
+BaseLookup = Callable[[list[str]], Mapping[str, "Mapping[str, str] | Tree"]]
 
 
 def rebuild_snapshots(
@@ -229,7 +230,8 @@ def rebuild_snapshots(
     what is stored and listed as changed is only what changed.
 
     A delta's base is a snapshot earlier in *snapshots* or one *lookup* returns
-    (called once, with every base the pack does not hold itself). Trees are kept
+    (called once, with every base the pack does not hold itself; as a manifest,
+    or as a Tree it kept from an earlier rebuild). Trees are kept
     only while a later delta still needs them, so memory stays a few trees
     whatever the history's length. Raises MalformedPack naming the snapshot:
     unknown base, a deleted path its base lacks, set/delete overlap, or an id
@@ -257,7 +259,7 @@ def rebuild_snapshots(
                 known = external.get(base_id)
                 if known is None:
                     raise MalformedPack(f"{where}: its base {base_id} is not in the pack nor held by the receiver.")
-                base = trees[base_id] = Tree.of(known)
+                base = trees[base_id] = known if isinstance(known, Tree) else Tree.of(known)
             tree = base.apply(delta, where=where)
             unchanged = [path for path, oid in delta.set.items() if base.manifest.get(path) == oid]
             if unchanged:  # a delta may name entries its base already has: keep only what it changes

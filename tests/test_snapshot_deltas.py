@@ -389,6 +389,39 @@ def test_a_delta_that_does_not_rebuild_to_its_id_is_refused(based):
     )
 
 
+def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_still_checks_everything():
+    """The hub keeps the trees pushes verified last: the next delta on one is checked without a rebuild."""
+    repo = make_repo()
+    history = History()
+    files = tree(1_200)  # big enough to keep (small trees are rebuilt: they cost little)
+    base = history.commit(files)
+    push_history(repo, history)
+    child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
+    manifest = {p: blob_id(c) for p, c in files.items()}
+    good = snapshot_dict(
+        child["snapshot_id"],
+        dict(manifest, **{"dir0/file0.txt": blob_id(b"changed")}),
+        base=(base["snapshot_id"], manifest),
+    )
+
+    # A delta that does not rebuild to its id, and the same delta pushed to a repository without its base:
+    # both still refused.
+    wrong = dict(good, set={"dir0/file0.txt": blob_id(b"other")})
+    assert_refused(
+        repo,
+        lambda: _one_delta_push(repo, history, snapshot=wrong, blobs={blob_id(b"other"): b"other"}),
+        "does not match its manifest",
+    )
+    elsewhere = make_repo()
+    assert_refused(elsewhere, lambda: _one_delta_push(elsewhere, history, snapshot=good, blobs={}), "base")
+
+    with CaptureQueriesContext(connection) as queries:
+        result = _one_delta_push(repo, history, snapshot=good, blobs={blob_id(b"changed"): b"changed"})
+    assert result["commits_added"] == 1
+    assert not [q for q in queries.captured_queries if "RECURSIVE chain" in q["sql"]], "no manifest was loaded"
+    assert load_manifest(child["snapshot_id"])["dir0/file0.txt"] == blob_id(b"changed")
+
+
 def test_a_base_later_in_the_pack_is_refused():
     repo = make_repo()
     history, _ = linear_history(3)

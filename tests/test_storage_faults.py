@@ -470,3 +470,17 @@ def test_hung_storage_is_given_up_after_max_attempts_read_timeouts(proxy, tmp_pa
     assert proxy.connections == attempts and len(proxy.requests) == attempts, "attempts, not 1 + retries"
     assert attempts * 1.0 <= shown["elapsed"] < 10
     assert shown["elapsed"] <= shown["bound"] == attempts * 2 + sum(min(2**i, 20) + 5 for i in range(attempts - 1))
+
+
+# --- a worker's start ---------------------------------------------------------------------------------------
+
+
+def test_warming_the_store_at_a_workers_start_builds_the_s3_client_without_a_request(store, proxy):
+    """musehub.wsgi warms the store so no request pays for botocore's model; warming sends nothing to S3."""
+    proxy.stop()  # any request would fail now
+    assert store._shared_client is None
+    store.warm()
+    assert store._shared_client is not None
+    client = store._shared_client
+    store.warm()
+    assert store._shared_client is client, "one client per process"

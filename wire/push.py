@@ -118,7 +118,7 @@ class _PackSource:
         are there. Idempotent, safe to repeat after a crash.
         """
         if self.inline is not None:
-            return _storage_moves().submit(_store_once, mpack_key, self.inline)
+            return _storage_moves().submit(_store_inline, mpack_key, self.inline)
         if self.upload is None:
             return _done()
         if not self.upload.promoted:
@@ -143,11 +143,14 @@ def _storage_moves() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="musehub-promote")
 
 
-def _store_once(mpack_key: str, data: bytes) -> None:
-    """Store a verified inline pack under its content key, unless storage holds that key already."""
-    backend = get_backend()
-    if not backend.mpack_exists(mpack_key):
-        backend.put_mpack(mpack_key, data)
+def _store_inline(mpack_key: str, data: bytes) -> None:
+    """Store a verified inline pack (at most 4 MiB) under its content key.
+
+    Written even when the key exists: asking first costs a storage round trip,
+    and a copy already there holds the same bytes (or damaged ones, now mended),
+    and is newer for gc's grace period.
+    """
+    get_backend().put_mpack(mpack_key, data)
 
 
 def _done() -> Future[None]:

@@ -22,10 +22,17 @@ from django.db.models import Model
 
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import compute_commit_id
-from musehub_core.manifests import delta_of, rebuild_snapshots
+from musehub_core.manifests import Tree, delta_of, rebuild_snapshots
 from repos import graph
 from repos.bulk import insert_ignore
-from repos.manifests import SNAPSHOT_FIELDS, SnapshotPlanner, SnapshotRow, load_manifests
+from repos.manifests import (
+    SNAPSHOT_FIELDS,
+    SnapshotPlanner,
+    SnapshotRow,
+    load_manifests,
+    recent_tree,
+    remember_tree,
+)
 from repos.models import (
     Commit,
     CommitGraph,
@@ -120,8 +127,11 @@ def plan_snapshots(
         snapshots = [snapshots[i] for i in positions]
     prefer = _parent_snapshots(commits)
 
-    def bases_of_repo(ids: list[str]) -> dict[str, dict[str, str]]:
-        return load_manifests(seen_by_repo(SnapshotRef, repo, "snapshot_id", ids))
+    def bases_of_repo(ids: list[str]) -> dict[str, dict[str, str] | Tree]:
+        held = seen_by_repo(SnapshotRef, repo, "snapshot_id", ids)
+        found: dict[str, dict[str, str] | Tree] = {sid: t for sid in held if (t := recent_tree(sid)) is not None}
+        found.update(load_manifests([sid for sid in held if sid not in found]))
+        return found
 
     existing = dict(
         Snapshot.objects.filter(snapshot_id__in=[s["snapshot_id"] for s in snapshots]).values_list(
@@ -129,8 +139,10 @@ def plan_snapshots(
         )
     )
     planner = SnapshotPlanner()
+    last: tuple[str, Tree] | None = None
     for snap, tree in rebuild_snapshots(snapshots, bases_of_repo, positions=positions):
         sid = snap["snapshot_id"]
+        last = (sid, tree)
         base_id = prefer.get(sid) or snap.get("base")
         sent = delta_of(snap) if snap.get("base") == base_id else None
         planner.add(
@@ -141,6 +153,8 @@ def plan_snapshots(
             stored_depth=existing.get(sid),
             created_at=snap.get("created_at") or "",
         )
+    if last is not None:  # the new head, most likely: the next push builds on it
+        remember_tree(*last)
     return planner.rows
 
 

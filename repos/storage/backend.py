@@ -195,6 +195,9 @@ class MPackStore:
         self._observers: list[Observer] = []
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Build now what the first storage call would build (no request is sent): run at a worker's start."""
+
     # --- observation --------------------------------------------------------
     def add_observer(self, observer: Observer) -> None:
         with self._lock:
@@ -536,6 +539,10 @@ class S3MPackStore(MPackStore):
                     self._shared_client = self.storage.connection.meta.client
                 client = self._shared_client
         return client
+
+    def warm(self) -> None:
+        """Build the shared boto3 client (loading botocore's S3 model: about 0.1 s, once per process)."""
+        self._client()
 
     def _key(self, name: str) -> str:
         return self.storage._normalize_name(name)
