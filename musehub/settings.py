@@ -98,7 +98,9 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("MUSEHUB_SECURE_COOKIES", 
 CSRF_TRUSTED_ORIGINS = env_list("MUSEHUB_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin's modules are discovered when the URLs load (musehub/urls.py), not at every start: a
+    # manage.py command that serves no page does not import them (about 0.1 s).
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -202,10 +204,9 @@ MUSEHUB_S3_MAX_WAIT_SECONDS = MUSEHUB_S3_MAX_ATTEMPTS * (MUSEHUB_S3_CONNECT_TIME
     min(2**attempt, 20) + 5 for attempt in range(MUSEHUB_S3_MAX_ATTEMPTS - 1)
 )
 if MUSEHUB_S3_BUCKET:
-    from botocore.config import Config as BotoConfig
-
     _mpack_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        # S3Storage building botocore's Config only when storage is first used (its import costs 0.1 s).
+        "BACKEND": "repos.storage.s3.HubS3Storage",
         "OPTIONS": {
             "bucket_name": MUSEHUB_S3_BUCKET,
             "endpoint_url": env_str("MUSEHUB_S3_ENDPOINT_URL") or None,
@@ -217,14 +218,9 @@ if MUSEHUB_S3_BUCKET:
             "signature_version": "s3v4",
             # Short timeouts and few attempts: an unreachable or hung MinIO fails requests
             # (503) and readiness checks in bounded time instead of hanging workers.
-            "client_config": BotoConfig(
-                s3={"addressing_style": env_str("MUSEHUB_S3_ADDRESSING_STYLE", "path")},
-                signature_version="s3v4",
-                connect_timeout=MUSEHUB_S3_CONNECT_TIMEOUT,
-                read_timeout=MUSEHUB_S3_READ_TIMEOUT,
-                # total_max_attempts counts the first attempt; botocore's max_attempts counts retries only.
-                retries={"total_max_attempts": MUSEHUB_S3_MAX_ATTEMPTS, "mode": "standard"},
-            ),
+            "connect_timeout": MUSEHUB_S3_CONNECT_TIMEOUT,
+            "read_timeout": MUSEHUB_S3_READ_TIMEOUT,
+            "max_attempts": MUSEHUB_S3_MAX_ATTEMPTS,
             "file_overwrite": True,
             "default_acl": None,
             "querystring_auth": True,

@@ -13,6 +13,8 @@ from hubhttp.views import unmatched
 from musehub.health import health, ready
 from musehub.metrics import metrics_view
 
+admin.autodiscover()  # SimpleAdminConfig (settings): the admin modules load with the URLs, not at start-up
+
 handler404 = "hubhttp.errors.not_found"
 handler500 = "hubhttp.errors.server_error"
 

@@ -116,7 +116,9 @@ def test_the_embedded_default_needs_no_environment_at_all(tmp_path):
 
 def test_s3_settings_come_from_the_environment(tmp_path):
     script = (
-        "import json; from django.conf import settings as s; o = s.STORAGES['mpacks']['OPTIONS']; c = o['client_config']; "
+        "import json, sys; from django.conf import settings as s; from django.core.files.storage import storages; "
+        "o = s.STORAGES['mpacks']['OPTIONS']; assert 'botocore' not in sys.modules, 'botocore is loaded on first use'; "
+        "c = storages['mpacks'].client_config; "
         "print(json.dumps([o['bucket_name'], o['endpoint_url'], o['location'], c.connect_timeout, c.read_timeout, "
         "c.retries, s.MUSEHUB_S3_PUBLIC_ENDPOINT_URL]))"
     )
