@@ -20,7 +20,7 @@ from musehub_client.http import (
     SNAPSHOT_DELTA,
     HubClient,
 )
-from musehub_client.state import PACKS_DIR, STATE_DIR
+from musehub_client.state import PACKS_DIR, STATE_DIR, State
 from musehub_core.mpack import index_mpack
 from repos.models import ApiToken, Collaborator, Commit, Repo, Role
 from tests.factories import make_repo, make_user, uid
@@ -104,9 +104,15 @@ def test_non_fast_forward_push_exits_with_conflict_and_force_wins(url, alice, tm
     (two / "b.txt").write_text("two")
     assert run("push", str(two), url, token=token)[0] == 0
     (one / "a.txt").write_text("one again")
+    before = State.load(one)
     code, _, err = run("push", str(one), url, token=token)
     assert code == EXIT_CONFLICT and "force" in err
+    # The refused push left the folder's state as it was.
+    after = State.load(one)
+    assert (after.head, after.manifest, after.commits) == (before.head, before.manifest, before.commits)
     assert run("push", str(one), url, "--force", token=token)[0] == 0
+    assert State.load(one).manifest == worktree.scan_tree(one)
+    assert len(list((one / STATE_DIR).glob("manifest-*.msgpack"))) == 1
 
 
 def test_private_repo_permissions_through_the_client(live_server, alice, tmp_path):

@@ -268,6 +268,29 @@ def test_rebuilding_a_manifest_is_one_query_whatever_the_chain_length(settings):
     assert manifest == {p: blob_id(c) for p, c in trees[-1].items()}
 
 
+def test_a_checkpoint_this_process_decoded_is_not_sent_by_the_database_again(monkeypatch):
+    from repos import manifests
+
+    monkeypatch.setattr(manifests, "_CHECKPOINTS", manifests._Recent(4))
+    repo = make_repo()
+    history, trees = linear_history(3, files=1_200)  # a checkpoint big enough to keep decoded
+    push_history(repo, history)
+    first, tip = history.commits[0]["snapshot_id"], history.commits[-1]["snapshot_id"]
+    expected = {p: blob_id(c) for p, c in trees[-1].items()}
+    assert stored_form(first).base_id is None and stored_form(tip).base_id is not None
+
+    assert load_manifest(tip) == expected  # decodes the checkpoint, and keeps it
+    assert manifests._CHECKPOINTS.keys() == [first]
+    rows = manifests._chain_rows([tip], cached=[first])
+    assert rows[first][3] is None, "the decoded checkpoint's blob is not sent again"
+    assert rows[tip][3] is not None, "deltas are"
+    assert load_manifest(tip) == expected
+
+    # Dropped from the cache between the query and the rebuild: read from its row after all.
+    monkeypatch.setattr(manifests, "_CHECKPOINTS", manifests._Recent(4))
+    assert manifests._Rebuilder(rows).manifest(tip) == expected
+
+
 def test_full_snapshots_sent_newest_first_are_still_stored_as_deltas():
     repo = make_repo()
     history, _ = linear_history(6)
