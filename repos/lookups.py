@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import CharField, Lookup
+from django.db import connections
+from django.db.models import CharField, Lookup, QuerySet
 
 
 @CharField.register_lookup
@@ -42,3 +43,19 @@ class AnyOf(Lookup):
         if isinstance(rhs_params[0], list):
             return f"{lhs} = ANY({rhs})", params
         return f"{lhs} = ANY(string_to_array({rhs}, E'\\n'))", params
+
+
+def raw_rows(queryset: QuerySet) -> list[tuple]:
+    """Return the rows of a ``values_list`` *queryset* as the database driver gives them.
+
+    For tens of thousands of rows of plain columns (text, integers) that need
+    no conversion: Django's per-row iteration cost a third of fetching the
+    25,000 index rows of a clone. An empty ``__any`` list gives no rows.
+    """
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return []
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

@@ -257,3 +257,29 @@ def test_rewriting_a_pack_on_the_filesystem_never_shows_a_reader_half_a_file(set
     assert backend.get_mpack(mpack_id) == b"new bytes"
     folder = os.path.dirname(backend.path_for(mpack_name(mpack_id)))
     assert sorted(os.listdir(folder)) == [os.path.basename(backend.path_for(mpack_name(mpack_id)))], "no temp left"
+
+
+def test_with_the_content_cache_off_a_fetch_plan_does_not_ask_which_blobs_are_cached(settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from repos.models import Object
+
+    history = History()
+    history.commit({f"f{i}.txt": f"file {i}".encode() for i in range(40)})
+    push_history(make_repo(), history)  # the cache is off by default
+    assert not Object.objects.filter(content_cache__isnull=False).exists()
+    with CaptureQueriesContext(connection) as queries:
+        plan = plan_blob_reads(list(history.blobs))
+    assert plan.cached == [] and plan.count == len(history.blobs)
+    cache_probes = [q["sql"] for q in queries.captured_queries if "content_cache" in q["sql"]]
+    assert len(cache_probes) == 1 and "LIMIT 1" in cache_probes[0], "one probe of the (partial) index, no id list"
+
+    # With the cache on, what it holds is planned from the database, the rest from packs.
+    settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES = 4096
+    cached = History()
+    cached.commit({f"g{i}.txt": f"cached {i}".encode() for i in range(5)})
+    push_history(make_repo(), cached)
+    plan = plan_blob_reads([*history.blobs, *cached.blobs])
+    assert sorted(plan.cached) == sorted(cached.blobs) and plan.count == len(history.blobs) + len(cached.blobs)
+    assert dict(read_blobs(plan)) == {**history.blobs, **cached.blobs}
