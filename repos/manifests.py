@@ -208,6 +208,7 @@ _CHECKPOINTS: _Recent[dict[str, str]] = _Recent(4)
 # The trees pushes verified last (a branch head, with its sorted entries): the next push on top of one checks
 # its snapshot id without loading and sorting the whole manifest again. About 5 MB for 25,000 entries.
 _TREES: _Recent[Tree] = _Recent(2)
+TREE_MIN_ENTRIES = _CACHE_MIN_ENTRIES  # smaller trees are cheap to rebuild
 _TREE_MAX_ENTRIES = 200_000
 
 
@@ -221,7 +222,7 @@ def remember_tree(snapshot_id: str, tree: Tree) -> None:
 
     Only big trees are kept (a small one is cheap to rebuild), and none too big to hold in memory.
     """
-    if _CACHE_MIN_ENTRIES <= len(tree.manifest) <= _TREE_MAX_ENTRIES:
+    if TREE_MIN_ENTRIES <= len(tree.manifest) <= _TREE_MAX_ENTRIES:
         _TREES.put(snapshot_id, tree)
 
 

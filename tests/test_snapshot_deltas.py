@@ -445,6 +445,31 @@ def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_sti
     assert load_manifest(child["snapshot_id"])["dir0/file0.txt"] == blob_id(b"changed")
 
 
+def test_a_push_on_top_of_a_head_this_process_served_in_a_clone_reads_no_manifest_either(monkeypatch):
+    from repos import manifests
+
+    repo = make_repo()
+    history = History()
+    files = tree(1_200)
+    base = history.commit(files)
+    push_history(repo, history)
+    monkeypatch.setattr(manifests, "_TREES", manifests._Recent(2))  # as if another process took the push
+    wire_fetch_mpack(repo.repo_id, want=[base["commit_id"]], have=[])  # a clone
+    assert manifests.recent_tree(base["snapshot_id"]) is not None
+
+    child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
+    manifest = {p: blob_id(c) for p, c in files.items()}
+    snap = snapshot_dict(
+        child["snapshot_id"],
+        dict(manifest, **{"dir0/file0.txt": blob_id(b"changed")}),
+        base=(base["snapshot_id"], manifest),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        result = _one_delta_push(repo, history, snapshot=snap, blobs={blob_id(b"changed"): b"changed"})
+    assert result["commits_added"] == 1
+    assert not [q for q in queries.captured_queries if "RECURSIVE chain" in q["sql"]]
+
+
 def test_a_base_later_in_the_pack_is_refused():
     repo = make_repo()
     history, _ = linear_history(3)
