@@ -54,7 +54,7 @@ def filesystem_storages(location) -> dict:
 
 def s3_storages(endpoint: str, prefix: str) -> dict:
     return {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "repos.storage.s3.HubS3Storage",  # the class settings.py names for S3 and MinIO
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
             "endpoint_url": endpoint,

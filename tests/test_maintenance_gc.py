@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,28 @@ def test_gc_keeps_a_fetch_pack_that_was_just_handed_out_again(backend):
     MPack.objects.filter(mpack_id=first["mpack_id"]).update(created_at=now() - dt.timedelta(days=2))
     assert [p["mpack_id"] for p in run_json("musehub_gc")["mpacks"]] == [first["mpack_id"]]
     assert not backend.mpack_exists(first["mpack_id"])
+
+
+def test_gc_removes_the_temporary_files_of_writes_a_killed_process_left(backend):
+    """The filesystem store writes a temporary file and renames it over; a process killed in between leaves one."""
+    history = History()
+    history.commit({"a.txt": b"kept"})
+    push_history(make_repo(), history)
+    from repos.storage.backend import FileSystemMPackStore
+
+    if not isinstance(backend, FileSystemMPackStore):  # S3: a write is whole or absent, nothing to sweep
+        assert backend.unfinished_writes(dt.datetime.now(dt.UTC)) == []
+        return
+    root = Path(backend.storage.location)
+    (pack,) = list(backend.list_mpacks())
+    left = root / "mpacks" / ".write-killed.part"
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"half a pack")
+    assert run_json("musehub_gc")["deleted"]["unfinished_writes"] == 0, "a young one may still be written"
+    assert left.exists()
+    assert run_json("musehub_gc", "--grace", "0", "--dry-run")["deleted"]["unfinished_writes"] == 1
+    assert left.exists()
+    report = run_json("musehub_gc", "--grace", "0")
+    assert report["deleted"]["unfinished_writes"] == 1
+    assert not left.exists()
+    assert list(backend.list_mpacks()) == [pack] and backend.get_mpack(pack), "finished writes are untouched"

@@ -26,6 +26,9 @@ The rules (documented in the README):
   no MPack row and no index entry (a failed push) go too.
 - **Uploads.** Upload slots (``MPackUpload``) and staged MWP objects
   (``StagedObject``) older than the grace period, with their ``incoming/`` keys.
+- **Unfinished writes.** On filesystem storage, the ``.write-*.part``
+  temporary files of writes whose process was killed before the rename,
+  older than the grace period (S3 writes are whole or absent).
 - **Grace.** Nothing younger than the grace period is touched (default 24
   hours): an upload may be in flight, a push may have stored its pack but not
   yet committed its rows, a repack may have built its pack but not yet
@@ -89,6 +92,7 @@ class GcPlan:
     orphan_mpacks: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
     staged_objects: list[tuple[str, str]] = field(default_factory=list)
+    unfinished_writes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -226,6 +230,7 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress, full_mark:
 
     plan.uploads = [str(u) for u in MPackUpload.objects.filter(created_at__lte=cutoff).values_list("pk", flat=True)]
     plan.staged_objects = list(StagedObject.objects.filter(created_at__lte=cutoff).values_list("repo_id", "object_id"))
+    plan.unfinished_writes = backend.unfinished_writes(cutoff)
     return plan
 
 
@@ -368,6 +373,9 @@ def apply_gc(plan: GcPlan, report: GcReport, *, progress: Progress = no_progress
         backend.delete_staged_object(repo_id, object_id)
         StagedObject.objects.filter(repo_id=repo_id, object_id=object_id).delete()
     counts["staged_objects"] = len(plan.staged_objects)
+    for name in plan.unfinished_writes:
+        backend.delete_unfinished_write(name)
+    counts["unfinished_writes"] = len(plan.unfinished_writes)
     report.deleted = counts
     report.mpacks = deleted_packs
     report.orphan_mpacks = deleted_orphans
@@ -398,6 +406,7 @@ def collect_garbage(
             "orphan_mpacks": len(plan.orphan_mpacks),
             "uploads": len(plan.uploads),
             "staged_objects": len(plan.staged_objects),
+            "unfinished_writes": len(plan.unfinished_writes),
         }
         report.mpacks = plan.mpacks
         report.orphan_mpacks = plan.orphan_mpacks

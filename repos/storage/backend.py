@@ -443,11 +443,26 @@ class MPackStore:
                 if is_id(object_id):  # not a file being written (``.write-*.part``)
                     yield object_id
 
+    # --- writes that never finished -----------------------------------------------
+    def unfinished_writes(self, older_than: dt.datetime) -> list[str]:
+        """Return the temporary files of writes a killed process left behind, last changed before *older_than*.
+
+        Only the filesystem store writes through temporary files; S3 writes are whole or absent.
+        """
+        return []
+
+    def delete_unfinished_write(self, name: str) -> None:
+        """Delete one file :meth:`unfinished_writes` returned."""
+        raise NotImplementedError
+
     # --- health -------------------------------------------------------------------
     def check(self) -> None:
         """Raise StorageUnavailable when storage cannot be reached."""
         with self._errors("answer"):
             self._exists("health-check")
+
+
+_PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".write-", ".part"  # a filesystem write in progress (see _write)
 
 
 class FileSystemMPackStore(MPackStore):
@@ -469,7 +484,7 @@ class FileSystemMPackStore(MPackStore):
         target = self.storage.path(name)
         folder = os.path.dirname(target)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, bytes):
@@ -482,6 +497,28 @@ class FileSystemMPackStore(MPackStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def unfinished_writes(self, older_than: dt.datetime) -> list[str]:
+        root = self.storage.location
+        found: list[str] = []
+        with self._errors("list unfinished writes"):
+            for folder, _dirs, files in os.walk(root):
+                for filename in files:
+                    if not (filename.startswith(_PARTIAL_PREFIX) and filename.endswith(_PARTIAL_SUFFIX)):
+                        continue
+                    path = os.path.join(folder, filename)
+                    with contextlib.suppress(FileNotFoundError):  # finished (renamed) meanwhile
+                        changed = dt.datetime.fromtimestamp(os.lstat(path).st_mtime, dt.UTC)
+                        if changed <= older_than:
+                            found.append(os.path.relpath(path, root))
+        return sorted(found)
+
+    def delete_unfinished_write(self, name: str) -> None:
+        filename = os.path.basename(name)
+        if not (filename.startswith(_PARTIAL_PREFIX) and filename.endswith(_PARTIAL_SUFFIX)):
+            raise ValueError(f"{name} is not an unfinished write")
+        with self._errors("delete an unfinished write"), contextlib.suppress(FileNotFoundError):
+            os.unlink(self.storage.path(name))
 
     def _open(self, name: str) -> IO[bytes]:
         return open(self.storage.path(name), "rb")

@@ -18,14 +18,15 @@ LABELS = (
     ("orphan_mpacks", "orphan mpack(s)"),
     ("uploads", "stale upload(s)"),
     ("staged_objects", "staged object(s)"),
+    ("unfinished_writes", "unfinished write(s)"),
 )
 
 
 class Command(MaintenanceCommand):
     help = (
         "Delete content rows no repository refers to, index rows of deleted objects, mpacks no index entry needs "
-        "(fetch packs are caches and always go), packs in storage with no row, and stale uploads. Nothing younger "
-        "than the grace period is touched."
+        "(fetch packs are caches and always go), packs in storage with no row, stale uploads, and the temporary "
+        "files of writes a killed process left (filesystem storage). Nothing younger than the grace period is touched."
     )
 
     def add_arguments(self, parser) -> None:
