@@ -206,10 +206,11 @@ class _Recent(Generic[T]):
 # Decoding a big checkpoint is most of a rebuild.
 _CHECKPOINTS: _Recent[dict[str, str]] = _Recent(4)
 # The trees pushes verified last (a branch head, with its sorted entries): the next push on top of one checks
-# its snapshot id without loading and sorting the whole manifest again. About 5 MB for 25,000 entries.
+# its snapshot id without loading and sorting the whole manifest again. About 10 MB for 25,000 entries: two
+# trees of at most 100,000 entries each, so at most about 80 MB per process.
 _TREES: _Recent[Tree] = _Recent(2)
 TREE_MIN_ENTRIES = _CACHE_MIN_ENTRIES  # smaller trees are cheap to rebuild
-_TREE_MAX_ENTRIES = 200_000
+_TREE_MAX_ENTRIES = 100_000
 
 
 def recent_tree(snapshot_id: str) -> Tree | None:
