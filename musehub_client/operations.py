@@ -11,8 +11,9 @@ records the server requests of each phase) passes ``phases=``, a
 :data:`~musehub_client.feedback.PhaseHook` called with each phase's name
 around that phase:
 
-- push: "scan" (scan + hash the tree; the ``/refs`` call runs meanwhile on
-  another thread), "refs" (what is left of waiting for its answer), "filter" (``filter-objects``),
+- push: "scan" (scan + hash the tree; the ``/refs`` call, and ``/api/v1/user``
+  when commits are authored as the token's user, run meanwhile on another
+  thread), "refs" (what is left of waiting for their answers), "filter" (``filter-objects``),
   "pack" (build the mpack), "upload" (upload slot + PUT; none when the pack
   goes inline), "push" (the ``mpack/push`` call), "state";
 - clone: "refs", "fetch" (the ``mpack/fetch`` call; with ``pack-stream`` it
@@ -225,14 +226,18 @@ def _record_skipped(root: Path, skipped: Skipped) -> None:
             path.unlink(missing_ok=True)
 
 
-def _remote_refs(client: HubClient) -> tuple[dict[str, Any], bool]:
-    """Return (the repository's ``/refs`` answer, whether it exists); a repository not found is empty."""
+def _remote_refs(client: HubClient, *, with_user: bool) -> tuple[dict[str, Any], bool, str | None]:
+    """Return (the repository's ``/refs`` answer, whether it exists, the token's user if *with_user*).
+
+    A repository not found is empty.
+    """
     try:
-        return client.refs(), True
+        refs, exists = client.refs(), True
     except ClientError as exc:
         if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
             raise  # a reserved owner name, a moved repository: the hub's message says what to do
-        return {"branch_heads": {}}, False
+        refs, exists = {"branch_heads": {}}, False
+    return refs, exists, client.user() if with_user else None
 
 
 def push(
@@ -312,15 +317,15 @@ def push(
     try:
         tracks_url = state is not None and state.url == client.url
         with ThreadPoolExecutor(1, thread_name_prefix="musehub-refs") as pool:
-            asked = pool.submit(_remote_refs, client)  # the hub answers while the tree is scanned
+            # The hub answers while the tree is scanned (and names the token's user, when commits need it).
+            asked = pool.submit(_remote_refs, client, with_user=not (author or os.environ.get("MUSEHUB_AUTHOR")))
             try:
                 with timer("scan"):
                     scan = scan_folder(root, workers=workers)
                     manifest = scan.manifest
             finally:
                 with timer("refs"):
-                    refs, exists = asked.result()  # its error, if any, comes first: it says more than the scan's
-        user = None if author or os.environ.get("MUSEHUB_AUTHOR") else client.user()
+                    refs, exists, user = asked.result()  # its error, if any, comes first: it says more
         created = None
         if not exists:
             created = _create_or_explain(client, user, visibility, branch or "main")
