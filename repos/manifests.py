@@ -41,7 +41,6 @@ from .models import Snapshot
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BATCH = 500
 _CACHE_MIN_ENTRIES = 1_000  # small checkpoints decode fast; keep the cache for big trees
-T = TypeVar("T")
 _DECODED_MAX = 2**34
 
 
@@ -157,7 +156,12 @@ def _chain_rows(
     table = connection.ops.quote_name(Snapshot._meta.db_table)
     rows: dict[str, tuple[str | None, int, int, Any]] = {}
     skip = ", ".join(["%s"] * len(cached))
-    blob = f"CASE WHEN s.snapshot_id IN ({skip}) THEN NULL ELSE s.manifest_blob END" if cached else "s.manifest_blob"
+    # Only a row that is still a checkpoint: one rewritten as a delta since (musehub_snapshot_deltas) needs its blob.
+    blob = (
+        f"CASE WHEN s.base_id IS NULL AND s.snapshot_id IN ({skip}) THEN NULL ELSE s.manifest_blob END"
+        if cached
+        else "s.manifest_blob"
+    )
     for start in range(0, len(snapshot_ids), _BATCH):
         batch = list(snapshot_ids[start : start + _BATCH])
         marks = ", ".join(["%s"] * len(batch))
@@ -173,6 +177,9 @@ def _chain_rows(
             for sid, base_id, depth, count, data in cursor.fetchall():
                 rows[sid] = (base_id, depth, count, data)
     return rows
+
+
+T = TypeVar("T")
 
 
 class _Recent(Generic[T]):
@@ -208,7 +215,8 @@ _CHECKPOINTS: _Recent[dict[str, str]] = _Recent(4)
 # The trees pushes verified last (a branch head, with its sorted entries): the next push on top of one checks
 # its snapshot id without loading and sorting the whole manifest again. About 10 MB for 25,000 entries: two
 # trees of at most 100,000 entries each, so at most about 80 MB per process.
-_TREES: _Recent[Tree] = _Recent(2)
+KEPT_TREES = 2
+_TREES: _Recent[Tree] = _Recent(KEPT_TREES)
 TREE_MIN_ENTRIES = _CACHE_MIN_ENTRIES  # smaller trees are cheap to rebuild
 _TREE_MAX_ENTRIES = 100_000
 
@@ -282,7 +290,10 @@ class _Rebuilder:
             self._remember(base_id, start)
         manifest = dict(start)
         for member in reversed(chain):
-            delta = _decode_delta(self.rows[member][3])
+            data = self.rows[member][3]
+            if data is None:  # _chain_rows leaves out only checkpoints' blobs: never a delta's
+                raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: stored delta {member} has no content.")
+            delta = _decode_delta(data)
             apply_delta(manifest, delta, where=f"stored snapshot {member}", in_place=True)
         if chain:
             self._remember(sid, manifest)

@@ -291,6 +291,24 @@ def test_a_checkpoint_this_process_decoded_is_not_sent_by_the_database_again(mon
     assert manifests._Rebuilder(rows).manifest(tip) == expected
 
 
+def test_a_cached_checkpoint_rewritten_as_a_delta_is_read_as_the_delta_it_now_is(monkeypatch):
+    """musehub_snapshot_deltas may rewrite a checkpoint while a process holds it decoded: its blob is sent again."""
+    from repos import manifests
+
+    monkeypatch.setattr(manifests, "_CHECKPOINTS", manifests._Recent(4))
+    repo = make_repo()
+    history, trees = linear_history(3, files=1_200)
+    push_history(repo, history)
+    s0, s1, s2 = (c["snapshot_id"] for c in history.commits)
+    m0, m1, m2 = ({p: blob_id(c) for p, c in t.items()} for t in trees)
+    Snapshot.objects.filter(snapshot_id=s1).update(base_id=None, depth=0, manifest_blob=manifests.encode_full(m1))
+    assert load_manifest(s2) == m2 and s1 in manifests._CHECKPOINTS.keys()  # s1 is a checkpoint, decoded
+    Snapshot.objects.filter(snapshot_id=s1).update(
+        base_id=s0, depth=1, manifest_blob=manifests.encode_delta(make_delta(m0, m1))
+    )
+    assert load_manifest(s1) == m1 and load_manifest(s2) == m2
+
+
 def test_full_snapshots_sent_newest_first_are_still_stored_as_deltas():
     repo = make_repo()
     history, _ = linear_history(6)

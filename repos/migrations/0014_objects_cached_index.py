@@ -15,11 +15,25 @@ NAME = "musehub_objects_cached"
 
 def forwards(apps, schema_editor):
     quote = schema_editor.quote_name
-    concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    concurrently = " CONCURRENTLY" if postgresql else ""
+    if postgresql and _invalid(schema_editor.connection):  # a concurrent build that failed leaves one behind
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(NAME)}")
     schema_editor.execute(
         f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(NAME)} ON {quote('musehub_objects')} "
         f"({quote('object_id')}) WHERE {quote('content_cache')} IS NOT NULL"
     )
+
+
+def _invalid(connection) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            [NAME],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def backwards(apps, schema_editor):

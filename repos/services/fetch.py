@@ -21,6 +21,7 @@ from musehub_core.ids import is_id
 from musehub_core.manifests import Tree, snapshot_dict
 from repos import graph
 from repos.manifests import (
+    KEPT_TREES,
     TREE_MIN_ENTRIES,
     iter_manifests,
     load_manifest,
@@ -117,9 +118,10 @@ def _keep_wanted_trees(commits: Sequence[dict[str, Any]], want: Sequence[str], s
     """
     heads = set(want)
     wanted = {c["snapshot_id"] for c in commits if c["commit_id"] in heads}
-    for snap in snapshots:
+    full = [s for s in snapshots if s["snapshot_id"] in wanted and "manifest" in s]
+    for snap in full[-KEPT_TREES:]:  # the process keeps no more than that
         sid = snap["snapshot_id"]
-        if sid in wanted and "manifest" in snap and len(snap["manifest"]) >= TREE_MIN_ENTRIES:
+        if len(snap["manifest"]) >= TREE_MIN_ENTRIES:
             tree = Tree.of(snap["manifest"])
             if tree.snapshot_id() == sid:
                 remember_tree(sid, tree)

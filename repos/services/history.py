@@ -153,7 +153,7 @@ def plan_snapshots(
             stored_depth=existing.get(sid),
             created_at=snap.get("created_at") or "",
         )
-    if last is not None:  # the new head, most likely: the next push builds on it
+    if last is not None:  # the last in the pack's order: normally the pushed head, which the next push builds on
         remember_tree(*last)
     return planner.rows
 
