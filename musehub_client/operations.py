@@ -37,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +66,7 @@ from musehub_client.packs import (
     remove_pack,
 )
 from musehub_client.state import PACKS_DIR, SKIPPED_FILE, STATE_DIR, STATE_FILE, TMP_DIR, State
+from musehub_client.threads import Background
 from musehub_client.worktree import (
     ArrivingCheckout,
     Skipped,
@@ -316,16 +316,17 @@ def push(
         raise ClientError(f"pushing needs a token: {token_help(client.hub_root)}", EXIT_AUTH)
     try:
         tracks_url = state is not None and state.url == client.url
-        with ThreadPoolExecutor(1, thread_name_prefix="musehub-refs") as pool:
-            # The hub answers while the tree is scanned (and names the token's user, when commits need it).
-            asked = pool.submit(_remote_refs, client, with_user=not (author or os.environ.get("MUSEHUB_AUTHOR")))
-            try:
-                with timer("scan"):
-                    scan = scan_folder(root, workers=workers)
-                    manifest = scan.manifest
-            finally:
-                with timer("refs"):
-                    refs, exists, user = asked.result()  # its error, if any, comes first: it says more
+        # The hub answers while the tree is scanned (and names the token's user, when commits need it).
+        asked = Background(_remote_refs, client, with_user=not (author or os.environ.get("MUSEHUB_AUTHOR")))
+        try:
+            with timer("scan"):
+                scan = scan_folder(root, workers=workers, before_reading=lambda _count: asked.raise_if_failed())
+                manifest = scan.manifest
+        except ClientError:
+            asked.result()  # the hub's error, if any, comes first: a bad token says more than a file it stopped at
+            raise
+        with timer("refs"):
+            refs, exists, user = asked.result()
         created = None
         if not exists:
             created = _create_or_explain(client, user, visibility, branch or "main")

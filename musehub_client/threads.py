@@ -8,15 +8,18 @@ and forth cost more than they save: on 2 cores a 25,000-file tree (mean
 4 KiB) was scanned, packed and checked out about twice as slowly on two
 threads as on one. :func:`run_batches` therefore gives threads only the files
 of at least ``PARALLEL_MIN_BYTES`` and does the rest on the calling thread.
+:class:`Background` runs one call (a push's ``/refs``) on a daemon thread
+while the calling thread works.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -100,3 +103,34 @@ def run_batches(
             for entry in pending:
                 if isinstance(entry, Future):
                     entry.cancel()
+
+
+class Background(Generic[T]):
+    """*fn* running on a daemon thread: a Ctrl-C or an error of the caller's never waits for it."""
+
+    def __init__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> None:
+        self._done = threading.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, name="musehub-background", daemon=True).start()
+
+    def result(self) -> T:
+        """Wait for *fn*; return what it returned or raise what it raised."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def raise_if_failed(self) -> None:
+        """Raise what *fn* raised if it already has; never wait."""
+        if self._done.is_set() and self._error is not None:
+            raise self._error

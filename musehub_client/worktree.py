@@ -118,7 +118,8 @@ class TreeScan:
 # Folders are opened once and their entries stat'ed relative to that descriptor (fstatat): the kernel
 # walks one name per file instead of the whole path. Where the platform cannot (Windows), full paths.
 _STAT_BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
-_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+_FOLDER_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 
 def _listings(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, list[tuple[str, os.stat_result]]]]:
@@ -134,9 +135,12 @@ def _listings(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, list[tup
         prefix, folder = folders.pop()
         files: list[tuple[str, os.stat_result]] = []
         try:
-            fd = os.open(folder, _FOLDER_FLAGS) if _STAT_BY_FD else None
+            # The folder named may itself be a symlink (followed, as any path the user types); never one below it.
+            fd = os.open(folder, _FOLDER_FLAGS if prefix else _ROOT_FLAGS) if _STAT_BY_FD else None
         except OSError as exc:
-            skipped.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            if not prefix:  # an unreadable tree must not push as an empty one
+                raise ClientError(f"cannot read {folder}: {exc.strerror or exc}", EXIT_ERROR) from None
+            skipped.unreadable.append((prefix.rstrip("/"), exc.strerror or str(exc)))
             continue
         try:
             with os.scandir(folder if fd is None else fd) as listing:
@@ -160,7 +164,9 @@ def _listings(root: Path, skipped: Skipped) -> Iterator[tuple[str, str, list[tup
                 elif not stat.S_ISDIR(info.st_mode):  # a folder made since the listing is scanned next time
                     _skip(skipped, prefix + name, f"{folder}{os.sep}{name}", info.st_mode)
         except OSError as exc:
-            skipped.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            if not prefix:
+                raise ClientError(f"cannot read {folder}: {exc.strerror or exc}", EXIT_ERROR) from None
+            skipped.unreadable.append((prefix.rstrip("/"), exc.strerror or str(exc)))
             continue
         finally:
             if fd is not None:
@@ -194,7 +200,9 @@ def _hash_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str | None, str
     return done
 
 
-def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
+def scan_folder(
+    root: Path, *, workers: int | None = None, before_reading: Callable[[int], object] | None = None
+) -> TreeScan:
     """Scan *root* into a manifest {POSIX relative path: object id}, reporting what it cannot store.
 
     Only regular files are stored. Symlinks (Muse snapshots exclude them:
@@ -204,14 +212,17 @@ def scan_folder(root: Path, *, workers: int | None = None) -> TreeScan:
     ``DIR/.musehub/stat-cache.msgpack`` (:class:`~musehub_client.state.StatCache`)
     remembers each file's size, modification time, inode and object id, so only
     files whose stat changed are read; those are hashed on *workers* threads
-    (hashlib releases the GIL). Raises ClientError for a name a manifest cannot
-    hold or a file larger than the largest blob.
+    (hashlib releases the GIL). *before_reading* is called with the number of
+    files to read once the walk is done and before any is read (a push raises
+    there an error the hub already answered). Raises ClientError for a tree
+    that cannot be read, a name a manifest cannot hold or a file larger than
+    the largest blob.
     """
     with paused_gc():
-        return _scan(root, workers)
+        return _scan(root, workers, before_reading)
 
 
-def _scan(root: Path, workers: int | None) -> TreeScan:
+def _scan(root: Path, workers: int | None, before_reading: Callable[[int], object] | None) -> TreeScan:
     cache = StatCache(root)
     reuse = cache.reuse
     skipped = Skipped()
@@ -251,6 +262,8 @@ def _scan(root: Path, workers: int | None) -> TreeScan:
             elif error:
                 skipped.unreadable.append((relative, error))
 
+    if before_reading is not None:
+        before_reading(len(misses))
     workers = 1 if len(misses) < PARALLEL_MIN_FILES else workers or default_workers()
     for results in run_batches(_hash_batch, misses, workers=workers, name="musehub-hash"):
         record(results)

@@ -461,6 +461,11 @@ def test_messages_say_what_to_do(no_env, live_server, alice, tmp_path):
 
     code, _, err = run("push", str(source), f"{live_server.url}/{alice.username}/x", token="mh_not-a-token")
     assert code == EXIT_AUTH and "refused the token" in err
+    # The scan runs while /refs is asked; when both fail the hub's answer is the one reported.
+    (source / "bad\\name.txt").write_text("a backslash no manifest path may hold")
+    code, _, err = run("push", str(source), f"{live_server.url}/{alice.username}/x", token="mh_not-a-token")
+    assert code == EXIT_AUTH and "refused the token" in err
+    (source / "bad\\name.txt").unlink()
 
     code, _, err = run("clone", f"{live_server.url}/{alice.username}/nothing-{uid()}", str(tmp_path / "c"))
     assert code == EXIT_NOT_FOUND and "a token is needed" in err

@@ -902,6 +902,52 @@ def test_blobs_before_the_history_are_written_at_the_end_and_missing_ones_fail_t
         checkout.finish(lambda oid: b"", set())
 
 
+def test_a_scan_calls_before_reading_once_the_walk_is_done_and_no_file_was_read(tmp_path, monkeypatch):
+    """A push raises there an error the hub already answered, before hashing a big tree for nothing."""
+    from musehub_client import worktree
+    from musehub_client.threads import Background
+
+    root = tmp_path / "tree"
+    make_tree(root, count=12)
+    reads: list[str] = []
+    original = worktree.hash_file
+    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(str(path)) or original(path))
+    seen: list[tuple[int, int]] = []
+    worktree.scan_folder(root, workers=1, before_reading=lambda count: seen.append((count, len(reads))))
+    assert seen == [(12, 0)] and len(reads) == 12
+
+    def refused() -> None:
+        raise ClientError("the hub refused the token", 3)
+
+    failed = Background(refused)
+    with pytest.raises(ClientError, match="refused the token"):
+        failed.result()
+    shutil.rmtree(root / STATE_DIR, ignore_errors=True)  # no stat cache: every file would be read
+    reads.clear()
+    with pytest.raises(ClientError, match="refused the token"):
+        worktree.scan_folder(root, workers=1, before_reading=lambda _count: failed.raise_if_failed())
+    assert reads == [], "nothing was hashed"
+
+
+def test_a_tree_named_through_a_symlink_is_scanned_and_one_that_cannot_be_read_is_an_error(tmp_path):
+    """The folder a user names may be a symlink (followed); a tree that cannot be read never scans as empty."""
+    from musehub_client import worktree
+
+    root = tmp_path / "tree"
+    make_tree(root, count=8)
+    (root / "sub").mkdir()
+    (root / "sub" / "f.txt").write_text("f")
+    (root / "link-to-sub").symlink_to(root / "sub")
+    link = tmp_path / "link-to-tree"
+    link.symlink_to(root)
+    scan = worktree.scan_folder(link, workers=1)
+    assert scan.manifest == worktree.scan_folder(root, workers=1).manifest
+    assert len(scan.manifest) == 9 and "link-to-sub/f.txt" not in scan.manifest, "symlinks below it are not followed"
+    assert [path for path, _ in scan.skipped.symlinks] == ["link-to-sub"]
+    with pytest.raises(ClientError, match="cannot read"):
+        worktree.scan_folder(tmp_path / "gone", workers=1)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_files_and_folders_the_client_cannot_read_are_reported_not_dropped_silently(tmp_path):
     from musehub_client import worktree
