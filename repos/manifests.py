@@ -252,7 +252,9 @@ class _Rebuilder:
         if cached is None:
             data = self.rows[sid][3]
             if data is None:  # left out of the query as cached, and dropped from the cache since
-                data = Snapshot.objects.filter(snapshot_id=sid).values_list("manifest_blob", flat=True).get()
+                data = Snapshot.objects.filter(snapshot_id=sid).values_list("manifest_blob", flat=True).first()
+                if data is None:
+                    raise MalformedPack(f"Snapshot {sid} cannot be rebuilt: it is no longer stored.")
             cached = _unpack(data)
             if self._trusted and len(cached) >= _CACHE_MIN_ENTRIES:
                 _CHECKPOINTS.put(sid, cached)
