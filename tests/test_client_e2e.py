@@ -173,14 +173,21 @@ def test_a_change_is_sent_against_the_recorded_head_and_only_a_big_one_asks_the_
     assert tree_of(clone) == tree_of(source)
 
 
+LONG_AGO = 1_600_000_000  # a modification time the stat cache trusts (not within its last 2 seconds)
+
+
+def settled_tree(root: Path, count: int = 30) -> None:
+    """make_tree, with every file last modified LONG_AGO: the stat cache keeps them all."""
+    make_tree(root, count=count)
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (LONG_AGO, LONG_AGO))
+
+
 def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     """The stat cache: files whose size, mtime and inode did not change keep their object id without a read."""
     root = tmp_path / "tree"
-    make_tree(root, count=30)
-    past = 1_600_000_000
-    for path in root.rglob("*"):
-        if path.is_file():
-            os.utime(path, (past, past))
+    settled_tree(root)
     first = worktree.scan_tree(root)
     reads: list[Path] = []
     original = worktree.hash_file
@@ -195,7 +202,7 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     target = root / "dir1/sub1/file-1.txt"
     replacement = root / "replacement.tmp"
     replacement.write_bytes(target.read_bytes().upper())
-    os.utime(replacement, (past, past))
+    os.utime(replacement, (LONG_AGO, LONG_AGO))
     os.replace(replacement, target)
     reads.clear()
     third = worktree.scan_tree(root)
@@ -212,11 +219,7 @@ def test_a_stat_cache_an_older_client_wrote_is_used_then_rewritten_and_a_damaged
     from musehub_client.state import STAT_CACHE_FILE, StatCache
 
     root = tmp_path / "tree"
-    make_tree(root, count=30)
-    past = 1_600_000_000
-    for path in root.rglob("*"):
-        if path.is_file():
-            os.utime(path, (past, past))
+    settled_tree(root)
     first = worktree.scan_tree(root)
     cache_file = root / STATE_DIR / STAT_CACHE_FILE
     columns = msgpack.unpackb(cache_file.read_bytes(), raw=False)

@@ -430,13 +430,20 @@ def test_a_delta_that_does_not_rebuild_to_its_id_is_refused(based):
     )
 
 
-def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_still_checks_everything():
-    """The hub keeps the trees pushes verified last: the next delta on one is checked without a rebuild."""
+@pytest.fixture
+def big_base():
+    """A repository holding one commit of a tree big enough for the hub to keep (small ones cost little to rebuild)."""
     repo = make_repo()
     history = History()
-    files = tree(1_200)  # big enough to keep (small trees are rebuilt: they cost little)
+    files = tree(1_200)
     base = history.commit(files)
     push_history(repo, history)
+    return repo, history, files, base
+
+
+def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_still_checks_everything(big_base):
+    """The hub keeps the trees pushes verified last: the next delta on one is checked without a rebuild."""
+    repo, history, files, base = big_base
     child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
     manifest = {p: blob_id(c) for p, c in files.items()}
     good = snapshot_dict(
@@ -463,14 +470,10 @@ def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_sti
     assert load_manifest(child["snapshot_id"])["dir0/file0.txt"] == blob_id(b"changed")
 
 
-def test_a_push_on_top_of_a_head_this_process_served_in_a_clone_reads_no_manifest_either(monkeypatch):
+def test_a_push_on_top_of_a_head_this_process_served_in_a_clone_reads_no_manifest_either(big_base, monkeypatch):
     from repos import manifests
 
-    repo = make_repo()
-    history = History()
-    files = tree(1_200)
-    base = history.commit(files)
-    push_history(repo, history)
+    repo, history, files, base = big_base
     monkeypatch.setattr(manifests, "_TREES", manifests._Recent(2))  # as if another process took the push
     wire_fetch_mpack(repo.repo_id, want=[base["commit_id"]], have=[])  # a clone
     assert manifests.recent_tree(base["snapshot_id"]) is not None
