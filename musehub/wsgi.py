@@ -3,10 +3,10 @@
 The URL configuration (every view, DRF, the admin) and the storage client
 (on S3, botocore's service model: 0.1 s) are loaded before the first request,
 so no user's request pays for them; then ``gc.freeze()`` moves everything
-loaded so far out of the garbage collector's reach: those objects live as long as the process, and a full
-collection no longer walks them in the middle of a request that allocates a
-lot (a clone plans tens of thousands of index rows; such a collection cost
-0.1 s there).
+loaded so far out of the garbage collector's reach: those objects live as
+long as the process, and a full collection no longer walks them in the middle
+of a request that allocates a lot (a clone plans tens of thousands of index
+rows; such a collection cost 0.1 s there).
 """
 
 import gc
