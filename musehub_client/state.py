@@ -101,8 +101,11 @@ class State:
         ids = [i for i in (state.head, state.fetched_head) if i is not None]
         # A manifest file's bytes hash to its name, so it is as written: checked for shape, not digit by digit.
         values = list(state.manifest.values())
-        manifest_ok = _id_shaped(values) if stored is not None else all_ids(values)
-        if not manifest_ok or not all(type(p) is str for p in state.manifest) or not all_ids([*ids, *state.commits]):
+        if stored is not None:  # as written: msgpack (strict_map_key) gives str keys for what this client writes
+            manifest_ok = _id_shaped(values)
+        else:
+            manifest_ok = all_ids(values) and all(type(p) is str for p in state.manifest)
+        if not manifest_ok or not all_ids([*ids, *state.commits]):
             raise ClientError(f"{path} is damaged (an id is not 'sha256:' + 64 hex); clone again", EXIT_ERROR)
         return state
 

@@ -150,9 +150,17 @@ def is_ancestor(ancestor: str, descendant: str) -> bool:
     """Return True when *ancestor* is *descendant* or reachable from it."""
     if ancestor == descendant:
         return True
-    gens = generations([ancestor, descendant])
-    if ancestor not in gens or descendant not in gens or gens[ancestor] >= gens[descendant]:
+    rows = {
+        commit_id: (generation, parents)
+        for commit_id, generation, parents in CommitGraph.objects.filter(
+            commit_id__in=[ancestor, descendant]
+        ).values_list("commit_id", "generation", "parent_ids")
+    }
+    if ancestor not in rows or descendant not in rows or rows[ancestor][0] >= rows[descendant][0]:
         return False
+    if ancestor in (rows[descendant][1] or ()):  # a parent: the usual fast-forward by one commit, no walk
+        return True
+    gens = {commit_id: row[0] for commit_id, row in rows.items()}
     sql = f"WITH RECURSIVE {_walk('walk', 1, min_generation=True)} SELECT 1 FROM walk WHERE commit_id = %s LIMIT 1"
     return bool(_query(sql, [descendant, gens[ancestor], ancestor]))
 

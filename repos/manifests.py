@@ -483,9 +483,9 @@ class SnapshotPlanner:
     trees so a chain of commits costs one small delta each.
     """
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 4, *, depths: Mapping[str, int] | None = None) -> None:
         self.rows: list[SnapshotRow] = []
-        self._depth: dict[str, int] = {}
+        self._depth: dict[str, int] = dict(depths or {})  # stored depths the caller already read
         self._recent: OrderedDict[str, Mapping[str, str]] = OrderedDict()
         self._keep = keep
 

@@ -165,6 +165,19 @@ def test_is_ancestor_answers_both_ways(tree):
     assert not graph.is_ancestor(ids["R"], fake_id("unknown"))
 
 
+def test_is_ancestor_answers_a_parent_without_walking_the_graph(tree):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ids = tree.ids
+    with CaptureQueriesContext(connection) as queries:
+        assert graph.is_ancestor(ids["B"], ids["M"]) and graph.is_ancestor(ids["F2"], ids["M"]), "either parent"
+    assert len(queries) == 2 and not any("RECURSIVE" in q["sql"] for q in queries.captured_queries)
+    with CaptureQueriesContext(connection) as queries:
+        assert graph.is_ancestor(ids["R"], ids["M"])
+    assert any("RECURSIVE" in q["sql"] for q in queries.captured_queries), "further back: one walk"
+
+
 def test_is_ancestor_matches_a_python_walk_for_every_pair(tree):
     for a, b in itertools.product(tree.ids.values(), repeat=2):
         assert graph.is_ancestor(a, b) == (a in tree.ancestors(b)), (tree.name(a), tree.name(b))

@@ -133,12 +133,12 @@ def plan_snapshots(
         found.update(load_manifests([sid for sid in held if sid not in found]))
         return found
 
-    existing = dict(
-        Snapshot.objects.filter(snapshot_id__in=[s["snapshot_id"] for s in snapshots]).values_list(
-            "snapshot_id", "depth"
-        )
-    )
-    planner = SnapshotPlanner()
+    pushed = [s["snapshot_id"] for s in snapshots]
+    bases = {s["base"] for s in snapshots if "base" in s} | set(prefer.values())
+    # One query: the stored depth of every pushed snapshot (a re-push keeps its row) and of every base.
+    depths = dict(Snapshot.objects.filter(snapshot_id__any=[*pushed, *bases]).values_list("snapshot_id", "depth"))
+    existing = {sid: depths[sid] for sid in pushed if sid in depths}
+    planner = SnapshotPlanner(depths={sid: depth for sid, depth in depths.items() if sid in bases})
     last: tuple[str, Tree] | None = None
     for snap, tree in rebuild_snapshots(snapshots, bases_of_repo, positions=positions):
         sid = snap["snapshot_id"]
