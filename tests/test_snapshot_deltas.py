@@ -337,17 +337,28 @@ def _one_delta_push(repo, history, *, snapshot: dict, blobs: dict | None = None)
     return push_raw(repo, [commit], [snapshot], blobs if blobs is not None else {})
 
 
+def _base_and_child(count: int):
+    """A repository holding one commit of a *count*-file tree; a child commit changing one file, not pushed;
+    and the child's snapshot as a delta against the base's."""
+    repo = make_repo()
+    history = History()
+    files = tree(count)
+    base = history.commit(files)
+    push_history(repo, history)
+    child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
+    manifest = {p: blob_id(c) for p, c in files.items()}
+    snap = snapshot_dict(
+        child["snapshot_id"],
+        dict(manifest, **{"dir0/file0.txt": blob_id(b"changed")}),
+        base=(base["snapshot_id"], manifest),
+    )
+    return repo, history, base, child, snap
+
+
 @pytest.fixture
 def based():
     """A repository holding one commit of a 40-file tree, and a child commit not yet pushed."""
-    repo = make_repo()
-    history = History()
-    files = tree(40)
-    base = history.commit(files)
-    push_history(repo, history)
-    child_files = dict(files, **{"dir0/file0.txt": b"changed"})
-    child = history.commit(child_files, parents=[base["commit_id"]])
-    return repo, history, base, child
+    return _base_and_child(40)[:4]
 
 
 def assert_refused(repo, push, *fragments):
@@ -432,25 +443,13 @@ def test_a_delta_that_does_not_rebuild_to_its_id_is_refused(based):
 
 @pytest.fixture
 def big_base():
-    """A repository holding one commit of a tree big enough for the hub to keep (small ones cost little to rebuild)."""
-    repo = make_repo()
-    history = History()
-    files = tree(1_200)
-    base = history.commit(files)
-    push_history(repo, history)
-    return repo, history, files, base
+    """As ``based``, with a tree big enough for the hub to keep (small ones cost little to rebuild)."""
+    return _base_and_child(1_200)
 
 
 def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_still_checks_everything(big_base):
     """The hub keeps the trees pushes verified last: the next delta on one is checked without a rebuild."""
-    repo, history, files, base = big_base
-    child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
-    manifest = {p: blob_id(c) for p, c in files.items()}
-    good = snapshot_dict(
-        child["snapshot_id"],
-        dict(manifest, **{"dir0/file0.txt": blob_id(b"changed")}),
-        base=(base["snapshot_id"], manifest),
-    )
+    repo, history, base, child, good = big_base
 
     # A delta that does not rebuild to its id, and the same delta pushed to a repository without its base:
     # both still refused.
@@ -473,18 +472,11 @@ def test_a_push_on_top_of_a_head_this_process_verified_reads_no_manifest_and_sti
 def test_a_push_on_top_of_a_head_this_process_served_in_a_clone_reads_no_manifest_either(big_base, monkeypatch):
     from repos import manifests
 
-    repo, history, files, base = big_base
+    repo, history, base, _child, snap = big_base
     monkeypatch.setattr(manifests, "_TREES", manifests._Recent(2))  # as if another process took the push
     wire_fetch_mpack(repo.repo_id, want=[base["commit_id"]], have=[])  # a clone
     assert manifests.recent_tree(base["snapshot_id"]) is not None
 
-    child = history.commit(dict(files, **{"dir0/file0.txt": b"changed"}), parents=[base["commit_id"]])
-    manifest = {p: blob_id(c) for p, c in files.items()}
-    snap = snapshot_dict(
-        child["snapshot_id"],
-        dict(manifest, **{"dir0/file0.txt": blob_id(b"changed")}),
-        base=(base["snapshot_id"], manifest),
-    )
     with CaptureQueriesContext(connection) as queries:
         result = _one_delta_push(repo, history, snapshot=snap, blobs={blob_id(b"changed"): b"changed"})
     assert result["commits_added"] == 1
