@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
-.PHONY: install install-dev browser run serve migrate test test-sqlite test-postgres lint format bench bench-core bench-scale clean
+.PHONY: install install-dev native browser run serve migrate test test-sqlite test-postgres lint format bench bench-core bench-scale clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ install: $(STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# The client's C walk (musehub_client/_scan.c, see setup.py), built in place; setuptools skips it when it is
+# up to date. Without a C compiler it is left out with a warning and the client walks trees in Python.
+native: $(STAMP)
+	$(BIN)/python -W ignore setup.py -q build_ext --inplace
+
 # Real-browser tests drive Debian's chromium through chromium-driver (no download at test time).
 # Installed here when missing and apt can; otherwise those tests skip and say why.
 browser:
@@ -38,7 +43,7 @@ browser:
 		echo "browser: could not install chromium and chromium-driver; the browser tests will skip"; \
 	else echo "browser: chromium/chromedriver missing and apt-get unavailable; the browser tests will skip"; fi
 
-run: $(STAMP)
+run: $(STAMP) native
 	$(BIN)/python manage.py migrate --noinput
 	MUSEHUB_DEBUG=$${MUSEHUB_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
@@ -60,18 +65,19 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test-sqlite: $(DEV_STAMP) browser
-	DATABASE_URL= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# MUSEHUB_REQUIRE_NATIVE: a C walk that failed to build fails its tests instead of skipping them.
+test-sqlite: $(DEV_STAMP) native browser
+	MUSEHUB_REQUIRE_NATIVE=1 DATABASE_URL= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-postgres: $(DEV_STAMP) browser
+test-postgres: $(DEV_STAMP) native browser
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
-	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	MUSEHUB_REQUIRE_NATIVE=1 DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint test-sqlite test-postgres
 
 # Benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3, gunicorn and git daemon, all local.
 # BENCH_ARGS="--quick" for a smoke run; results go to bench/results/.
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) native
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
@@ -80,9 +86,9 @@ bench-core: $(DEV_STAMP)
 	$(BIN)/python -m bench.core_25k $(BENCH_CORE_ARGS)
 
 # A hub grown to 1,000+ repositories through the real push path (bench/scale.py); BENCH_SCALE_ARGS="--quick" for a smoke run.
-bench-scale: $(DEV_STAMP)
+bench-scale: $(DEV_STAMP) native
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache build musehub_client/_scan.*.so

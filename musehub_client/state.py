@@ -233,22 +233,24 @@ class StatCache:
             self._old.pop(relative, None)
         self._old.update(changed)
 
-    def reuse(self, relative: str, info: os.stat_result) -> str | None:
-        """Return the cached object id of *relative* (and keep its entry) when its size, mtime and inode are
-        unchanged; else None."""
-        cached = self._old.get(relative)
-        if cached is None:
-            return None
-        if cached[0] == info.st_size and cached[1] == info.st_mtime_ns and cached[2] == info.st_ino:
-            self._fresh[relative] = cached
-            return cached[3]
-        self._missed.append(relative)
-        return None
+    @property
+    def entries(self) -> dict[str, Entry]:
+        """{path: (size, mtime_ns, inode, object id)} as loaded (a walk compares each file's stat with these)."""
+        return self._old
 
-    def record(self, relative: str, info: os.stat_result, object_id: str) -> None:
+    def keep(self, unchanged: dict[str, Entry]) -> None:
+        """Keep the entries of the files whose size, mtime and inode still match them."""
+        self._fresh.update(unchanged)
+
+    def missed(self, relative: str) -> None:
+        """Note that *relative* was found with another stat than its entry's (or has none)."""
+        if relative in self._old:
+            self._missed.append(relative)
+
+    def record(self, relative: str, size: int, mtime_ns: int, inode: int, object_id: str) -> None:
         """Remember *object_id* for *relative* (unless it was modified too recently to trust)."""
-        if info.st_mtime_ns < self._racy_after:
-            self._fresh[relative] = self._recorded[relative] = (info.st_size, info.st_mtime_ns, info.st_ino, object_id)
+        if mtime_ns < self._racy_after:
+            self._fresh[relative] = self._recorded[relative] = (size, mtime_ns, inode, object_id)
 
     def save(self) -> None:
         """Keep the entries kept or recorded since the cache was loaded, and only those; failures are ignored."""

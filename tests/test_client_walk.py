@@ -1,0 +1,280 @@
+"""The working-tree walk of a push: the C walk (``musehub_client._scan``) against the Python one.
+
+Both must find the same files, compare them with the stat cache the same way
+and report the same entries they cannot store: a cache one wrote is read by
+the other, and a user without a C compiler pushes the same snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from musehub_client import worktree
+from musehub_client.http import ClientError
+from musehub_client.state import STATE_DIR, StatCache
+
+NATIVE_REQUIRED = os.environ.get("MUSEHUB_REQUIRE_NATIVE") == "1"
+needs_native = pytest.mark.skipif(
+    worktree._native_scan is None and not NATIVE_REQUIRED,
+    reason="musehub_client._scan is not built (`make` builds it)",
+)
+
+
+def test_the_c_walk_is_built_where_the_makefile_says_it_must_be():
+    """`make test` builds the extension and sets MUSEHUB_REQUIRE_NATIVE: a build that failed must not pass as a skip."""
+    if not NATIVE_REQUIRED:
+        pytest.skip("MUSEHUB_REQUIRE_NATIVE is not set (run through `make test`)")
+    assert worktree._native_scan is not None, (
+        "musehub_client._scan did not build: run `make native` and read its output"
+    )
+
+
+def walk(root: Path, known: dict, *, native: bool) -> tuple[worktree.Walk, worktree.Skipped]:
+    skipped = worktree.Skipped()
+    return worktree.walk_tree(root, skipped, known, native=native), skipped
+
+
+def both(root: Path, known: dict) -> tuple[worktree.Walk, worktree.Skipped]:
+    """Walk *root* both ways; assert they agree and return the C walk's result."""
+    native, native_skipped = walk(root, known, native=True)
+    python, python_skipped = walk(root, known, native=False)
+    assert native.same == python.same
+    assert sorted(native.changed) == sorted(python.changed)
+    assert native.files == python.files
+    assert native_skipped.all() == python_skipped.all()
+    return native, native_skipped
+
+
+def stat_entry(path: Path, oid: str) -> tuple[int, int, int, str]:
+    info = path.lstat()
+    return (info.st_size, info.st_mtime_ns, info.st_ino, oid)
+
+
+@needs_native
+def test_both_walks_find_the_same_files_and_skip_the_same_entries(tmp_path):
+    root = tmp_path / "tree"
+    for relative in ("a.txt", "a-b.txt", "a0", "b/c.txt", "b/d/e.txt", "b/.musehub/kept.txt", "é/ü.mid", "empty/.keep"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(relative.encode() * 3)
+    (root / "no files here").mkdir()
+    (root / STATE_DIR).mkdir()
+    (root / STATE_DIR / "state.json").write_text("{}")  # the client's own folder: never part of the tree
+    (root / "link.txt").symlink_to(root / "a.txt")
+    (root / "b" / "linked-folder").symlink_to(root / "b" / "d", target_is_directory=True)
+    (root / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(root / "b" / "pipe")
+    os.mkfifo(root / "e")  # a special file whose name sorts between folders
+    undecodable = os.fsencode(root / "b") + b"/caf\xe9.txt"  # Latin-1 bytes: not UTF-8
+    with open(undecodable, "wb") as handle:
+        handle.write(b"latin")
+
+    result, skipped = both(root, {})
+    assert result.files == 9 and result.same == {}
+    assert [row[0] for row in result.changed] == sorted(row[0] for row in result.changed), "in path order"
+    assert {row[0] for row in result.changed} == {
+        "a.txt", "a-b.txt", "a0", "b/c.txt", "b/d/e.txt", "b/.musehub/kept.txt", "é/ü.mid", "empty/.keep",
+        "b/caf\udce9.txt",
+    }  # fmt: skip
+    for relative, size, mtime_ns, inode in result.changed:
+        info = os.lstat(os.path.join(root, relative))
+        assert (size, mtime_ns, inode) == (info.st_size, info.st_mtime_ns, info.st_ino)
+    assert [path for path, _ in skipped.all()] == ["b/linked-folder", "b/pipe", "dangling", "e", "link.txt"]
+    assert dict(skipped.all())["b/pipe"] == "named pipe"
+    assert dict(skipped.all())["b/linked-folder"].endswith("(a folder)")
+
+
+@needs_native
+def test_a_file_keeps_its_cache_entry_only_while_size_mtime_and_inode_all_match(tmp_path):
+    root = tmp_path / "tree"
+    root.mkdir()
+    names = ["same.txt", "grown.txt", "touched.txt", "replaced.txt", "new.txt", "odd-types.txt", "short.txt"]
+    for name in names:
+        (root / name).write_text("content")
+    known = {name: stat_entry(root / name, f"sha256:{i:064x}") for i, name in enumerate(names) if name != "new.txt"}
+
+    def keep_mtime(name: str) -> None:
+        os.utime(root / name, ns=(0, known[name][1]))
+
+    (root / "grown.txt").write_text("content, longer")  # only the size differs
+    keep_mtime("grown.txt")
+    os.utime(root / "touched.txt", ns=(0, known["touched.txt"][1] + 1))  # only the mtime differs
+    (root / "replacement").write_text("content")  # only the inode differs: made while the old one exists
+    os.replace(root / "replacement", root / "replaced.txt")
+    keep_mtime("replaced.txt")
+    os.replace(root / "same.txt", root / "moved")  # a rename keeps the inode and the mtime
+    os.replace(root / "moved", root / "same.txt")
+    size, mtime_ns, inode, oid = known["odd-types.txt"]
+    known["odd-types.txt"] = (float(size), mtime_ns, inode, oid)  # a damaged cache: never a match
+    known["short.txt"] = known["short.txt"][:3]  # type: ignore[assignment]  # no id: never a match
+
+    native, _ = walk(root, known, native=True)
+    assert native.same == {"same.txt": known["same.txt"]}
+    assert [row[0] for row in native.changed] == sorted(set(names) - {"same.txt"})
+    del known["odd-types.txt"], known["short.txt"]  # the Python walk trusts the loaded cache's shape
+    python, _ = walk(root, known, native=False)
+    assert python.same == native.same
+    assert sorted(row for row in python.changed if row[0] in known) == [r for r in native.changed if r[0] in known]
+
+
+@needs_native
+def test_the_c_walk_lists_files_in_the_order_python_sorts_their_paths(tmp_path):
+    """Folders sort as "name/": "a/x" comes after "a-b" and "a.c" and before "a0". The manifest's sort is then short."""
+    root = tmp_path / "tree"
+    paths = ["a-b", "a.c", "a/x", "a/y/z", "a0", "ab", "b", "z/ß", "z/a", "Z", "_", "~", "a/y-", "a/y.q", "日本/語"]
+    for relative in paths:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(relative)
+    result, _ = walk(root, {}, native=True)
+    listed = [row[0] for row in result.changed]
+    assert listed == sorted(paths)
+    known = {row[0]: (*row[1:], f"sha256:{'0' * 64}") for row in result.changed}
+    again, _ = walk(root, known, native=True)
+    assert list(again.same) == sorted(paths) and again.changed == []
+
+
+@needs_native
+def test_a_modification_time_beyond_64_bit_nanoseconds_compares_as_python_computes_it(tmp_path):
+    root = tmp_path / "tree"
+    root.mkdir()
+    far = root / "far-future.txt"
+    far.write_text("x")
+    os.utime(far, ns=(0, 10**19 + 7))  # the year 2286: more nanoseconds than an int64 holds
+    info = far.lstat()
+    if info.st_mtime_ns < 2**63:
+        pytest.skip(f"this file system keeps no such time (stored {info.st_mtime_ns})")
+    known = {"far-future.txt": (info.st_size, info.st_mtime_ns, info.st_ino, "sha256:" + "1" * 64)}
+    result, _ = both(root, known)
+    assert result.same == known
+    stale = {"far-future.txt": (info.st_size, info.st_mtime_ns + 1, info.st_ino, "sha256:" + "1" * 64)}
+    result, _ = both(root, stale)
+    assert result.changed == [("far-future.txt", info.st_size, info.st_mtime_ns, info.st_ino)]
+
+
+@needs_native
+def test_a_folder_too_deep_to_open_is_reported_unreadable_by_both_walks(tmp_path):
+    """Past PATH_MAX a folder cannot be opened by its path: reported, not dropped (nor a crash)."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "top.txt").write_text("top")
+    name = "d" * 250
+    fd = os.open(root, os.O_RDONLY)
+    depth = 0
+    try:
+        while depth * (len(name) + 1) < 4400:  # relative paths past 4,096 bytes, made one folder at a time
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd, depth = child, depth + 1
+        with open(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as handle:
+            handle.write("deep")
+    finally:
+        os.close(fd)
+    native, native_skipped = walk(root, {}, native=True)
+    python, python_skipped = walk(root, {}, native=False)
+    assert [row[0] for row in native.changed] == ["top.txt"] == [row[0] for row in python.changed]
+    for skipped in (native_skipped, python_skipped):
+        assert len(skipped.unreadable) == 1
+        where, reason = skipped.unreadable[0]
+        assert where.startswith(name + "/") and "too long" in reason.lower()
+
+
+@needs_native
+def test_a_tree_that_cannot_be_opened_is_an_error_for_both_walks(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    for native in (True, False):
+        for missing in (tmp_path / "gone", tmp_path / "a-file"):
+            with pytest.raises(ClientError, match="cannot read"):
+                walk(missing, {}, native=native)
+
+
+def _walk_as_nobody(root: Path, native: bool) -> dict:
+    """Walk *root* in a forked child that runs as the unprivileged user ``nobody``; return what it found."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            result, skipped = walk(root, {}, native=native)
+            out = {"files": sorted(row[0] for row in result.changed), "unreadable": sorted(skipped.unreadable)}
+            os.write(write, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@needs_native
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="drops root to user nobody (Linux, as root)")
+def test_entries_a_user_cannot_read_are_reported_by_both_walks():
+    """Root reads everything: the walk runs as ``nobody`` in a child, where permissions hold."""
+    root = Path(tempfile.mkdtemp(prefix="musehub-walk-", dir="/tmp"))  # pytest's own folders are root's only
+    try:
+        root.chmod(0o755)
+        (root / "open.txt").write_text("x")
+        (root / "closed").mkdir()
+        (root / "closed" / "inside.txt").write_text("x")
+        (root / "closed").chmod(0)
+        (root / "locked").mkdir()
+        (root / "locked" / "known.txt").write_text("x")
+        (root / "locked").chmod(0o311)  # others may enter it, not list it
+        results = [_walk_as_nobody(root, native) for native in (True, False)]
+    finally:
+        (root / "closed").chmod(0o755)
+        (root / "locked").chmod(0o755)
+        shutil.rmtree(root)
+    assert results[0] == results[1]
+    assert results[0]["files"] == ["open.txt"]
+    assert [path for path, _ in results[0]["unreadable"]] == ["closed", "locked"]
+    assert all("denied" in reason for _, reason in results[0]["unreadable"])
+
+
+@needs_native
+def test_a_scan_with_the_c_walk_records_a_cache_the_python_walk_reuses_and_back(tmp_path, monkeypatch):
+    root = tmp_path / "tree"
+    for i in range(40):
+        (root / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        (root / f"d{i % 4}" / f"f{i}.txt").write_text(f"file {i}")
+    old = os.stat(root / "d0" / "f0.txt").st_mtime_ns - 10 * 10**9
+    for path in root.rglob("*.txt"):
+        os.utime(path, ns=(old, old))  # older than the racy window: cached
+    first = worktree.scan_folder(root, workers=1)
+    assert first.hashed == 40 and len(StatCache(root).entries) == 40
+    monkeypatch.setattr(worktree, "_native_scan", None)
+    (root / "d1" / "f1.txt").write_text("changed")
+    second = worktree.scan_folder(root, workers=1)
+    assert second.hashed == 1 and second.manifest["d1/f1.txt"] == worktree.hash_file(root / "d1" / "f1.txt")
+    monkeypatch.undo()
+    third = worktree.scan_folder(root, workers=1)
+    assert third.hashed <= 1 and third.manifest == second.manifest
+    assert list(third.manifest) == sorted(third.manifest)
+
+
+@needs_native
+def test_listing_folders_on_many_threads_gives_what_one_thread_gives(tmp_path):
+    """Folders are listed by whichever thread takes them; the results are put back in path order."""
+    root = tmp_path / "tree"
+    for i in range(300):
+        folder = root / f"t{i % 7}" / f"m{i % 11}" / ("deep/" * (i % 4)) / f"leaf{i % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{i}.txt").write_text(str(i))
+        (root / f"t{i % 7}" / f"t-file-{i}").write_text(str(i))  # files beside folders, sorting around them
+    os.mkfifo(root / "t3" / "pipe")
+    known = {"t0/t-file-0": (1, 0, 0, "sha256:" + "0" * 64)}
+    one = worktree._native_scan.walk(str(root), STATE_DIR, known, 1)
+    assert len(one[0]) == 600 and list(one[0]) == sorted(one[0])
+    for threads in (2, 3, 8, 16, 64):
+        for _ in range(5):
+            assert worktree._native_scan.walk(str(root), STATE_DIR, known, threads) == one
