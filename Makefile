@@ -51,7 +51,7 @@ run: $(STAMP) native
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
-serve: $(STAMP)
+serve: $(STAMP) native
 	MUSEHUB_ENV=$${MUSEHUB_ENV:-production} $(BIN)/python manage.py collectstatic --noinput -v 0
 	MUSEHUB_ENV=$${MUSEHUB_ENV:-production} HOST=$(HOST) PORT=$(PORT) \
 		$(BIN)/gunicorn -c deploy/gunicorn.conf.py musehub.wsgi

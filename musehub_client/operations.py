@@ -383,7 +383,9 @@ def push(
         known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
         with timer("filter"):
             if exists:
-                blob_paths = missing_blob_paths(client, manifest, known, root=root)
+                # A delta against the parent's manifest: only the paths it sets can hold blobs the parent lacks.
+                changed = snapshot["set"] if known and "base" in snapshot else manifest
+                blob_paths = missing_blob_paths(client, changed, known, root=root)
             else:  # a repository this push creates (or just created) holds nothing: no filter-objects calls
                 blob_paths = {}
                 for relative, oid in manifest.items():

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from musehub_core.errors import MalformedPack
-from musehub_core.ids import PREFIX, hex_of, snapshot_entries
+from musehub_core.ids import PREFIX, compute_snapshot_id, hex_of, snapshot_entries
+from musehub_core.native import speedups
 
 MAX_PATH_BYTES = 4096
 
@@ -120,9 +121,18 @@ class ManifestDelta:
 
 
 def make_delta(base: Mapping[str, str], new: Mapping[str, str]) -> ManifestDelta:
-    """Return the delta that turns *base* into *new* (``set`` sorted by path, ``delete`` sorted)."""
-    changed = {path: oid for path, oid in new.items() if base.get(path) != oid}
-    return ManifestDelta(set=dict(sorted(changed.items())), delete=sorted(p for p in base if p not in new))
+    """Return the delta that turns *base* into *new* (``set`` sorted by path, ``delete`` sorted).
+
+    Two dicts are compared in C where :mod:`musehub_core._speedups` was built (a few milliseconds for
+    25,000 paths instead of a Python loop over them); the result is the same.
+    """
+    found = speedups.manifest_changes(base, new) if speedups is not None else None
+    if found is None:
+        changed = {path: oid for path, oid in new.items() if base.get(path) != oid}
+        deleted = [p for p in base if p not in new]
+    else:
+        changed, deleted = found
+    return ManifestDelta(set=dict(sorted(changed.items())), delete=sorted(deleted))
 
 
 def delta_pays(delta: ManifestDelta, full: Mapping[str, str]) -> bool:
@@ -185,26 +195,30 @@ def snapshot_dict(
 
 
 class Tree:
-    """A manifest together with its sorted ``path NUL hex`` entries (wire.md §1).
+    """A manifest kept ready for its snapshot id to be checked after a delta (wire.md §1).
 
-    :meth:`apply` makes the tree of a delta by editing only the entries that
-    changed, so checking a snapshot id costs one join and one hash, not a
-    string per path, whatever the tree's size.
+    Where :mod:`musehub_core._speedups` was built, the id's bytes come from the
+    manifest itself in a few milliseconds, so a tree is only its manifest.
+    Without it, the tree also keeps its sorted ``path NUL hex`` entries, and
+    :meth:`apply` edits only the entries that changed: checking a snapshot id
+    then costs one join and one hash, not a string per path.
     """
 
     __slots__ = ("manifest", "_entries")
 
-    def __init__(self, manifest: dict[str, str], entries: list[str]) -> None:
+    def __init__(self, manifest: dict[str, str], entries: list[str] | None) -> None:
         self.manifest = manifest
         self._entries = entries
 
     @classmethod
     def of(cls, manifest: Mapping[str, str]) -> Tree:
-        return cls(dict(manifest), snapshot_entries(manifest))
+        return cls(dict(manifest), None if speedups is not None else snapshot_entries(manifest))
 
     def apply(self, delta: ManifestDelta, *, where: str = "snapshot") -> Tree:
         """Return the tree *delta* makes from this one (MalformedPack naming *where* when it does not apply)."""
         manifest = apply_delta(self.manifest, delta, where=where)
+        if self._entries is None:
+            return Tree(manifest, None)
         entries = list(self._entries)
         for path in [*delta.delete, *(p for p in delta.set if p in self.manifest)]:
             entry = f"{path}\0{hex_of(self.manifest[path])}"
@@ -214,6 +228,8 @@ class Tree:
         return Tree(manifest, entries)
 
     def snapshot_id(self) -> str:
+        if self._entries is None:
+            return compute_snapshot_id(self.manifest)
         return PREFIX + hashlib.sha256("\0".join(self._entries).encode()).hexdigest()
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from musehub_core import ids
 from musehub_core.ids import (
     PREFIX,
     blob_id,
@@ -18,8 +21,11 @@ from musehub_core.ids import (
     hex_of,
     is_hex,
     is_id,
+    snapshot_entries,
     to_wire_hex,
 )
+from musehub_core.manifests import Tree, apply_delta, make_delta
+from musehub_core.native import speedups
 
 hex_digests = st.binary(min_size=0, max_size=64).map(lambda b: hashlib.sha256(b).hexdigest())
 content_ids = hex_digests.map(lambda h: PREFIX + h)
@@ -182,3 +188,88 @@ def test_same_branch_name_in_two_repos_gets_two_ids():
     repo_b = compute_repo_id(blob_id(b"owner"), "b", "code", "2026-01-01T00:00:00+00:00")
     assert repo_a != repo_b
     assert compute_branch_id(repo_a, "main") != compute_branch_id(repo_b, "main")
+
+
+# --- the snapshot id's bytes in C (musehub_core._speedups) ---------------------------------------------------
+
+NATIVE_REQUIRED = os.environ.get("MUSEHUB_REQUIRE_NATIVE") == "1"
+needs_speedups = pytest.mark.skipif(
+    speedups is None and not NATIVE_REQUIRED, reason="musehub_core._speedups is not built (`make` builds it)"
+)
+# Paths of every kind the C code must order as Python does: multi-byte UTF-8, prefixes of each other,
+# characters below and above '/', NUL and lone surrogates (which Python cannot encode).
+any_paths = st.text(alphabet=st.sampled_from(["a", "b", "/", "-", ".", "é", "日", "😀", "\0", "\ud800"]), max_size=6)
+any_ids = st.one_of(content_ids, hex_digests, st.sampled_from(["", "sha256:", "sha256", "SHA256:ab"]))
+
+
+def python_payload(manifest: dict) -> bytes:
+    """The bytes a snapshot id hashes, by its definition (what compute_snapshot_id does without C)."""
+    return "\0".join(snapshot_entries(manifest)).encode()
+
+
+@needs_speedups
+def test_the_c_snapshot_bytes_are_built_where_the_makefile_says_they_must_be():
+    if not NATIVE_REQUIRED:
+        pytest.skip("MUSEHUB_REQUIRE_NATIVE is not set (run through `make test`)")
+    assert speedups is not None
+
+
+@needs_speedups
+@given(st.dictionaries(any_paths, any_ids, max_size=30), st.randoms(use_true_random=False))
+def test_the_c_snapshot_bytes_are_the_pythons_in_any_order(manifest, rnd):
+    items = list(manifest.items())
+    rnd.shuffle(items)
+    for order in (manifest, dict(items), dict(sorted(items)), dict(sorted(items, reverse=True))):
+        try:
+            expected = python_payload(order)
+        except UnicodeEncodeError:  # a lone surrogate: both ways refuse it (C may leave it to Python)
+            with pytest.raises(UnicodeEncodeError):
+                compute_snapshot_id(order)
+            try:
+                assert speedups.snapshot_payload(order) is None
+            except UnicodeEncodeError:
+                pass
+            continue
+        if any("\0" in path for path in order):
+            assert speedups.snapshot_payload(order) is None, "NUL in a path: left to Python"
+        else:
+            assert speedups.snapshot_payload(order) == expected
+        assert compute_snapshot_id(order) == ids._digest(expected)
+
+
+@needs_speedups
+def test_the_c_snapshot_bytes_leave_what_is_not_a_dict_of_strings_to_python():
+    assert speedups.snapshot_payload({"a": 1}) is None
+    assert speedups.snapshot_payload({1: "a"}) is None
+    assert speedups.snapshot_payload([("a", "b")]) is None
+    assert speedups.snapshot_payload({}) == b""
+    with pytest.raises(AttributeError):
+        compute_snapshot_id({"a": 1})  # the Python way's own error, as without C
+
+
+@needs_speedups
+@given(st.lists(st.tuples(st.dictionaries(paths, content_ids, max_size=8), st.lists(paths, max_size=4)), max_size=6))
+def test_a_tree_kept_as_its_manifest_and_one_kept_with_its_entries_give_the_same_ids(steps):
+    """Without C a tree keeps its sorted entries; with C, only its manifest. Deltas must not tell them apart."""
+    fast = Tree({}, None)
+    slow = Tree({}, [])
+    for writes, deletes in steps:
+        new = {p: o for p, o in fast.manifest.items() if p not in deletes} | writes
+        delta = make_delta(fast.manifest, new)
+        fast, slow = fast.apply(delta), slow.apply(delta)
+        assert fast.manifest == slow.manifest == new
+        assert fast.snapshot_id() == slow.snapshot_id() == PREFIX + cli_snapshot_id(bare(new))
+
+
+@needs_speedups
+@given(st.dictionaries(any_paths, any_ids, max_size=20), st.dictionaries(any_paths, any_ids, max_size=20), st.data())
+def test_a_delta_found_in_c_is_the_one_python_finds(base, other, data):
+    new = {**{p: o for p, o in base.items() if data.draw(st.booleans())}, **other}
+    changed, deleted = speedups.manifest_changes(base, new)
+    assert changed == {p: o for p, o in new.items() if base.get(p) != o}
+    assert list(changed) == [p for p in new if p in changed], "in the new manifest's order"
+    assert deleted == [p for p in base if p not in new]
+    delta = make_delta(base, new)
+    assert apply_delta(base, delta) == new
+    assert list(delta.set) == sorted(delta.set) and delta.delete == sorted(delta.delete)
+    assert speedups.manifest_changes(base, list(new.items())) is None, "not a dict: left to Python"

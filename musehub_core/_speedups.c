@@ -1,0 +1,188 @@
+/*
+ * musehub_core._speedups: the bytes a snapshot id hashes, and a delta's changes, found in C.
+ *
+ * A snapshot id (wire.md section 1) is SHA-256 of the sorted
+ * "path NUL hex(object id)" strings joined by NUL. In Python that is a string
+ * per path, a sort of them and a join: 20 ms for 25,000 paths, paid by every
+ * push (the client's commit, the hub's check) and every rebuilt tree. Here it
+ * is one merge of the runs already in order and one copy into the result.
+ *
+ * snapshot_payload(manifest) -> bytes | None
+ *
+ *   manifest  {path: object id}, both str, in any order
+ *   returns   the UTF-8 bytes compute_snapshot_id hashes; None when the
+ *             manifest is not a dict of str to str, or a path holds NUL
+ *             (there "sorted by path" and "sorted as entries" could differ):
+ *             the caller then takes the Python way, which gives the same
+ *             bytes or the same error
+ *
+ * Sorting by the paths' UTF-8 bytes is sorting by code point, as Python sorts
+ * str; paths are unique keys, and an entry ends its path with NUL, which sorts
+ * before any other character, so the entries sort as their paths do. A path
+ * that cannot be UTF-8 (a lone surrogate) raises UnicodeEncodeError, as
+ * str.encode() does.
+ *
+ * manifest_changes(base, new) gives what make_delta needs in one pass over
+ * each manifest, without a Python loop over paths (see its comment).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char PREFIX[] = "sha256:";
+#define PREFIX_LENGTH (sizeof(PREFIX) - 1)
+
+typedef struct {
+    const char *path;
+    Py_ssize_t path_length;
+    const char *hex;
+    Py_ssize_t hex_length;
+} Row;
+
+static int by_path(const void *a, const void *b) {
+    const Row *x = a, *y = b;
+    Py_ssize_t shorter = x->path_length < y->path_length ? x->path_length : y->path_length;
+    int order = memcmp(x->path, y->path, (size_t)shorter);
+    if (order != 0) return order;
+    return x->path_length < y->path_length ? -1 : (x->path_length > y->path_length ? 1 : 0);
+}
+
+/* Merge the sorted runs rows[a:b] and rows[b:c] through *spare* (room for c - a rows). */
+static void merge(Row *rows, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, Row *spare) {
+    Py_ssize_t i = a, j = b, k = 0;
+    while (i < b && j < c) spare[k++] = by_path(&rows[j], &rows[i]) < 0 ? rows[j++] : rows[i++];
+    while (i < b) spare[k++] = rows[i++];
+    while (j < c) spare[k++] = rows[j++];
+    memcpy(&rows[a], spare, (size_t)k * sizeof(Row));
+}
+
+/* Sort *rows* by path, merging the runs already in order: a tree after a delta is its base's paths in order
+ * then the added paths in order, two runs and one merge. Returns -1 when memory ran out. */
+static int sort_rows(Row *rows, Py_ssize_t count) {
+    Py_ssize_t *starts = PyMem_Malloc((size_t)(count + 1) * sizeof(Py_ssize_t));
+    Row *spare = PyMem_Malloc((size_t)count * sizeof(Row));
+    if (starts == NULL || spare == NULL) {
+        PyMem_Free(starts);
+        PyMem_Free(spare);
+        return -1;
+    }
+    Py_ssize_t runs = 0;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (i == 0 || by_path(&rows[i - 1], &rows[i]) > 0) starts[runs++] = i;
+    starts[runs] = count;
+    while (runs > 1) { /* merge neighbouring runs pairwise until one is left */
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t r = 0; r < runs; r += 2) {
+            if (r + 1 < runs) merge(rows, starts[r], starts[r + 1], starts[r + 2], spare);
+            starts[kept++] = starts[r];
+        }
+        starts[kept] = count;
+        runs = kept;
+    }
+    PyMem_Free(starts);
+    PyMem_Free(spare);
+    return 0;
+}
+
+static PyObject *snapshot_payload(PyObject *Py_UNUSED(module), PyObject *manifest) {
+    if (!PyDict_CheckExact(manifest)) Py_RETURN_NONE;
+    Py_ssize_t count = PyDict_GET_SIZE(manifest);
+    if (count == 0) return PyBytes_FromStringAndSize("", 0);
+    Row *rows = PyMem_Malloc((size_t)count * sizeof(Row));
+    if (rows == NULL) return PyErr_NoMemory();
+    Py_ssize_t position = 0, index = 0, total = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(manifest, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value)) {
+            PyMem_Free(rows);
+            Py_RETURN_NONE;
+        }
+        if (PyUnicode_FindChar(key, 0, 0, PyUnicode_GET_LENGTH(key), 1) != -1) { /* NUL in a path (or an error) */
+            PyMem_Free(rows);
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        Row *row = &rows[index];
+        /* Borrowed buffers: ASCII strings give their own data, others a UTF-8 copy the str keeps. */
+        if ((row->path = PyUnicode_AsUTF8AndSize(key, &row->path_length)) == NULL ||
+            (row->hex = PyUnicode_AsUTF8AndSize(value, &row->hex_length)) == NULL) {
+            PyMem_Free(rows);
+            return NULL;
+        }
+        if (row->hex_length >= (Py_ssize_t)PREFIX_LENGTH && memcmp(row->hex, PREFIX, PREFIX_LENGTH) == 0) {
+            row->hex += PREFIX_LENGTH;
+            row->hex_length -= PREFIX_LENGTH;
+        }
+        total += row->path_length + 1 + row->hex_length + 1;
+        index++;
+    }
+    if (sort_rows(rows, count) < 0) {
+        PyMem_Free(rows);
+        return PyErr_NoMemory();
+    }
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, total - 1); /* no NUL after the last entry */
+    if (payload == NULL) {
+        PyMem_Free(rows);
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(payload);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(out, rows[i].path, (size_t)rows[i].path_length);
+        out += rows[i].path_length;
+        *out++ = '\0';
+        memcpy(out, rows[i].hex, (size_t)rows[i].hex_length);
+        out += rows[i].hex_length;
+        if (i + 1 < count) *out++ = '\0';
+    }
+    PyMem_Free(rows);
+    return payload;
+}
+
+/* manifest_changes(base, new) -> (changed, deleted) | None: {path: id} of *new* where *base* holds another id
+ * or none (in new's order), and the paths of *base* that *new* lacks (in base's order). None unless both are
+ * dicts. Ids compare with ==, as Python compares them. */
+static PyObject *manifest_changes(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *base, *new;
+    if (!PyArg_ParseTuple(args, "OO:manifest_changes", &base, &new)) return NULL;
+    if (!PyDict_CheckExact(base) || !PyDict_CheckExact(new)) Py_RETURN_NONE;
+    PyObject *changed = PyDict_New(), *deleted = PyList_New(0);
+    if (changed == NULL || deleted == NULL) goto fail;
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(new, &position, &key, &value)) {
+        PyObject *before = PyDict_GetItemWithError(base, key); /* borrowed */
+        if (before == NULL && PyErr_Occurred()) goto fail;
+        int same = before == NULL ? 0 : PyObject_RichCompareBool(before, value, Py_EQ);
+        if (same < 0 || (!same && PyDict_SetItem(changed, key, value) < 0)) goto fail;
+    }
+    position = 0;
+    while (PyDict_Next(base, &position, &key, &value)) {
+        int kept = PyDict_Contains(new, key);
+        if (kept < 0 || (!kept && PyList_Append(deleted, key) < 0)) goto fail;
+    }
+    PyObject *result = PyTuple_Pack(2, changed, deleted);
+    Py_DECREF(changed);
+    Py_DECREF(deleted);
+    return result;
+fail:
+    Py_XDECREF(changed);
+    Py_XDECREF(deleted);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"snapshot_payload", snapshot_payload, METH_O,
+     "snapshot_payload(manifest) -> bytes | None: the bytes a snapshot id hashes (see the module's source)."},
+    {"manifest_changes", manifest_changes, METH_VARARGS,
+     "manifest_changes(base, new) -> (changed, deleted) | None: what a delta from base to new holds, unsorted."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "musehub_core._speedups", "Snapshot id bytes and manifest deltas, in C.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
