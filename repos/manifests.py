@@ -313,6 +313,29 @@ def load_manifests(snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     return {sid: rebuilder.manifest(sid) for sid in ids if sid in rebuilder.rows}
 
 
+def named_among(snapshot_ids: Iterable[str], candidates: Iterable[str]) -> set[str]:
+    """Return the object ids among *candidates* that some manifest of *snapshot_ids* names.
+
+    A tree this process keeps is read in place; the others are rebuilt. One set
+    intersection per manifest instead of a set of all its objects: a fetch of
+    10 changed files on a 25,000-file tree asks about 10 ids, not 25,000.
+    """
+    wanted = set(candidates)
+    found: set[str] = set()
+    if not wanted:
+        return found
+    rest = []
+    for sid in dict.fromkeys(snapshot_ids):
+        tree = recent_tree(sid)
+        if tree is None:
+            rest.append(sid)
+        else:
+            found |= wanted.intersection(tree.manifest.values())
+    for manifest in load_manifests(rest).values():
+        found |= wanted.intersection(manifest.values())
+    return found
+
+
 def load_manifest(snapshot_id: str) -> dict[str, str]:
     """Return the full manifest of *snapshot_id* (empty when it is not stored)."""
     return load_manifests([snapshot_id]).get(snapshot_id, {})

@@ -595,3 +595,20 @@ def test_a_log_filtered_by_path_reads_stored_deltas_not_whole_manifests():
         touching = CommitLog(head, path="added")._touching()
     assert touching == list(reversed(expected)) and 0 < len(touching) < 30
     assert len(queries) <= 4, "one walk, one batch of stored rows, one rebuild for the root commit"
+
+
+def test_the_objects_a_fetchs_edge_names_are_found_in_a_kept_tree_or_rebuilt_alike(big_base, monkeypatch):
+    """A fetch leaves out the blobs the client's commits name: asked of a tree this process keeps, or rebuilt."""
+    from repos import manifests
+
+    repo, history, base, _child, _snap = big_base
+    sid = base["snapshot_id"]
+    held = load_manifest(sid)
+    some = sorted(set(held.values()))[:3]
+    candidates = [*some, blob_id(b"named by no snapshot")]
+    assert manifests.recent_tree(sid) is not None, "the push kept the tree it verified"
+    assert manifests.named_among([sid], candidates) == set(some)
+    monkeypatch.setattr(manifests, "_TREES", manifests._Recent(2))  # another process: rebuilt from the database
+    assert manifests.named_among([sid, sid], candidates) == set(some)
+    assert manifests.named_among([sid], []) == set()
+    assert manifests.named_among([], candidates) == set()

@@ -25,7 +25,7 @@ from repos.manifests import (
     TREE_MIN_ENTRIES,
     iter_manifests,
     load_manifest,
-    load_manifests,
+    named_among,
     remember_tree,
     stated_times,
     stored_forms,
@@ -100,10 +100,10 @@ def select_fetch(repo: Repo, *, want: Iterable[str], have: Iterable[str], deltas
     # The client holds every blob of the commits at the boundary of what it has.
     edge = {p for c in commits for p in c["parent_ids"] if p not in sent}
     edge_snapshots = dict(CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("commit_id", "snapshot_id"))
-    held_objects = {oid for m in load_manifests(set(edge_snapshots.values())).values() for oid in m.values()}
     listed = set(have_known)
     bases = {sid for cid, sid in edge_snapshots.items() if cid in listed}  # wire.md §2.1: snapshots of `have` commits
     snapshots, named = _snapshot_dicts(commits, edge_snapshots, bases) if deltas else _full_snapshot_dicts(commits)
+    held_objects = named_among(edge_snapshots.values(), named) if edge_snapshots else set()
     blob_ids = [oid for oid in named if oid not in held_objects]
     _keep_wanted_trees(commits, want_ids, snapshots)
     return FetchSet(commits=commits, snapshots=snapshots, blob_ids=blob_ids)
