@@ -18,18 +18,20 @@ connection is never mistaken for damaged bytes (IntegrityError, a 500).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import IO, Any, NamedTuple
 
 from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import PREFIX, blob_id
 from musehub_core.mpack import decode_verified, index_mpack, skip_bytes, verify_blob
-from repos.lookups import raw_rows
+from repos.lookups import IdList, raw_rows
 from repos.models import MPack, MPackIndex, Object
 from repos.storage.backend import MAX_SPANS, coalesce_ranges, get_backend
 
@@ -86,37 +88,47 @@ def _cached(ids: list[str]) -> set[str]:
     )
 
 
+# A row (object id, pack, offset, length, encoding) as an IndexEntry, with no Python call per row.
+_index_entry = functools.partial(tuple.__new__, IndexEntry)
+
+
 def plan_blob_reads(object_ids: Iterable[str]) -> BlobPlan:
     """Return where to read each blob from; raise FetchNotIndexedError if any is neither cached nor indexed."""
     ids = list(dict.fromkeys(object_ids))
     cached = _cached(ids)
-    entries: dict[str, list[IndexEntry]] = defaultdict(list)
     uncached = [oid for oid in ids if oid not in cached] if cached else ids
     rows = raw_rows(
-        MPackIndex.objects.filter(entity_id__any=uncached).values_list(
+        MPackIndex.objects.filter(entity_id__any=IdList(uncached)).values_list(
             "entity_id", "mpack_id", "offset", "length", "encoding"
         )
     )
-    popularity: dict[str, int] = defaultdict(int)
-    for oid, mpack_id, offset, length, encoding in rows:
-        entries[oid].append(IndexEntry(oid, mpack_id, offset, length, encoding or ""))
-        popularity[mpack_id] += 1
-    missing = [oid for oid in uncached if oid not in entries]
+    if None in set(map(itemgetter(4), rows)):
+        rows = [(*row[:4], row[4] or "") for row in rows]
+    made = list(map(_index_entry, rows))
+    popularity = Counter(map(itemgetter(1), made))
+    first = dict(zip(map(itemgetter(0), made), made, strict=True))
+    missing = [oid for oid in uncached if oid not in first]
     if missing:
         raise FetchNotIndexedError(
             f"{len(missing)} object(s) are not indexed in any mpack yet (first: {missing[0]}); retry shortly.",
             missing=missing[:20],
         )
-    # Greedy cover: prefer the packs that hold the most of what is needed.
     plan = BlobPlan(cached=[oid for oid in ids if oid in cached])
-    by_pack: dict[str, list[IndexEntry]] = defaultdict(list)
-    for oid in uncached:
-        options = entries[oid]
-        if len(options) > 1:  # most blobs lie in one pack: nothing to choose
-            options = sorted(options, key=lambda e: (-popularity[e.mpack_id], e.offset is None, e.mpack_id))
-            plan.alternatives[oid] = options[1:]
-        by_pack[options[0].mpack_id].append(options[0])
-    plan.by_pack = dict(by_pack)
+    if len(first) == len(made) and len(popularity) == 1:  # the common case: one pack, each blob in it once
+        plan.by_pack = {made[0].mpack_id: [first[oid] for oid in uncached]}
+    elif made:
+        # Greedy cover: prefer the packs that hold the most of what is needed.
+        entries: dict[str, list[IndexEntry]] = defaultdict(list)
+        for entry in made:
+            entries[entry.object_id].append(entry)
+        by_pack: dict[str, list[IndexEntry]] = defaultdict(list)
+        for oid in uncached:
+            options = entries[oid]
+            if len(options) > 1:  # most blobs lie in one pack: nothing to choose
+                options = sorted(options, key=lambda e: (-popularity[e.mpack_id], e.offset is None, e.mpack_id))
+                plan.alternatives[oid] = options[1:]
+            by_pack[options[0].mpack_id].append(options[0])
+        plan.by_pack = dict(by_pack)
     for mpack_id, size, damaged_at in MPack.objects.filter(mpack_id__in=list(plan.by_pack)).values_list(
         "mpack_id", "size_bytes", "damaged_at"
     ):
