@@ -1,5 +1,5 @@
 /*
- * musehub_client._scan: the working-tree walk of a push, in C.
+ * musehub_client._scan: the working-tree walk of a push, and a clone's file writes, in C.
  *
  * A push stats every file of the tree to find the few that changed (as git's
  * index does). In Python each stat builds an os.stat_result of some twenty
@@ -34,6 +34,10 @@
  * order" is the order Python sorts the path strings in. A root that cannot be
  * opened or listed raises OSError. This is the same walk as
  * musehub_client.worktree._walk_python, which the tests hold it to.
+ *
+ * write_files(root, files) creates a batch of a clone's files without the GIL
+ * (see its comment), so a thread can write them while the clone goes on
+ * reading and checking the pack.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -556,10 +560,105 @@ done:
     return result;
 }
 
+/* --- writing a clone's files ----------------------------------------------------------- */
+
+/* write_files(root, files) -> None: create each (relative path, bytes) of *files* new under *root*
+ * (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0666 less the umask) and write its bytes, all without the GIL.
+ * Raises OSError naming the path at the first failure (the files before it stay written). The folders
+ * must exist. What worktree.write_new_file does for one file, for a batch. */
+static PyObject *write_files(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *root, *files;
+    if (!PyArg_ParseTuple(args, "O&O:write_files", PyUnicode_FSConverter, &root, &files)) return NULL;
+    PyObject *batch = PySequence_Tuple(files); /* holds every item while the GIL is released */
+    if (batch == NULL) {
+        Py_DECREF(root);
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(batch), made = 0, failed_at = -1;
+    PyObject **paths = PyMem_Calloc((size_t)(count ? count : 1), sizeof(PyObject *));
+    PyObject *result = NULL;
+    int error = 0;
+    if (paths == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t root_length = PyBytes_GET_SIZE(root);
+    for (; made < count; made++) {
+        PyObject *item = PyTuple_GET_ITEM(batch, made);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "write_files takes (str, bytes) pairs");
+            goto done;
+        }
+        PyObject *relative = PyUnicode_EncodeFSDefault(PyTuple_GET_ITEM(item, 0));
+        if (relative == NULL) goto done;
+        Py_ssize_t length = PyBytes_GET_SIZE(relative);
+        paths[made] = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
+        if (paths[made] == NULL) {
+            Py_DECREF(relative);
+            goto done;
+        }
+        char *path = PyBytes_AS_STRING(paths[made]);
+        memcpy(path, PyBytes_AS_STRING(root), (size_t)root_length);
+        path[root_length] = '/';
+        memcpy(path + root_length + 1, PyBytes_AS_STRING(relative), (size_t)length);
+        Py_DECREF(relative);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count && failed_at < 0; i++) {
+        PyObject *content = PyTuple_GET_ITEM(PyTuple_GET_ITEM(batch, i), 1);
+        const char *data = PyBytes_AS_STRING(content);
+        size_t left = (size_t)PyBytes_GET_SIZE(content);
+        int fd = open(PyBytes_AS_STRING(paths[i]), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0) {
+            error = errno;
+            failed_at = i;
+            break;
+        }
+        while (left > 0) {
+            ssize_t written = write(fd, data, left);
+            if (written < 0) {
+                if (errno == EINTR) continue;
+                error = errno;
+                failed_at = i;
+                break;
+            }
+            data += written;
+            left -= (size_t)written;
+        }
+        if (close(fd) != 0 && failed_at < 0) {
+            error = errno;
+            failed_at = i;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed_at >= 0) {
+        PyObject *where = PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(paths[failed_at]),
+                                                           PyBytes_GET_SIZE(paths[failed_at]));
+        if (where != NULL) {
+            errno = error;
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, where);
+            Py_DECREF(where);
+        }
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (paths != NULL) {
+        for (Py_ssize_t i = 0; i < made; i++) Py_XDECREF(paths[i]);
+        PyMem_Free(paths);
+    }
+    Py_DECREF(batch);
+    Py_DECREF(root);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(root, skip, known, threads=1) -> (manifest, same, changed, others, unreadable, files): the tree "
      "under root, stat'ed on threads and compared with the stat cache's entries (see the module's source)."},
+    {"write_files", write_files, METH_VARARGS,
+     "write_files(root, [(relative path, bytes)]) -> None: create each file new and write it, without the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -533,6 +533,7 @@ def clone(
 
         created = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
+        checkout: ArrivingCheckout | None = None
         try:
             if head is None:
                 State(url=client.url, branch=branch, head=None).save(root)
@@ -564,6 +565,8 @@ def clone(
                     commits=[c["commit_id"] for c in pack.contents.commits],
                 ).save(root, snapshot_id=checkout.snapshot_id)
         except BaseException:
+            if checkout is not None:
+                checkout.stop()
             if created:
                 remove_tree(root)
             else:

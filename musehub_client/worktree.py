@@ -18,6 +18,7 @@ import stat
 import unicodedata
 import uuid
 from collections.abc import Callable, Collection, Container, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -437,25 +438,84 @@ def write_new_file(root: Path | str, relative: str, content: bytes) -> None:
         os.close(fd)
 
 
+class BatchWriter:
+    """Creates new files (as :func:`write_new_file`) in batches on a background thread, without the GIL.
+
+    A clone writes 25,000 small files: opening, writing and closing them was a
+    third of its time on the thread that also reads and checks the pack. The C
+    writer (:mod:`musehub_client._scan`) writes a batch with the GIL released,
+    so the pack goes on being read meanwhile; one batch is in flight at a time,
+    so memory stays a few MiB. A write that failed raises from the next
+    :meth:`add` or from :meth:`close`. Without the C module, files are written
+    on the calling thread (threads handing the GIL back and forth per file
+    would cost more than they save).
+    """
+
+    FILES = 256
+    BYTES = 4 * 1024 * 1024
+
+    def __init__(self, root: Path) -> None:
+        self._root = os.fspath(root)
+        self._native = _native_scan is not None and hasattr(_native_scan, "write_files")
+        self._batch: list[tuple[str, bytes]] = []
+        self._bytes = 0
+        self._in_flight: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="musehub-write") if self._native else None
+
+    def add(self, relative: str, content: bytes) -> None:
+        if self._pool is None:
+            write_new_file(self._root, relative, content)
+            return
+        self._batch.append((relative, content))
+        self._bytes += len(content)
+        if len(self._batch) >= self.FILES or self._bytes >= self.BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._batch, self._bytes = self._batch, [], 0
+        self._wait()
+        if batch and self._pool is not None:
+            self._in_flight = self._pool.submit(_native_scan.write_files, self._root, batch)  # type: ignore[union-attr]
+
+    def _wait(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def close(self, *, write: bool = True) -> None:
+        """Write what is left (unless *write* is False), wait for the thread and stop it; raise a write's error."""
+        try:
+            if write:
+                self._send()
+            else:
+                self._batch = []
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+
 class ArrivingCheckout:
     """Writes a clone's files while its pack arrives (a :class:`~musehub_client.packs.PackSink`).
 
     Once the pack's history is verified it knows the head's manifest, makes the
     folders, and writes each file as soon as its blob has arrived and hashed to
-    its id: every blob is decoded and hashed once, and the disk works while the
-    network does. :meth:`finish` writes whatever the pack held before its
-    history (a pack not written by MuseHub) from the pack file.
+    its id (in batches, on a :class:`BatchWriter`'s thread): every blob is
+    decoded and hashed once, and the disk works while the network does.
+    :meth:`finish` writes whatever the pack held before its history (a pack not
+    written by MuseHub) from the pack file, and waits for every write.
     """
 
     def __init__(self, root: Path, head: str, out: Feedback) -> None:
         self.root = root
-        self._prefix = str(root)
         self.head = head
         self.out = out
         self.manifest: dict[str, str] | None = None
         self.snapshot_id: str | None = None  # the head's, verified with the pack's history
         self.files: dict[str, str] = {}
         self._pending: dict[str, list[str]] = {}
+        self._writer: BatchWriter | None = None
 
     def history(self, contents: PackContents, manifests: Mapping[str, dict[str, str]]) -> Collection[str]:
         """Make the head's folders; return the ids of the blobs its files need."""
@@ -468,27 +528,43 @@ class ArrivingCheckout:
         prepare_new_tree(self.root, self.files)
         for relative, oid in self.files.items():
             self._pending.setdefault(oid, []).append(relative)
+        self._writer = BatchWriter(self.root)
         return set(self._pending)
 
     def blob(self, entry: BlobEntry, raw: bytes) -> None:
-        for relative in self._pending.pop(entry.object_id, ()):
-            write_new_file(self._prefix, relative, raw)
+        paths = self._pending.pop(entry.object_id, ())
+        if paths and self._writer is not None:
+            for relative in paths:
+                self._writer.add(relative, raw)
+
+    def stop(self) -> None:
+        """Stop writing: wait for the batch in flight and drop the rest (before a failed clone's files go)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError):  # the error that made the attempt fail is the one to report
+                writer.close(write=False)  # nothing may land after the folder is emptied
 
     def abandon(self) -> None:
         """Undo an attempt that failed: remove everything written (the clone's folder was empty)."""
+        self.stop()
         self.manifest, self.snapshot_id, self.files, self._pending = None, None, {}, {}
-        with contextlib.suppress(OSError):  # the error that made the attempt fail is the one to report
+        with contextlib.suppress(OSError):
             empty_folder(self.root, keep=STATE_DIR)
 
     def finish(self, read: Callable[[str], bytes], held: Container[str]) -> None:
         """Write the files whose blobs came before the history (read from the pack); refuse blobs it lacks."""
-        for oid, paths in sorted(self._pending.items(), key=lambda item: item[1][0]):
-            if oid not in held:
-                raise integrity_error(f"the pack lacks blob {oid} of {paths[0]}")
-            content = read(oid)
-            for relative in paths:
-                write_new_file(self.root, relative, content)
-        self._pending = {}
+        writer, self._writer = self._writer, None
+        try:
+            for oid, paths in sorted(self._pending.items(), key=lambda item: item[1][0]):
+                if oid not in held:
+                    raise integrity_error(f"the pack lacks blob {oid} of {paths[0]}")
+                content = read(oid)
+                for relative in paths:
+                    write_new_file(self.root, relative, content)
+            self._pending = {}
+        finally:
+            if writer is not None:
+                writer.close()  # every file is written (or its error raised) before the clone is done
 
 
 def _check_new_path(relative: str) -> None:

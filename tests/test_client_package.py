@@ -788,9 +788,10 @@ def _checkout_pack(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
     return path, commit["commit_id"]
 
 
-def test_a_clone_writes_each_file_as_soon_as_its_blob_arrives_verified(tmp_path):
+def test_a_clone_writes_its_files_in_batches_while_the_pack_arrives(tmp_path, monkeypatch):
     from musehub_client import packs, worktree
 
+    monkeypatch.setattr(worktree.BatchWriter, "FILES", 8)  # 60 files: several batches
     source = tmp_path / "source"
     big_tree(source, 60)
     files = tree_of(source)
@@ -813,7 +814,7 @@ def test_a_clone_writes_each_file_as_soon_as_its_blob_arrives_verified(tmp_path)
 
     assert len(seen) == len(contents.blobs) == len(set(manifest_of(files).values()))
     counts = [count for _, count in seen]
-    assert counts == sorted(counts) and counts[0] == 0 < counts[-1], "files appear one blob after another"
+    assert counts == sorted(counts) and counts[0] == 0 < counts[-1], "files appear while blobs still arrive"
     checkout.finish(lambda oid: pytest.fail("every blob came after the history"), set())
     assert tree_of(target) == files
 
@@ -828,13 +829,14 @@ def test_a_download_cut_short_removes_the_files_it_wrote_and_is_asked_for_again(
         (source / f"big-{i}.bin").write_bytes(os.urandom(512 * 1024))
     assert operations.push(source, url, token=TOKEN, author="me").pushed
     written_before_retry: list[int] = []
-    abandon = worktree.ArrivingCheckout.abandon
+    empty = worktree.empty_folder
 
-    def counting_abandon(self):
-        written_before_retry.append(sum(1 for p in self.root.rglob("*") if p.is_file() and STATE_DIR not in p.parts))
-        abandon(self)
+    def counting_empty(root, **kwargs):  # the abandoned attempt's files, once its writes have landed
+        written_before_retry.append(sum(1 for p in root.rglob("*") if p.is_file() and STATE_DIR not in p.parts))
+        empty(root, **kwargs)
 
-    monkeypatch.setattr(worktree.ArrivingCheckout, "abandon", counting_abandon)
+    monkeypatch.setattr(worktree, "empty_folder", counting_empty)
+    monkeypatch.setattr(worktree.BatchWriter, "FILES", 1)  # a batch per file: they land before the cut
     hub.cut_downloads = 1
 
     cloned = operations.clone(url, tmp_path / "clone")
@@ -897,9 +899,9 @@ def test_blobs_before_the_history_are_written_at_the_end_and_missing_ones_fail_t
     assert list(target.iterdir()) == []
     with open(path, "rb") as handle:
         packs._Verification(None, None, checkout).index(handle)
-    assert tree_of(target) == {"a.txt": b"alpha"}
     with pytest.raises(ClientError, match="lacks blob"):
         checkout.finish(lambda oid: b"", set())
+    assert tree_of(target) == {"a.txt": b"alpha"}, "what arrived is written (and waited for) all the same"
 
 
 def test_a_scan_calls_before_reading_once_the_walk_is_done_and_no_file_was_read(tmp_path, monkeypatch):

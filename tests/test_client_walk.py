@@ -278,3 +278,58 @@ def test_listing_folders_on_many_threads_gives_what_one_thread_gives(tmp_path):
     for threads in (2, 3, 8, 16, 64):
         for _ in range(5):
             assert worktree._native_scan.walk(str(root), STATE_DIR, known, threads) == one
+
+
+# --- a clone's writes in C (write_files, BatchWriter) ---------------------------------------------------------
+
+
+@needs_native
+def test_the_c_writer_creates_files_new_never_through_a_symlink_and_names_the_one_that_failed(tmp_path):
+    root = tmp_path / "clone"
+    (root / "sub").mkdir(parents=True)
+    worktree._native_scan.write_files(str(root), [("a.txt", b"alpha"), ("sub/é.bin", b"\0" * 70_000), ("e", b"")])
+    assert (root / "a.txt").read_bytes() == b"alpha" and (root / "sub" / "é.bin").read_bytes() == b"\0" * 70_000
+    assert (root / "e").read_bytes() == b""
+    (root / "link").symlink_to(tmp_path / "outside")
+    for taken in ("a.txt", "link"):  # an existing file is not overwritten; a symlink is not followed
+        with pytest.raises(OSError) as failure:
+            worktree._native_scan.write_files(str(root), [("new.txt", b"x" * (taken == "a.txt")), (taken, b"z")])
+        assert failure.value.filename == f"{root}/{taken}"
+        assert (root / "new.txt").exists(), "the files before the failure stay written"
+        (root / "new.txt").unlink()
+    assert not (tmp_path / "outside").exists() and (root / "a.txt").read_bytes() == b"alpha"
+    with pytest.raises(FileNotFoundError):
+        worktree._native_scan.write_files(str(root), [("missing/folder.txt", b"x")])
+    with pytest.raises(TypeError):
+        worktree._native_scan.write_files(str(root), [("bad.txt", "not bytes")])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_batch_writer_writes_everything_by_close_raises_a_failed_write_and_can_drop_what_is_left(
+    tmp_path, monkeypatch, native
+):
+    if native and worktree._native_scan is None:
+        pytest.skip("musehub_client._scan is not built")
+    if not native:
+        monkeypatch.setattr(worktree, "_native_scan", None)
+    monkeypatch.setattr(worktree.BatchWriter, "FILES", 3)
+    root = tmp_path / "clone"
+    root.mkdir()
+    writer = worktree.BatchWriter(root)
+    for i in range(10):
+        writer.add(f"f{i}.txt", str(i).encode())
+    writer.close()
+    assert sorted(p.name for p in root.iterdir()) == sorted(f"f{i}.txt" for i in range(10))
+
+    writer = worktree.BatchWriter(root)
+    with pytest.raises(FileExistsError):
+        writer.add("f0.txt", b"again")  # exists: the write fails (at once in Python)
+        for i in range(10, 20):  # raised at a later add (native: from the thread), or at the latest by close
+            writer.add(f"f{i}.txt", b"x")
+        writer.close()
+    assert (root / "f0.txt").read_bytes() == b"0"
+
+    dropped = worktree.BatchWriter(root)
+    dropped.add("never.txt", b"x")
+    dropped.close(write=False)
+    assert not (root / "never.txt").exists() or not native, "a batch not yet sent is dropped"
