@@ -663,7 +663,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "musehub_client._scan", "The working-tree walk of a push, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "musehub_client._scan", "A push's tree walk and a clone's file writes, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
