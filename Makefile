@@ -69,7 +69,7 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# MUSEHUB_REQUIRE_NATIVE: a C walk that failed to build fails its tests instead of skipping them.
+# MUSEHUB_REQUIRE_NATIVE: C extensions that failed to build fail their tests instead of skipping them.
 test-sqlite: $(DEV_STAMP) build browser
 	MUSEHUB_REQUIRE_NATIVE=1 DATABASE_URL= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

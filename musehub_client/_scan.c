@@ -329,12 +329,16 @@ static void list_tree(Walker *walker, Node *root, int threads) {
 
 /* --- building the results (with the GIL) --------------------------------------------- */
 
+/* 1 and the file's mtime in nanoseconds in *total* when it fits an int64 (until the year 2262), else 0. */
+static int mtime_fits(const Entry *entry, long long *total) {
+    return !__builtin_mul_overflow(entry->mtime_sec, 1000000000LL, total) &&
+           !__builtin_add_overflow(*total, (long long)entry->mtime_nsec, total);
+}
+
 /* The file's mtime in nanoseconds, as os.stat_result.st_mtime_ns gives it. */
 static PyObject *mtime_ns(const Entry *entry) {
     long long total;
-    if (!__builtin_mul_overflow(entry->mtime_sec, 1000000000LL, &total) &&
-        !__builtin_add_overflow(total, (long long)entry->mtime_nsec, &total))
-        return PyLong_FromLongLong(total);
+    if (mtime_fits(entry, &total)) return PyLong_FromLongLong(total);
     /* Beyond int64 nanoseconds (the year 2262): as Python computes it. */
     PyObject *s = PyLong_FromLongLong(entry->mtime_sec), *billion = PyLong_FromLong(1000000000L);
     PyObject *n = PyLong_FromLong(entry->mtime_nsec), *product = NULL, *sum = NULL;
@@ -375,9 +379,7 @@ static int unchanged(PyObject *cached, const Entry *entry) {
     if (!equals_long(PyTuple_GET_ITEM(cached, 0), entry->size)) return 0;
     if (!equals_unsigned(PyTuple_GET_ITEM(cached, 2), entry->inode)) return 0;
     long long total;
-    if (!__builtin_mul_overflow(entry->mtime_sec, 1000000000LL, &total) &&
-        !__builtin_add_overflow(total, (long long)entry->mtime_nsec, &total))
-        return equals_long(PyTuple_GET_ITEM(cached, 1), total);
+    if (mtime_fits(entry, &total)) return equals_long(PyTuple_GET_ITEM(cached, 1), total);
     PyObject *exact = mtime_ns(entry);
     if (exact == NULL) return -1;
     int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(cached, 1), exact, Py_EQ);

@@ -456,11 +456,10 @@ class BatchWriter:
 
     def __init__(self, root: Path) -> None:
         self._root = os.fspath(root)
-        self._native = _native_scan is not None and hasattr(_native_scan, "write_files")
         self._batch: list[tuple[str, bytes]] = []
         self._bytes = 0
         self._in_flight: Future[None] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="musehub-write") if self._native else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="musehub-write") if _native_scan is not None else None
 
     def add(self, relative: str, content: bytes) -> None:
         if self._pool is None:

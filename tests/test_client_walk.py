@@ -31,9 +31,7 @@ def test_the_c_walk_is_built_where_the_makefile_says_it_must_be():
     """`make test` builds the extension and sets MUSEHUB_REQUIRE_NATIVE: a build that failed must not pass as a skip."""
     if not NATIVE_REQUIRED:
         pytest.skip("MUSEHUB_REQUIRE_NATIVE is not set (run through `make test`)")
-    assert worktree._native_scan is not None, (
-        "musehub_client._scan did not build: run `make native` and read its output"
-    )
+    assert worktree._native_scan is not None, "musehub_client._scan did not build: run `make build` and read its output"
 
 
 def walk(root: Path, known: dict, *, native: bool) -> tuple[worktree.Walk, worktree.Skipped]:
