@@ -13,6 +13,7 @@ Modules, by concern:
   returning result dataclasses.
 - :mod:`musehub_client.merging`: ``merge`` BRANCH, the push that finishes it, ``--abort``.
 - :mod:`musehub_client.threads`: how many threads hash and compress, and in which batches.
+- :mod:`musehub_client.files`: reading files whole, a batch at a time in C (``_scan``) where it is built.
 - :mod:`musehub_client.cli`: the command line (``musehub``, ``python -m musehub_client``).
 
 Besides the standard library it uses msgpack, zstandard, requests and the pure

@@ -1,5 +1,5 @@
 /*
- * musehub_client._scan: the working-tree walk of a push, and a clone's file writes, in C.
+ * musehub_client._scan: the working-tree walk of a push, its file reads and a clone's file writes, in C.
  *
  * A push stats every file of the tree to find the few that changed (as git's
  * index does). In Python each stat builds an os.stat_result of some twenty
@@ -37,7 +37,9 @@
  *
  * write_files(root, files) creates a batch of a clone's files without the GIL
  * (see its comment), so a thread can write them while the clone goes on
- * reading and checking the pack.
+ * reading and checking the pack. read_files(root, relatives) reads a batch of a
+ * push's files whole without the GIL, so threads read while another hashes or
+ * compresses (see musehub_client.files).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -655,17 +657,145 @@ done:
     return result;
 }
 
+/* --- reading a push's files ------------------------------------------------------------ */
+
+typedef struct {
+    char *data;    /* malloc'ed content, or NULL */
+    size_t length;
+    int error;     /* errno of the failure, or 0 */
+} Read;
+
+/* Read the whole file at *path* into *out* (no GIL needed). Regular files only: O_NOFOLLOW refuses a
+ * symlink put where the walk saw a file, and anything else that is not a regular file reads as EINVAL
+ * (a FIFO would block). */
+static void read_one(const char *path, Read *out) {
+    out->data = NULL;
+    out->length = 0;
+    out->error = 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        out->error = errno;
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        out->error = errno;
+        close(fd);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        out->error = EINVAL;
+        close(fd);
+        return;
+    }
+    size_t capacity = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096; /* +1: a file that grew shows at once */
+    char *data = malloc(capacity);
+    size_t length = 0;
+    while (data != NULL) {
+        if (length == capacity) {
+            char *bigger = realloc(data, capacity * 2);
+            if (bigger == NULL) break;
+            data = bigger;
+            capacity *= 2;
+        }
+        ssize_t got = read(fd, data + length, capacity - length);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            out->error = errno;
+            free(data);
+            close(fd);
+            return;
+        }
+        if (got == 0) {
+            out->data = data;
+            out->length = length;
+            close(fd);
+            return;
+        }
+        length += (size_t)got;
+    }
+    free(data);
+    out->error = ENOMEM;
+    close(fd);
+}
+
+/* read_files(root, relatives) -> [bytes or int]: the content of each regular file root/relative, read
+ * without the GIL; where one cannot be read, its errno instead (ENOENT: removed meanwhile; EINVAL: no
+ * longer a regular file; ELOOP: now a symlink). What worktree.read_file does for one file, for a batch. */
+static PyObject *read_files(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *root, *relatives;
+    if (!PyArg_ParseTuple(args, "O&O:read_files", PyUnicode_FSConverter, &root, &relatives)) return NULL;
+    PyObject *batch = PySequence_Tuple(relatives);
+    if (batch == NULL) {
+        Py_DECREF(root);
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(batch), made = 0;
+    PyObject **paths = PyMem_Calloc((size_t)(count ? count : 1), sizeof(PyObject *));
+    Read *reads = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Read));
+    PyObject *result = NULL;
+    if (paths == NULL || reads == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t root_length = PyBytes_GET_SIZE(root);
+    for (; made < count; made++) {
+        PyObject *item = PyTuple_GET_ITEM(batch, made);
+        if (!PyUnicode_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "read_files takes relative paths (str)");
+            goto done;
+        }
+        PyObject *relative = PyUnicode_EncodeFSDefault(item);
+        if (relative == NULL) goto done;
+        Py_ssize_t length = PyBytes_GET_SIZE(relative);
+        paths[made] = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
+        if (paths[made] == NULL) {
+            Py_DECREF(relative);
+            goto done;
+        }
+        char *path = PyBytes_AS_STRING(paths[made]);
+        memcpy(path, PyBytes_AS_STRING(root), (size_t)root_length);
+        path[root_length] = '/';
+        memcpy(path + root_length + 1, PyBytes_AS_STRING(relative), (size_t)length);
+        Py_DECREF(relative);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) read_one(PyBytes_AS_STRING(paths[i]), &reads[i]);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(count);
+    for (Py_ssize_t i = 0; i < count && result != NULL; i++) {
+        PyObject *value = reads[i].error ? PyLong_FromLong(reads[i].error)
+                                         : PyBytes_FromStringAndSize(reads[i].data, (Py_ssize_t)reads[i].length);
+        if (value == NULL) Py_CLEAR(result);
+        else PyList_SET_ITEM(result, i, value);
+    }
+done:
+    if (reads != NULL) {
+        for (Py_ssize_t i = 0; i < count; i++) free(reads[i].data);
+        PyMem_Free(reads);
+    }
+    if (paths != NULL) {
+        for (Py_ssize_t i = 0; i < made; i++) Py_XDECREF(paths[i]);
+        PyMem_Free(paths);
+    }
+    Py_DECREF(batch);
+    Py_DECREF(root);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(root, skip, known, threads=1) -> (manifest, same, changed, others, unreadable, files): the tree "
      "under root, stat'ed on threads and compared with the stat cache's entries (see the module's source)."},
     {"write_files", write_files, METH_VARARGS,
      "write_files(root, [(relative path, bytes)]) -> None: create each file new and write it, without the GIL."},
+    {"read_files", read_files, METH_VARARGS,
+     "read_files(root, [relative path]) -> [bytes or errno]: read each regular file whole, without the GIL."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "musehub_client._scan", "A push's tree walk and a clone's file writes, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "musehub_client._scan", "A push's tree walk and file reads, and a clone's file writes, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -7,7 +7,10 @@ small file the work is a few short calls, and threads handing the GIL back
 and forth cost more than they save: on 2 cores a 25,000-file tree (mean
 4 KiB) was scanned, packed and checked out about twice as slowly on two
 threads as on one. :func:`run_batches` therefore gives threads only the files
-of at least ``PARALLEL_MIN_BYTES`` and does the rest on the calling thread.
+of at least ``PARALLEL_MIN_BYTES`` and does the rest on the calling thread,
+unless a batch's work holds the GIL only briefly whatever its files: a scan's
+and a push's reads, which read a whole batch in one C call
+(:func:`musehub_client.files.read_files`), give threads every batch.
 :class:`Background` runs one call (a push's ``/refs``) on a daemon thread
 while the calling thread works.
 """
@@ -52,13 +55,15 @@ def batches(items: Iterable[tuple[str, str, int]]) -> Iterator[list[tuple[str, s
         yield batch
 
 
-def _runs(items: Iterable[tuple[str, str, int]]) -> Iterator[tuple[bool, list[tuple[str, str]]]]:
+def _runs(
+    items: Iterable[tuple[str, str, int]], parallel_min_bytes: int
+) -> Iterator[tuple[bool, list[tuple[str, str]]]]:
     """Yield (big, batch) for *items* in order: batches as :func:`batches` cuts them, and cut where bigness changes."""
     batch: list[tuple[str, str]] = []
     weight = 0
     big = False
     for key, path, size in items:
-        is_big = size >= PARALLEL_MIN_BYTES
+        is_big = size >= parallel_min_bytes
         if batch and (is_big != big or weight >= BATCH_BYTES or len(batch) >= BATCH_FILES):
             yield big, batch
             batch, weight = [], 0
@@ -75,15 +80,17 @@ def run_batches(
     *,
     workers: int,
     name: str = "musehub-work",
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> Iterator[T]:
     """Yield ``work(batch)`` for the batches of *items* ((key, path, size)), in the order of *items*.
 
-    Batches of files of at least ``PARALLEL_MIN_BYTES`` run on *workers*
+    Batches of files of at least *parallel_min_bytes* run on *workers*
     threads, a bounded window ahead; the others run on the calling thread when
-    their turn comes. *work* must be safe to run on several threads at once.
+    their turn comes (0: every batch goes to a thread, for *work* that holds the
+    GIL only briefly). *work* must be safe to run on several threads at once.
     """
     if workers <= 1:
-        for _big, batch in _runs(items):
+        for _big, batch in _runs(items, parallel_min_bytes):
             yield work(batch)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
@@ -93,7 +100,7 @@ def run_batches(
             return entry.result() if isinstance(entry, Future) else work(entry)
 
         try:
-            for big, batch in _runs(items):
+            for big, batch in _runs(items, parallel_min_bytes):
                 pending.append(pool.submit(work, batch) if big else batch)
                 if len(pending) >= 2 * workers:  # bounded memory: at most this many batches held
                     yield done(pending.popleft())

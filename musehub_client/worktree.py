@@ -10,6 +10,7 @@ symlinks, special files and unreadable files are reported by
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import os
@@ -23,19 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musehub_client.feedback import Feedback, format_bytes
+from musehub_client.files import native as _native_scan
+from musehub_client.files import read_files
 from musehub_client.http import CHUNK, EXIT_CONFLICT, EXIT_ERROR, ClientError, integrity_error
 from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, Entry, StatCache
 from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack
+from musehub_core.ids import blob_id
 from musehub_core.manifests import all_paths_valid, directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
 from musehub_core.mpack import BlobEntry, PackContents
-
-try:  # the C walk; pure Python where it was not built (no compiler, not POSIX)
-    from musehub_client import _scan as _native_scan
-except ImportError:  # pragma: no cover - the Makefile builds it
-    _native_scan = None
 
 MAX_FILE_BYTES = CLIENT_LIMITS.max_blob_bytes
 
@@ -259,12 +258,33 @@ def _skip(skipped: Skipped, relative: str, path: str, mode: int) -> None:
         skipped.special.append((relative, SPECIAL_KINDS.get(stat.S_IFMT(mode), "special file")))
 
 
-def _hash_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
-    """Return (manifest path, object id or None, error) for each (manifest path, file path) of *batch*."""
+# Files up to this size are read whole, a batch in one call; bigger ones are hashed in chunks (bounded memory).
+READ_WHOLE_MAX_BYTES = 1024 * 1024
+
+
+def _hash_batch(
+    root: str, infos: Mapping[str, tuple[int, int, int]], batch: list[tuple[str, str]]
+) -> list[tuple[str, str | None, str]]:
+    """Return (manifest path, object id or None, error) for each (manifest path, file path) of *batch*.
+
+    *infos* holds each file's (size, mtime_ns, inode) from the walk: small files are read in one
+    :func:`~musehub_client.files.read_files` call (without the GIL), big ones
+    streamed through :func:`hash_file`. A file removed since the walk has no
+    id and no error; one that cannot be read, or is no longer a regular file,
+    has its reason.
+    """
+    small = [relative for relative, _path in batch if infos[relative][0] <= READ_WHOLE_MAX_BYTES]
+    contents = dict(zip(small, read_files(root, small), strict=True)) if small else {}
     done: list[tuple[str, str | None, str]] = []
     for relative, path in batch:
+        content = contents.get(relative)
         try:
-            done.append((relative, hash_file(path), ""))
+            if content is None:
+                done.append((relative, hash_file(path), ""))
+            elif isinstance(content, OSError):
+                raise content
+            else:
+                done.append((relative, blob_id(content), ""))
         except FileNotFoundError:
             done.append((relative, None, ""))  # removed while scanning
         except OSError as exc:
@@ -334,7 +354,8 @@ def _scan(root: Path, workers: int | None, before_reading: Callable[[int], objec
     if before_reading is not None:
         before_reading(len(misses))
     workers = 1 if len(misses) < PARALLEL_MIN_FILES else workers or default_workers()
-    for results in run_batches(_hash_batch, misses, workers=workers, name="musehub-hash"):
+    hash_batch = functools.partial(_hash_batch, folder, infos)
+    for results in run_batches(hash_batch, misses, workers=workers, name="musehub-hash", parallel_min_bytes=0):
         record(results)
     cache.save()
     files: dict[str, str] = manifest if walked.ordered else dict(sorted(manifest.items()))  # type: ignore[assignment]

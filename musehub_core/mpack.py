@@ -712,6 +712,22 @@ class MPackWriter:
         self._write(content)
         return offset
 
+    def write_blobs(self, blobs: Iterable[tuple[str, Any, str]]) -> None:
+        """Write the entries of *blobs* ((object id, content, encoding); content any bytes-like) in one write.
+
+        The same bytes as :meth:`write_blob` for each, joined: one write and one
+        hash update per batch instead of two per blob.
+        """
+        pack = self._packer.pack
+        pieces: list[Any] = []
+        for object_id, content, encoding in blobs:
+            if encoding:
+                pieces += [_MAP_HEADERS[3], _OBJECT_ID_KEY, pack(object_id), _ENCODING_KEY, pack(encoding)]
+            else:
+                pieces += [_MAP_HEADERS[2], _OBJECT_ID_KEY, pack(object_id)]
+            pieces += [_CONTENT_KEY, _bin_header(len(content)), content]
+        self._write(b"".join(pieces))
+
     def write_blob_stream(self, object_id: str, stream: IO[bytes], length: int) -> int:
         """Write one raw blob of *length* bytes copied from *stream*; return its content offset.
 

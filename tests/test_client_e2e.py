@@ -23,6 +23,7 @@ from musehub_client.http import (
 from musehub_client.state import PACKS_DIR, STATE_DIR, State
 from musehub_core.mpack import index_mpack
 from repos.models import ApiToken, Collaborator, Commit, Repo, Role
+from tests.clientkit import spy_reads
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
 
@@ -189,9 +190,7 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     root = tmp_path / "tree"
     settled_tree(root)
     first = worktree.scan_tree(root)
-    reads: list[Path] = []
-    original = worktree.hash_file
-    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(Path(path)) or original(path))
+    reads = spy_reads(monkeypatch)
     assert worktree.scan_tree(root) == first and reads == []
     (root / "binary.bin").write_bytes(b"new content")
     second = worktree.scan_tree(root)
@@ -225,9 +224,7 @@ def test_stat_caches_older_clients_wrote_are_used_then_rewritten_and_a_damaged_o
     main = msgpack.unpackb(cache_file.read_bytes(), raw=False)
     assert main[0] == StatCache.FORMAT and isinstance(main[1], str) and sorted(main[2]) == sorted(first)
     columns = main[2:]  # paths, sizes, mtimes, inodes, ids
-    reads: list[Path] = []
-    original = worktree.hash_file
-    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(Path(path)) or original(path))
+    reads = spy_reads(monkeypatch)
 
     # The map of the first clients, {path: [size, mtime_ns, inode, object id]}, and the columns without a
     # generation of the next ones: every read saved, and the cache rewritten the current way.
@@ -274,9 +271,7 @@ def test_a_few_changed_files_write_only_the_stat_caches_small_changes_file(tmp_p
     assert changes[0] == StatCache.FORMAT and changes[1] == msgpack.unpackb(main_bytes, raw=False)[1]
     assert changes[2] == ["dir1/sub1/file-1.txt"] and changes[7] == ["dir2/sub2/file-2.txt"]
 
-    reads: list[Path] = []
-    original = worktree.hash_file
-    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(Path(path)) or original(path))
+    reads = spy_reads(monkeypatch)
     assert worktree.scan_tree(root) == second and reads == [], "main file and changes together save every read"
 
     # A changes file of another generation (the main file was rewritten since) is not applied.

@@ -43,6 +43,7 @@ from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id, hex_of
 from musehub_core.manifests import rebuild_snapshots, snapshot_dict
 from musehub_core.mpack import build_wire_mpack, parse_wire_mpack
+from tests.clientkit import spy_reads
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_PATH = "/alice/demo"
@@ -668,16 +669,19 @@ def big_tree(root: Path, count: int = 400) -> None:
 
 
 def test_the_client_encodes_blobs_by_the_cores_rule():
-    from musehub_client.packs import encode
+    from musehub_client.packs import ENCODE_LEVEL, encode_many
     from musehub_core.mpack import encode_blob
 
     samples = [b"", b"x" * 511, b"x" * 512, os.urandom(4096), b"text " * 5000, os.urandom(2000) + b"\0" * 300]
-    for raw in samples:
-        assert encode(raw) == encode_blob(raw)
+    compressor = zstandard.ZstdCompressor(level=ENCODE_LEVEL)
+    for threads in (1, 3):  # a batch compressed at once, inside zstandard: the same bytes
+        batch = encode_many(compressor, samples, threads)
+        assert [(bytes(stored), encoding) for stored, encoding in batch] == [encode_blob(raw) for raw in samples]
+    assert encode_many(compressor, [b"", b"tiny"], 2) == [(b"", ""), (b"tiny", "")]
 
 
-def test_scanning_and_packing_on_several_threads_gives_what_one_thread_gives(tmp_path):
-    from musehub_client import worktree
+def test_scanning_and_packing_on_several_threads_gives_what_one_thread_gives(tmp_path, monkeypatch):
+    from musehub_client import files, worktree
 
     root = tmp_path / "tree"
     big_tree(root)
@@ -690,16 +694,40 @@ def test_scanning_and_packing_on_several_threads_gives_what_one_thread_gives(tmp
     commit, snapshot = make_commit(one.manifest, None, branch="main", message="m", author="a")
     blob_paths = {oid: path for path, oid in one.manifest.items()}
     packs = []
-    for workers in (1, 4):
-        out = io.BytesIO()
-        key, size = build_push_pack(
-            out, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch="main", workers=workers
-        )
+    for workers, native in ((1, True), (4, True), (4, False)):
+        with monkeypatch.context() as patched:
+            if not native:  # the reads in Python, as without a C compiler
+                patched.setattr(files, "native", None)
+            out = io.BytesIO()
+            key, size = build_push_pack(
+                out, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch="main", workers=workers
+            )
         packs.append((key, size, out.getvalue()))
-    assert packs[0] == packs[1], "the same bytes, in the same order"
+    assert packs[0] == packs[1] == packs[2], "the same bytes, in the same order"
     parsed = parse_wire_mpack(packs[1][2])
     assert {b["object_id"] for b in parsed["blobs"]} == set(blob_paths)
     assert {b.get("encoding") or "" for b in parsed["blobs"]} == {"", "zstd"}
+
+
+def test_a_file_removed_or_replaced_by_a_symlink_while_packing_stops_the_push(tmp_path):
+    root = tmp_path / "tree"
+    big_tree(root)
+    manifest = manifest_of(tree_of(root))
+    commit, snapshot = make_commit(manifest, None, branch="main", message="m", author="a")
+    gone: list[str] = []
+    for name, change in (("f190.bin", Path.unlink), ("f181.bin", lambda p: p.unlink() or p.symlink_to(root))):
+        change(root / "d1" / name)
+        with pytest.raises(ClientError, match=f"d1/{name} was removed or replaced while pushing"):
+            build_push_pack(
+                io.BytesIO(),
+                root,
+                commit=commit,
+                snapshot=snapshot,
+                blob_paths={oid: path for path, oid in manifest.items() if path not in gone},
+                branch="main",
+                workers=2,
+            )
+        gone.append(f"d1/{name}")
 
 
 def test_a_file_edited_while_packing_on_several_threads_stops_the_push(tmp_path):
@@ -911,9 +939,7 @@ def test_a_scan_calls_before_reading_once_the_walk_is_done_and_no_file_was_read(
 
     root = tmp_path / "tree"
     make_tree(root, count=12)
-    reads: list[str] = []
-    original = worktree.hash_file
-    monkeypatch.setattr(worktree, "hash_file", lambda path: reads.append(str(path)) or original(path))
+    reads = spy_reads(monkeypatch)
     seen: list[tuple[int, int]] = []
     worktree.scan_folder(root, workers=1, before_reading=lambda count: seen.append((count, len(reads))))
     assert seen == [(12, 0)] and len(reads) == 12

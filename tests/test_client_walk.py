@@ -331,3 +331,105 @@ def test_a_batch_writer_writes_everything_by_close_raises_a_failed_write_and_can
     dropped.add("never.txt", b"x")
     dropped.close(write=False)
     assert not (root / "never.txt").exists() or not native, "a batch not yet sent is dropped"
+
+
+def _read_both(root: Path, relatives: list[str]) -> list:
+    """Read *relatives* with the C reader and the Python one; assert they agree; return (bytes or errno) each."""
+    from musehub_client.files import read_files
+
+    def shown(values: list) -> list:
+        return [(value.errno, value.filename) if isinstance(value, OSError) else value for value in values]
+
+    native = shown(read_files(str(root), relatives))
+    python = shown(read_files(str(root), relatives, use_native=False))
+    assert native == python
+    return native
+
+
+@needs_native
+def test_both_readers_read_whole_files_and_refuse_what_is_no_longer_a_regular_file(tmp_path):
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    contents = {"empty": b"", "a.txt": b"alpha\n", "sub/big.bin": os.urandom(3 * 1024 * 1024 + 7)}
+    for relative, content in contents.items():
+        (root / relative).write_bytes(content)
+    undecodable = os.fsdecode(os.fsencode(str(root / "sub")) + b"/caf\xe9.bin")
+    Path(undecodable).write_bytes(b"latin-1 name")
+    (root / "link").symlink_to(root / "a.txt")
+    os.mkfifo(root / "pipe")
+    names = [*contents, os.path.relpath(undecodable, root), "link", "pipe", "sub", "gone"]
+    values = _read_both(root, names)
+    assert values[:4] == [*contents.values(), b"latin-1 name"]
+    import errno
+
+    expected = [errno.ELOOP, errno.EINVAL, errno.EINVAL, errno.ENOENT]  # no symlink followed, no wait on a pipe
+    assert values[4:] == [(number, f"{root}/{name}") for number, name in zip(expected, names[4:], strict=True)]
+
+
+@needs_native
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_c_reader_reads_files_whose_size_says_nothing_until_their_end():
+    """/proc files stat as 0 bytes: the reader grows its buffer until end of file, as a file growing would need."""
+    from musehub_client.files import native
+
+    status, maps = native.read_files("/proc/self", ["status", "maps"])
+    assert status.startswith(b"Name:") and status.endswith(b"\n") and b"\nPid:" in status
+    assert len(maps) > 4096 and maps.endswith(b"\n"), "past the first buffer"
+
+
+@needs_native
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="drops root to user nobody (Linux, as root)")
+def test_a_file_a_user_cannot_read_reads_as_permission_denied_with_both_readers():
+    from musehub_client.files import read_files
+
+    root = Path(tempfile.mkdtemp(prefix="musehub-read-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        (root / "open.txt").write_text("open")
+        (root / "closed.txt").write_text("closed")
+        (root / "closed.txt").chmod(0)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(read)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                found = [
+                    [value.errno if isinstance(value, OSError) else value.decode() for value in values]
+                    for values in (
+                        read_files(str(root), ["open.txt", "closed.txt"], use_native=n) for n in (True, False)
+                    )
+                ]
+                os.write(write, json.dumps(found).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(root)
+    import errno
+
+    assert json.loads(data) == [["open", errno.EACCES], ["open", errno.EACCES]]
+
+
+def test_a_scan_streams_big_files_and_reads_small_ones_in_batches_to_the_same_ids(tmp_path, monkeypatch):
+    from musehub_core.ids import blob_id
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    big = os.urandom(worktree.READ_WHOLE_MAX_BYTES + 1)
+    (root / "big.bin").write_bytes(big)
+    (root / "edge.bin").write_bytes(big[:-1])  # exactly the limit: still read whole
+    for i in range(50):
+        (root / f"small-{i}.txt").write_text(f"small {i}\n")
+    streamed: list[str] = []
+    original = worktree.hash_file
+    monkeypatch.setattr(worktree, "hash_file", lambda path: streamed.append(os.path.basename(path)) or original(path))
+    scan = worktree.scan_folder(root, workers=2)
+    assert streamed == ["big.bin"]
+    assert scan.manifest["big.bin"] == blob_id(big) and scan.manifest["edge.bin"] == blob_id(big[:-1])
+    assert all(scan.manifest[f"small-{i}.txt"] == blob_id(f"small {i}\n".encode()) for i in range(50))

@@ -230,6 +230,31 @@ def test_writer_output_parses_with_parse_wire_mpack():
         assert data[offset : offset + len(blobs[oid])] == blobs[oid]
 
 
+def test_writing_blobs_a_batch_at_once_writes_what_writing_them_one_by_one_writes():
+    blobs = sample_blobs()
+    entries = [(oid, raw, "") for oid, raw in blobs.items()]
+    zstd = encode_blob(b"text " * 400)
+    entries.append((blob_id(b"text " * 400), memoryview(zstd[0]), zstd[1]))  # any bytes-like content
+    written = []
+    for batched in (False, True):
+        out = io.BytesIO()
+        writer = MPackWriter(out)
+        writer.write_commits([])
+        writer.write_snapshots([])
+        writer.begin_blobs(len(entries))
+        if batched:
+            writer.write_blobs(entries[:2])
+            writer.write_blobs([])
+            writer.write_blobs(entries[2:])
+        else:
+            for oid, content, encoding in entries:
+                writer.write_blob(oid, bytes(content), encoding)
+        written.append((writer.finish({}), out.getvalue()))
+    assert written[0] == written[1]
+    parsed = parse_wire_mpack(written[1][1])
+    assert [(b["object_id"], b.get("encoding") or "") for b in parsed["blobs"]] == [(o, e) for o, _c, e in entries]
+
+
 def test_unknown_commit_fields_round_trip_through_normalize_and_commit_to_wire():
     commit = a_commit(
         sem_ver_bump="minor",
