@@ -2,20 +2,24 @@
 
 Pushes insert tens of thousands of rows that may already exist (content is
 shared and clients over-send). Inside a transaction on PostgreSQL a batch of
-at least ``COPY_MIN_ROWS`` rows is streamed with ``COPY`` into a temporary
-table and moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (25,000
-rows in tens of milliseconds instead of a statement per row); smaller
-batches, and SQLite (3.24+ understands ``ON CONFLICT``), take one parametrised
-``executemany``.
-``bulk_create`` would split either into batches of a few hundred rows.
+at least ``COPY_MIN_ROWS`` rows goes by ``COPY``: one query finds the rows
+already there, and the others are copied straight into the table (a push of
+25,000 new blobs: three such pairs, about 1 s of the database's time on the
+benchmark machine instead of 2). Should a concurrent transaction insert one of
+them meanwhile, the batch is streamed into a temporary table instead and moved
+with one ``INSERT … SELECT … ON CONFLICT DO NOTHING``. Smaller batches, and
+SQLite (3.24+ understands ``ON CONFLICT``), take one parametrised
+``executemany``. ``bulk_create`` would split either into batches of a few
+hundred rows.
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Sequence
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 _staging_names = itertools.count()
@@ -58,17 +62,17 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     meta_fields = [model._meta.get_field(name) for name in fields]
     prepare = [_preparer(f) if f.get_internal_type() in _PREPARED else None for f in meta_fields]
     keys = _key_positions(model, fields)
-    ordered = sorted(rows, key=_sort_key(keys))
-    batch = _prepared(ordered, prepare, len(fields))
+    batch = _prepared(list(rows), prepare, len(fields))
     if not batch:
         return 0
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = ", ".join(quote(f.column) for f in meta_fields)
+    columns = [quote(f.column) for f in meta_fields]
     if connection.vendor == "postgresql" and connection.in_atomic_block and len(batch) >= COPY_MIN_ROWS:
-        return _copy_insert(table, columns, batch, ", ".join(quote(meta_fields[i].column) for i in keys))
+        return _copy_insert(table, columns, keys, batch)
+    batch.sort(key=_sort_key(keys))
     marks = ", ".join(["%s"] * len(meta_fields))
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:
         cursor.executemany(sql, batch)
         return cursor.rowcount
@@ -86,12 +90,11 @@ def _prepared(
     rows: list[Sequence[object]], prepare: list[Callable[[object], object] | None], width: int
 ) -> list[tuple]:
     """Return *rows* as tuples with the values of the columns that need it prepared for the database."""
-    for row in rows:
-        if len(row) != width:
-            raise ValueError(f"a row has {len(row)} values for {width} columns")
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"a row has not {width} values, one per column")
     positions = [(i, p) for i, p in enumerate(prepare) if p is not None]
     if not positions:
-        return [tuple(row) for row in rows]
+        return [row if type(row) is tuple else tuple(row) for row in rows]
     batch = []
     for row in rows:
         values = list(row)
@@ -101,18 +104,82 @@ def _prepared(
     return batch
 
 
-def _copy_insert(table: str, columns: str, batch: list[tuple], order: str) -> int:
+def _copy_insert(table: str, columns: list[str], keys: list[int], batch: list[tuple]) -> int:
+    """Insert the rows of *batch* that are new with COPY; return how many were inserted.
+
+    The rows already in the table are found with one query and left out; the
+    others are copied straight into the table, in key order, inside a
+    savepoint. That holds unless another transaction inserts one of them
+    meanwhile (a concurrent push of the same content): then the savepoint is
+    rolled back and the batch goes through :func:`_staged_insert`, which skips
+    whatever exists. A straight COPY saves the staging table's second pass,
+    about half of the database's time for a push of new blobs.
+    """
+    new = _new_rows(table, columns, keys, batch)
+    if new is not None:
+        if not new:
+            return 0
+        new.sort(key=operator.itemgetter(*keys))
+        import psycopg  # the PostgreSQL driver; only this backend gets here
+
+        try:
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in new:
+                    copy.write_row(row)
+            return len(new)
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            pass  # inserted meanwhile by another transaction: the savepoint is rolled back
+    return _staged_insert(table, columns, batch, ", ".join(columns[i] for i in keys))
+
+
+def _new_rows(table: str, columns: list[str], keys: list[int], batch: list[tuple]) -> list[tuple] | None:
+    """Return the rows of *batch* whose key is not in *table* yet (each key once), or None if one query cannot tell.
+
+    One query tells when the key varies in at most one column across the batch
+    (an object id; a repository's object ids; a pack's entries), the others
+    being the same in every row.
+    """
+    values = [{row[k] for row in batch} for k in keys]
+    varying = [i for i, seen in enumerate(values) if len(seen) > 1]
+    if len(varying) > 1:
+        return None
+    probe = varying[0] if varying else len(keys) - 1
+    fixed = [(columns[keys[i]], next(iter(seen))) for i, seen in enumerate(values) if i != probe]
+    if any(value is None for _column, value in fixed):
+        return None
+    where = " AND ".join([f"{column} = %s" for column, _value in fixed] + [f"{columns[keys[probe]]} = ANY(%s)"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns[keys[probe]]} FROM {table} WHERE {where}",
+            [value for _column, value in fixed] + [list(values[probe])],
+        )
+        taken = {value for (value,) in cursor.fetchall()}
+    position = keys[probe]
+    new = []
+    for row in batch:
+        if row[position] not in taken:
+            taken.add(row[position])  # a key twice in the batch: its first row
+            new.append(row)
+    return new
+
+
+def _staged_insert(table: str, columns: list[str], batch: list[tuple], order: str) -> int:
     """Stream *batch* into a temporary copy of *table* with COPY, then insert what is new in key order.
 
     Three statements whatever the batch's size; the staging table is dropped when the transaction ends.
     """
+    names = ", ".join(columns)
     staging = connection.ops.quote_name(f"bulk_{table.strip(chr(34))}_{next(_staging_names)}")
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA")
-        with cursor.cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+        cursor.execute(f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+        with cursor.cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in batch:
                 copy.write_row(row)
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ORDER BY {order} ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ORDER BY {order} ON CONFLICT DO NOTHING"
         )
         return cursor.rowcount
