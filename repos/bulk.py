@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection, models, transaction
 
+from repos.lookups import any_parameter, any_sql
+
 _PREPARED = {"JSONField", "DateTimeField", "BinaryField", "UUIDField"}
 _staging_names = itertools.count()
 _UNSET = object()
@@ -151,11 +153,14 @@ def _new_rows(table: str, columns: list[str], keys: list[int], batch: list[tuple
     fixed = [(columns[keys[i]], next(iter(seen))) for i, seen in enumerate(values) if i != probe]
     if any(value is None for _column, value in fixed):
         return None
-    where = " AND ".join([f"{column} = %s" for column, _value in fixed] + [f"{columns[keys[probe]]} = ANY(%s)"])
+    probed = list(values[probe])
+    parameter = any_parameter(probed) if all(type(v) is str for v in probed) else probed
+    where = " AND ".join(
+        [f"{column} = %s" for column, _value in fixed] + [f"{columns[keys[probe]]} = {any_sql('%s', parameter)}"]
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {columns[keys[probe]]} FROM {table} WHERE {where}",
-            [value for _column, value in fixed] + [list(values[probe])],
+            f"SELECT {columns[keys[probe]]} FROM {table} WHERE {where}", [v for _c, v in fixed] + [parameter]
         )
         taken = {value for (value,) in cursor.fetchall()}
     position = keys[probe]

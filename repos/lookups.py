@@ -36,6 +36,20 @@ class IdList:
         return iter(self.ids)
 
 
+def any_parameter(values: list[str]) -> str | list[str]:
+    """Return *values* as the one parameter of :func:`any_sql` on PostgreSQL: newline-joined where that is exact."""
+    if any(not v or "\n" in v for v in values):  # string_to_array('') is an empty array
+        return values  # psycopg quotes each element (a regex per element: slower)
+    return "\n".join(values)  # split by the server
+
+
+def any_sql(placeholder: str, parameter: str | list[str]) -> str:
+    """Return the PostgreSQL ``ANY(...)`` for the :func:`any_parameter` *parameter* bound at *placeholder*."""
+    if isinstance(parameter, list):
+        return f"ANY({placeholder})"
+    return f"ANY(string_to_array({placeholder}, E'\\n'))"
+
+
 @CharField.register_lookup
 class AnyOf(Lookup):
     lookup_name = "any"
@@ -47,9 +61,7 @@ class AnyOf(Lookup):
             raise EmptyResultSet
         if connection.vendor != "postgresql":
             return "%s", [json.dumps(values)]
-        if any(not v or "\n" in v for v in values):  # string_to_array('') is an empty array
-            return "%s", [values]  # psycopg quotes each element (a regex per element: slower)
-        return "%s", ["\n".join(values)]  # split by the server: string_to_array
+        return "%s", [any_parameter(values)]
 
     def as_sql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
@@ -57,9 +69,7 @@ class AnyOf(Lookup):
         params = (*lhs_params, *rhs_params)
         if connection.vendor != "postgresql":
             return f"{lhs} IN (SELECT value FROM json_each({rhs}))", params
-        if isinstance(rhs_params[0], list):
-            return f"{lhs} = ANY({rhs})", params
-        return f"{lhs} = ANY(string_to_array({rhs}, E'\\n'))", params
+        return f"{lhs} = {any_sql(rhs, rhs_params[0])}", params
 
 
 def raw_rows(queryset: QuerySet) -> list[tuple]:
