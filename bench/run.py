@@ -778,8 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         "(the rest is memory the worker kept from earlier requests).",
         "Client transfers (PUT of the push pack, GET of the fetch pack) go straight to S3 with presigned URLs "
         "and are not in the storage columns.",
-        "Objects of at most 4 KiB (MUSEHUB_CONTENT_CACHE_MAX_BYTES) are also kept in the database and "
-        "served from there; W4's files are bigger, so its fetches read packs.",
+        "The hub runs with its defaults: the content cache (MUSEHUB_CONTENT_CACHE_MAX_BYTES) is off, so "
+        "every fetch reads its blobs from packs.",
         "The musehub_repack time is the whole `manage.py` subprocess, about 0.5 s of which is Python and "
         "Django starting up.",
         "Client phases that write files (W2 write files, git clone's checkout, git add) depend on the disk "
