@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,10 +42,12 @@ from django.db.models import Count, Exists, OuterRef
 
 from musehub_core.errors import MalformedPack
 from musehub_core.mpack import decode_verified, encode_blob, index_mpack, skip_bytes
+from repos.lookups import IdList
 from repos.models import MPack, MPackIndex, MPackKind, Object, Repo
 from repos.services.maintenance import CHUNK, Progress, chunks, maintenance_limits, no_progress
 from repos.storage.backend import get_backend
 from repos.storage.layout import mpack_uri
+from repos.storage.reader import READ_BUFFER
 from repos.storage.writer import PackBuilder, StoredBlob, new_mpack_row, record_index, record_mpack
 
 log = logging.getLogger("musehub.repack")
@@ -158,14 +161,16 @@ def _copy_pack(pack: PackInfo, builder: PackBuilder, skipped: list[dict[str, str
         return
     with stream:
         if all(offset is not None and length is not None for _, offset, length, _ in entries):
+            # Blobs are small: read the pack in big pieces, not two storage reads per blob (as a fetch does).
+            buffered = io.BufferedReader(stream, READ_BUFFER)  # type: ignore[arg-type]
             position = 0
             for oid, offset, length, encoding in sorted(entries, key=lambda e: e[1]):
                 if offset < position:  # two rows claim overlapping bytes: an index fsck will flag
                     skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "overlapping index entry"})
                     continue
-                if not skip_bytes(stream, offset - position):
+                if not skip_bytes(buffered, offset - position):
                     raise MalformedPack("The pack ended early.")
-                stored = stream.read(length)
+                stored = buffered.read(length)
                 position = offset + len(stored)
                 raw = decode_verified(oid, stored, encoding or "") if len(stored) == length else None
                 if raw is None:
@@ -227,16 +232,19 @@ def switch_repack(built: BuiltRepack) -> int:
         # The old packs' grace period restarts now: a fetch planned before the switch may still read them.
         MPack.objects.filter(mpack_id__in=sources).update(created_at=dt.datetime.now(dt.UTC))
         for batch in chunks(built.blobs, CHUNK):
-            ids = [b.object_id for b in batch]
+            # Id lists go as one parameter each (``__any``): thousands of placeholders cost more than the work.
+            ids = IdList([b.object_id for b in batch])
             present = set(
-                MPackIndex.objects.filter(mpack_id__in=sources, entity_id__in=ids).values_list("entity_id", flat=True)
+                MPackIndex.objects.filter(mpack_id__in=sources, entity_id__any=ids).values_list("entity_id", flat=True)
             )
-            present &= set(Object.objects.filter(object_id__in=ids).values_list("object_id", flat=True))
+            present &= set(Object.objects.filter(object_id__any=ids).values_list("object_id", flat=True))
             switched = [b for b in batch if b.object_id in present]
+            if not switched:
+                continue
             record_index(built.mpack_id, switched)
-            switched_ids = [b.object_id for b in switched]
-            Object.objects.filter(object_id__in=switched_ids, storage_uri__in=old_uris).update(storage_uri=new_uri)
-            MPackIndex.objects.filter(mpack_id__in=sources, entity_id__in=switched_ids).delete()
+            switched_ids = IdList([b.object_id for b in switched])
+            Object.objects.filter(object_id__any=switched_ids, storage_uri__in=old_uris).update(storage_uri=new_uri)
+            MPackIndex.objects.filter(mpack_id__in=sources, entity_id__any=switched_ids).delete()
             moved += len(switched)
     return moved
 
