@@ -255,6 +255,8 @@ MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)
 # Lower than git's gc.autoPackLimit (50): a clone reads each pack with a storage GET, so 30 small packs
 # made a small clone 3x slower than at 8 (bench --quick), while 200 small pushes were only ~5% faster.
 MUSEHUB_AUTO_REPACK_PACKS = env_int("MUSEHUB_AUTO_REPACK_PACKS", 8)
+# An app server hands freed memory back to the system after a request that left it this much bigger (0: never).
+MUSEHUB_TRIM_AFTER_MB = env_int("MUSEHUB_TRIM_AFTER_MB", 64)
 # The most a push's automatic repack rewrites (smallest packs first); bigger ones are left to musehub_repack.
 MUSEHUB_AUTO_REPACK_MAX_BYTES = env_int("MUSEHUB_AUTO_REPACK_MAX_BYTES", 256 * 1024 * 1024)
 # Deltas allowed between a stored snapshot and its full checkpoint (0 stores every manifest whole).
