@@ -566,6 +566,22 @@ done:
 
 /* --- writing a clone's files ----------------------------------------------------------- */
 
+/* Return root/relative as bytes (*root* bytes, *relative* str encoded as os.fsencode does), or NULL. */
+static PyObject *joined(PyObject *root, PyObject *relative_str) {
+    PyObject *relative = PyUnicode_EncodeFSDefault(relative_str);
+    if (relative == NULL) return NULL;
+    Py_ssize_t root_length = PyBytes_GET_SIZE(root), length = PyBytes_GET_SIZE(relative);
+    PyObject *path = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
+    if (path != NULL) {
+        char *at = PyBytes_AS_STRING(path);
+        memcpy(at, PyBytes_AS_STRING(root), (size_t)root_length);
+        at[root_length] = '/';
+        memcpy(at + root_length + 1, PyBytes_AS_STRING(relative), (size_t)length);
+    }
+    Py_DECREF(relative);
+    return path;
+}
+
 /* write_files(root, files) -> None: create each (relative path, bytes) of *files* new under *root*
  * (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0666 less the umask) and write its bytes, all without the GIL.
  * Raises OSError naming the path at the first failure (the files before it stay written). The folders
@@ -586,7 +602,6 @@ static PyObject *write_files(PyObject *Py_UNUSED(module), PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t root_length = PyBytes_GET_SIZE(root);
     for (; made < count; made++) {
         PyObject *item = PyTuple_GET_ITEM(batch, made);
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 0)) ||
@@ -594,19 +609,7 @@ static PyObject *write_files(PyObject *Py_UNUSED(module), PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "write_files takes (str, bytes) pairs");
             goto done;
         }
-        PyObject *relative = PyUnicode_EncodeFSDefault(PyTuple_GET_ITEM(item, 0));
-        if (relative == NULL) goto done;
-        Py_ssize_t length = PyBytes_GET_SIZE(relative);
-        paths[made] = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
-        if (paths[made] == NULL) {
-            Py_DECREF(relative);
-            goto done;
-        }
-        char *path = PyBytes_AS_STRING(paths[made]);
-        memcpy(path, PyBytes_AS_STRING(root), (size_t)root_length);
-        path[root_length] = '/';
-        memcpy(path + root_length + 1, PyBytes_AS_STRING(relative), (size_t)length);
-        Py_DECREF(relative);
+        if ((paths[made] = joined(root, PyTuple_GET_ITEM(item, 0))) == NULL) goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count && failed_at < 0; i++) {
@@ -738,26 +741,13 @@ static PyObject *read_files(PyObject *Py_UNUSED(module), PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t root_length = PyBytes_GET_SIZE(root);
     for (; made < count; made++) {
         PyObject *item = PyTuple_GET_ITEM(batch, made);
         if (!PyUnicode_Check(item)) {
             PyErr_SetString(PyExc_TypeError, "read_files takes relative paths (str)");
             goto done;
         }
-        PyObject *relative = PyUnicode_EncodeFSDefault(item);
-        if (relative == NULL) goto done;
-        Py_ssize_t length = PyBytes_GET_SIZE(relative);
-        paths[made] = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
-        if (paths[made] == NULL) {
-            Py_DECREF(relative);
-            goto done;
-        }
-        char *path = PyBytes_AS_STRING(paths[made]);
-        memcpy(path, PyBytes_AS_STRING(root), (size_t)root_length);
-        path[root_length] = '/';
-        memcpy(path + root_length + 1, PyBytes_AS_STRING(relative), (size_t)length);
-        Py_DECREF(relative);
+        if ((paths[made] = joined(root, item)) == NULL) goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) read_one(PyBytes_AS_STRING(paths[i]), &reads[i]);

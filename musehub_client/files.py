@@ -1,4 +1,4 @@
-"""Reading a tree's files whole: one at a time, or a batch at once in C without the GIL.
+"""Reading a batch of a tree's files whole, at once in C without the GIL.
 
 A push reads each file it sends twice (to hash it in the scan, then to pack
 it). For a small file the Python around each read (a path object, an open, two
@@ -14,24 +14,11 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 try:  # the C walk, reads and writes; pure Python where it was not built (no compiler, not POSIX)
     from musehub_client import _scan as native
 except ImportError:  # pragma: no cover - the Makefile builds it
     native = None
-
-
-def read_file(path: Path | str) -> bytes:
-    """Return the bytes of the file at *path* (unbuffered: cheaper than ``open()`` for many small files)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_files(root: str, relatives: Sequence[str], *, use_native: bool = True) -> list[bytes | OSError]:

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -192,8 +193,8 @@ def test_a_tree_that_cannot_be_opened_is_an_error_for_both_walks(tmp_path):
                 walk(missing, {}, native=native)
 
 
-def _walk_as_nobody(root: Path, native: bool) -> dict:
-    """Walk *root* in a forked child that runs as the unprivileged user ``nobody``; return what it found."""
+def as_nobody(work: Callable[[], object]) -> object:
+    """Run *work* in a forked child that runs as the unprivileged user ``nobody``; return its (JSON) result."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -202,9 +203,7 @@ def _walk_as_nobody(root: Path, native: bool) -> dict:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            result, skipped = walk(root, {}, native=native)
-            out = {"files": sorted(row[0] for row in result.changed), "unreadable": sorted(skipped.unreadable)}
-            os.write(write, json.dumps(out).encode())
+            os.write(write, json.dumps(work()).encode())
         finally:
             os._exit(0)
     os.close(write)
@@ -212,6 +211,16 @@ def _walk_as_nobody(root: Path, native: bool) -> dict:
         data = pipe.read()
     os.waitpid(pid, 0)
     return json.loads(data)
+
+
+def _walk_as_nobody(root: Path, native: bool) -> dict:
+    """Walk *root* as the user ``nobody``; return what it found."""
+
+    def work() -> dict:
+        result, skipped = walk(root, {}, native=native)
+        return {"files": sorted(row[0] for row in result.changed), "unreadable": sorted(skipped.unreadable)}
+
+    return as_nobody(work)  # type: ignore[return-value]
 
 
 @needs_native
@@ -388,32 +397,19 @@ def test_a_file_a_user_cannot_read_reads_as_permission_denied_with_both_readers(
         (root / "open.txt").write_text("open")
         (root / "closed.txt").write_text("closed")
         (root / "closed.txt").chmod(0)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            try:
-                os.close(read)
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-                found = [
-                    [value.errno if isinstance(value, OSError) else value.decode() for value in values]
-                    for values in (
-                        read_files(str(root), ["open.txt", "closed.txt"], use_native=n) for n in (True, False)
-                    )
-                ]
-                os.write(write, json.dumps(found).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        with os.fdopen(read, "rb") as pipe:
-            data = pipe.read()
-        os.waitpid(pid, 0)
+
+        def work() -> list:
+            return [
+                [value.errno if isinstance(value, OSError) else value.decode() for value in values]
+                for values in (read_files(str(root), ["open.txt", "closed.txt"], use_native=n) for n in (True, False))
+            ]
+
+        found = as_nobody(work)
     finally:
         shutil.rmtree(root)
     import errno
 
-    assert json.loads(data) == [["open", errno.EACCES], ["open", errno.EACCES]]
+    assert found == [["open", errno.EACCES], ["open", errno.EACCES]]
 
 
 def test_a_scan_streams_big_files_and_reads_small_ones_in_batches_to_the_same_ids(tmp_path, monkeypatch):
