@@ -566,6 +566,13 @@ done:
 
 /* --- writing a clone's files ----------------------------------------------------------- */
 
+/* Release the first *made* paths of a batch and the array (NULL: nothing to do). */
+static void free_paths(PyObject **paths, Py_ssize_t made) {
+    if (paths == NULL) return;
+    for (Py_ssize_t i = 0; i < made; i++) Py_XDECREF(paths[i]);
+    PyMem_Free(paths);
+}
+
 /* Return root/relative as bytes (*root* bytes, *relative* str encoded as os.fsencode does), or NULL. */
 static PyObject *joined(PyObject *root, PyObject *relative_str) {
     PyObject *relative = PyUnicode_EncodeFSDefault(relative_str);
@@ -651,10 +658,7 @@ static PyObject *write_files(PyObject *Py_UNUSED(module), PyObject *args) {
     }
     result = Py_NewRef(Py_None);
 done:
-    if (paths != NULL) {
-        for (Py_ssize_t i = 0; i < made; i++) Py_XDECREF(paths[i]);
-        PyMem_Free(paths);
-    }
+    free_paths(paths, made);
     Py_DECREF(batch);
     Py_DECREF(root);
     return result;
@@ -764,10 +768,7 @@ done:
         for (Py_ssize_t i = 0; i < count; i++) free(reads[i].data);
         PyMem_Free(reads);
     }
-    if (paths != NULL) {
-        for (Py_ssize_t i = 0; i < made; i++) Py_XDECREF(paths[i]);
-        PyMem_Free(paths);
-    }
+    free_paths(paths, made);
     Py_DECREF(batch);
     Py_DECREF(root);
     return result;
