@@ -10,7 +10,6 @@ first, then each covering mpack once), never more than a page shows.
 
 from __future__ import annotations
 
-import difflib
 import threading
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
@@ -22,6 +21,7 @@ from django.db.models import QuerySet
 from musehub_core.errors import MergeConflict, NotFound
 from musehub_core.manifests import ManifestDiff, is_under
 from musehub_core.merge import merge_manifests
+from musehub_core.textdiff import DiffBudget, unified_diff
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
 from repos.models import ApiToken, Collaborator, Object, Repo
@@ -170,7 +170,7 @@ class FileChange:
     new_size: int | None = None
     diff: list[str] | None = None  # unified diff lines, without the ---/+++ header
     binary: bool = False
-    too_large: bool = False
+    too_large: bool = False  # a side is over DIFF_MAX_BYTES, or the page's diff budget could not pay for it
     truncated: bool = False
 
     @property
@@ -193,7 +193,10 @@ def file_changes(
     """Return (the first *limit* changed paths with sizes, and diffs for the first *diff_limit* text files; total).
 
     Object sizes come in one query and the blobs to diff are read in one plan,
-    so the cost follows what the page shows, not the size of the change.
+    so the cost follows what the page shows, not the size of the change. The
+    diffs share one :class:`DiffBudget`, each file at most half of what is
+    left: a diff it cannot pay for is marked ``too_large``, so a page's CPU
+    time is bounded whatever the files hold.
     """
     rows = [(p, "added") for p in changes.added]
     rows += [(p, "modified") for p in changes.modified]
@@ -211,6 +214,7 @@ def file_changes(
         elif len(to_read) < diff_limit * 2:
             to_read += [oid for oid in (change.old_id, change.new_id) if oid]
     blobs = read_blobs_by_id(to_read)
+    budget = DiffBudget()
     for change in shown:
         if change.too_large or not all(oid in blobs for oid in (change.old_id, change.new_id) if oid):
             continue
@@ -219,12 +223,11 @@ def file_changes(
         if before is None or after is None:
             change.binary = True
             continue
-        lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=3))[
-            2:
-        ]  # drop the ---/+++ header
-        if len(lines) > DIFF_MAX_LINES:
-            lines, change.truncated = lines[:DIFF_MAX_LINES], True
-        change.diff = lines
+        diff = unified_diff(before.splitlines(), after.splitlines(), budget.share(), max_lines=DIFF_MAX_LINES)
+        if diff is None:
+            change.too_large = True
+            continue
+        change.diff, change.truncated = diff.lines, diff.truncated
     return shown, total
 
 

@@ -443,7 +443,7 @@ def test_text_over_the_page_limit_is_a_download_and_a_diff_over_its_limit_a_summ
     assert "too large to show here" in page and 'id="L1"' not in page and "Download it" in page
     bare = songs.feature["commit_id"].removeprefix("sha256:")
     commit = client.get(f"{songs.url}/commit/{bare}").content.decode()
-    assert "Too large to diff" in commit and "[%s]" not in commit  # play.py (46 bytes) is not diffed
+    assert "Diff too large to show" in commit and "[%s]" not in commit  # play.py (46 bytes) is not diffed
     assert f"/raw/{bare}/src/play.py" in commit  # the "raw" link of the changed file
 
 

@@ -34,10 +34,21 @@ MIDI_MAX_BYTES = 2 * 1024 * 1024
 PATH_SAFE = "/!$&'()*+,;=:@~"  # what Django's reverse() leaves unquoted in a path
 
 
-def crumbs(path: str) -> list[tuple[str, str]]:
-    """Return [(name, path up to it)] for each segment of *path*."""
+CRUMBS_HEAD, CRUMBS_TAIL = 2, 6  # a deeper path shows its first and last folders around an ellipsis
+
+
+def crumbs(path: str) -> list[tuple[str, str | None]]:
+    """Return [(name, path up to it)] for the segments of *path* a page shows; ("…", None) stands for the rest.
+
+    Each crumb links to its whole prefix, so showing every one of a path 2,000
+    folders deep would cost a page quadratic in the depth; a bounded number
+    keeps it linear in the path's length.
+    """
     parts = [p for p in path.split("/") if p]
-    return [(name, "/".join(parts[: i + 1])) for i, name in enumerate(parts)]
+    shown = range(len(parts))
+    if len(parts) > CRUMBS_HEAD + CRUMBS_TAIL + 1:
+        shown = [*range(CRUMBS_HEAD), -1, *range(len(parts) - CRUMBS_TAIL, len(parts))]
+    return [("…", None) if i < 0 else (parts[i], "/".join(parts[: i + 1])) for i in shown]
 
 
 def _listing(request: HttpRequest, repo, ref: str, index: browse.DirIndex, path: str):
