@@ -1,4 +1,9 @@
-"""Refuse request bodies the hub will not read: larger than its limit, or chunked, before a view reads them."""
+"""Refuse requests the hub will not read, before a view reads them.
+
+Bodies larger than the hub's limit, or chunked; paths and query strings that
+hold a NUL character (PostgreSQL cannot store or compare one: every query
+with it is a ``DataError``, so it is refused here once for every route).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from django.conf import settings
 
 from hubhttp.errors import json_error
 from musehub.logs import route_of
-from musehub_core.errors import LengthRequired, PayloadTooLarge
+from musehub_core.errors import BadRequest, LengthRequired, PayloadTooLarge
+from web.pages import error_page
 
 # Routes (URL pattern names) that carry whole MWP bundles and object batches.
 PUSH_ROUTES = frozenset({"mwp-push", "mwp-push-objects"})
@@ -44,3 +50,28 @@ class RequestSizeLimitMiddleware:
                     PayloadTooLarge(f"The request body is {length} bytes; this hub accepts at most {limit}.")
                 )
         return self.get_response(request)
+
+
+class RefuseNulMiddleware:
+    """Answer 400 when the path or a query parameter holds a NUL character: a page for the web, JSON elsewhere.
+
+    No name, ref, path or parameter of the hub may hold one, and PostgreSQL
+    refuses it in any query (``DataError``, a 500), so this is checked before
+    any view or lookup runs.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path_info or ("%00" in query and _has_nul(request.GET)):
+            exc = BadRequest("The URL holds a NUL character (%00); no name, ref or path of this hub does.")
+            if route_of(request).startswith("web-"):
+                return error_page(request, exc)
+            return json_error(exc)
+        return self.get_response(request)
+
+
+def _has_nul(params) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in params.lists())

@@ -126,6 +126,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "musehub.middleware.RefuseNulMiddleware",  # last: its 400 page gets every header and the signed-in user
 ]
 if PRODUCTION:  # the admin's CSS and JS, served by every app server from its own collectstatic
     MIDDLEWARE.insert(
