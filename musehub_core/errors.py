@@ -39,6 +39,11 @@ class MalformedPack(MuseHubError):
     default_message = "The mpack is malformed or inconsistent."
 
 
+class UnsafePath(MalformedPack):
+    code = "unsafe_path"
+    default_message = "A path holds a control or bidirectional character."
+
+
 class TruncatedPack(MalformedPack):
     default_message = "The pack is truncated."
 

@@ -11,13 +11,14 @@ business (``repos.manifests``); this module only computes.
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from musehub_core.errors import MalformedPack
+from musehub_core.errors import MalformedPack, UnsafePath
 from musehub_core.ids import PREFIX, compute_snapshot_id, hex_of, snapshot_entries
 from musehub_core.native import speedups
 
@@ -45,6 +46,32 @@ def validate_path(path: object, where: str) -> str:
     if problem:
         raise MalformedPack(f"{where}: manifest path {path!r} {problem}.")
     return path
+
+
+# Characters a hub refuses in new paths although wire.md §2's rules allow them: C0 and C1 controls (a CR, LF,
+# ESC or BEL in a name breaks terminals, logs, links and the files a clone writes) and Unicode's bidirectional
+# controls (U+202E shows "gpj.exe" as "exe.jpg").
+UNSAFE_PATH_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def unsafe_paths(paths: Iterable[str]) -> list[str]:
+    """Return those of *paths* that hold a character of :data:`UNSAFE_PATH_CHARACTERS` (one search when none do)."""
+    paths = list(paths)
+    if not UNSAFE_PATH_CHARACTERS.search("/".join(paths)):
+        return []
+    return [path for path in paths if UNSAFE_PATH_CHARACTERS.search(path)]
+
+
+def refuse_unsafe_paths(paths: Iterable[str], where: str) -> None:
+    """Raise UnsafePath naming the first of *paths* that holds a control or bidirectional character."""
+    found = unsafe_paths(paths)
+    if found:
+        others = f" ({len(found) - 1} more path(s) of it do too)" if len(found) > 1 else ""
+        raise UnsafePath(
+            f"{where}: path {found[0]!r} holds a control or bidirectional character{others}; rename it.",
+            path=found[0],
+            count=len(found),
+        )
 
 
 def all_paths_valid(paths: Sequence[object]) -> bool:

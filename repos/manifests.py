@@ -109,6 +109,10 @@ class StoredForm:
         """The object ids this row itself names (a delta: only those it sets)."""
         return (self.manifest if self.delta is None else self.delta.set).values()  # type: ignore[union-attr]
 
+    def named_paths(self) -> Iterable[str]:
+        """The paths this row itself names (a delta: only those it sets)."""
+        return (self.manifest if self.delta is None else self.delta.set).keys()  # type: ignore[union-attr]
+
 
 def _form(sid: str, base_id: str | None, depth: int, count: int, blob: Any, created_at: str) -> StoredForm:
     if base_id is None:
@@ -409,14 +413,21 @@ def _note_changes(checkpoints: Sequence[tuple[str, str, set[str]]]) -> None:
 def named_objects(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, Iterable[str]]]:
     """Yield (snapshot id, object ids its row names) for each stored snapshot, without rebuilding.
 
+    :func:`named_forms` yields the rows themselves (their paths too).
+
     Over a set of snapshots that holds each one's whole chain, the union is
     every object their manifests name: each object of a manifest was set by
     its checkpoint or by one of the deltas above it.
     """
+    for sid, form in named_forms(snapshot_ids):
+        yield sid, form.named_objects()
+
+
+def named_forms(snapshot_ids: Iterable[str]) -> Iterator[tuple[str, StoredForm]]:
+    """Yield (snapshot id, its stored row) for each stored snapshot, a batch of rows read at a time."""
     ids = list(dict.fromkeys(snapshot_ids))
     for start in range(0, len(ids), _BATCH):
-        for sid, form in stored_forms(ids[start : start + _BATCH]).items():
-            yield sid, form.named_objects()
+        yield from stored_forms(ids[start : start + _BATCH]).items()
 
 
 def verify_snapshots(snapshot_ids: Sequence[str], *, batch: int = 64) -> Iterator[tuple[str, str | None]]:

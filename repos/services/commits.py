@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from django.db import transaction
 
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
-from musehub_core.manifests import snapshot_dict, validate_path
+from musehub_core.manifests import refuse_unsafe_paths, snapshot_dict, validate_path
 from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
@@ -39,6 +39,7 @@ def commit_files_to_repo(
         snapshot_id = CommitGraph.objects.filter(commit_id=parent).values_list("snapshot_id", flat=True).first()
         manifest = load_manifest(snapshot_id) if snapshot_id else {}
     contents: dict[str, bytes] = {}
+    refuse_unsafe_paths((p for p, content in files.items() if content is not None), "files")
     for path, content in files.items():
         validate_path(path, "files")
         if content is None:

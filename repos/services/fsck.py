@@ -26,7 +26,8 @@ Severity policy (documented in the README):
   (gc deletes it after the grace period, unless index rows still need it), a
   fetch pack (a cache) missing from storage, an index row pointing at a pack
   that no longer exists while the object is still served from another pack,
-  its cache or its legacy key.
+  its cache or its legacy key; a stored path holding a control or
+  bidirectional character (pushed before pushes refused them).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from django.db.models import Q
 
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id
+from musehub_core.manifests import unsafe_paths
 from musehub_core.mpack import BlobEntry, decode_verified, index_mpack, skip_bytes
-from repos.manifests import named_objects, verify_snapshots
+from repos.manifests import named_forms, verify_snapshots
 from repos.models import (
     Branch,
     Commit,
@@ -483,9 +485,17 @@ def _check_snapshots(scope: _Scope, report: FsckReport, progress: Progress) -> N
                 if problem:
                     report.add(ERROR, "snapshot-corrupt", snapshot_id, f"snapshot {snapshot_id} is damaged: {problem}.")
             named: dict[str, str] = {}
-            for snapshot_id, oids in named_objects(batch):
-                for oid in oids:
+            for snapshot_id, form in named_forms(batch):
+                for oid in form.named_objects():
                     named.setdefault(oid, snapshot_id)
+                for path in unsafe_paths(form.named_paths()):
+                    report.add(
+                        WARNING,
+                        "path-unsafe",
+                        snapshot_id,
+                        f"snapshot {snapshot_id} names path {path!r}, which holds a control or bidirectional "
+                        "character: pushes refuse such paths now; the web cannot open it and clones write it as is.",
+                    )
             report.checked["snapshots"] += len(batch)
             bar.update(len(batch))
             for ids_ in chunks(list(named), CHUNK):

@@ -19,6 +19,7 @@ from typing import Any
 
 from musehub_core.errors import MalformedPack, NonFastForward
 from musehub_core.ids import from_wire_hex
+from musehub_core.manifests import refuse_unsafe_paths
 from repos import graph
 from repos.access import User
 from repos.bulk import insert_ignore
@@ -72,10 +73,14 @@ def receive_push(
 
     *store_blobs* runs after every check passed and before the transaction;
     *finish* runs last inside the transaction (and again if it is retried). Raises MalformedPack (ids,
-    hashes, deltas or connectivity) or NonFastForward (without ``force``);
+    hashes, deltas or connectivity; UnsafePath for a path with control characters) or NonFastForward (without ``force``);
     then nothing is written.
     """
     verify_commits(push.commits)
+    for snapshot in push.snapshots:  # a delta's new paths are its set; its deletes may remove old unsafe ones
+        refuse_unsafe_paths(
+            snapshot.get("manifest") or snapshot.get("set") or {}, f"snapshot {snapshot['snapshot_id']}"
+        )
     rows = plan_snapshots(repo, commits=push.commits, snapshots=push.snapshots)
     check_connectivity(repo, commits=push.commits, snapshots=rows, blob_ids=push.blob_ids)
     pushed = {c["commit_id"] for c in push.commits}
