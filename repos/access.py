@@ -110,4 +110,10 @@ def repo_for(user: User | None, owner: str, slug: str, role: str = Role.READ) ->
                 moved_to=moved.full_name,
             ) from None
         raise
-    return require(user, repo, role)
+    try:
+        return require(user, repo, role)
+    except RepoNotFound:
+        # The lookup a missing name makes too: a private repository must not answer measurably sooner
+        # than a missing one (the queries, not only the 404, would tell them apart).
+        moved_repo(owner, slug)
+        raise
