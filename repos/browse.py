@@ -223,12 +223,46 @@ def file_changes(
         if before is None or after is None:
             change.binary = True
             continue
-        diff = unified_diff(before.splitlines(), after.splitlines(), budget.share(), max_lines=DIFF_MAX_LINES)
+        share, pair = budget.share(), (change.old_id or "", change.new_id or "")
+        if _REFUSED_DIFFS.refused(pair, share.units):  # the same two blobs were already too costly for as much
+            change.too_large = True
+            continue
+        diff = unified_diff(before.splitlines(), after.splitlines(), share, max_lines=DIFF_MAX_LINES)
         if diff is None:
             change.too_large = True
+            if share.units < 0:  # refused for its units, not for a deadline a busy moment may have cut short
+                _REFUSED_DIFFS.remember(pair, share.granted)
             continue
         change.diff, change.truncated = diff.lines, diff.truncated
     return shown, total
+
+
+class RefusedDiffs:
+    """Pairs of blobs whose diff a budget could not pay for, and the most units it was refused with.
+
+    Two blobs never change, so a diff refused with N units is refused again
+    with N or fewer without searching: a page reloaded (or requested by many
+    at once) pays for its costly diffs once per process.
+    """
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self._items: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._max_items = max_items
+        self._lock = threading.Lock()
+
+    def refused(self, pair: tuple[str, str], units: int) -> bool:
+        with self._lock:
+            return self._items.get(pair, -1) >= units
+
+    def remember(self, pair: tuple[str, str], units: int) -> None:
+        with self._lock:
+            self._items[pair] = max(units, self._items.get(pair, 0))
+            self._items.move_to_end(pair)
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
+
+
+_REFUSED_DIFFS = RefusedDiffs()
 
 
 @dataclass
