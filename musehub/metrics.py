@@ -1,7 +1,12 @@
 """Prometheus metrics: requests per route, push and fetch sizes and durations, storage requests, errors by code.
 
-``GET /metrics`` answers in the Prometheus text format; with
-``MUSEHUB_METRICS_TOKEN`` set it wants ``Authorization: Bearer <that token>``.
+``GET /metrics`` answers in the Prometheus text format. With
+``MUSEHUB_METRICS_TOKEN`` set it wants ``Authorization: Bearer <that token>``
+(401 otherwise), from any address. Without a token it answers only direct
+connections from ``MUSEHUB_METRICS_ALLOW`` (loopback by default): a request
+that came through a proxy (it carries ``X-Forwarded-For``, ``X-Real-IP`` or
+``Forwarded``) is never let in by address, since behind a proxy on the same
+host every client would be 127.0.0.1. Anyone else gets the 404 of an unknown URL.
 Labels are bounded sets: URL pattern names (never raw paths), HTTP methods and
 statuses, error codes, storage operation names.
 
@@ -19,8 +24,10 @@ The instruments themselves, and where each number is counted, are in
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import time
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
@@ -34,7 +41,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from hubhttp.errors import json_error
+from hubhttp.errors import json_error, not_found
 from hubhttp.instruments import METHODS, REQUEST_BYTES, REQUEST_SECONDS, REQUESTS, RESPONSE_BYTES, count_error
 from musehub.logs import body_sizes, route_of
 from musehub_core.errors import AuthenticationRequired
@@ -84,12 +91,36 @@ def registry() -> CollectorRegistry:
     return combined
 
 
+# Headers a reverse proxy adds: a request carrying one is not let in by its connection's address.
+PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+
+
+@lru_cache(maxsize=8)
+def _networks(allow: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in allow)
+
+
+def allowed_by_address(request) -> bool:
+    """Return True when *request* came straight from an address in MUSEHUB_METRICS_ALLOW (not through a proxy)."""
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "").split("%", 1)[0])
+    except ValueError:  # a Unix socket (gunicorn bound to unix:…) has no address
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(tuple(settings.MUSEHUB_METRICS_ALLOW)))
+
+
 @require_safe
 def metrics_view(request):
-    """Answer the metrics in the Prometheus text format (Bearer MUSEHUB_METRICS_TOKEN when set)."""
+    """Answer the metrics in the Prometheus text format to the token's holder, or to an allowed address."""
     token = settings.MUSEHUB_METRICS_TOKEN
     if token:
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
             return json_error(AuthenticationRequired("Send 'Authorization: Bearer <MUSEHUB_METRICS_TOKEN>'."))
+    elif not allowed_by_address(request):
+        return not_found(request)
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,7 @@ The README lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -246,7 +247,17 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("MUSEHUB_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Every MPackStore reports its storage requests to these callables (metrics).
 MUSEHUB_STORAGE_OBSERVERS = ["hubhttp.instruments.observe_storage"]
+# /metrics (musehub.metrics): with a token set, every scrape must send it; without one, only direct
+# connections (no proxy's X-Forwarded-For) from these networks are answered, loopback by default.
 MUSEHUB_METRICS_TOKEN = env_str("MUSEHUB_METRICS_TOKEN")
+MUSEHUB_METRICS_ALLOW = env_list("MUSEHUB_METRICS_ALLOW", ["127.0.0.0/8", "::1/128"])
+for _network in MUSEHUB_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"MUSEHUB_METRICS_ALLOW holds {_network!r}; list addresses or networks, e.g. 10.0.0.0/8,::1."
+        ) from None
 
 # --- hub limits and behaviour (documented in the README) ---------------------
 # Blobs up to this size are also copied into the database (Object.content_cache). Off by default: a fetch

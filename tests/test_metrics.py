@@ -162,3 +162,56 @@ def test_metrics_token_switches_on_bearer_auth(settings):
     assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
     assert Client().get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert "musehub_http_requests_total" in str(scrape(Authorization="Bearer scrape-secret"))
+
+
+# --- who may scrape -----------------------------------------------------------------------------------
+
+
+def test_without_a_token_only_direct_loopback_connections_are_answered():
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="::1").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="::ffff:127.0.0.1").get("/metrics").status_code == 200
+    unknown = Client(REMOTE_ADDR="127.0.0.1").get(f"/no/such/route/{uid()}")
+    for address in ("203.0.113.5", "10.0.0.7", "::ffff:203.0.113.5", "2001:db8::1"):
+        refused = Client(REMOTE_ADDR=address).get("/metrics")
+        assert refused.status_code == 404, address
+        assert refused.json()["error"] == unknown.json()["error"] == "not_found", "the same answer as no such URL"
+        assert b"musehub_" not in refused.content
+
+
+def test_a_request_that_came_through_a_proxy_is_not_let_in_by_its_address():
+    # Behind a proxy on the same host, every client connects from 127.0.0.1: the proxy's headers give it away.
+    for header in ("X-Forwarded-For", "X-Real-IP", "Forwarded"):
+        refused = Client(REMOTE_ADDR="127.0.0.1").get("/metrics", headers={header: "for=203.0.113.5"})
+        assert refused.status_code == 404, header
+
+
+def test_the_allowlist_names_the_scrapers_networks(settings):
+    settings.MUSEHUB_METRICS_ALLOW = ["10.0.0.0/8", "2001:db8::/32"]
+    assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="2001:db8::7").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 404, "loopback is no longer listed"
+    assert Client(REMOTE_ADDR="11.0.0.1").get("/metrics").status_code == 404
+
+
+def test_a_token_opens_metrics_from_anywhere_and_is_then_always_required(settings):
+    settings.MUSEHUB_METRICS_TOKEN = "scrape-secret"
+    far = Client(REMOTE_ADDR="203.0.113.5")
+    assert far.get("/metrics", headers={"Authorization": "Bearer scrape-secret"}).status_code == 200
+    assert (
+        far.get("/metrics", headers={"X-Forwarded-For": "1.2.3.4", "Authorization": "Bearer scrape-secret"}).status_code
+        == 200
+    )
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 401, "loopback without it: refused"
+
+
+def test_the_allowlist_comes_from_the_environment_and_a_bad_entry_stops_the_server(tmp_path):
+    from tests.deploykit import PRODUCTION_ENV, django_process
+
+    show = "from django.conf import settings; print(settings.MUSEHUB_METRICS_ALLOW)"
+    default = django_process(tmp_path, show, **PRODUCTION_ENV)
+    assert default.returncode == 0 and default.stdout.strip() == "['127.0.0.0/8', '::1/128']", default.stderr
+    listed = django_process(tmp_path, show, **PRODUCTION_ENV, MUSEHUB_METRICS_ALLOW="10.0.0.0/8, 192.168.1.5")
+    assert listed.stdout.strip() == "['10.0.0.0/8', '192.168.1.5']"
+    bad = django_process(tmp_path, show, **PRODUCTION_ENV, MUSEHUB_METRICS_ALLOW="10.0.0.0/8,intranet")
+    assert bad.returncode != 0 and "MUSEHUB_METRICS_ALLOW holds 'intranet'" in bad.stderr
