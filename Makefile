@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
-.PHONY: install install-dev build browser run serve migrate test test-sqlite test-postgres lint format bench bench-core bench-scale clean
+.PHONY: install install-dev build browser nginx run serve migrate test test-sqlite test-postgres lint format bench bench-core bench-scale clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,21 @@ browser:
 		echo "browser: could not install chromium and chromium-driver; the browser tests will skip"; \
 	else echo "browser: chromium/chromedriver missing and apt-get unavailable; the browser tests will skip"; fi
 
+# The proxy test (tests/test_proxy.py) runs Debian's nginx with deploy/nginx.conf in front of gunicorn. When it
+# is missing, Debian's package is unpacked into build/nginx (nothing installed system-wide, no service started);
+# where that cannot be done the test skips and says why.
+NGINX_LOCAL := build/nginx/usr/sbin/nginx
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || [ -x $(NGINX_LOCAL) ]; then :; \
+	elif command -v apt-get >/dev/null && command -v dpkg >/dev/null; then \
+		rm -rf build/nginx-deb && mkdir -p build/nginx-deb && \
+		( (cd build/nginx-deb && apt-get download nginx >/dev/null 2>&1) || \
+		  ([ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 && \
+		   cd build/nginx-deb && apt-get download nginx >/dev/null 2>&1) ) && \
+		dpkg -x build/nginx-deb/nginx_*.deb build/nginx && rm -rf build/nginx-deb || \
+		echo "nginx: could not unpack Debian's nginx; tests/test_proxy.py will skip"; \
+	else echo "nginx: missing and apt-get unavailable; tests/test_proxy.py will skip"; fi
+
 run: $(STAMP) build
 	$(BIN)/python manage.py migrate --noinput
 	MUSEHUB_DEBUG=$${MUSEHUB_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
@@ -70,10 +85,10 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 
 # MUSEHUB_REQUIRE_NATIVE: C extensions that failed to build fail their tests instead of skipping them.
-test-sqlite: $(DEV_STAMP) build browser
+test-sqlite: $(DEV_STAMP) build browser nginx
 	MUSEHUB_REQUIRE_NATIVE=1 DATABASE_URL= $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-postgres: $(DEV_STAMP) build browser
+test-postgres: $(DEV_STAMP) build browser nginx
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	MUSEHUB_REQUIRE_NATIVE=1 DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -9,9 +9,23 @@ this way. Everything comes from the environment:
   wait on storage and the database, threads keep a worker busy meanwhile).
   Every thread may hold a database connection: servers x workers x threads
   must stay under PostgreSQL's ``max_connections``;
-- ``MUSEHUB_TIMEOUT`` (default 600 s): a push verifies the whole pack (up to
-  ``MUSEHUB_MAX_PACK_BYTES``) before it answers, so requests may take minutes;
-  the reverse proxy's read timeout must be at least as long.
+- ``MUSEHUB_TIMEOUT`` (default 600 s): the worker's heartbeat. gthread
+  workers answer in their threads while the main loop beats, so a long request
+  (a push verifies its whole pack, up to ``MUSEHUB_MAX_PACK_BYTES``, before it
+  answers: minutes for the biggest) never trips it; a worker whose main loop
+  is stuck that long is killed and replaced. What ends a request that takes
+  too long is the proxy's ``proxy_read_timeout``, as long as this (600 s).
+
+Behind a proxy only. gunicorn has no timeout for reading a request: a thread
+that starts reading one from a slow client waits for as long as the client
+takes, so a few clients sending a header line every few seconds hold every
+thread. ``deploy/nginx.conf`` reads each request whole (header and body) before
+passing it on; gunicorn then sees only complete requests from the proxy. Its
+other timeouts are set for that: ``keepalive`` (75 s) outlasts nginx's idle
+upstream connections (``keepalive_timeout 60s`` in the ``upstream`` block), so
+nginx never sends a request on a connection gunicorn is closing, and a stopped
+server gives running requests ``graceful_timeout`` (60 s) to finish (compose
+waits ``stop_grace_period``, 75 s, before it kills the container).
 
 Request bodies are not limited here: the hub answers 413 beyond its own limits
 (``MUSEHUB_MAX_REQUEST_BYTES``, ``MUSEHUB_MAX_PUSH_REQUEST_BYTES``) and the
@@ -38,9 +52,9 @@ bind = os.environ.get("MUSEHUB_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}
 worker_class = "gthread"
 workers = _int("MUSEHUB_WORKERS", max(2, os.cpu_count() or 1))
 threads = _int("MUSEHUB_THREADS", 4)
-timeout = _int("MUSEHUB_TIMEOUT", 600)
+timeout = _int("MUSEHUB_TIMEOUT", 600)  # the heartbeat, not a request's limit (above)
 graceful_timeout = min(timeout, 60)
-keepalive = 5
+keepalive = 75  # longer than the proxy's upstream keepalive_timeout (60 s)
 # gunicorn's runtime control socket lives in $HOME: off, so several servers can share a host
 # (and a read-only home in containers is no problem).
 control_socket_disable = True
