@@ -15,6 +15,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -95,8 +96,24 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 else:
     ALLOWED_HOSTS = env_list("MUSEHUB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("MUSEHUB_SECURE_COOKIES", False)
-CSRF_TRUSTED_ORIGINS = env_list("MUSEHUB_CSRF_TRUSTED_ORIGINS", [])
+# The hub's public address: the base of hub-signed URLs, and whether browsers reach it over HTTPS. An
+# https:// address makes the session and CSRF cookies Secure, sends Strict-Transport-Security (a year, this
+# host only, no preload) on HTTPS answers and trusts that origin for CSRF; MUSEHUB_SECURE_COOKIES overrides.
+MUSEHUB_PUBLIC_URL = env_str("MUSEHUB_PUBLIC_URL", "")
+_public = urlsplit(MUSEHUB_PUBLIC_URL)
+if MUSEHUB_PUBLIC_URL and (_public.scheme not in ("http", "https") or not _public.netloc):
+    raise ImproperlyConfigured(
+        f"MUSEHUB_PUBLIC_URL is {MUSEHUB_PUBLIC_URL!r}; set it to the hub's address, e.g. https://hub.example.com."
+    )
+MUSEHUB_SECURE_COOKIES = env_bool("MUSEHUB_SECURE_COOKIES", _public.scheme == "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = MUSEHUB_SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = env_int("MUSEHUB_HSTS_SECONDS", 365 * 24 * 3600 if MUSEHUB_SECURE_COOKIES else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
+CSRF_TRUSTED_ORIGINS = env_list(
+    "MUSEHUB_CSRF_TRUSTED_ORIGINS", [f"https://{_public.netloc}"] if _public.scheme == "https" else []
+)
 
 INSTALLED_APPS = [
     # The admin's modules are discovered when the URLs load (musehub/urls.py), not at every start: a
@@ -284,7 +301,6 @@ MUSEHUB_MAX_PUSH_REQUEST_BYTES = env_int("MUSEHUB_MAX_PUSH_REQUEST_BYTES", 512 *
 MUSEHUB_MWP_PRESIGN = env_bool("MUSEHUB_MWP_PRESIGN", True)
 MUSEHUB_MWP_MAX_REPLY_BYTES = env_int("MUSEHUB_MWP_MAX_REPLY_BYTES", 64 * 1024**2)
 MUSEHUB_URL_TTL_SECONDS = env_int("MUSEHUB_URL_TTL_SECONDS", 3600)
-MUSEHUB_PUBLIC_URL = env_str("MUSEHUB_PUBLIC_URL", "")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = MUSEHUB_MAX_REQUEST_BYTES
 APPEND_SLASH = False  # the muse CLI refuses redirects
