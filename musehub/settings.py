@@ -137,6 +137,7 @@ MIDDLEWARE = [
     "musehub.logs.RequestLogMiddleware",
     "musehub.metrics.RequestMetricsMiddleware",
     "musehub.middleware.RequestSizeLimitMiddleware",
+    "musehub.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from repos.models import Branch, Proposal
-from tests.webkit import make_songs
+from tests.webkit import make_readme_repo, make_songs
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -48,6 +52,7 @@ def browser():
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations land there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     try:
@@ -116,3 +121,82 @@ def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_se
     assert "Merge proposal #1: Square brackets" in latest and head.removeprefix("sha256:")[:10] in latest
     browser.get(f"{base}{songs.url}/blob/main/new.txt")
     assert browser.find_element(By.ID, "L1").text.endswith("new")
+
+
+@pytest.fixture
+def tracker():
+    """Another host (127.0.0.1 on another port) that records every request a browser sends it."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/gif")
+            self.end_headers()
+            self.wfile.write(
+                bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+            )
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def csp_violations(browser) -> list[str]:
+    return [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def test_a_readmes_remote_image_is_never_fetched_and_the_policy_breaks_no_page(live_server, browser, tracker):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    remote, hits = tracker
+    readme = (
+        f'# Pixel\n\n![spy]({remote}/markdown.gif)\n\n<img src="{remote}/html.gif" alt="html">\n\n![cover](cover.png)\n'
+    )
+    repo = make_readme_repo(readme.encode())
+    base = live_server.url
+
+    browser.get(f"{base}{repo.url}")
+    cover = browser.find_element(By.CSS_SELECTOR, ".readme img[alt=cover]")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return arguments[0].complete", cover))
+    assert browser.execute_script("return arguments[0].naturalWidth", cover) == 1, "the hub's own image loads"
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".readme img")) == 3, "the remote images are on the page"
+    time.sleep(0.5)
+    assert hits == [], "the browser asked the other host for nothing"
+    refused = csp_violations(browser)
+    assert any(f"{remote}/markdown.gif" in m for m in refused) and any(f"{remote}/html.gif" in m for m in refused), (
+        "the policy is what kept them from loading"
+    )
+
+    # The hub's pages, the admin and the API docs work under their policies: no violation in the console.
+    songs = make_songs()
+    get_user_model().objects.create_superuser("root-browser", password="pw")
+    for url in (songs.url, f"{songs.url}/blob/main/src/play.py", f"{songs.url}/blob/main/tune.mid",
+                f"{songs.url}/blob/main/README.md", f"{songs.url}/blob/main/cover.png", f"{songs.url}/commits/main",
+                f"{songs.url}/compare/main...feature", "/accounts/login", "/admin/login/"):  # fmt: skip
+        browser.get(f"{base}{url}")
+        assert not csp_violations(browser), url
+        if url.endswith("tune.mid"):
+            swatch = browser.find_element(By.CSS_SELECTOR, ".tracks .swatch rect")
+            assert browser.execute_script("return getComputedStyle(arguments[0]).fill", swatch) == "rgb(47, 111, 223)"
+    browser.find_element(By.NAME, "username").send_keys("root-browser")
+    browser.find_element(By.NAME, "password").send_keys("pw")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 15).until(lambda d: d.current_url.rstrip("/").endswith("/admin"))
+    for url in ("/admin/repos/repo/", f"/admin/repos/repo/{songs.repo.pk}/change/", "/admin/auth/user/add/"):
+        browser.get(f"{base}{url}")
+        assert browser.execute_script("return document.readyState") == "complete"
+        assert not csp_violations(browser), url
+        header = browser.find_element(By.ID, "header")
+        assert browser.execute_script("return getComputedStyle(arguments[0]).display", header) == "flex", "admin CSS"
+    assert hits == []

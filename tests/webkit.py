@@ -68,3 +68,13 @@ def make_songs(visibility: str = "public", owner=None) -> Songs:
     feature = history.commit(feature_files, parents=[main["commit_id"]], message="Brackets", branch="feature")
     push_history(repo, history, commits=[feature], branch="feature")
     return Songs(owner=owner, repo=repo, history=history, main=main, feature=feature)
+
+
+def make_readme_repo(readme: bytes, owner=None) -> Songs:
+    """Push one commit holding *readme* as README.md beside cover.png (a 1x1 PNG) as *owner*."""
+    owner = owner or make_user(f"reader-{uid()}")
+    repo = make_repo(owner, f"readme-{uid()}")
+    history = History()
+    main = history.commit({"README.md": readme, "cover.png": PNG_1X1}, message="A README")
+    push_history(repo, history)
+    return Songs(owner=owner, repo=repo, history=history, main=main, feature=main)
