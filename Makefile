@@ -62,9 +62,10 @@ nginx:
 		echo "nginx: could not unpack Debian's nginx; tests/test_proxy.py will skip"; \
 	else echo "nginx: missing and apt-get unavailable; tests/test_proxy.py will skip"; fi
 
+# The embedded default with DEBUG off, as a stranger would see it; MUSEHUB_DEBUG=1 make run for Django's debug pages.
 run: $(STAMP) build
 	$(BIN)/python manage.py migrate --noinput
-	MUSEHUB_DEBUG=$${MUSEHUB_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Production: run `make migrate` once per deploy (not on every app server), then `make serve` on each.
 migrate: $(STAMP)

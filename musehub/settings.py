@@ -147,11 +147,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "musehub.middleware.RefuseNulMiddleware",  # last: its 400 page gets every header and the signed-in user
 ]
-if PRODUCTION:  # the admin's CSS and JS, served by every app server from its own collectstatic
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-    )
+# Static files (the pages' stylesheet, the admin's and the API docs' CSS and JS) come through WhiteNoise, DEBUG
+# or not: in production from each app server's own collectstatic (hashed, compressed), in development straight
+# from the apps' static folders (no collectstatic; an edited file is served at once).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not PRODUCTION
 if env_str("MUSEHUB_BENCH_STATS"):  # benchmark only (bench/server_stats.py): per-request stats to that file
     MIDDLEWARE.insert(0, "bench.server_stats.BenchStatsMiddleware")
 

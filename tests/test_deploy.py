@@ -57,7 +57,7 @@ SHOW_SETTINGS = (
     "'debug': s.DEBUG, 'secret': s.SECRET_KEY, 'hosts': s.ALLOWED_HOSTS, 'middleware': s.MIDDLEWARE, "
     "'static': s.STORAGES['staticfiles']['BACKEND'], 'mpacks': s.STORAGES['mpacks'], "
     "'log_format': s.LOGGING['handlers']['console']['formatter'], 'db': s.DATABASES['default']['ENGINE'], "
-    "'proxy_ssl': getattr(s, 'SECURE_PROXY_SSL_HEADER', None)}, default=repr))"
+    "'proxy_ssl': getattr(s, 'SECURE_PROXY_SSL_HEADER', None), 'finders': s.WHITENOISE_USE_FINDERS}, default=repr))"
 )
 
 
@@ -95,6 +95,7 @@ def test_production_mode_settings(tmp_path):
     security = shown["middleware"].index("django.middleware.security.SecurityMiddleware")
     assert shown["middleware"][security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware"
     assert shown["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert shown["finders"] is False, "production serves its own collectstatic only"
     assert shown["log_format"] == "json"
     assert shown["proxy_ssl"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert not (tmp_path / "data" / "secret_key").exists(), "no per-server secret is made in production"
@@ -104,10 +105,12 @@ def test_the_embedded_default_needs_no_environment_at_all(tmp_path):
     result = django_process(tmp_path, SHOW_SETTINGS)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert shown["debug"] is False, "DEBUG is off unless MUSEHUB_DEBUG (make run sets it)"
+    assert shown["debug"] is False, "DEBUG is off unless MUSEHUB_DEBUG=1 (make run too)"
     assert shown["secret"] == (tmp_path / "data" / "secret_key").read_text().strip()
     assert "localhost" in shown["hosts"] and "127.0.0.1" in shown["hosts"]
-    assert "whitenoise.middleware.WhiteNoiseMiddleware" not in shown["middleware"]
+    security = shown["middleware"].index("django.middleware.security.SecurityMiddleware")
+    assert shown["middleware"][security + 1] == "whitenoise.middleware.WhiteNoiseMiddleware", "static files, DEBUG off"
+    assert shown["finders"] is True, "straight from the apps' static folders: no collectstatic"
     assert shown["static"] == "django.contrib.staticfiles.storage.StaticFilesStorage"
     assert shown["log_format"] == "text"
     assert shown["db"] == "django.db.backends.sqlite3"
