@@ -47,16 +47,38 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _private_dir(path: Path) -> None:
+    """Make directory *path* if missing, and readable by this user only (0700): it holds the hub's own data."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)  # made before this rule (0755), or by an image's mkdir
+        except PermissionError:  # another user's directory: left as its owner set it
+            pass
+
+
+def _private_file(path: Path) -> None:
+    """Create file *path* empty with mode 0600 if missing (never readable by others, not even briefly), or tighten it."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except FileNotFoundError:  # no such directory: whoever opens the file reports it
+        pass
+
+
+# SQLite database (password hashes, tokens), filesystem storage (private repositories), secret key: 0700.
 DATA_DIR = Path(env_str("MUSEHUB_DATA_DIR", str(BASE_DIR / "var")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+_private_dir(DATA_DIR)
 
 
 def _embedded_secret_key() -> str:
     """Return a secret key kept in the data dir, made once (embedded default only)."""
     path = DATA_DIR / "secret_key"
     if not path.exists():
+        _private_file(path)
         path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -195,6 +217,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # is as safe on SQLite as under PostgreSQL's row lock.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASES["default"]["NAME"] not in ("", ":memory:") and not DATABASES["default"]["NAME"].startswith("file:"):
+        _private_file(Path(DATABASES["default"]["NAME"]))  # its journal and WAL files take the same mode
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,4 @@
-"""Settings that keep secrets: cookies and HSTS from the hub's public URL.
+"""Settings that keep secrets: cookies and HSTS from the hub's public URL, a data dir no other user can read.
 
 Each case runs Django in a fresh interpreter configured only by its
 environment (``tests/deploykit.py``), as a server would start.
@@ -7,6 +7,9 @@ environment (``tests/deploykit.py``), as a server would start.
 from __future__ import annotations
 
 import json
+import stat
+
+import pytest
 
 from tests.deploykit import PRODUCTION_ENV, django_process
 
@@ -112,3 +115,50 @@ def test_plain_http_without_a_public_url_keeps_working_without_secure_cookies(tm
     shown = sign_in(tmp_path, "http")
     assert shown["status"] == 302 and shown["hsts"] is None
     assert shown["session"] == {"secure": False, "httponly": True, "samesite": "Lax"}
+
+
+# --- the data dir ----------------------------------------------------------------------------------------
+
+WRITE_SQLITE = (
+    "from django.db import connection; c = connection.cursor(); "
+    "c.execute('CREATE TABLE IF NOT EXISTS t (x)'); c.execute('INSERT INTO t VALUES (1)'); connection.close()"
+)
+
+
+def modes(directory) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in [directory, *directory.iterdir()]}
+
+
+def test_the_data_dir_database_and_secret_key_are_private_even_with_a_permissive_umask(tmp_path):
+    result = django_process(tmp_path, WRITE_SQLITE, umask=0o022)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "data"
+    assert modes(data) == {"data": 0o700, "musehub.sqlite3": 0o600, "secret_key": 0o600}
+
+
+def test_an_existing_world_readable_data_dir_and_database_are_made_private(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    (data / "musehub.sqlite3").touch()
+    (data / "musehub.sqlite3").chmod(0o644)
+    result = django_process(tmp_path, WRITE_SQLITE, umask=0o022)
+    assert result.returncode == 0, result.stderr
+    assert modes(data)["data"] == 0o700 and modes(data)["musehub.sqlite3"] == 0o600
+
+
+@pytest.mark.parametrize("journal_mode", ["DELETE", "WAL"])
+def test_sqlites_journal_files_take_the_databases_mode(tmp_path, journal_mode):
+    script = (
+        "from django.db import connection; import os, stat, json; c = connection.cursor(); "
+        f"c.execute('PRAGMA journal_mode={journal_mode}'); c.execute('BEGIN'); c.execute('CREATE TABLE t (x)'); "
+        "c.execute('INSERT INTO t VALUES (1)'); d = os.environ['MUSEHUB_DATA_DIR']; "
+        "print(json.dumps({n: stat.S_IMODE(os.stat(os.path.join(d, n)).st_mode) for n in os.listdir(d)})); "
+        "c.execute('COMMIT')"
+    )
+    result = django_process(tmp_path, script, umask=0o022)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    suffix = "-wal" if journal_mode == "WAL" else "-journal"
+    assert shown.get(f"musehub.sqlite3{suffix}") == 0o600, shown
+    assert all(mode & 0o077 == 0 for mode in shown.values()), shown
