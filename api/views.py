@@ -9,11 +9,13 @@ shape ``{error, detail}`` of ``hubhttp.errors``.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -24,7 +26,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from hubhttp import downloads
 from hubhttp.codecs import JSONBodyParser, MsgpackParser, MsgpackRenderer
+from hubhttp.downloads import if_range_holds, requested_range
 from hubhttp.errors import json_error
 from hubhttp.views import validated
 from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
@@ -42,7 +46,7 @@ from repos.services.repos import (
     set_collaborator,
     update_repo,
 )
-from repos.storage.reader import read_blob
+from repos.storage.blobstream import open_download
 
 
 class ApiView(APIView):
@@ -204,28 +208,33 @@ def _if_none_match(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def _content_type(path: str, raw: bytes) -> str:
-    guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if guessed.startswith("text/"):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return guessed
-        return f"{guessed}; charset=utf-8"
-    return guessed
-
-
 class RawView(RepoApiView):
-    """A file's bytes at a ref, verified against its object id; the object id is the ETag."""
+    """A file's bytes at a ref, streamed and verified against its object id; the object id is the ETag.
+
+    What a download promises (chunks, Range, active types, the raw origin) is in
+    ``docs/security.md`` ("Downloads"); the pieces are ``hubhttp.downloads`` and
+    ``repos.storage.blobstream``.
+    """
 
     def perform_content_negotiation(self, request, force=False):
         # Any Accept header may ask for a file; errors still answer JSON.
         return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(
-        responses={(200, "*/*"): OpenApiTypes.BINARY, 304: None},
+        parameters=[
+            OpenApiParameter(
+                "Range", str, OpenApiParameter.HEADER, description="One range: `bytes=a-b`, `bytes=a-` or `bytes=-n`."
+            ),
+            OpenApiParameter("If-Range", str, OpenApiParameter.HEADER, description="The ETag the range is for."),
+        ],
+        responses={(200, "*/*"): OpenApiTypes.BINARY, (206, "*/*"): OpenApiTypes.BINARY, 304: None, 416: None},
         summary="A file's bytes at a ref",
-        description="The file's bytes, verified against its object id, with a guessed Content-Type. The object id is the ETag: send If-None-Match for a 304. Served with `Content-Security-Policy: sandbox`, so repository content never runs as part of the hub's site.",
+        description="The file's bytes, streamed and verified against its object id, with a guessed Content-Type. "
+        "The object id is the ETag: send If-None-Match for a 304. One `Range` is answered 206 (several: the whole "
+        "file, 200; past the end: 416). HTML, SVG, XML, JavaScript, PDF and other active types are served as "
+        "`text/plain` (or as an attachment) unless the request came to the operator's raw origin "
+        "(`MUSEHUB_RAW_URL`). Served with `Content-Security-Policy: sandbox`, so repository content never runs as "
+        "part of the hub's site.",
         operation_id="repo_raw_retrieve",
     )
     def get(self, request, owner: str, slug: str, spec: str):
@@ -238,15 +247,61 @@ class RawView(RepoApiView):
         if _if_none_match(request.headers.get("If-None-Match", ""), etag):
             response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
         else:
-            raw = read_blob(object_id)
-            response = HttpResponse(raw, content_type=_content_type(path, raw))
-            response["Content-Length"] = str(len(raw))
-            response["Content-Disposition"] = content_disposition_header(False, path.rsplit("/", 1)[-1])
+            response = self._download(request, object_id, path, etag)
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         # Repository content is untrusted: never let a browser run it as part of this site.
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+        return response
+
+    @staticmethod
+    def _download(request, object_id: str, path: str, etag: str) -> HttpResponse:
+        """Return the streamed 200 (or 206 for one satisfiable Range) of the blob; HEAD reads only what the type needs."""
+        blob = open_download(object_id)
+        wanted = None
+        if (
+            blob.size is not None
+            and "Range" in request.headers
+            and if_range_holds(request.headers.get("If-Range"), etag)
+        ):
+            wanted = requested_range(request.headers["Range"], blob.size)  # RangeNotSatisfiable: 416
+        guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        sniff = guessed.startswith("text/") or downloads.is_active(guessed)
+        chunks = None
+        if wanted is None and request.method != "HEAD":
+            chunks = blob.chunks()  # the first chunk is read now: storage that is down is a JSON 503
+            head = chunks.peek()[: downloads.SNIFF_BYTES]
+        elif sniff and blob.size:
+            with contextlib.closing(blob.range_chunks(0, min(blob.size, downloads.SNIFF_BYTES) - 1)) as start:
+                head = b"".join(start)
+        else:
+            head = b""
+        content_type, attachment = downloads.raw_type(
+            guessed,
+            head,
+            complete=blob.size is not None and len(head) >= blob.size,
+            raw_origin=downloads.on_raw_origin(request),
+            fetch_dest=request.headers.get("Sec-Fetch-Dest", ""),
+        )
+        first, last = wanted if wanted is not None else (0, (blob.size or 0) - 1)
+        length = None if blob.size is None else last - first + 1
+        code = status.HTTP_200_OK if wanted is None else status.HTTP_206_PARTIAL_CONTENT
+        if request.method == "HEAD":
+            response = HttpResponse(status=code, content_type=content_type)
+            if length is not None:
+                response["Content-Length"] = str(length)
+        else:
+            if chunks is None:
+                chunks = blob.range_chunks(first, last)
+            response = downloads.streamed(chunks, status=code, content_type=content_type, length=length)
+        if wanted is not None:
+            response["Content-Range"] = f"bytes {first}-{last}/{blob.size}"
+        if blob.size is not None:
+            response["Accept-Ranges"] = "bytes"
+        if guessed == "image/svg+xml":
+            patch_vary_headers(response, ["Sec-Fetch-Dest"])  # an <img> gets the image, a page the text
+        response["Content-Disposition"] = content_disposition_header(attachment, path.rsplit("/", 1)[-1])
         return response
 
 

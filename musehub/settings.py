@@ -329,6 +329,15 @@ MUSEHUB_MAX_PUSH_REQUEST_BYTES = env_int("MUSEHUB_MAX_PUSH_REQUEST_BYTES", 512 *
 MUSEHUB_MWP_PRESIGN = env_bool("MUSEHUB_MWP_PRESIGN", True)
 MUSEHUB_MWP_MAX_REPLY_BYTES = env_int("MUSEHUB_MWP_MAX_REPLY_BYTES", 64 * 1024**2)
 MUSEHUB_URL_TTL_SECONDS = env_int("MUSEHUB_URL_TTL_SECONDS", 3600)
+# A separate origin for raw files (another host name routed to these app servers, e.g.
+# https://raw.hub-usercontent.example; docs/security.md "Downloads"): only requests to its host serve HTML,
+# SVG and other active types as themselves. Empty: they are text/plain or attachments everywhere.
+MUSEHUB_RAW_URL = env_str("MUSEHUB_RAW_URL", "")
+_raw_scheme, _, _raw_rest = MUSEHUB_RAW_URL.partition("://")
+if MUSEHUB_RAW_URL and (_raw_scheme not in ("http", "https") or not _raw_rest.split("/", 1)[0]):
+    raise ImproperlyConfigured(
+        f"MUSEHUB_RAW_URL is {MUSEHUB_RAW_URL!r}; set it to the raw origin, e.g. https://raw.hub-usercontent.example."
+    )
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = MUSEHUB_MAX_REQUEST_BYTES
 APPEND_SLASH = False  # the muse CLI refuses redirects

@@ -64,6 +64,20 @@ class ReplyTooLarge(PayloadTooLarge):
     code = "reply_too_large"
 
 
+class RangeNotSatisfiable(MuseHubError):
+    """A ``Range:`` request none of whose bytes exist (it starts past the end): 416 with ``Content-Range: bytes */size``."""
+
+    code = "range_not_satisfiable"
+    status = 416
+    default_message = "The requested range starts past the end of the file."
+
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message or f"The requested range starts past the end of the file ({size} bytes).", size=size)
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.data['size']}"}
+
+
 class AuthenticationRequired(MuseHubError):
     code = "unauthenticated"
     status = 401

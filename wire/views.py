@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 
 from django.conf import settings
 from django.core.files import File
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -22,6 +21,7 @@ from rest_framework.views import APIView
 
 from hubhttp.authentication import BearerTokenAuthentication
 from hubhttp.codecs import MAX_BODY_DEPTH, BodyTooDeep, JSONBodyParser, MsgpackParser, MsgpackRenderer
+from hubhttp.downloads import file_chunks, requested_range, streamed
 from hubhttp.views import absolute, validated
 from musehub_core.errors import BadRequest, MalformedPack, NotFound, PayloadTooLarge
 from musehub_core.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
@@ -43,7 +43,6 @@ from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack,
 from wire.push import PUSH_INLINE, create_mpack_upload, inline_push_allowed, wire_push_unpack_mpack
 
 NATIVE_HEADER = "X-Muse-Protocol"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _CHUNK = 1024 * 1024
 
 
@@ -246,29 +245,17 @@ class SignedStorageView(APIView):
             raise NotFound("No such object.")
         path = store.path_for(name)
         size = os.path.getsize(path)
-        match = _RANGE.match(request.headers.get("Range", ""))
-        if match and any(match.groups()):
-            return self._ranged(path, size, *match.groups())
-        response = FileResponse(open(path, "rb"), content_type="application/octet-stream")  # noqa: SIM115 (FileResponse closes it)
-        response["Content-Length"] = str(size)
-        response["Accept-Ranges"] = "bytes"
-        return response
-
-    @staticmethod
-    def _ranged(path: str, size: int, first: str, last: str) -> HttpResponse:
-        if first:
-            start, end = int(first), min(int(last) if last else size - 1, size - 1)
-        else:
-            start, end = max(size - int(last), 0), size - 1
-        if start > end or start >= size:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(end - start + 1)
-        response = HttpResponse(data, status=206, content_type="application/octet-stream")
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        wanted = requested_range(request.headers.get("Range", ""), size)  # RangeNotSatisfiable: 416
+        first, last = wanted if wanted is not None else (0, size - 1)
+        # Streamed a chunk at a time, a range as much as a whole pack.
+        response = streamed(
+            file_chunks(path, first, last - first + 1, _CHUNK),
+            status=200 if wanted is None else 206,
+            content_type="application/octet-stream",
+            length=last - first + 1,
+        )
+        if wanted is not None:
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
         response["Accept-Ranges"] = "bytes"
         return response
 

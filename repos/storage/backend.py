@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import functools
 import http.client
+import io
 import logging
 import os
 import shutil
@@ -189,6 +190,34 @@ class StorageStream:
         return getattr(self.raw, name)
 
 
+class _Span(io.RawIOBase):
+    """At most *length* bytes of an open stream, from where it stands (a ranged read of a seekable file)."""
+
+    def __init__(self, handle: IO[bytes], length: int) -> None:
+        self._handle = handle
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        want = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._handle.read(want) if want > 0 else b""
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            super().close()
+
+
 class MPackStore:
     """The hub's view of object storage: whole packs, byte ranges, signed URLs, legacy objects."""
 
@@ -248,6 +277,16 @@ class MPackStore:
         with self._open(name) as handle:
             handle.seek(start)
             return handle.read(end - start)
+
+    def _open_span(self, name: str, start: int, end: int) -> IO[bytes]:
+        """Return a stream of bytes *start* to *end* (exclusive) of *name*; raise FileNotFoundError when absent."""
+        handle = self._open(name)
+        try:
+            handle.seek(start)
+        except BaseException:
+            handle.close()
+            raise
+        return _Span(handle, end - start)
 
     def _move(self, source: str, target: str) -> None:
         with self._open(source) as handle:
@@ -318,6 +357,22 @@ class MPackStore:
                     out[(offset, length)] = span[offset - start : offset - start + length]
                     position += 1
         return out
+
+    def open_mpack_range(self, mpack_id: str, offset: int, length: int) -> StorageStream | None:
+        """Return a stream of *length* bytes of a pack from *offset*, or None when the pack is missing.
+
+        One ranged GET whose body is read as the caller reads the stream (a
+        download of a big blob): the bytes are never held whole.
+        """
+        name = mpack_name(mpack_id)
+        with self._errors("read an mpack range"):
+            try:
+                stream = self._open_span(name, offset, offset + length) if length > 0 else io.BytesIO()
+            except FileNotFoundError:
+                self._report("get_range", mpack_id, 0)
+                return None
+        self._report("get_range", mpack_id, length)
+        return self._stream(stream, "read an mpack range", length)
 
     def mpack_exists(self, mpack_id: str) -> bool:
         with self._errors("look up an mpack"):
@@ -654,6 +709,10 @@ class S3MPackStore(MPackStore):
     def _read_span(self, name: str, start: int, end: int) -> bytes:
         response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")
         return response["Body"].read()
+
+    def _open_span(self, name: str, start: int, end: int) -> IO[bytes]:
+        response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")
+        return response["Body"]
 
     def _move(self, source: str, target: str) -> None:
         """Copy *source* to *target* inside the bucket, then delete *source*.
