@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import msgpack
 import pytest
+import requests
 
 from musehub_core.ids import from_wire_hex
 from musehub_core.mpack import parse_wire_mpack
@@ -109,6 +111,23 @@ def test_zero_byte_files_are_stored_and_served(hub):
     pack = MwpClient(hub.url)._request("POST", "fetch", {"want": [head], "have": []})
     empties = [o for o in pack["objects"] if o["content"] == b""]
     assert len(empties) == 1 and empties[0]["object_id"] == local.manifest_at(head)["empty.txt"]
+
+
+def test_a_fetch_reply_past_the_memory_spool_arrives_whole_with_its_length(hub):
+    """A reply is assembled before it is sent: past 8 MiB in a temporary file, then sent with its Content-Length."""
+    local = LocalRepo()
+    takes = {f"take-{i}.wav": os.urandom(3 * 1024 * 1024) for i in range(3)}
+    head = local.commit(takes, message="takes")
+    hub.push(local)
+    reply = requests.post(
+        f"{hub.url}/fetch",
+        data=msgpack.packb({"want": [head], "have": []}),
+        headers={"Content-Type": "application/x-msgpack", "Accept": "application/x-msgpack"},
+        timeout=60,
+    )
+    assert reply.status_code == 200 and int(reply.headers["Content-Length"]) == len(reply.content) > 9 * 1024 * 1024
+    objects = msgpack.unpackb(reply.content)["objects"]
+    assert sorted(o["content"] for o in objects) == sorted(takes.values())
 
 
 def test_diverged_push_is_409_and_force_overwrites(hub):

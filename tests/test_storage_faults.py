@@ -309,6 +309,69 @@ def test_an_mwp_fetch_while_storage_is_down_is_a_503_before_the_reply_starts(sto
     assert [c["commit_id"] for c in body["commits"]] == [head["commit_id"][7:]]
 
 
+def test_an_mwp_fetch_whose_storage_breaks_mid_read_is_a_whole_json_503(store, proxy):
+    """The reply is assembled before its first byte: a storage failure after the first blob is still a JSON 503.
+
+    (Sent as it was read, the reply began with the first blob and broke off: the muse CLI saw a broken pipe.)
+    """
+    user = make_user(f"alice-{uid()}")
+    caller = WireCaller(token_for(user), native=False)
+    repo = make_repo(owner=user)
+    history = History()
+    # One pack read whole: its first 1 MiB read holds the small blob, the cut comes inside the big one.
+    head = history.commit({"a-small.txt": b"verse\n" * 20_000, "b-big.bin": random_bytes(3 * MiB)})
+    push_history(repo, history)
+    path = f"/{repo.owner}/{repo.slug}"
+
+    proxy.cut_after(int(1.5 * MiB), methods={"GET"})
+    reply = caller.post(f"{path}/fetch", {"want": [head["commit_id"][7:]], "have": []})
+    assert_storage_503(reply)  # the whole body parses: one JSON object, not a reply cut short
+
+    proxy.pass_through()
+    again = caller.post(f"{path}/fetch", {"want": [head["commit_id"][7:]], "have": []})
+    assert again.status == 200 and again.headers["Content-Length"] == str(len(again.content))
+    assert {o["object_id"]: o["content"] for o in msgpack.unpackb(again.content)["objects"]} == {
+        oid[7:]: content for oid, content in history.blobs.items()
+    }
+
+
+def test_an_mwp_fetch_whose_storage_stops_between_reads_is_a_whole_json_503(store, proxy):
+    """Two packs, each read by one ranged GET (the fetch needs a small part of each); storage stops after the first.
+
+    Whichever pack is read first arrives whole (its blob was the reply's first object), then nothing answers.
+    """
+    user = make_user(f"alice-{uid()}")
+    caller = WireCaller(token_for(user), native=False)
+    repo = make_repo(owner=user)
+    big = {"one.bin": random_bytes(MiB), "two.bin": random_bytes(MiB + 1)}
+    a, b = b"a" * 9000, b"b" * 9000
+    history = History()
+    base = history.commit(big)
+    head = history.commit({**big, "a.txt": a, "b.txt": b}, parents=[base["commit_id"]])
+    push_history(repo, history, commits=[base], blobs={blob_id(x): x for x in [*big.values(), a]})  # pack 1
+    filler = random_bytes(MiB + 2)  # no file names it: it makes pack 2 big enough to be read by range too
+    push_history(repo, history, commits=[head], blobs={blob_id(b): b, blob_id(filler): filler})  # pack 2
+    body = {"want": [head["commit_id"][7:]], "have": [base["commit_id"][7:]]}
+
+    def stop_after_the_first_read(op) -> None:
+        if op.op == "get_range":  # reported once its span was read whole
+            proxy.stop()
+
+    proxy.reset_counts()
+    store.add_observer(stop_after_the_first_read)
+    try:
+        reply = caller.post(f"/{repo.owner}/{repo.slug}/fetch", body)
+    finally:
+        store.remove_observer(stop_after_the_first_read)
+    assert_storage_503(reply)
+    assert [method for method, _ in proxy.requests] == ["GET"], "one pack was read, then storage was gone"
+
+    proxy.pass_through()
+    again = caller.post(f"/{repo.owner}/{repo.slug}/fetch", body)
+    assert again.status == 200
+    assert sorted(o["content"] for o in msgpack.unpackb(again.content)["objects"]) == [a, b]
+
+
 def test_fetch_when_storing_its_pack_answers_slowdown_is_a_503(store, proxy, stored_keys, alice):
     user, caller = alice
     repo = make_repo(owner=user)

@@ -11,11 +11,11 @@ arrives, commits and snapshots go to the database only.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import msgpack
 from django.conf import settings
@@ -46,8 +46,10 @@ MWP_PARENT_FIELDS = ("parent_commit_id", "parent2_commit_id")
 MAX_OBJECTS_PER_CALL = 10_000
 # An object entry beyond its bytes: map header, "object_id" and its 64 hex, "content" and a bin32 header.
 OBJECT_ENTRY_BYTES = 96
-# A streamed fetch reply is handed to the server in pieces of about this size.
+# A fetch reply is handed to the server in pieces of this size.
 REPLY_CHUNK = 1024 * 1024
+# A fetch reply is assembled in memory up to this size, then in a temporary file (at most MUSEHUB_MWP_MAX_REPLY_BYTES).
+REPLY_SPOOL_MEMORY = 8 * 1024 * 1024
 
 
 # --- translation at the protocol boundary ----------------------------------------------------
@@ -327,14 +329,37 @@ def _ids_in(values: object, name: str, limit: int = MAX_IDS) -> list[str]:
     return check_ids([id_in(v, name) if isinstance(v, str) else v for v in values], name, limit)
 
 
-@transfer("fetch", "mwp", "musehub.mwp")
-def mwp_fetch(repo: Repo, *, want: object, have: object) -> Iterator[bytes]:
-    """Return, as msgpack pieces, the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
+class MwpReply:
+    """An assembled MWP fetch reply: *size* bytes of msgpack in *spool*, sent REPLY_CHUNK at a time.
 
-    Everything that can refuse the fetch is checked before the first piece, and the
-    first blob is read then too (storage that is down is a 503, not a cut reply);
-    the rest is read as the reply is sent, so the hub never holds the whole reply.
-    Raises ReplyTooLarge when the reply would exceed what the CLI accepts.
+    Iterating it sends the spool from its start; Django calls :meth:`close`
+    when the reply is done (or the client went away), which frees the spool.
+    """
+
+    def __init__(self, spool: IO[bytes], size: int) -> None:
+        self.spool = spool
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.spool.seek(0)
+        while chunk := self.spool.read(REPLY_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+@transfer("fetch", "mwp", "musehub.mwp")
+def mwp_fetch(repo: Repo, *, want: object, have: object) -> MwpReply:
+    """Return the reply holding the commits, snapshots and verified blobs a client holding *have* lacks for *want*.
+
+    The whole reply is assembled before its first byte is sent: in memory up to
+    REPLY_SPOOL_MEMORY, in a temporary file past it, never more than
+    MUSEHUB_MWP_MAX_REPLY_BYTES (the CLI's own cap). The muse CLI has no way to
+    tell a reply cut short from a broken connection, so storage failing at any
+    point of the fetch is the usual JSON 503 (StorageUnavailable), which it
+    prints as one line, never a reply that stops half way.
+    Raises ReplyTooLarge when the reply would exceed that cap.
     """
     note_transfer(repo=repo.full_name)
     want_ids = _ids_in(want, "want")
@@ -355,34 +380,33 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> Iterator[bytes]:
         len(msgpack.packb(reply, use_bin_type=True)) + (blob_bytes or 0) + OBJECT_ENTRY_BYTES * len(selection.blob_ids)
     )
     if size > limit:
-        raise ReplyTooLarge(
-            f"This fetch is {size // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may hold. Clone "
-            "with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
-        )
+        raise _too_large(size, limit)
     plan = plan_blob_reads(selection.blob_ids)
-    blobs = serve_blobs(plan, keep_raw=True)
-    first = next(blobs, None)
     note_transfer(commits=len(selection.commits), blobs=plan.count, bytes=blob_bytes or 0)
-
-    def pieces() -> Iterator[bytes]:
+    spool = tempfile.SpooledTemporaryFile(max_size=REPLY_SPOOL_MEMORY, prefix="musehub-mwp-")  # noqa: SIM115 (MwpReply closes it)
+    try:
         packer = msgpack.Packer(use_bin_type=True)
         head = [packer.pack_map_header(len(reply) + 1)]
         for key, value in reply.items():
             head += [packer.pack(key), packer.pack(value)]
         head += [packer.pack("objects"), packer.pack_array_header(plan.count)]
-        yield b"".join(head)
-        batch: list[bytes] = []
-        batched = 0
-        for blob in itertools.chain([first] if first else [], blobs):
+        written = spool.write(b"".join(head))
+        for blob in serve_blobs(plan, keep_raw=True):
             entry = packer.pack({"object_id": to_wire_hex(blob.object_id), "content": blob.raw})
-            batch.append(entry)
-            batched += len(entry)
-            if batched >= REPLY_CHUNK:
-                yield b"".join(batch)
-                batch, batched = [], 0
-        yield b"".join(batch)
+            written += spool.write(entry)
+            if written > limit:  # object rows that understate their size: still never past the cap
+                raise _too_large(written, limit)
+    except BaseException:
+        spool.close()
+        raise
+    return MwpReply(spool, written)
 
-    return pieces()
+
+def _too_large(size: int, limit: int) -> ReplyTooLarge:
+    return ReplyTooLarge(
+        f"This fetch is {size // 2**20} MiB, more than the {limit // 2**20} MiB a muse CLI reply may hold. Clone "
+        "with the MuseHub client (musehub clone URL DIR, or python -m musehub_client), which has no such cap."
+    )
 
 
 def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:

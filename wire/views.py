@@ -205,8 +205,11 @@ class MwpFetchView(MwpView):
     def post(self, request, owner: str, slug: str):
         repo = repo_for(request.user, owner, slug)
         body = self.body(request)
-        pieces = mwp.mwp_fetch(repo, want=body.get("want"), have=body.get("have", []))
-        return StreamingHttpResponse(pieces, content_type=MsgpackRenderer.media_type)
+        # Assembled whole before the first byte (wire.mwp.mwp_fetch): a storage failure is a JSON 503, never a cut reply.
+        reply = mwp.mwp_fetch(repo, want=body.get("want"), have=body.get("have", []))
+        response = StreamingHttpResponse(reply, content_type=MsgpackRenderer.media_type)
+        response["Content-Length"] = str(reply.size)
+        return response
 
 
 class NegotiateView(MwpView):
