@@ -86,6 +86,8 @@ _ERRORS = {
     "411": "Send the body with a Content-Length (chunked bodies are not accepted).",
     "413": "Over a size limit of the hub (a pack, a request body, or a reply the muse CLI would refuse).",
     "422": "The request is well formed but cannot apply (e.g. `unknown_branch`, `malformed_pack`).",
+    "429": "Too many failed token authentications from your address (`throttled`): every token request from it "
+    "is refused, a right token too, until `Retry-After` seconds have passed.",
     "503": "Storage or the database is unavailable: retry after `Retry-After` seconds.",
 }
 
@@ -135,7 +137,7 @@ def tag_and_document_errors(result, generator, request, public):
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             operation["tags"] = [tag_of(path)]
-            codes = ["401", "503"]
+            codes = ["401", "429", "503"]
             if "{owner}" in path or "{author}" in path:
                 codes.append("404")
             if method in ("post", "put", "patch", "delete"):

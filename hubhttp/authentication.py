@@ -1,13 +1,20 @@
-"""Bearer tokens on the HTTP faces: ``Authorization: Bearer <token>`` (checking is ``repos.services.tokens``)."""
+"""Bearer tokens on the HTTP faces: ``Authorization: Bearer <token>`` (checking is ``repos.services.tokens``).
+
+Failed token authentications are counted per client address (``hubhttp.throttle``): past
+``MUSEHUB_TOKEN_FAILURE_LIMIT`` every token request from that address answers 429 with
+``Retry-After`` until its window ends, a right token included (else guessing would go on unslowed).
+"""
 
 from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
+from hubhttp.throttle import client_address, record_token_failure, token_retry_after
 from musehub_core.errors import AuthenticationRequired
 from repos.services.tokens import user_for_token
 
 REALM = 'Bearer realm="musehub"'  # hubhttp.errors.REALM: the same realm on every 401
+TOO_MANY = "Too many failed token authentications from your address."
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -19,6 +26,17 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() not in (b"bearer", b"token"):
             return None
+        address = client_address(request)
+        if wait := token_retry_after(address):
+            raise exceptions.Throttled(wait, TOO_MANY)
+        try:
+            return self._user_of(header)
+        except exceptions.AuthenticationFailed:
+            if wait := record_token_failure(address):
+                raise exceptions.Throttled(wait, TOO_MANY) from None
+            raise
+
+    def _user_of(self, header: list[bytes]):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
         try:

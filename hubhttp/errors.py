@@ -5,7 +5,8 @@ shape through :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``); plain
 Django code (middleware, the metrics view, unmatched routes) answers through
 :func:`json_error`. Every 401 is ``unauthenticated`` and carries
 ``WWW-Authenticate``; every 503 carries ``Retry-After`` (a database outage is
-one: ``database_unavailable``).
+one: ``database_unavailable``), and so does every 429 (``throttled``: too many failed
+token authentications, ``hubhttp.throttle``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from hubhttp.instruments import count_error
-from musehub_core.errors import AuthenticationRequired, DatabaseUnavailable, MuseHubError, NotFound, PermissionDenied
+from musehub_core.errors import (
+    AuthenticationRequired,
+    DatabaseUnavailable,
+    MuseHubError,
+    NotFound,
+    PermissionDenied,
+    Throttled,
+)
 
 log = logging.getLogger("musehub.errors")
 
@@ -91,6 +99,8 @@ def exception_handler(exc, context):
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         set_rollback()
         return response_for(AuthenticationRequired("; ".join(_flatten(exc.detail))))
+    if isinstance(exc, drf.Throttled):  # hubhttp.authentication: too many failed tokens from one address
+        return response_for(Throttled(str(exc.detail), retry_after=exc.wait or 1))
     if isinstance(exc, drf.APIException):
         set_rollback()
         message = "; ".join(_flatten(exc.detail))

@@ -11,6 +11,7 @@ The README lists every variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import secrets
@@ -149,6 +150,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "hubhttp",
     "repos",
     "api",
     "wire",
@@ -167,6 +170,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-axes: turns a refused sign-in (request.axes_locked_out) into the 429 page.
+    "axes.middleware.AxesMiddleware",
     "musehub.middleware.RefuseNulMiddleware",  # last: its 400 page gets every header and the signed-in user
 ]
 # Static files (the pages' stylesheet, the admin's and the API docs' CSS and JS) come through WhiteNoise, DEBUG
@@ -185,6 +190,11 @@ ROOT_URLCONF = "musehub.urls"
 LOGIN_URL = "web-login"
 LOGIN_REDIRECT_URL = "web-explore"
 LOGOUT_REDIRECT_URL = "web-explore"
+# django-axes' backend first: a locked-out account or address is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "hubhttp.throttle.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 CSRF_FAILURE_VIEW = "hubhttp.errors.csrf_failure"
 WSGI_APPLICATION = "musehub.wsgi.application"
 ASGI_APPLICATION = "musehub.asgi.application"
@@ -339,6 +349,47 @@ if MUSEHUB_RAW_URL and (_raw_scheme not in ("http", "https") or not _raw_rest.sp
         f"MUSEHUB_RAW_URL is {MUSEHUB_RAW_URL!r}; set it to the raw origin, e.g. https://raw.hub-usercontent.example."
     )
 
+# --- sign-in and token throttling (hubhttp.throttle; docs/security.md) -----------------------------
+# Reverse proxies in front of the hub that append the client's address to X-Forwarded-For (the shipped
+# nginx: 1). 0 = use the connection's address (REMOTE_ADDR) and ignore the header, which a client can forge.
+MUSEHUB_TRUSTED_PROXIES = env_int("MUSEHUB_TRUSTED_PROXIES", 0)
+# Failed sign-ins (web and admin forms) within MUSEHUB_SIGNIN_COOLOFF_SECONDS that lock one account, and one
+# client address, for the rest of that time: even the right password answers 429 then. 0 = no such limit.
+MUSEHUB_SIGNIN_ACCOUNT_LIMIT = env_int("MUSEHUB_SIGNIN_ACCOUNT_LIMIT", 10)
+MUSEHUB_SIGNIN_ADDRESS_LIMIT = env_int("MUSEHUB_SIGNIN_ADDRESS_LIMIT", 50)
+MUSEHUB_SIGNIN_COOLOFF_SECONDS = env_int("MUSEHUB_SIGNIN_COOLOFF_SECONDS", 15 * 60)
+# Failed Bearer-token authentications from one client address within the window before its token requests
+# answer 429 until the window (which starts at its first failure) ends. 0 = no limit.
+MUSEHUB_TOKEN_FAILURE_LIMIT = env_int("MUSEHUB_TOKEN_FAILURE_LIMIT", 100)
+MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS = env_int("MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS", 5 * 60)
+for _name, _value, _least in (
+    ("MUSEHUB_TRUSTED_PROXIES", MUSEHUB_TRUSTED_PROXIES, 0),
+    ("MUSEHUB_SIGNIN_ACCOUNT_LIMIT", MUSEHUB_SIGNIN_ACCOUNT_LIMIT, 0),
+    ("MUSEHUB_SIGNIN_ADDRESS_LIMIT", MUSEHUB_SIGNIN_ADDRESS_LIMIT, 0),
+    ("MUSEHUB_SIGNIN_COOLOFF_SECONDS", MUSEHUB_SIGNIN_COOLOFF_SECONDS, 1),
+    ("MUSEHUB_TOKEN_FAILURE_LIMIT", MUSEHUB_TOKEN_FAILURE_LIMIT, 0),
+    ("MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS", MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS, 1),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name} is {_value}; set it to {_least} or more.")
+del _name, _value, _least
+# django-axes keeps failed sign-ins in the database (shared by every app server; no cache needed). It counts
+# failures per account and per address; hubhttp.throttle.SignInThrottle holds each to its own limit above.
+AXES_ENABLED = bool(MUSEHUB_SIGNIN_ACCOUNT_LIMIT or MUSEHUB_SIGNIN_ADDRESS_LIMIT)
+AXES_HANDLER = "hubhttp.throttle.SignInThrottle"
+AXES_LOCKOUT_PARAMETERS = [
+    *([["username"]] if MUSEHUB_SIGNIN_ACCOUNT_LIMIT else []),
+    *([["ip_address"]] if MUSEHUB_SIGNIN_ADDRESS_LIMIT else []),
+] or [["ip_address"]]
+AXES_FAILURE_LIMIT = max(MUSEHUB_SIGNIN_ACCOUNT_LIMIT, MUSEHUB_SIGNIN_ADDRESS_LIMIT, 1)
+AXES_COOLOFF_TIME = dt.timedelta(seconds=MUSEHUB_SIGNIN_COOLOFF_SECONDS)
+# Failures while locked out are not recorded: the lock ends on time, and nobody can keep an account locked
+# (or grow its row) by trying on.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "hubhttp.throttle.client_address"
+AXES_LOCKOUT_CALLABLE = "web.views.accounts.locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in (a table nothing reads and nothing prunes)
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = MUSEHUB_MAX_REQUEST_BYTES
 APPEND_SLASH = False  # the muse CLI refuses redirects
 
@@ -406,7 +457,11 @@ LOGGING = {
         "text": {"()": "musehub.logs.TextFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": MUSEHUB_LOG_FORMAT}},
-    "loggers": {"musehub": {"handlers": ["console"], "level": _log_level}},
+    "loggers": {
+        "musehub": {"handlers": ["console"], "level": _log_level},
+        # django-axes: a warning per failed sign-in and per lock-out (usernames and addresses masked).
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }
 if PRODUCTION:
     # Django's own errors (500 tracebacks) in the same format; 4xx are in the request lines already.

@@ -202,6 +202,20 @@ class InvalidProposal(MuseHubError):
     default_message = "The merge proposal is not valid."
 
 
+class Throttled(MuseHubError):
+    """Too many failed sign-ins or token authentications: refused until ``retry_after`` seconds have passed."""
+
+    code = "throttled"
+    status = 429
+    default_message = "Too many failed attempts; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int, **data: Any) -> None:
+        super().__init__(message, retry_after=max(1, int(retry_after)), **data)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.data["retry_after"])}
+
+
 class FetchNotIndexedError(MuseHubError):
     """A blob the fetch needs is known but not yet indexed in any mpack."""
 

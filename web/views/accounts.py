@@ -1,4 +1,8 @@
-"""Signing in and out (Django's session auth) and a signed-in user's API tokens (issued and revoked here)."""
+"""Signing in and out (Django's session auth) and a signed-in user's API tokens (issued and revoked here).
+
+Failed sign-ins are throttled per account and per address (``hubhttp.throttle``, django-axes);
+:func:`locked_out` is the page a refused one gets, the admin's sign-in included.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from hubhttp.throttle import signin_retry_after
+from musehub_core.errors import Throttled
 from repos.browse import api_tokens_of
 from repos.services.tokens import issue_token, revoke_tokens, token_state
 from web.forms import TokenForm
+from web.pages import error_page
 
 
 class LoginView(auth_views.LoginView):
@@ -24,6 +31,17 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     """Sign out (POST only, with CSRF, as Django requires)."""
+
+
+def locked_out(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """``AXES_LOCKOUT_CALLABLE``: the 429 page (with ``Retry-After``) of a sign-in refused for too many failures."""
+    wait = signin_retry_after(request, credentials)
+    minutes = -(-wait // 60)
+    message = (
+        "Too many failed sign-ins for this account or from your address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    return error_page(request, Throttled(message, retry_after=wait))
 
 
 @never_cache
