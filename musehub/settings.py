@@ -362,6 +362,8 @@ MUSEHUB_SIGNIN_COOLOFF_SECONDS = env_int("MUSEHUB_SIGNIN_COOLOFF_SECONDS", 15 * 
 # answer 429 until the window (which starts at its first failure) ends. 0 = no limit.
 MUSEHUB_TOKEN_FAILURE_LIMIT = env_int("MUSEHUB_TOKEN_FAILURE_LIMIT", 100)
 MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS = env_int("MUSEHUB_TOKEN_FAILURE_WINDOW_SECONDS", 5 * 60)
+# Creating a token in the browser asks for the password again when it was last given longer ago than this.
+MUSEHUB_SUDO_SECONDS = env_int("MUSEHUB_SUDO_SECONDS", 10 * 60)
 for _name, _value, _least in (
     ("MUSEHUB_TRUSTED_PROXIES", MUSEHUB_TRUSTED_PROXIES, 0),
     ("MUSEHUB_SIGNIN_ACCOUNT_LIMIT", MUSEHUB_SIGNIN_ACCOUNT_LIMIT, 0),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from repos import browse
 from repos.models import Branch, Collaborator, Proposal, Repo, Role
@@ -385,6 +387,25 @@ def test_tokens_are_shown_once_and_can_be_revoked(songs):
     client.post("/accounts/tokens", {"action": "revoke", "prefix": token[:10]})
     assert "revoked" in client.get("/accounts/tokens").content.decode()
     assert api.get(f"/api/v1/repos/{songs.repo.owner}/{songs.repo.slug}/branches").status_code == 401
+
+
+def test_creating_a_token_long_after_signing_in_asks_for_the_password_again(songs):
+    from repos.models import ApiToken
+
+    client = signed_in(songs.owner)  # make_user's password is "pw"
+    type(songs.owner).objects.filter(pk=songs.owner.pk).update(last_login=timezone.now() - dt.timedelta(hours=1))
+    assert 'type="password"' in client.get("/accounts/tokens").content.decode()
+    count = ApiToken.objects.filter(user=songs.owner).count
+    before = count()
+    missing = client.post("/accounts/tokens", {"action": "create", "name": "stale"})
+    assert missing.status_code == 400 and "Confirm your password" in missing.content.decode()
+    wrong = client.post("/accounts/tokens", {"action": "create", "name": "stale", "password": "nope"})
+    assert wrong.status_code == 400 and "That password is not right" in wrong.content.decode()
+    assert count() == before
+    right = client.post("/accounts/tokens", {"action": "create", "name": "fresh", "password": "pw"})
+    assert right.status_code == 200 and 'id="new-token"' in right.content.decode() and count() == before + 1
+    again = client.post("/accounts/tokens", {"action": "create", "name": "next"})  # given just now: not asked
+    assert again.status_code == 200 and count() == before + 2
 
 
 def test_a_user_cannot_revoke_someone_elses_token(songs):

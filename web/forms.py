@@ -52,3 +52,5 @@ class DeleteRepoForm(forms.Form):
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, required=False)
     expires_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Expires after (days)")
+    # Asked for when the last sign-in (or the last time it was asked) is older than MUSEHUB_SUDO_SECONDS.
+    password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput, label="Your password")

@@ -1,5 +1,10 @@
 """Signing in and out (Django's session auth) and a signed-in user's API tokens (issued and revoked here).
 
+Issuing a token asks for the password again when the session's last sign-in
+(or the last time the password was asked) is older than
+``MUSEHUB_SUDO_SECONDS``, as GitHub's "sudo mode" does: a session left open on
+a shared machine cannot mint a token that outlives it.
+
 Failed sign-ins are throttled per account and per address (``hubhttp.throttle``, django-axes);
 :func:`locked_out` is the page a refused one gets, the admin's sign-in included.
 """
@@ -7,8 +12,11 @@ Failed sign-ins are throttled per account and per address (``hubhttp.throttle``,
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -59,16 +67,46 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 messages.error(request, "No active token with that prefix.")
             return redirect("web-tokens")
         form = TokenForm(request.POST)
-        if form.is_valid():
+        if form.is_valid() and _confirmed(request, form):
             days = form.cleaned_data["expires_days"]
             expires = timezone.now() + dt.timedelta(days=days) if days else None
             row, clear = issue_token(request.user, name=form.cleaned_data["name"], expires_at=expires)
             # Shown once, on this response only: never stored, never put in a redirect or the session.
-            return render(request, "web/tokens.html", _context(mine, TokenForm(), created=(row, clear)))
-    return render(request, "web/tokens.html", _context(mine, form), status=400 if form.errors else 200)
+            context = _context(request, mine, TokenForm(), created=(row, clear))
+            return render(request, "web/tokens.html", context)
+    return render(request, "web/tokens.html", _context(request, mine, form), status=400 if form.errors else 200)
 
 
-def _context(mine, form: TokenForm, created=None) -> dict:
+VERIFIED_AT = "musehub_verified_at"  # session key: when the password was last given (epoch seconds)
+
+
+def _verified_recently(request: HttpRequest) -> bool:
+    """Whether the password was given (at sign-in, or asked again) within MUSEHUB_SUDO_SECONDS."""
+    last_login = request.user.last_login
+    given = max(request.session.get(VERIFIED_AT, 0), last_login.timestamp() if last_login else 0)
+    return time.time() - given <= settings.MUSEHUB_SUDO_SECONDS
+
+
+def _confirmed(request: HttpRequest, form: TokenForm) -> bool:
+    """Check the password when it must be asked again; add a form error and return False when it is missing or wrong.
+
+    The check goes through ``authenticate``, so wrong passwords count toward the sign-in throttle.
+    """
+    if _verified_recently(request):
+        return True
+    password = form.cleaned_data.get("password") or ""
+    if not password:
+        form.add_error("password", "Confirm your password: your last sign-in is more than a few minutes old.")
+        return False
+    user = authenticate(request, username=request.user.get_username(), password=password)
+    if user is None or user.pk != request.user.pk:
+        form.add_error("password", "That password is not right.")
+        return False
+    request.session[VERIFIED_AT] = time.time()
+    return True
+
+
+def _context(request: HttpRequest, mine, form: TokenForm, created=None) -> dict:
     now = timezone.now()
     rows = [(token, token_state(token, now=now)) for token in mine]
-    return {"tokens": rows, "form": form, "created": created}
+    return {"tokens": rows, "form": form, "created": created, "ask_password": not _verified_recently(request)}
