@@ -27,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgpack
 import requests
 
 from bench.hub import BENCH_USER, Hub
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
-from musehub_core.mpack import build_wire_mpack, encode_blob
+from bench.pushkit import push_trees
+from musehub_core.ids import blob_id
 
 MiB = 1024 * 1024
 PATH = "zeros.bin"
@@ -59,52 +58,10 @@ def push_zeros(hub: Hub, slug: str, size: int, *, incompressible: bool = False) 
     """
     zeros = os.urandom(size) if incompressible else bytes(size)
     oid = blob_id(zeros)
-    stored, encoding = encode_blob(zeros)
+    _, pack_bytes = push_trees(hub, slug, [{PATH: zeros}], zstd=True)
     del zeros
-    manifest = {PATH: oid}
-    snapshot_id = compute_snapshot_id(manifest)
-    committed_at = "2026-12-01T00:00:00+00:00"
-    commit = {
-        "commit_id": compute_commit_id([], snapshot_id, "zeros", committed_at),
-        "parent_ids": [],
-        "snapshot_id": snapshot_id,
-        "branch": "main",
-        "message": "zeros",
-        "author": BENCH_USER,
-        "committed_at": committed_at,
-    }
-    pack = build_wire_mpack(
-        {
-            "commits": [commit],
-            "snapshots": [{"snapshot_id": snapshot_id, "manifest": manifest, "created_at": ""}],
-            "blobs": [{"object_id": oid, "content": stored, "encoding": encoding}],
-        }
-    )
-    headers = {
-        "Authorization": f"Bearer {hub.token}",
-        "X-Muse-Protocol": "mpack",
-        "Content-Type": "application/x-msgpack",
-        "Accept": "application/x-msgpack",
-    }
-    base = f"{hub.url}/{BENCH_USER}/{slug}"
-    slot = requests.post(
-        f"{base}/mpack/upload", data=msgpack.packb({"mpack_key": blob_id(pack), "size": len(pack)}), headers=headers
-    )
-    slot.raise_for_status()
-    url = msgpack.unpackb(slot.content)["upload_url"]
-    requests.put(url, data=pack, headers={"Content-Type": "application/octet-stream"}).raise_for_status()
-    body = {
-        "mpack_key": blob_id(pack),
-        "branch": "main",
-        "head_commit_id": commit["commit_id"],
-        "force": False,
-        "commits_count": 1,
-        "blobs_count": 1,
-    }
-    pushed = requests.post(f"{base}/mpack/push", data=msgpack.packb(body), headers=headers)
-    pushed.raise_for_status()
     what = "random bytes" if incompressible else "zeros"
-    print(f"pushed {size // MiB} MiB of {what} as a {len(pack)}-byte pack ({encoding or 'raw'})")
+    print(f"pushed {size // MiB} MiB of {what} as a {pack_bytes}-byte pack")
     return oid
 
 
