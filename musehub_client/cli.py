@@ -1,7 +1,6 @@
 """The MuseHub client's command line: push a folder, clone, fetch and pull over the mpack protocol.
 
-Usage (``musehub`` once installed; ``python -m musehub_client`` and the alias
-``python -m wire.client`` run the same)::
+Usage (``musehub`` once installed; ``python -m musehub_client`` runs the same)::
 
     musehub push [DIR] [URL] [--branch B | --onto B] [--force] [--message M] [--author A]
                  [--private | --public] [--token T]

@@ -326,10 +326,8 @@ def test_client_and_core_import_no_django_nor_hub_app():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize(
-    ("module", "prog"), [("musehub_client", "python -m musehub_client"), ("wire.client", "python -m wire.client")]
-)
-def test_the_command_line_runs_as_a_module_and_through_the_wire_client_alias(module, prog):
+@pytest.mark.parametrize(("module", "prog"), [("musehub_client", "python -m musehub_client")])
+def test_the_command_line_runs_as_a_module(module, prog):
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
