@@ -1,7 +1,10 @@
-"""Read-side lookups: repositories, branches, refs, logs, trees and proposals, each raising a domain NotFound.
+"""Plain read-side queries: repositories, branches, refs, commits, objects, collaborators, tokens, proposals,
+releases, tags and domains, each raising a domain NotFound.
 
 Every selector runs a number of queries that does not grow with the size of a
-page (ancestry comes from ``repos.graph``, manifests from ``repos.manifests``).
+page (ancestry comes from ``repos.graph``, manifests from ``repos.manifests``)
+and keeps nothing between requests. Logs, directory listings and diffs, which
+keep per-process caches, are the read model of ``repos.readmodel``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
 from repos import graph
 from repos.manifests import changed_paths, load_manifests
 from repos.models import (
+    ApiToken,
     Branch,
     Collaborator,
     Commit,
@@ -295,12 +299,18 @@ def tree_entries(commit_id: str, path: str = "") -> list[TreeEntry]:
     return sorted(children.values(), key=lambda e: (e.kind != "dir", e.name))
 
 
+def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
+    """Return {object_id: size in bytes} for the given objects, in one query (none for no objects)."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
+
+
 def fill_sizes(entries: Iterable[TreeEntry]) -> None:
     """Set the size of every file entry from its object row, in one query."""
     files = [e for e in entries if e.object_id]
-    sizes = dict(
-        Object.objects.filter(object_id__in={e.object_id for e in files}).values_list("object_id", "size_bytes")
-    )
+    sizes = object_sizes(e.object_id for e in files)
     for entry in files:
         entry.size = sizes.get(entry.object_id)
 
@@ -361,6 +371,19 @@ def split_compare_spec(repo: Repo, spec: str) -> tuple[str, str]:
     if failure is not None:
         raise failure
     raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
+
+
+# --- collaborators and tokens ---------------------------------------------------------------------
+
+
+def collaborators_of(repo: Repo) -> list[Collaborator]:
+    """Return *repo*'s collaborators with their users, by username (one query)."""
+    return list(Collaborator.objects.filter(repo=repo).select_related("user").order_by("user__username"))
+
+
+def api_tokens_of(user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    """Return *user*'s API tokens, newest first."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at")
 
 
 # --- proposals ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from musehub_core import textdiff
 from musehub_core.native import speedups
 from musehub_core.textdiff import DiffBudget, opcodes, unified_diff
-from repos import browse
+from repos import readmodel
 from tests.factories import History, make_repo, make_user, push_history, uid
 from web.views.browse import CRUMBS_HEAD, CRUMBS_TAIL, crumbs
 
@@ -206,7 +206,7 @@ def test_a_costly_diff_refused_once_is_refused_again_without_searching(client, s
     push_history(repo, history)
     url = f"/{owner.username}/{repo.slug}/commit/{second['commit_id'].removeprefix('sha256:')}"
     # A small page budget: the Python twin runs out of units before its deadline too, as C does with the default.
-    monkeypatch.setattr(browse, "DiffBudget", lambda: DiffBudget(units=100_000))
+    monkeypatch.setattr(readmodel, "DiffBudget", lambda: DiffBudget(units=100_000))
     searched = []
     real = textdiff._myers
     monkeypatch.setattr(textdiff, "_myers", lambda *args: searched.append(1) or real(*args))

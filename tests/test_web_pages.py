@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from repos import browse
+from repos import readmodel
 from repos.models import Branch, Collaborator, Proposal, Repo, Role
 from repos.services.proposals import create_proposal
 from repos.services.repos import set_collaborator
@@ -423,7 +423,7 @@ def test_a_user_cannot_revoke_someone_elses_token(songs):
 def test_pages_run_a_bounded_number_of_queries(client, songs, django_assert_max_num_queries):
     create_proposal(songs.repo.repo_id, title="P", from_branch="feature", to_branch="main", acting_user=songs.owner)
     owner = signed_in(songs.owner)
-    browse._INDEXES.clear()
+    readmodel._INDEXES.clear()
     for url in [
         *page_urls(songs),
         f"{songs.url}/proposals/1",
@@ -458,8 +458,8 @@ def test_a_big_directory_is_paginated_and_a_page_reads_no_manifest_once_indexed(
 
 
 def test_text_over_the_page_limit_is_a_download_and_a_diff_over_its_limit_a_summary(client, songs, monkeypatch):
-    monkeypatch.setattr(browse, "TEXT_MAX_BYTES", 10)
-    monkeypatch.setattr(browse, "DIFF_MAX_BYTES", 10)
+    monkeypatch.setattr(readmodel, "TEXT_MAX_BYTES", 10)
+    monkeypatch.setattr(readmodel, "DIFF_MAX_BYTES", 10)
     page = client.get(f"{songs.url}/blob/main/src/play.py").content.decode()
     assert "too large to show here" in page and 'id="L1"' not in page and "Download it" in page
     bare = songs.feature["commit_id"].removeprefix("sha256:")
@@ -469,7 +469,7 @@ def test_text_over_the_page_limit_is_a_download_and_a_diff_over_its_limit_a_summ
 
 
 def test_a_long_diff_is_cut_short_with_a_note(client, songs, monkeypatch):
-    monkeypatch.setattr(browse, "DIFF_MAX_LINES", 3)
+    monkeypatch.setattr(readmodel, "DIFF_MAX_LINES", 3)
     bare = songs.feature["commit_id"].removeprefix("sha256:")
     commit = client.get(f"{songs.url}/commit/{bare}").content.decode()
     assert "Diff cut short" in commit
@@ -524,9 +524,9 @@ def test_a_log_filtered_by_a_busy_path_compares_only_what_its_page_needs(client)
     for i in range(230):
         parents = [history.commit({"a.txt": f"{i}\n".encode(), "b.txt": b"same\n"}, parents=parents)["commit_id"]]
     push_history(repo, history)
-    log = browse.PathLog(parents[0], "a.txt")
+    log = readmodel.PathLog(parents[0], "a.txt")
     rows, more = log.page(1, 50)
-    assert len(rows) == 50 and more and log.scanned == browse.PathLog.CHUNK and log.total is None
+    assert len(rows) == 50 and more and log.scanned == readmodel.PathLog.CHUNK and log.total is None
     rows, more = log.page(5, 50)
     assert len(rows) == 30 and not more and log.total == 230  # every commit wrote a.txt (the root added it)
     url = f"/{repo.owner}/{repo.slug}/commits/main?path=a.txt"

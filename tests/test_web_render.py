@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from musehub_core.manifests import diff_manifests
-from repos.browse import DirIndex, diff_of
+from repos.readmodel import DirIndex, diff_of
 from tests.webkit import midi_bytes
 from web.pianoroll import MAX_NOTES, note_name, piano_roll_svg, read_midi
 from web.render import highlighted_lines, markdown_html

@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 
 from hubhttp.throttle import signin_retry_after
 from musehub_core.errors import Throttled
-from repos.browse import api_tokens_of
+from repos.selectors import api_tokens_of
 from repos.services.tokens import issue_token, revoke_tokens, token_state
 from web.forms import TokenForm
 from web.pages import error_page

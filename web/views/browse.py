@@ -1,6 +1,6 @@
 """Browsing a repository: its home page, directories and files at any ref.
 
-Directories come from ``repos.browse.dir_index`` (a per-snapshot index, so a
+Directories come from ``repos.readmodel.dir_index`` (a per-snapshot index, so a
 page of a 25,000-file tree reads no manifest once the tree has been indexed)
 and are paginated; a file page reads only that file's blob, and at most
 ``TEXT_MAX_BYTES`` of it is highlighted. Raw bytes are served by the REST
@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from hubhttp.errors import not_found
 from hubhttp.views import absolute
 from musehub_core.errors import NotFound
-from repos import browse, selectors
+from repos import readmodel, selectors
 from web import pianoroll
 from web.pages import page, paginate, raw_url, repo_context, repo_page
 from web.render import README_NAMES, highlighted_lines, is_markdown, markdown_html, resolve_relative
@@ -51,7 +51,7 @@ def crumbs(path: str) -> list[tuple[str, str | None]]:
     return [("…", None) if i < 0 else (parts[i], "/".join(parts[: i + 1])) for i in shown]
 
 
-def _listing(request: HttpRequest, repo, ref: str, index: browse.DirIndex, path: str):
+def _listing(request: HttpRequest, repo, ref: str, index: readmodel.DirIndex, path: str):
     """Return (the page, [(entry, its URL)]) of directory *path*: one URL reversal per page, not per entry."""
     current = paginate(request, range(index.listing_size(path)), DIR_PAGE)
     entries = index.listing(path, offset=current.start_index() - 1 if current.object_list else 0, limit=DIR_PAGE)
@@ -79,15 +79,15 @@ def _relative_links(repo, ref: str, folder: str):
     return relative
 
 
-def _readme(repo, ref: str, index: browse.DirIndex, path: str) -> dict | None:
+def _readme(repo, ref: str, index: readmodel.DirIndex, path: str) -> dict | None:
     """Return the README of directory *path* rendered (Markdown, or plain text), or None."""
     names = {name.lower(): (name, oid) for name, oid in index.files.get(path, [])}
     for wanted in README_NAMES:
         if wanted in names:
             name, object_id = names[wanted]
-            if (browse.object_sizes([object_id]).get(object_id) or 0) > browse.TEXT_MAX_BYTES:
+            if (selectors.object_sizes([object_id]).get(object_id) or 0) > readmodel.TEXT_MAX_BYTES:
                 return {"name": name, "too_large": True}
-            text = browse.as_text(browse.read_blobs_by_id([object_id]).get(object_id, b""))
+            text = readmodel.as_text(readmodel.read_blobs_by_id([object_id]).get(object_id, b""))
             if text is None:
                 return None
             if is_markdown(name):
@@ -110,7 +110,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     context = repo_context(ctx, heads=list(heads), ref=ref, clone_url=clone_url, tab="code")
     if ref is not None:
         head = heads[ref]
-        index = browse.dir_index(head)
+        index = readmodel.dir_index(head)
         current, entries = _listing(request, repo, ref, index, "")
         context.update(
             head=selectors.commits_by_id([head]).get(head),
@@ -129,7 +129,7 @@ def tree(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     """``tree/{ref}/{path}``: one directory at a ref, sub-directories first, paginated."""
     ctx = repo_page(request, owner, slug)
     ref, commit_id, path = selectors.split_ref_path(ctx.repo, spec)
-    index = browse.dir_index(commit_id)
+    index = readmodel.dir_index(commit_id)
     if not index.is_dir(path):
         if index.file(path) is not None:
             return redirect("web-blob", owner=ctx.repo.owner, slug=ctx.repo.slug, spec=f"{ref}/{path}")
@@ -157,13 +157,13 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     ctx = repo_page(request, owner, slug)
     repo = ctx.repo
     ref, commit_id, path = selectors.split_ref_path(repo, spec)
-    index = browse.dir_index(commit_id)
+    index = readmodel.dir_index(commit_id)
     object_id = index.file(path) if path else None
     if object_id is None:
         if index.is_dir(path):
             return redirect("web-tree", owner=repo.owner, slug=repo.slug, spec=f"{ref}/{path}".rstrip("/"))
         raise NotFound(f"No file {path!r} at {ref}.")
-    size = browse.object_sizes([object_id]).get(object_id, 0)
+    size = selectors.object_sizes([object_id]).get(object_id, 0)
     lower = path.lower()
     context = repo_context(
         ctx,
@@ -183,8 +183,8 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
     elif lower.endswith(MIDI_SUFFIXES) and size <= MIDI_MAX_BYTES:
         summary, svg = _piano_roll(object_id)
         context.update(kind="midi", midi=summary, svg=svg)
-    elif size <= browse.TEXT_MAX_BYTES:
-        text = browse.as_text(browse.read_blobs_by_id([object_id])[object_id])
+    elif size <= readmodel.TEXT_MAX_BYTES:
+        text = readmodel.as_text(readmodel.read_blobs_by_id([object_id])[object_id])
         if text is not None:
             if is_markdown(path) and request.GET.get("plain") != "1":
                 relative = _relative_links(repo, ref, posixpath.dirname(path))
@@ -199,5 +199,5 @@ def blob(request: HttpRequest, owner: str, slug: str, spec: str) -> HttpResponse
 @functools.lru_cache(maxsize=32)
 def _piano_roll(object_id: str) -> tuple[pianoroll.MidiSummary, str]:
     """Read a MIDI blob and draw it once per process: an object id always names the same bytes."""
-    summary = pianoroll.read_midi(browse.read_blobs_by_id([object_id])[object_id])
+    summary = pianoroll.read_midi(readmodel.read_blobs_by_id([object_id])[object_id])
     return summary, pianoroll.piano_roll_svg(summary)

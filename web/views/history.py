@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from musehub_core.errors import BadRequest
-from repos import browse, selectors
+from repos import readmodel, selectors
 from web.pages import LazyPage, page, page_number, paginate, raw_prefix, repo_context, repo_page
 
 LOG_PAGE = 50
@@ -23,7 +23,7 @@ def commits(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     ref, commit_id, rest = selectors.split_ref_path(ctx.repo, spec)
     path = (request.GET.get("path") or rest).strip("/")
     if path:  # compared only as far as this page needs: a path changed often shows at once
-        log = browse.PathLog(commit_id, path)
+        log = readmodel.PathLog(commit_id, path)
         number = page_number(request)
         rows, more = log.page(number, LOG_PAGE)
         current = LazyPage(rows, number, more, total=log.total)
@@ -41,8 +41,8 @@ def commit(request: HttpRequest, owner: str, slug: str, commit_id: str) -> HttpR
     parent = row.parent_ids[0] if row.parent_ids else None
     manifests = selectors.manifests_of_commits([row.commit_id, *([parent] if parent else [])])
     new, old = manifests.get(row.commit_id, {}), manifests.get(parent, {}) if parent else {}
-    changes = browse.diff_of(old, new)
-    shown, total = browse.file_changes(changes, old, new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN)
+    changes = readmodel.diff_of(old, new)
+    shown, total = readmodel.file_changes(changes, old, new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN)
     context = repo_context(
         ctx,
         commit=row,
@@ -87,10 +87,10 @@ def compare(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     if not head_ref:
         raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
     base_id, head_id = selectors.split_compare_spec(repo, spec)
-    comparison = browse.branch_diff(base_id, head_id, count_behind=False)  # whether base moved, not how far
+    comparison = readmodel.branch_diff(base_id, head_id, count_behind=False)  # whether base moved, not how far
     ahead = comparison.ahead[:AHEAD_SHOWN]
     rows = selectors.commits_by_id(ahead)
-    shown, total = browse.file_changes(
+    shown, total = readmodel.file_changes(
         comparison.changes, comparison.old, comparison.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
     )
     names = list(selectors.branch_heads(repo))

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from musehub_core.errors import BadRequest, Conflict, InvalidProposal, MuseHubError, PermissionDenied
-from repos import browse, selectors
+from repos import readmodel, selectors
 from repos.models import ProposalState
 from repos.services import proposals as service
 from web.forms import MergeForm, ProposalEditForm, ProposalForm
@@ -69,13 +69,13 @@ def proposal_detail(request: HttpRequest, owner: str, slug: str, number: int) ->
     else:  # what it held when it was merged or closed
         source, target = proposal.head_commit_id, proposal.base_commit_id
     ahead_ids: list[str] = []
-    changes: list[browse.FileChange] = []
+    changes: list[readmodel.FileChange] = []
     total = 0
     conflicts: list[dict[str, str]] = []
     if source:
-        diff = browse.branch_diff(target, source, conflicts=proposal.state == ProposalState.OPEN, count_behind=False)
+        diff = readmodel.branch_diff(target, source, conflicts=proposal.state == ProposalState.OPEN, count_behind=False)
         ahead_ids, conflicts = diff.ahead, diff.conflicts
-        changes, total = browse.file_changes(
+        changes, total = readmodel.file_changes(
             diff.changes, diff.old, diff.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN
         )
     rows = selectors.commits_by_id(ahead_ids[:AHEAD_SHOWN])

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from musehub_core.errors import BadRequest, MuseHubError
-from repos import browse, selectors
+from repos import selectors
 from repos.models import Role
 from repos.services import repos as repo_service
 from web.forms import CollaboratorForm, DeleteRepoForm, RepoSettingsForm
@@ -77,7 +77,7 @@ def repo_settings(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         settings_form=settings_form,
         collaborator_form=collaborator_form,
         delete_form=delete_form,
-        collaborators=browse.collaborators_of(repo),
+        collaborators=selectors.collaborators_of(repo),
         tab="settings",
     )
     status = 400 if request.method == "POST" else 200

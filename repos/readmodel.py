@@ -1,11 +1,19 @@
-"""Read-side helpers for the web pages: directory listings, file entries, capped blob text and diffs.
+"""The read model of trees, history and diffs: what the REST API and the web pages both answer from.
 
-Built on ``repos.selectors`` and ``repos.manifests``. A directory listing
-reads a per-snapshot directory index kept in this process (a snapshot never
-changes, so an entry never goes stale): the first page of a tree decodes its
-manifest once, every later page of any directory of that tree reads no
-manifest at all. Blob bytes come from ``repos.storage.reader`` (content cache
-first, then each covering mpack once), never more than a page shows.
+Built on the plain queries of ``repos.selectors`` and on ``repos.manifests``.
+What it keeps in this process never goes stale, because a snapshot never
+changes:
+
+- trees: a per-snapshot directory index (:func:`dir_index`). The first listing
+  of a tree decodes its manifest once; every later listing, page or file lookup
+  of any directory of that tree reads no manifest at all.
+- history: the log of a commit filtered by a path compares each commit with
+  its first parent (mostly from stored deltas), each pair once per process,
+  and only as far as the page asked for needs.
+- diffs: what changed between two manifests, and for pages the changed files
+  with sizes and budgeted text diffs (:func:`file_changes`). Blob bytes come
+  from ``repos.storage.reader`` (content cache first, then each covering mpack
+  once), never more than a page shows.
 """
 
 from __future__ import annotations
@@ -16,16 +24,13 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
-
 from musehub_core.errors import MergeConflict, NotFound
 from musehub_core.manifests import ManifestDiff, is_under
 from musehub_core.merge import merge_manifests
 from musehub_core.textdiff import DiffBudget, unified_diff
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
-from repos.models import ApiToken, Collaborator, Object, Repo
-from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, snapshot_ids_of
+from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, object_sizes, snapshot_ids_of
 from repos.storage.reader import plan_blob_reads, read_blobs
 
 TEXT_MAX_BYTES = 512 * 1024  # a file view renders at most this much text
@@ -130,14 +135,6 @@ def dir_index(commit_id: str) -> DirIndex:
         index = DirIndex.of(load_manifest(snapshot_id))
         _INDEXES.put(snapshot_id, index)
     return index
-
-
-def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
-    """Return {object_id: size in bytes} for the given objects, in one query."""
-    ids = list(dict.fromkeys(object_ids))
-    if not ids:
-        return {}
-    return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
 
 
 def read_blobs_by_id(object_ids: Sequence[str]) -> dict[str, bytes]:
@@ -333,16 +330,6 @@ def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:
             modified.append(path)
     removed = [path for path in old if path not in new] if len(old) + len(added) != len(new) else []
     return ManifestDiff(added=sorted(added), modified=sorted(modified), removed=sorted(removed))
-
-
-def collaborators_of(repo: Repo) -> list[Collaborator]:
-    """Return *repo*'s collaborators with their users, by username (one query)."""
-    return list(Collaborator.objects.filter(repo=repo).select_related("user").order_by("user__username"))
-
-
-def api_tokens_of(user) -> QuerySet[ApiToken]:
-    """Return *user*'s API tokens, newest first."""
-    return ApiToken.objects.filter(user=user).order_by("-created_at")
 
 
 # --- a log filtered by path -------------------------------------------------------------------------
