@@ -32,7 +32,7 @@ from hubhttp.downloads import if_range_holds, requested_range
 from hubhttp.errors import json_error
 from hubhttp.views import validated
 from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
-from repos import selectors
+from repos import readmodel, selectors
 from repos.access import repo_for, reserved_owner_error
 from repos.models import Repo, Role
 from repos.services import proposals
@@ -151,7 +151,8 @@ class CommitListView(RepoApiView):
         repo = repo_for(request.user, owner, slug, Role.READ)
         ref = request.query_params.get("ref") or ""
         head = selectors.resolve_ref(repo, ref) if ref else _default_head(repo)
-        log = selectors.CommitLog(head, path=request.query_params.get("path", ""))
+        # With a path, the exact count compares every commit once per process; later requests read the log only.
+        log = readmodel.CommitLog(head, path=request.query_params.get("path", ""))
         paginator, page = self.paginate(request, log)
         return self.page_response(paginator, s.CommitSerializer(page, many=True).data)
 

@@ -30,6 +30,7 @@ from musehub_core.merge import merge_manifests
 from musehub_core.textdiff import DiffBudget, unified_diff
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
+from repos.models import Commit
 from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, object_sizes, snapshot_ids_of
 from repos.storage.reader import plan_blob_reads, read_blobs
 
@@ -332,7 +333,7 @@ def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:
     return ManifestDiff(added=sorted(added), modified=sorted(modified), removed=sorted(removed))
 
 
-# --- a log filtered by path -------------------------------------------------------------------------
+# --- history: the log of a commit, filtered by path or not ----------------------------------------
 
 
 class _PairCache:
@@ -368,6 +369,12 @@ class _PairCache:
 _PAIRS = _PairCache()
 
 
+def clear_caches() -> None:
+    """Forget every directory index and compared commit this process keeps (a cold start, as tests measure it)."""
+    _INDEXES.clear()
+    _PAIRS.clear()
+
+
 def _changes_of(pairs: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
     """Return the changed paths of each (snapshot, parent snapshot) pair: remembered ones, then the rest compared."""
     unique = list(dict.fromkeys(pairs))
@@ -380,55 +387,102 @@ def _changes_of(pairs: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str 
     return known
 
 
-def commits_touching(head: str, path: str) -> list[str]:
-    """Return the log of *head*, newest first, keeping commits whose tree under *path* differs from their first parent's."""
-    log = PathLog(head, path)
-    log.scan()
-    return log.matched
+class CommitLog:
+    """The log of commit *head*, newest first; with *path*, only the commits whose tree under *path* differs from
+    their first parent's. Both faces list history through it: the REST API's ``commits`` and the web's log pages.
 
+    It is a sequence of Commit rows sliced lazily, as Django's and DRF's
+    paginators take it, and :meth:`page` answers a page without knowing the
+    length (what a page needs to say "next").
 
-class PathLog:
-    """The log of *head* filtered by *path*, scanned newest first only as far as the pages asked for need.
-
-    One query reads the log (commit, first parent, snapshot); each commit is
-    then compared with its first parent in chunks (``repos.manifests.changed_paths``:
-    most commits from their stored delta, a checkpoint snapshot by rebuilding
-    both manifests), each pair once per process. A page stops the scan as soon
-    as it is full and knows there is a next one, so a path changed often shows
-    its first pages without comparing the whole history; ``total`` is known
-    once the scan has reached the first commit.
+    Unfiltered, a length and a slice are one walk of the commit graph each
+    (``repos.graph``). Filtered, one query reads the whole log (commit, first
+    parent, snapshot); commits are then compared with their first parent newest
+    first (``repos.manifests.changed_paths``: most from their stored delta, a
+    checkpoint snapshot by rebuilding both manifests), each pair once per
+    process (:class:`_PairCache`). :meth:`page` and a slice compare only as far
+    as they reach, a chunk of ``CHUNK`` at a time, so a path changed often shows
+    its first pages without comparing the whole history; the length compares
+    every commit (in one pass: later lengths and pages of any log of the same
+    history are then cheap).
     """
 
-    CHUNK = 100
+    CHUNK = 100  # commits compared at a time when only the first few matches are wanted
 
-    def __init__(self, head: str, path: str) -> None:
-        self.prefix = path.strip("/")
-        self.rows = graph.log_rows(head)
-        snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in self.rows}
-        self.pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in self.rows]
-        self.matched: list[str] = []
-        self.scanned = 0
+    def __init__(self, head: str | None, *, path: str = "") -> None:
+        self.head = head
+        self.path = path.strip("/")
+        self.matched: list[str] = []  # filtered: the commits compared so far that touch the path, newest first
+        self.scanned = 0  # filtered: how many commits have been compared
+        self._count: int | None = None
+        self._rows: list[tuple[str, str | None, str]] | None = None
+        self._pairs: list[tuple[str, str | None]] = []
 
     @property
     def total(self) -> int | None:
-        """How many commits touch the path, once every commit has been compared (else None)."""
-        return len(self.matched) if self.scanned >= len(self.rows) else None
+        """How many commits the log holds, once known (unfiltered: counted; filtered: every commit compared)."""
+        if not self.path:
+            return self._count
+        return len(self.matched) if self._rows is not None and self.scanned >= len(self._rows) else None
 
-    def scan(self, until: int | None = None) -> None:
-        """Compare commits, newest first, until *until* of them touch the path (or all have been compared)."""
-        while self.scanned < len(self.rows) and (until is None or len(self.matched) < until):
-            stop = self.scanned + self.CHUNK
-            chunk_pairs = self.pairs[self.scanned : stop]
-            changed = _changes_of(chunk_pairs)
-            for (commit_id, _, _), pair in zip(self.rows[self.scanned : stop], chunk_pairs, strict=True):
-                if any(is_under(p, self.prefix) for p in changed.get(pair, ())):
-                    self.matched.append(commit_id)
-            self.scanned = min(stop, len(self.rows))
+    def __len__(self) -> int:
+        if self.head is None:
+            return 0
+        if self.path:
+            self.scan()
+            return len(self.matched)
+        if self._count is None:
+            self._count = graph.log_count(self.head)
+        return self._count
 
-    def page(self, number: int, per_page: int) -> tuple[list, bool]:
+    def count(self) -> int:
+        return len(self)
+
+    def __getitem__(self, index: slice) -> list[Commit]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("A commit log is read by slices.")
+        start, stop = index.start or 0, index.stop
+        if start < 0 or stop is None or stop < 0:  # counted from the end: the length is needed
+            start, stop, _ = index.indices(len(self))
+        return _commit_rows(self._ids(start, stop))
+
+    def page(self, number: int, per_page: int) -> tuple[list[Commit], bool]:
         """Return (the Commit rows of page *number*, counted from 1, and whether a later page exists)."""
         start = (max(number, 1) - 1) * per_page
-        self.scan(until=start + per_page + 1)
-        ids = self.matched[start : start + per_page]
-        rows = commits_by_id(ids)
-        return [rows[cid] for cid in ids if cid in rows], len(self.matched) > start + per_page
+        ids = self._ids(start, start + per_page + 1)
+        return _commit_rows(ids[:per_page]), len(ids) > per_page
+
+    def scan(self, until: int | None = None) -> None:
+        """Compare commits, newest first, until *until* of them touch the path (without *until*: all of them)."""
+        rows, pairs = self._log()
+        while self.scanned < len(rows) and (until is None or len(self.matched) < until):
+            stop = len(rows) if until is None else self.scanned + self.CHUNK
+            chunk = pairs[self.scanned : stop]
+            changed = _changes_of(chunk)
+            for (commit_id, _, _), pair in zip(rows[self.scanned : stop], chunk, strict=True):
+                if any(is_under(p, self.path) for p in changed.get(pair, ())):
+                    self.matched.append(commit_id)
+            self.scanned = min(stop, len(rows))
+
+    def _ids(self, start: int, stop: int) -> list[str]:
+        """Return the ids of the log from position *start* to *stop*, newest first."""
+        if self.head is None or stop <= start:
+            return []
+        if not self.path:
+            return graph.log_page(self.head, offset=start, limit=stop - start)
+        self.scan(until=stop)
+        return self.matched[start:stop]
+
+    def _log(self) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str | None]]]:
+        """Return the whole log's (commit, first parent, snapshot) rows and (snapshot, parent snapshot) pairs."""
+        if self._rows is None:
+            self._rows = graph.log_rows(self.head) if self.head else []
+            snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in self._rows}
+            self._pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in self._rows]
+        return self._rows, self._pairs
+
+
+def _commit_rows(ids: list[str]) -> list[Commit]:
+    """Return the Commit rows of *ids*, in that order (one query)."""
+    rows = commits_by_id(ids)
+    return [rows[cid] for cid in ids if cid in rows]

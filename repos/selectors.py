@@ -20,7 +20,7 @@ from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
 from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
 from repos import graph
-from repos.manifests import changed_paths, load_manifests
+from repos.manifests import load_manifests
 from repos.models import (
     ApiToken,
     Branch,
@@ -184,63 +184,6 @@ def commit_changes(commit: Commit) -> ManifestDiff:
     parent = commit.parent_ids[0] if commit.parent_ids else None
     manifests = manifests_of_commits([commit.commit_id, *([parent] if parent else [])])
     return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
-
-
-class CommitLog:
-    """The log of one commit, newest first, as a lazily sliced sequence of Commit rows (for paginators).
-
-    ``len()`` and each slice cost a constant number of queries. With *path*,
-    only commits whose tree under *path* differs from their first parent's are
-    listed; that filter reads each commit's stored delta (``repos.manifests.changed_paths``).
-    """
-
-    def __init__(self, head: str | None, *, path: str = "") -> None:
-        self.head = head
-        self.path = path.strip("/")
-        self._count: int | None = None
-        self._matching: list[str] | None = None
-
-    def __len__(self) -> int:
-        if self.head is None:
-            return 0
-        if self.path:
-            return len(self._touching())
-        if self._count is None:
-            self._count = graph.log_count(self.head)
-        return self._count
-
-    def count(self) -> int:
-        return len(self)
-
-    def __getitem__(self, index: slice) -> list[Commit]:
-        if not isinstance(index, slice):
-            raise TypeError("A commit log is read by slices.")
-        if self.head is None:
-            return []
-        start, stop, _ = index.indices(len(self))
-        if stop <= start:
-            return []
-        ids = self._touching()[start:stop] if self.path else graph.log_page(self.head, offset=start, limit=stop - start)
-        rows = commits_by_id(ids)
-        return [rows[cid] for cid in ids if cid in rows]
-
-    def _touching(self) -> list[str]:
-        if self._matching is None:
-            self._matching = _commits_touching(self.head, self.path) if self.head else []
-        return self._matching
-
-
-def _commits_touching(head: str, path: str) -> list[str]:
-    """Return the commits of the log of *head*, newest first, whose tree under *path* differs from their first parent's."""
-    rows = graph.log_rows(head)
-    snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in rows}
-    pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in rows]
-    changed = changed_paths(list(dict.fromkeys(pairs)))
-    return [
-        commit_id
-        for (commit_id, _, _), pair in zip(rows, pairs, strict=True)
-        if any(is_under(p, path) for p in changed[pair])
-    ]
 
 
 # --- trees and files ------------------------------------------------------------------------------

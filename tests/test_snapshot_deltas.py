@@ -579,7 +579,7 @@ def test_gc_keeps_the_bases_of_remaining_snapshots():
 
 
 def test_a_log_filtered_by_path_reads_stored_deltas_not_whole_manifests():
-    from repos.selectors import CommitLog
+    from repos.readmodel import CommitLog, clear_caches
 
     repo = make_repo()
     history, trees = linear_history(30)
@@ -591,8 +591,11 @@ def test_a_log_filtered_by_path_reads_stored_deltas_not_whole_manifests():
         if {p: x for p, x in before.items() if p.startswith("added/")}
         != {p: x for p, x in after.items() if p.startswith("added/")}
     ]
+    clear_caches()  # nothing compared yet
+    log = CommitLog(head, path="added")
     with CaptureQueriesContext(connection) as queries:
-        touching = CommitLog(head, path="added")._touching()
+        log.scan()
+    touching = log.matched
     assert touching == list(reversed(expected)) and 0 < len(touching) < 30
     assert len(queries) <= 4, "one walk, one batch of stored rows, one rebuild for the root commit"
 

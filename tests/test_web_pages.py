@@ -423,7 +423,7 @@ def test_a_user_cannot_revoke_someone_elses_token(songs):
 def test_pages_run_a_bounded_number_of_queries(client, songs, django_assert_max_num_queries):
     create_proposal(songs.repo.repo_id, title="P", from_branch="feature", to_branch="main", acting_user=songs.owner)
     owner = signed_in(songs.owner)
-    readmodel._INDEXES.clear()
+    readmodel.clear_caches()
     for url in [
         *page_urls(songs),
         f"{songs.url}/proposals/1",
@@ -524,9 +524,9 @@ def test_a_log_filtered_by_a_busy_path_compares_only_what_its_page_needs(client)
     for i in range(230):
         parents = [history.commit({"a.txt": f"{i}\n".encode(), "b.txt": b"same\n"}, parents=parents)["commit_id"]]
     push_history(repo, history)
-    log = readmodel.PathLog(parents[0], "a.txt")
+    log = readmodel.CommitLog(parents[0], path="a.txt")
     rows, more = log.page(1, 50)
-    assert len(rows) == 50 and more and log.scanned == readmodel.PathLog.CHUNK and log.total is None
+    assert len(rows) == 50 and more and log.scanned == readmodel.CommitLog.CHUNK and log.total is None
     rows, more = log.page(5, 50)
     assert len(rows) == 30 and not more and log.total == 230  # every commit wrote a.txt (the root added it)
     url = f"/{repo.owner}/{repo.slug}/commits/main?path=a.txt"

@@ -8,7 +8,7 @@ first directory page of a new snapshot (the one that builds its directory
 index) and the first log filtered by a busy folder must stay under twice that.
 The first log filtered by a rarely changed folder is timed and printed, not
 bounded: it compares the whole history, rebuilding two manifests per
-checkpoint snapshot (see ``repos.readmodel.PathLog``).
+checkpoint snapshot (see ``repos.readmodel.CommitLog``).
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ def test_every_page_of_a_big_repository_answers_within_the_limit(big, monkeypatc
     text_file = next(p for p in paths if p.endswith((".py", ".md", ".txt", ".json")))
     middle = history.commits[len(history.commits) // 2]["commit_id"].removeprefix("sha256:")
     client.get(f"{u}/tree/main/{folder}")  # the process's first page compiles templates: not what is timed here
-    readmodel._INDEXES.clear()
-    readmodel._PAIRS.clear()
+    readmodel.clear_caches()
     monkeypatch.setattr(manifests, "_CHECKPOINTS", manifests._Recent(4))  # nor a checkpoint it decoded
     cold, status = timed(client, f"{u}/tree/main/{folder}")
     assert status == 200

@@ -117,7 +117,7 @@ def repo_home(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             page=current,
             entries=entries,
             readme=_readme(repo, ref, index, ""),
-            commit_count=selectors.CommitLog(head).count(),
+            commit_count=readmodel.CommitLog(head).count(),
             file_count=index.entry_count,
             path="",
         )

@@ -22,13 +22,13 @@ def commits(request: HttpRequest, owner: str, slug: str, spec: str = "") -> Http
     spec = spec or ctx.repo.default_branch
     ref, commit_id, rest = selectors.split_ref_path(ctx.repo, spec)
     path = (request.GET.get("path") or rest).strip("/")
+    log = readmodel.CommitLog(commit_id, path=path)
     if path:  # compared only as far as this page needs: a path changed often shows at once
-        log = readmodel.PathLog(commit_id, path)
         number = page_number(request)
         rows, more = log.page(number, LOG_PAGE)
         current = LazyPage(rows, number, more, total=log.total)
-    else:
-        current = paginate(request, selectors.CommitLog(commit_id), LOG_PAGE)
+    else:  # counting is one walk of the graph: the page says how many pages there are
+        current = paginate(request, log, LOG_PAGE)
     context = repo_context(ctx, ref=ref, commit_id=commit_id, path=path, page=current, tab="commits")
     return render(request, "web/commits.html", context)
 
