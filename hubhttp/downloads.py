@@ -54,7 +54,8 @@ ACTIVE_TYPES = frozenset(
 )
 # How much of a file decides whether it is UTF-8 text (the start of the file, whatever range is asked for).
 SNIFF_BYTES = 64 * 1024
-_SPEC = re.compile(r"(\d*)-(\d*)")
+# ASCII digits, at most 18 (any file's offset fits): longer is malformed, and int() is never asked for a huge one.
+_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")
 
 
 def is_active(content_type: str) -> bool:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+import time
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from repos import readmodel
 from repos.models import Branch, Collaborator, Proposal, Repo, Role
@@ -391,9 +390,13 @@ def test_tokens_are_shown_once_and_can_be_revoked(songs):
 
 def test_creating_a_token_long_after_signing_in_asks_for_the_password_again(songs):
     from repos.models import ApiToken
+    from web.views.accounts import VERIFIED_AT
 
     client = signed_in(songs.owner)  # make_user's password is "pw"
-    type(songs.owner).objects.filter(pk=songs.owner.pk).update(last_login=timezone.now() - dt.timedelta(hours=1))
+    session = client.session
+    session[VERIFIED_AT] = time.time() - 3600  # this session signed in an hour ago
+    session.save()
+    signed_in(songs.owner)  # a sign-in elsewhere just now (last_login is fresh) does not make this session fresh
     assert 'type="password"' in client.get("/accounts/tokens").content.decode()
     count = ApiToken.objects.filter(user=songs.owner).count
     before = count()

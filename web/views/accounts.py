@@ -77,14 +77,22 @@ def tokens(request: HttpRequest) -> HttpResponse:
     return render(request, "web/tokens.html", _context(request, mine, form), status=400 if form.errors else 200)
 
 
-VERIFIED_AT = "musehub_verified_at"  # session key: when the password was last given (epoch seconds)
+VERIFIED_AT = "musehub_verified_at"  # session key: when this session last gave the password (epoch seconds)
+
+
+def remember_sign_in(sender, request: HttpRequest | None, user, **kwargs) -> None:
+    """``user_logged_in`` receiver: this session gave the password now (web/apps.py connects it).
+
+    Kept in the session, not read from ``last_login``: a sign-in on another
+    device must not make a stale session here fresh.
+    """
+    if request is not None and hasattr(request, "session"):
+        request.session[VERIFIED_AT] = time.time()
 
 
 def _verified_recently(request: HttpRequest) -> bool:
-    """Whether the password was given (at sign-in, or asked again) within MUSEHUB_SUDO_SECONDS."""
-    last_login = request.user.last_login
-    given = max(request.session.get(VERIFIED_AT, 0), last_login.timestamp() if last_login else 0)
-    return time.time() - given <= settings.MUSEHUB_SUDO_SECONDS
+    """Whether this session gave the password (at sign-in, or asked again) within MUSEHUB_SUDO_SECONDS."""
+    return time.time() - request.session.get(VERIFIED_AT, 0) <= settings.MUSEHUB_SUDO_SECONDS
 
 
 def _confirmed(request: HttpRequest, form: TokenForm) -> bool:
