@@ -198,8 +198,8 @@ class TreeView(RepoApiView):
     def get(self, request, owner: str, slug: str, spec: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
         ref, commit_id, path = selectors.split_ref_path(repo, spec)
-        paginator, page = self.paginate(request, selectors.tree_entries(commit_id, path))
-        selectors.fill_sizes(page)
+        paginator, page = self.paginate(request, readmodel.tree_listing(commit_id, path))
+        readmodel.fill_sizes(page)
         data = s.TreeEntrySerializer(page, many=True).data
         return self.page_response(paginator, data, ref=ref, commit_id=commit_id, path=path)
 
@@ -243,7 +243,7 @@ class RawView(RepoApiView):
         _, commit_id, path = selectors.split_ref_path(repo, spec)
         if not path:
             raise BadRequest("raw/ needs a file path after the ref: raw/<ref>/<path>.")
-        object_id = selectors.file_at(commit_id, path)
+        object_id = readmodel.file_at(commit_id, path)
         etag = f'"{object_id}"'
         if _if_none_match(request.headers.get("If-None-Match", ""), etag):
             response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)

@@ -31,12 +31,26 @@ from musehub_core.textdiff import DiffBudget, unified_diff
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
 from repos.models import Commit
-from repos.selectors import TreeEntry, commits_by_id, manifests_of_commits, object_sizes, snapshot_ids_of
+from repos.selectors import commits_by_id, manifests_of_commits, object_sizes, snapshot_ids_of
 from repos.storage.reader import plan_blob_reads, read_blobs
 
 TEXT_MAX_BYTES = 512 * 1024  # a file view renders at most this much text
 DIFF_MAX_BYTES = 256 * 1024  # a diff compares files up to this size (each side)
 DIFF_MAX_LINES = 2_000  # and shows at most this many lines of one file's diff
+
+
+# --- trees: a per-snapshot directory index ---------------------------------------------------------
+
+
+@dataclass
+class TreeEntry:
+    """One entry of a directory listing: a sub-directory, or a file with its object id (and size, once filled in)."""
+
+    name: str
+    path: str
+    kind: str  # "file" or "dir"
+    object_id: str | None = None
+    size: int | None = None
 
 
 @dataclass
@@ -87,6 +101,12 @@ class DirIndex:
         ]
         return entries
 
+    def entries(self, path: str) -> Listing:
+        """Return directory *path* as a lazily sliced sequence of entries (a paginator builds only its page)."""
+        if path not in self.dirs:
+            raise NotFound(f"No directory {path!r} at this ref.")
+        return Listing(self, path)
+
     def file(self, path: str) -> str | None:
         """Return the object id of file *path*, or None."""
         parent, _, name = path.rpartition("/")
@@ -95,6 +115,23 @@ class DirIndex:
         if at < len(entries) and entries[at][0] == name:
             return entries[at][1]
         return None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Directory *path* of a :class:`DirIndex`, sub-directories first, then files, by name: sliced, never built whole."""
+
+    index: DirIndex
+    path: str
+
+    def __len__(self) -> int:
+        return self.index.listing_size(self.path)
+
+    def __getitem__(self, index: slice) -> list[TreeEntry]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("A directory listing is read by slices.")
+        start, stop, _ = index.indices(len(self))
+        return self.index.listing(self.path, offset=start, limit=max(0, stop - start))
 
 
 class _IndexCache:
@@ -136,6 +173,36 @@ def dir_index(commit_id: str) -> DirIndex:
         index = DirIndex.of(load_manifest(snapshot_id))
         _INDEXES.put(snapshot_id, index)
     return index
+
+
+def tree_listing(commit_id: str, path: str) -> Listing:
+    """Return directory *path* of *commit_id*'s tree, lazily sliced; NotFound when *path* is a file or nothing."""
+    index = dir_index(commit_id)
+    if not index.is_dir(path) and index.file(path) is not None:
+        raise NotFound(f"{path!r} is a file, not a directory; read it through raw/.")
+    return index.entries(path)
+
+
+def file_at(commit_id: str, path: str) -> str:
+    """Return the object id of file *path* in *commit_id*'s tree; NotFound when it is a directory or nothing."""
+    index = dir_index(commit_id)
+    object_id = index.file(path) if path else None
+    if object_id is not None:
+        return object_id
+    if path and index.is_dir(path):
+        raise NotFound(f"{path!r} is a directory; list it through tree/.")
+    raise NotFound(f"No file {path!r} at this ref.")
+
+
+def fill_sizes(entries: Iterable[TreeEntry]) -> None:
+    """Set the size of every file entry from its object row, in one query (directories have none)."""
+    files = [e for e in entries if e.object_id]
+    sizes = object_sizes(e.object_id for e in files)
+    for entry in files:
+        entry.size = sizes.get(entry.object_id)
+
+
+# --- blob text and diffs ----------------------------------------------------------------------------
 
 
 def read_blobs_by_id(object_ids: Sequence[str]) -> dict[str, bytes]:

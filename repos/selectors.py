@@ -18,7 +18,7 @@ from django.db.models.functions import Lower
 
 from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
-from musehub_core.manifests import ManifestDiff, diff_manifests, is_under
+from musehub_core.manifests import ManifestDiff, diff_manifests
 from repos import graph
 from repos.manifests import load_manifests
 from repos.models import (
@@ -179,6 +179,14 @@ def manifests_of_commits(commit_ids: Iterable[str]) -> dict[str, dict[str, str]]
     return {cid: manifests.get(sid, {}) for cid, sid in snapshots.items()}
 
 
+def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
+    """Return {object_id: size in bytes} for the given objects, in one query (none for no objects)."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
+
+
 def commit_changes(commit: Commit) -> ManifestDiff:
     """Return what *commit* changed against its first parent (everything is added for a root commit)."""
     parent = commit.parent_ids[0] if commit.parent_ids else None
@@ -186,16 +194,7 @@ def commit_changes(commit: Commit) -> ManifestDiff:
     return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
 
 
-# --- trees and files ------------------------------------------------------------------------------
-
-
-@dataclass
-class TreeEntry:
-    name: str
-    path: str
-    kind: str  # "file" or "dir"
-    object_id: str | None = None
-    size: int | None = None
+# --- refs and paths ---------------------------------------------------------------------------------
 
 
 def split_ref_path(repo: Repo, spec: str) -> tuple[str, str, str]:
@@ -214,59 +213,6 @@ def split_ref_path(repo: Repo, spec: str) -> tuple[str, str, str]:
         if name in heads:
             return name, heads[name], "/".join(parts[end:])
     return parts[0], resolve_ref(repo, parts[0]), "/".join(parts[1:])
-
-
-def tree_entries(commit_id: str, path: str = "") -> list[TreeEntry]:
-    """Return the directory *path* of *commit_id*'s tree: sub-directories first, then files, by name.
-
-    Sizes are not filled in (see :func:`fill_sizes`). Raises NotFound when
-    *path* is not a directory of that tree.
-    """
-    prefix = path.strip("/")
-    manifest = manifests_of_commits([commit_id]).get(commit_id, {})
-    if prefix and prefix in manifest:
-        raise NotFound(f"{prefix!r} is a file, not a directory; read it through raw/.")
-    children: dict[str, TreeEntry] = {}
-    for entry_path, object_id in manifest.items():
-        if not is_under(entry_path, prefix) or entry_path == prefix:
-            continue
-        rest = entry_path[len(prefix) + 1 :] if prefix else entry_path
-        name, sep, _ = rest.partition("/")
-        full = f"{prefix}/{name}" if prefix else name
-        if sep:
-            children.setdefault(name, TreeEntry(name=name, path=full, kind="dir"))
-        else:
-            children[name] = TreeEntry(name=name, path=full, kind="file", object_id=object_id)
-    if prefix and not children:
-        raise NotFound(f"No directory {prefix!r} at this ref.")
-    return sorted(children.values(), key=lambda e: (e.kind != "dir", e.name))
-
-
-def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
-    """Return {object_id: size in bytes} for the given objects, in one query (none for no objects)."""
-    ids = list(dict.fromkeys(object_ids))
-    if not ids:
-        return {}
-    return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
-
-
-def fill_sizes(entries: Iterable[TreeEntry]) -> None:
-    """Set the size of every file entry from its object row, in one query."""
-    files = [e for e in entries if e.object_id]
-    sizes = object_sizes(e.object_id for e in files)
-    for entry in files:
-        entry.size = sizes.get(entry.object_id)
-
-
-def file_at(commit_id: str, path: str) -> str:
-    """Return the object id of file *path* in *commit_id*'s tree; raise NotFound otherwise."""
-    path = path.strip("/")
-    manifest = manifests_of_commits([commit_id]).get(commit_id, {})
-    if path in manifest:
-        return manifest[path]
-    if path and any(is_under(p, path) for p in manifest):
-        raise NotFound(f"{path!r} is a directory; list it through tree/.")
-    raise NotFound(f"No file {path!r} at this ref.")
 
 
 # --- comparing ------------------------------------------------------------------------------------

@@ -236,6 +236,26 @@ def test_tree_of_a_file_or_a_missing_directory_is_404(api):
     assert api.get("tree/nobranch").json()["error"] == "ref_not_found"
 
 
+def test_a_tree_page_and_a_raw_file_read_no_manifest_once_the_tree_is_indexed(alice):
+    repo = make_repo(alice)
+    commit(repo, "main", {f"dir/f{i:04d}.txt": str(i).encode() for i in range(650)} | {"dir/sub/x.txt": b"x"}, "big")
+    readmodel.clear_caches()
+    caller = Api(repo)
+    first = caller.get("tree/main/dir", {"page_size": 100}).json()
+    assert first["count"] == 651 and [e["name"] for e in first["results"][:2]] == ["sub", "f0000.txt"]
+    with CaptureQueriesContext(connection) as tree_queries:
+        last = caller.get("tree/main/dir", {"page_size": 100, "page": 7}).json()
+    with CaptureQueriesContext(connection) as raw_queries:
+        raw = body(caller.get("raw/main/dir/f0123.txt"))
+    assert [e["name"] for e in last["results"]] == [f"f{i:04d}.txt" for i in range(599, 650)]
+    assert last["count"] == 651 and last["next"] is None and last["results"][0]["size"] == 3
+    assert raw == b"123"
+    for captured in (tree_queries, raw_queries):
+        read = [q["sql"] for q in captured.captured_queries]
+        assert not any("manifest_blob" in sql for sql in read), "no manifest read once the tree is indexed"
+        assert len(read) <= 6, read  # the same few queries however big the directory
+
+
 def body(reply) -> bytes:
     """The bytes of a reply, streamed or not."""
     return b"".join(reply.streaming_content) if reply.streaming else reply.content

@@ -53,9 +53,9 @@ def crumbs(path: str) -> list[tuple[str, str | None]]:
 
 def _listing(request: HttpRequest, repo, ref: str, index: readmodel.DirIndex, path: str):
     """Return (the page, [(entry, its URL)]) of directory *path*: one URL reversal per page, not per entry."""
-    current = paginate(request, range(index.listing_size(path)), DIR_PAGE)
-    entries = index.listing(path, offset=current.start_index() - 1 if current.object_list else 0, limit=DIR_PAGE)
-    selectors.fill_sizes(entries)
+    current = paginate(request, index.entries(path), DIR_PAGE)
+    entries = current.object_list
+    readmodel.fill_sizes(entries)
     kwargs = {"owner": repo.owner, "slug": repo.slug, "spec": ref}
     prefixes = {"dir": reverse("web-tree", kwargs=kwargs) + "/", "file": reverse("web-blob", kwargs=kwargs) + "/"}
     return current, [(entry, prefixes[entry.kind] + quote(entry.path, safe=PATH_SAFE)) for entry in entries]
