@@ -96,10 +96,12 @@ test-postgres: $(DEV_STAMP) build browser nginx
 test: lint test-sqlite test-postgres
 
 # Benchmark (bench/README.md): PostgreSQL on 127.0.0.1:5432, moto S3, gunicorn and git daemon, all local.
-# BENCH_ARGS="--quick" for a smoke run; results go to bench/results/.
+# BENCH_ARGS="--quick" for a smoke run; results go to bench/results/, then bench.plot redraws
+# bench/results/ratios.png (MuseHub/git per workload over the full runs; docs/performance.md).
 bench: $(DEV_STAMP) build
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.plot
 
 bench-core: $(DEV_STAMP)
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
