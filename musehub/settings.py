@@ -6,7 +6,7 @@ PostgreSQL; ``MUSEHUB_S3_BUCKET`` (with the other ``MUSEHUB_S3_*`` variables)
 selects S3 or MinIO for mpacks. ``MUSEHUB_ENV=production`` (``make serve``,
 ``deploy/``) wants ``DJANGO_SECRET_KEY`` and ``MUSEHUB_ALLOWED_HOSTS`` from the
 environment, logs JSON and serves the admin's static files through WhiteNoise.
-The README lists every variable.
+docs/configuration.md lists every variable.
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ for _network in MUSEHUB_METRICS_ALLOW:
             f"MUSEHUB_METRICS_ALLOW holds {_network!r}; list addresses or networks, e.g. 10.0.0.0/8,::1."
         ) from None
 
-# --- hub limits and behaviour (documented in the README) ---------------------
+# --- hub limits and behaviour (documented in docs/configuration.md) ----------
 # Blobs up to this size are also copied into the database (Object.content_cache). Off by default: a fetch
 # reads each covering pack once anyway, and the copy doubled the objects table (issue 16's measurement).
 MUSEHUB_CONTENT_CACHE_MAX_BYTES = env_int("MUSEHUB_CONTENT_CACHE_MAX_BYTES", 0)

@@ -36,9 +36,9 @@ EXIT_INTERRUPTED = 130
 PROTOCOL_HEADER = "X-Muse-Protocol"
 MSGPACK = "application/x-msgpack"
 SNAPSHOT_DELTA = "snapshot-delta"  # the capability of wire.md §2.1
-PACK_STREAM = "pack-stream"  # the fetch reply is the pack itself, blobs as stored (README, "Streamed fetch")
+PACK_STREAM = "pack-stream"  # the fetch reply is the pack itself, blobs as stored (docs/protocols.md, "Streamed fetch")
 PACK_TYPE = "application/x-mpack"
-PUSH_INLINE = "push-inline"  # mpack/push takes a small pack in its body (README, "Inline push")
+PUSH_INLINE = "push-inline"  # mpack/push takes a small pack in its body (docs/protocols.md, "Inline push")
 INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
 
 CHUNK = 1024 * 1024

@@ -1,6 +1,6 @@
 """``musehub merge``: merge another branch into a working folder, and the commit that finishes the merge.
 
-The resolve flow (README, "The reference client"):
+The resolve flow (docs/client.md, "Resolving a conflict"):
 
 1. ``merge BRANCH [DIR]`` fetches the folder's branch (it must not have moved on
    the hub: pull first) and BRANCH, asks the hub for their merge base (the

@@ -15,7 +15,7 @@ those snapshots and the branches moved since). :func:`fsck_batch` checks the
 next few repositories after a cursor, so a nightly job covers the whole hub
 over several nights (``musehub_fsck --batch N --state FILE``).
 
-Severity policy (documented in the README):
+Severity policy (documented in docs/maintenance.md):
 
 - **error**: something a reader will trip over or that says stored data is
   wrong: a pack missing from storage (except fetch packs), bytes that do not

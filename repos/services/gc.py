@@ -1,7 +1,7 @@
 """Collect garbage: content no repository refers to, and packs no index entry needs.
 
 :func:`plan_gc` decides, :func:`collect_garbage` deletes (or, dry, only reports).
-The rules (documented in the README):
+The rules (documented in docs/maintenance.md):
 
 - **Rows.** Commit and commit-graph rows with no ``CommitRef`` of any
   repository (and not a branch head); snapshots with no ``SnapshotRef`` that no

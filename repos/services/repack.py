@@ -1,6 +1,6 @@
 """Repack: combine a repository's many small mpacks into one, the way git's geometric repack does.
 
-Which packs (:func:`geometric_split`, documented in the README): sort the
+Which packs (:func:`geometric_split`, documented in docs/maintenance.md): sort the
 repository's push, server and repack packs that still hold indexed blobs by
 size. Walking down from the biggest, the packs form a geometric progression
 while each is at least twice the next smaller one; everything below the first
