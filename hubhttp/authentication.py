@@ -10,7 +10,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 
 from hubhttp.throttle import client_address, record_token_failure, token_retry_after
-from musehub_core.errors import AuthenticationRequired
+from musehub_core.errors import AuthenticationRequired, Throttled
 from repos.services.tokens import user_for_token
 
 REALM = 'Bearer realm="musehub"'  # hubhttp.errors.REALM: the same realm on every 401
@@ -28,12 +28,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         address = client_address(request)
         if wait := token_retry_after(address):
-            raise exceptions.Throttled(wait, TOO_MANY)
+            raise Throttled(TOO_MANY, retry_after=wait)
         try:
             return self._user_of(header)
         except exceptions.AuthenticationFailed:
             if wait := record_token_failure(address):
-                raise exceptions.Throttled(wait, TOO_MANY) from None
+                raise Throttled(TOO_MANY, retry_after=wait) from None
             raise
 
     def _user_of(self, header: list[bytes]):

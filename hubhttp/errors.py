@@ -27,7 +27,6 @@ from musehub_core.errors import (
     MuseHubError,
     NotFound,
     PermissionDenied,
-    Throttled,
 )
 
 log = logging.getLogger("musehub.errors")
@@ -99,8 +98,6 @@ def exception_handler(exc, context):
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         set_rollback()
         return response_for(AuthenticationRequired("; ".join(_flatten(exc.detail))))
-    if isinstance(exc, drf.Throttled):  # hubhttp.authentication: too many failed tokens from one address
-        return response_for(Throttled(str(exc.detail), retry_after=exc.wait or 1))
     if isinstance(exc, drf.APIException):
         set_rollback()
         message = "; ".join(_flatten(exc.detail))

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from hubhttp.errors import json_error
 from musehub.logs import route_of
-from musehub_core.errors import BadRequest, LengthRequired, PayloadTooLarge
+from musehub_core.errors import BadRequest, LengthRequired, NotFound, PayloadTooLarge
 from web.pages import error_page
 
 # Routes (URL pattern names) that carry whole MWP bundles and object batches.
@@ -53,7 +53,7 @@ class RequestSizeLimitMiddleware:
 
 
 class RefuseNulMiddleware:
-    """Answer 400 when the path or a query parameter holds a NUL character: a page for the web, JSON elsewhere.
+    """Refuse a path or query parameter holding a NUL character: a 404 page for the web, a 400 JSON error elsewhere.
 
     No name, ref, path or parameter of the hub may hold one, and PostgreSQL
     refuses it in any query (``DataError``, a 500), so this is checked before
@@ -66,10 +66,10 @@ class RefuseNulMiddleware:
     def __call__(self, request):
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in request.path_info or ("%00" in query and _has_nul(request.GET)):
-            exc = BadRequest("The URL holds a NUL character (%00); no name, ref or path of this hub does.")
-            if route_of(request).startswith("web-"):
-                return error_page(request, exc)
-            return json_error(exc)
+            sentence = "The URL holds a NUL character (%00); no name, ref or path of this hub does."
+            if route_of(request).startswith("web-"):  # no page has such a name: the page's own 404
+                return error_page(request, NotFound(sentence))
+            return json_error(BadRequest(sentence))
         return self.get_response(request)
 
 

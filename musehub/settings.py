@@ -15,6 +15,7 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,15 +59,21 @@ def _private_dir(path: Path) -> None:
             pass
 
 
-def _private_file(path: Path) -> None:
-    """Create file *path* empty with mode 0600 if missing (never readable by others, not even briefly), or tighten it."""
+def _private_file(path: Path, content: str = "") -> None:
+    """Create file *path* with mode 0600 and *content* if missing (never readable by others, not even briefly), or tighten it.
+
+    Only the process that creates the file writes it: two starting at once keep the one content written first.
+    """
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)
     except FileNotFoundError:  # no such directory: whoever opens the file reports it
         pass
+    else:
+        with os.fdopen(descriptor, "w") as created:
+            created.write(content)
 
 
 # SQLite database (password hashes, tokens), filesystem storage (private repositories), secret key: 0700.
@@ -77,10 +84,12 @@ _private_dir(DATA_DIR)
 def _embedded_secret_key() -> str:
     """Return a secret key kept in the data dir, made once (embedded default only)."""
     path = DATA_DIR / "secret_key"
-    if not path.exists():
-        _private_file(path)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    _private_file(path, secrets.token_urlsafe(50))
+    for _ in range(100):  # another process may have created the file and not yet written it
+        if key := path.read_text().strip():
+            return key
+        time.sleep(0.01)
+    raise ImproperlyConfigured(f"{path} is empty: delete it, or set DJANGO_SECRET_KEY.")
 
 
 def env_required(name: str, why: str) -> str:
@@ -186,6 +195,7 @@ if env_str("MUSEHUB_BENCH_STATS"):  # benchmark only (bench/server_stats.py): pe
     MIDDLEWARE.insert(0, "bench.server_stats.BenchStatsMiddleware")
 
 ROOT_URLCONF = "musehub.urls"
+SESSION_ENGINE = "musehub.sessions"  # database sessions that take only keys Django makes (musehub/sessions.py)
 # The web pages (web/): Django's session sign-in.
 LOGIN_URL = "web-login"
 LOGIN_REDIRECT_URL = "web-explore"

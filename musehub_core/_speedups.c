@@ -273,12 +273,16 @@ out_of_memory:
     return -1;
 }
 
-/* Number each line of the lists *lines* (str, compared as Python compares them) through *numbers* ({line: int}). */
-static int *number_lines(PyObject *lines, PyObject *numbers) {
-    Py_ssize_t count = PyList_GET_SIZE(lines);
+/* Number the first *count* lines of the list *lines* (exact str: no Python code runs while they are compared)
+ * through *numbers* ({line: int}). */
+static int *number_lines(PyObject *lines, Py_ssize_t count, PyObject *numbers) {
     int *out = malloc((size_t)(count ? count : 1) * sizeof(int));
     if (out == NULL) return (int *)PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(lines, i))) {
+            PyErr_SetString(PyExc_TypeError, "myers() takes lists of str");
+            goto fail;
+        }
         PyObject *next = PyLong_FromSsize_t(PyDict_GET_SIZE(numbers));
         if (next == NULL) goto fail;
         PyObject *number = PyDict_SetDefault(numbers, PyList_GET_ITEM(lines, i), next); /* borrowed */
@@ -304,9 +308,9 @@ static PyObject *myers(PyObject *Py_UNUSED(module), PyObject *args) {
     long long spent = 0;
     Runs runs = {NULL, 0, 0};
     int found;
-    if (numbers == NULL || (a = number_lines(before, numbers)) == NULL || (b = number_lines(after, numbers)) == NULL)
-        goto done;
     Py_ssize_t n = PyList_GET_SIZE(before), m = PyList_GET_SIZE(after);
+    if (numbers == NULL || (a = number_lines(before, n, numbers)) == NULL || (b = number_lines(after, m, numbers)) == NULL)
+        goto done;
     double deadline = now_seconds() + seconds;
     Py_BEGIN_ALLOW_THREADS
     found = myers_search(a, n, b, m, units, deadline, &spent, &runs);

@@ -50,8 +50,8 @@ def validate_path(path: object, where: str) -> str:
 
 # Characters a hub refuses in new paths although wire.md §2's rules allow them: C0 and C1 controls (a CR, LF,
 # ESC or BEL in a name breaks terminals, logs, links and the files a clone writes) and Unicode's bidirectional
-# controls (U+202E shows "gpj.exe" as "exe.jpg").
-UNSAFE_PATH_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# controls (U+202E shows "gpj.exe" as "exe.jpg"); U+2028 and U+2029 break lines as LF does.
+UNSAFE_PATH_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def unsafe_paths(paths: Iterable[str]) -> list[str]:

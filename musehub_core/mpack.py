@@ -52,14 +52,23 @@ _KEEP_IN_ONE_PASS = 16 * 1024 * 1024
 # A zstd frame that declares at most this many bytes is decoded in one call into a buffer of exactly that
 # size (the frame cannot write past it): most blobs are small, and a stream per blob costs twice the time.
 _ONE_CALL_MAX = 1024 * 1024
+# The largest window a zstd frame may ask its reader to keep (zstd allows 128 MiB by default): a stored blob is
+# decoded on every download, so a crafted frame must not make each one allocate that much. Levels up to 19 use
+# at most 8 MiB (our encoders use level 3: 2 MiB); a bigger one is refused at push and never decoded.
+MAX_WINDOW_BYTES = 8 * 1024 * 1024
 _local = threading.local()
+
+
+def zstd_decompressor() -> zstandard.ZstdDecompressor:
+    """Return a decompressor that refuses frames asking for a window over MAX_WINDOW_BYTES (ZstdError)."""
+    return zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_BYTES)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
     """Return this thread's reusable decompressor (a ZstdDecompressor is not safe to share between threads)."""
     dctx = getattr(_local, "dctx", None)
     if dctx is None:
-        dctx = _local.dctx = zstandard.ZstdDecompressor()
+        dctx = _local.dctx = zstd_decompressor()
     return dctx
 
 
@@ -295,7 +304,7 @@ def _inflate(
     one_pass = min(keep_up_to, _KEEP_IN_ONE_PASS)
     size = 0
     try:
-        with zstandard.ZstdDecompressor().stream_reader(content) as reader:
+        with zstd_decompressor().stream_reader(content) as reader:
             while chunk := reader.read(_READ_SIZE):
                 size += len(chunk)
                 if size > max_bytes:
@@ -333,7 +342,7 @@ def decode_blob(content: bytes, encoding: str, *, max_bytes: int, where: str = "
             raise MalformedPack(f"{where} is not a valid zstd frame: {exc}.") from exc
     out = io.BytesIO()
     try:
-        with zstandard.ZstdDecompressor().stream_reader(content) as reader:
+        with zstd_decompressor().stream_reader(content) as reader:
             while chunk := reader.read(_READ_SIZE):
                 out.write(chunk)
                 if out.tell() > max_bytes:

@@ -127,7 +127,7 @@ def _myers(old: list[str], new: list[str], budget: DiffBudget) -> list[Opcode] |
     n, m = len(old), len(new)
     if not n or not m:
         return [("delete", 0, n, 0, 0)] if n else [("insert", 0, 0, 0, m)] if m else []
-    if (n - m) ** 2 > budget.units:  # at least |n - m| edits, so at least (n - m)² units: refuse before spending
+    if (n - m) ** 2 // 2 > budget.units:  # at least |n - m| edits, so about (n - m)²/2 units: refuse before spending
         return None
     if speedups is not None:  # the same search in C, without the GIL
         seconds = budget.deadline - time.monotonic()

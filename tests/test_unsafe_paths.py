@@ -29,6 +29,7 @@ UNSAFE = [
     "del\x7f.txt",
     "c1\x85.txt",
     "isolate\u2066.txt",
+    "para\u2028graph.txt",
 ]
 SAFE = ["a.txt", "dir/unicodé ♫.mid", "spaces in name.txt", "emoji 🎹.wav", "arabic ملف.txt", "zwj\u200d.txt"]
 

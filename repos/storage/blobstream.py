@@ -49,6 +49,7 @@ import zstandard
 
 from musehub_core.errors import IntegrityError
 from musehub_core.ids import PREFIX, blob_id
+from musehub_core.mpack import zstd_decompressor
 from repos.models import MPack, MPackIndex, Object
 from repos.storage.backend import get_backend
 from repos.storage.reader import _damaged, read_blob
@@ -95,7 +96,7 @@ def _decoded(stream: IO[bytes], encoding: str) -> Iterator[bytes]:
     if encoding != "zstd":
         raise _Undecodable(f"unknown encoding {encoding!r}")
     try:
-        with zstandard.ZstdDecompressor().stream_reader(stream, closefd=False) as reader:
+        with zstd_decompressor().stream_reader(stream, closefd=False) as reader:
             while chunk := _read_full(reader, CHUNK):
                 yield chunk
     except zstandard.ZstdError as exc:
