@@ -175,7 +175,7 @@ class CommitDetailView(RepoApiView):
     def get(self, request, owner: str, slug: str, commit_id: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
         commit = selectors.commit_in_repo(repo, commit_id)
-        changes = selectors.commit_changes(commit)
+        changes = readmodel.commit_diff(commit).changes
         return Response(s.CommitDetailSerializer(commit, context={"changes": changes}).data)
 
 
@@ -325,16 +325,16 @@ class CompareView(RepoApiView):
     def get(self, request, owner: str, slug: str, spec: str):
         repo = repo_for(request.user, owner, slug, Role.READ)
         base, head = selectors.split_compare_spec(repo, spec)
-        comparison = selectors.compare_commits(base, head)
+        comparison = readmodel.branch_diff(base, head)
         paginator, ids = self.paginate(request, comparison.ahead)
         commits = selectors.commits_by_id(ids)
         results = s.CommitSerializer([commits[c] for c in ids if c in commits], many=True).data
         return self.page_response(
             paginator,
             results,
-            base_commit_id=comparison.base_commit_id,
-            head_commit_id=comparison.head_commit_id,
-            merge_base_commit_id=comparison.merge_base_commit_id,
+            base_commit_id=comparison.base,
+            head_commit_id=comparison.head,
+            merge_base_commit_id=comparison.merge_base,
             ahead_by=len(comparison.ahead),
             behind_by=comparison.behind_by,
             changes=comparison.changes.as_dict(),

@@ -7,12 +7,14 @@ changes:
 - trees: a per-snapshot directory index (:func:`dir_index`). The first listing
   of a tree decodes its manifest once; every later listing, page or file lookup
   of any directory of that tree reads no manifest at all.
-- history: the log of a commit filtered by a path compares each commit with
-  its first parent (mostly from stored deltas), each pair once per process,
-  and only as far as the page asked for needs.
-- diffs: what changed between two manifests, and for pages the changed files
-  with sizes and budgeted text diffs (:func:`file_changes`). Blob bytes come
-  from ``repos.storage.reader`` (content cache first, then each covering mpack
+- history: :class:`CommitLog`, the log of a commit, newest first. Filtered by a
+  path it compares each commit with its first parent (mostly from stored
+  deltas), each pair once per process, and only as far as the page asked for
+  needs.
+- diffs: what a commit or a branch changed (:func:`commit_diff`,
+  :func:`branch_diff`), and for pages the changed files with sizes and
+  budgeted text diffs (:func:`file_changes`). Blob bytes come from
+  ``repos.storage.reader`` (content cache first, then each covering mpack
   once), never more than a page shows.
 """
 
@@ -39,7 +41,7 @@ DIFF_MAX_BYTES = 256 * 1024  # a diff compares files up to this size (each side)
 DIFF_MAX_LINES = 2_000  # and shows at most this many lines of one file's diff
 
 
-# --- trees: a per-snapshot directory index ---------------------------------------------------------
+# --- trees: a per-snapshot directory index --------------------------------------------------------
 
 
 @dataclass
@@ -202,7 +204,156 @@ def fill_sizes(entries: Iterable[TreeEntry]) -> None:
         entry.size = sizes.get(entry.object_id)
 
 
-# --- blob text and diffs ----------------------------------------------------------------------------
+# --- history: the log of a commit, filtered by path or not ----------------------------------------
+
+
+class _PairCache:
+    """{(snapshot id, parent snapshot id): the paths that differ} for pairs this process has compared.
+
+    Snapshots never change, so an entry never goes stale. Most pairs are
+    answered by their stored delta (cheap); a checkpoint against its parent
+    costs two rebuilt manifests, which is what this cache saves the next time.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._items: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_many(self, pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
+        with self._lock:
+            return {pair: self._items[pair] for pair in pairs if pair in self._items}
+
+    def put_many(self, found: dict[tuple[str, str | None], Iterable[str]]) -> None:
+        with self._lock:
+            for pair, paths in found.items():
+                self._items[pair] = frozenset(paths)
+                self._items.move_to_end(pair)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_PAIRS = _PairCache()
+
+
+def _changes_of(pairs: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
+    """Return the changed paths of each (snapshot, parent snapshot) pair: remembered ones, then the rest compared."""
+    unique = list(dict.fromkeys(pairs))
+    known = _PAIRS.get_many(unique)
+    missing = [pair for pair in unique if pair not in known]
+    if missing:
+        found = changed_paths(missing)
+        _PAIRS.put_many(found)
+        known.update((pair, frozenset(paths)) for pair, paths in found.items())
+    return known
+
+
+class CommitLog:
+    """The log of commit *head*, newest first; with *path*, only the commits whose tree under *path* differs from
+    their first parent's. Both faces list history through it: the REST API's ``commits`` and the web's log pages.
+
+    It is a sequence of Commit rows sliced lazily, as Django's and DRF's
+    paginators take it, and :meth:`page` answers a page without knowing the
+    length (what a page needs to say "next").
+
+    Unfiltered, a length and a slice are one walk of the commit graph each
+    (``repos.graph``). Filtered, one query reads the whole log (commit, first
+    parent, snapshot); commits are then compared with their first parent newest
+    first (``repos.manifests.changed_paths``: most from their stored delta, a
+    checkpoint snapshot by rebuilding both manifests), each pair once per
+    process (:class:`_PairCache`). :meth:`page` and a slice compare only as far
+    as they reach, a chunk of ``CHUNK`` at a time, so a path changed often shows
+    its first pages without comparing the whole history; the length compares
+    every commit (in one pass: later lengths and pages of any log of the same
+    history are then cheap).
+    """
+
+    CHUNK = 100  # commits compared at a time when only the first few matches are wanted
+
+    def __init__(self, head: str | None, *, path: str = "") -> None:
+        self.head = head
+        self.path = path.strip("/")
+        self.matched: list[str] = []  # filtered: the commits compared so far that touch the path, newest first
+        self.scanned = 0  # filtered: how many commits have been compared
+        self._count: int | None = None
+        self._rows: list[tuple[str, str | None, str]] | None = None
+        self._pairs: list[tuple[str, str | None]] = []
+
+    @property
+    def total(self) -> int | None:
+        """How many commits the log holds, once known (unfiltered: counted; filtered: every commit compared)."""
+        if not self.path:
+            return self._count
+        return len(self.matched) if self._rows is not None and self.scanned >= len(self._rows) else None
+
+    def __len__(self) -> int:
+        if self.head is None:
+            return 0
+        if self.path:
+            self.scan()
+            return len(self.matched)
+        if self._count is None:
+            self._count = graph.log_count(self.head)
+        return self._count
+
+    def count(self) -> int:
+        return len(self)
+
+    def __getitem__(self, index: slice) -> list[Commit]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("A commit log is read by slices.")
+        start, stop = index.start or 0, index.stop
+        if start < 0 or stop is None or stop < 0:  # counted from the end: the length is needed
+            start, stop, _ = index.indices(len(self))
+        return _commit_rows(self._ids(start, stop))
+
+    def page(self, number: int, per_page: int) -> tuple[list[Commit], bool]:
+        """Return (the Commit rows of page *number*, counted from 1, and whether a later page exists)."""
+        start = (max(number, 1) - 1) * per_page
+        ids = self._ids(start, start + per_page + 1)
+        return _commit_rows(ids[:per_page]), len(ids) > per_page
+
+    def scan(self, until: int | None = None) -> None:
+        """Compare commits, newest first, until *until* of them touch the path (without *until*: all of them)."""
+        rows, pairs = self._log()
+        while self.scanned < len(rows) and (until is None or len(self.matched) < until):
+            stop = len(rows) if until is None else self.scanned + self.CHUNK
+            chunk = pairs[self.scanned : stop]
+            changed = _changes_of(chunk)
+            for (commit_id, _, _), pair in zip(rows[self.scanned : stop], chunk, strict=True):
+                if any(is_under(p, self.path) for p in changed.get(pair, ())):
+                    self.matched.append(commit_id)
+            self.scanned = min(stop, len(rows))
+
+    def _ids(self, start: int, stop: int) -> list[str]:
+        """Return the ids of the log from position *start* to *stop*, newest first."""
+        if self.head is None or stop <= start:
+            return []
+        if not self.path:
+            return graph.log_page(self.head, offset=start, limit=stop - start)
+        self.scan(until=stop)
+        return self.matched[start:stop]
+
+    def _log(self) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str | None]]]:
+        """Return the whole log's (commit, first parent, snapshot) rows and (snapshot, parent snapshot) pairs."""
+        if self._rows is None:
+            self._rows = graph.log_rows(self.head) if self.head else []
+            snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in self._rows}
+            self._pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in self._rows]
+        return self._rows, self._pairs
+
+
+def _commit_rows(ids: list[str]) -> list[Commit]:
+    """Return the Commit rows of *ids*, in that order (one query)."""
+    rows = commits_by_id(ids)
+    return [rows[cid] for cid in ids if cid in rows]
+
+
+# --- diffs and blob text --------------------------------------------------------------------------
 
 
 def read_blobs_by_id(object_ids: Sequence[str]) -> dict[str, bytes]:
@@ -331,6 +482,24 @@ _REFUSED_DIFFS = RefusedDiffs()
 
 
 @dataclass
+class CommitDiff:
+    """What a commit changed against its first parent (everything is added for a root commit), with both manifests."""
+
+    changes: ManifestDiff
+    old: dict[str, str]
+    new: dict[str, str]
+
+
+def commit_diff(commit: Commit) -> CommitDiff:
+    """Return what *commit* changed against its first parent, each manifest loaded once (one diff for both faces)."""
+    parent = commit.parent_ids[0] if commit.parent_ids else None
+    manifests = manifests_of_commits([commit.commit_id, *([parent] if parent else [])])
+    old = manifests.get(parent, {}) if parent else {}
+    new = manifests.get(commit.commit_id, {})
+    return CommitDiff(changes=diff_of(old, new), old=old, new=new)
+
+
+@dataclass
 class BranchDiff:
     """How *head* differs from *base* since they forked, read with each manifest loaded once.
 
@@ -354,6 +523,7 @@ class BranchDiff:
 def branch_diff(base: str | None, head: str, *, conflicts: bool = False, count_behind: bool = True) -> BranchDiff:
     """Return how commit *head* differs from commit *base* (None: a branch that does not exist yet).
 
+    The REST API's compare and the web's compare and proposal pages all read it.
     Without *count_behind*, ``behind_by`` is only 1 or 0: whether base has commits head lacks.
     """
     fork = graph.merge_base(base, head) if base else None
@@ -400,156 +570,10 @@ def diff_of(old: dict[str, str], new: dict[str, str]) -> ManifestDiff:
     return ManifestDiff(added=sorted(added), modified=sorted(modified), removed=sorted(removed))
 
 
-# --- history: the log of a commit, filtered by path or not ----------------------------------------
-
-
-class _PairCache:
-    """{(snapshot id, parent snapshot id): the paths that differ} for pairs this process has compared.
-
-    Snapshots never change, so an entry never goes stale. Most pairs are
-    answered by their stored delta (cheap); a checkpoint against its parent
-    costs two rebuilt manifests, which is what this cache saves the next time.
-    """
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._items: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get_many(self, pairs: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
-        with self._lock:
-            return {pair: self._items[pair] for pair in pairs if pair in self._items}
-
-    def put_many(self, found: dict[tuple[str, str | None], Iterable[str]]) -> None:
-        with self._lock:
-            for pair, paths in found.items():
-                self._items[pair] = frozenset(paths)
-                self._items.move_to_end(pair)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_PAIRS = _PairCache()
+# --- the caches of this process -------------------------------------------------------------------
 
 
 def clear_caches() -> None:
     """Forget every directory index and compared commit this process keeps (a cold start, as tests measure it)."""
     _INDEXES.clear()
     _PAIRS.clear()
-
-
-def _changes_of(pairs: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str | None], frozenset[str]]:
-    """Return the changed paths of each (snapshot, parent snapshot) pair: remembered ones, then the rest compared."""
-    unique = list(dict.fromkeys(pairs))
-    known = _PAIRS.get_many(unique)
-    missing = [pair for pair in unique if pair not in known]
-    if missing:
-        found = changed_paths(missing)
-        _PAIRS.put_many(found)
-        known.update((pair, frozenset(paths)) for pair, paths in found.items())
-    return known
-
-
-class CommitLog:
-    """The log of commit *head*, newest first; with *path*, only the commits whose tree under *path* differs from
-    their first parent's. Both faces list history through it: the REST API's ``commits`` and the web's log pages.
-
-    It is a sequence of Commit rows sliced lazily, as Django's and DRF's
-    paginators take it, and :meth:`page` answers a page without knowing the
-    length (what a page needs to say "next").
-
-    Unfiltered, a length and a slice are one walk of the commit graph each
-    (``repos.graph``). Filtered, one query reads the whole log (commit, first
-    parent, snapshot); commits are then compared with their first parent newest
-    first (``repos.manifests.changed_paths``: most from their stored delta, a
-    checkpoint snapshot by rebuilding both manifests), each pair once per
-    process (:class:`_PairCache`). :meth:`page` and a slice compare only as far
-    as they reach, a chunk of ``CHUNK`` at a time, so a path changed often shows
-    its first pages without comparing the whole history; the length compares
-    every commit (in one pass: later lengths and pages of any log of the same
-    history are then cheap).
-    """
-
-    CHUNK = 100  # commits compared at a time when only the first few matches are wanted
-
-    def __init__(self, head: str | None, *, path: str = "") -> None:
-        self.head = head
-        self.path = path.strip("/")
-        self.matched: list[str] = []  # filtered: the commits compared so far that touch the path, newest first
-        self.scanned = 0  # filtered: how many commits have been compared
-        self._count: int | None = None
-        self._rows: list[tuple[str, str | None, str]] | None = None
-        self._pairs: list[tuple[str, str | None]] = []
-
-    @property
-    def total(self) -> int | None:
-        """How many commits the log holds, once known (unfiltered: counted; filtered: every commit compared)."""
-        if not self.path:
-            return self._count
-        return len(self.matched) if self._rows is not None and self.scanned >= len(self._rows) else None
-
-    def __len__(self) -> int:
-        if self.head is None:
-            return 0
-        if self.path:
-            self.scan()
-            return len(self.matched)
-        if self._count is None:
-            self._count = graph.log_count(self.head)
-        return self._count
-
-    def count(self) -> int:
-        return len(self)
-
-    def __getitem__(self, index: slice) -> list[Commit]:
-        if not isinstance(index, slice) or index.step not in (None, 1):
-            raise TypeError("A commit log is read by slices.")
-        start, stop = index.start or 0, index.stop
-        if start < 0 or stop is None or stop < 0:  # counted from the end: the length is needed
-            start, stop, _ = index.indices(len(self))
-        return _commit_rows(self._ids(start, stop))
-
-    def page(self, number: int, per_page: int) -> tuple[list[Commit], bool]:
-        """Return (the Commit rows of page *number*, counted from 1, and whether a later page exists)."""
-        start = (max(number, 1) - 1) * per_page
-        ids = self._ids(start, start + per_page + 1)
-        return _commit_rows(ids[:per_page]), len(ids) > per_page
-
-    def scan(self, until: int | None = None) -> None:
-        """Compare commits, newest first, until *until* of them touch the path (without *until*: all of them)."""
-        rows, pairs = self._log()
-        while self.scanned < len(rows) and (until is None or len(self.matched) < until):
-            stop = len(rows) if until is None else self.scanned + self.CHUNK
-            chunk = pairs[self.scanned : stop]
-            changed = _changes_of(chunk)
-            for (commit_id, _, _), pair in zip(rows[self.scanned : stop], chunk, strict=True):
-                if any(is_under(p, self.path) for p in changed.get(pair, ())):
-                    self.matched.append(commit_id)
-            self.scanned = min(stop, len(rows))
-
-    def _ids(self, start: int, stop: int) -> list[str]:
-        """Return the ids of the log from position *start* to *stop*, newest first."""
-        if self.head is None or stop <= start:
-            return []
-        if not self.path:
-            return graph.log_page(self.head, offset=start, limit=stop - start)
-        self.scan(until=stop)
-        return self.matched[start:stop]
-
-    def _log(self) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str | None]]]:
-        """Return the whole log's (commit, first parent, snapshot) rows and (snapshot, parent snapshot) pairs."""
-        if self._rows is None:
-            self._rows = graph.log_rows(self.head) if self.head else []
-            snapshot_of = {commit_id: snapshot_id for commit_id, _, snapshot_id in self._rows}
-            self._pairs = [(sid, snapshot_of.get(parent) if parent else None) for _, parent, sid in self._rows]
-        return self._rows, self._pairs
-
-
-def _commit_rows(ids: list[str]) -> list[Commit]:
-    """Return the Commit rows of *ids*, in that order (one query)."""
-    rows = commits_by_id(ids)
-    return [rows[cid] for cid in ids if cid in rows]

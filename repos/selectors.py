@@ -1,16 +1,15 @@
-"""Plain read-side queries: repositories, branches, refs, commits, objects, collaborators, tokens, proposals,
+"""Plain read-side queries: repositories, branches and refs, commits, objects, collaborators, tokens, proposals,
 releases, tags and domains, each raising a domain NotFound.
 
-Every selector runs a number of queries that does not grow with the size of a
-page (ancestry comes from ``repos.graph``, manifests from ``repos.manifests``)
-and keeps nothing between requests. Logs, directory listings and diffs, which
-keep per-process caches, are the read model of ``repos.readmodel``.
+Each selector is a query or two whose number does not grow with the size of a
+page, and keeps nothing between requests. Logs, directory listings and diffs,
+which keep per-process caches of what never changes, are the read model of
+``repos.readmodel`` (built on these); both faces read history and trees there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, CharField, IntegerField, Q, QuerySet, Value, When
@@ -19,7 +18,6 @@ from django.db.models.functions import Lower
 from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
 from musehub_core.manifests import ManifestDiff, diff_manifests
-from repos import graph
 from repos.manifests import load_manifests
 from repos.models import (
     ApiToken,
@@ -37,6 +35,8 @@ from repos.models import (
     Tag,
     Visibility,
 )
+
+# --- repositories ---------------------------------------------------------------------------------
 
 
 def repo_by_id(repo_id: str) -> Repo:
@@ -118,10 +118,25 @@ def owned_first(rows: QuerySet[Repo], user: AbstractBaseUser | AnonymousUser | N
     ).order_by("is_mine", "-updated_at", "owner", "slug")
 
 
+# --- branches and refs ----------------------------------------------------------------------------
+
+
+def branches_of(repo: Repo) -> QuerySet[Branch]:
+    """Return the branches of *repo* that have a head, by name."""
+    return Branch.objects.filter(repo=repo, head_commit_id__isnull=False).order_by("name")
+
+
 def branch_heads(repo: Repo) -> dict[str, str]:
     """Return {branch name: head commit id} for every branch of *repo* that has a head."""
     rows = Branch.objects.filter(repo=repo, head_commit_id__isnull=False).order_by("name")
     return dict(rows.values_list("name", "head_commit_id"))
+
+
+def branch_by_name(repo: Repo, name: str) -> Branch:
+    branch = branches_of(repo).filter(name=name).first()
+    if branch is None:
+        raise RefNotFound(f"No branch {name!r} in {repo.full_name}.")
+    return branch
 
 
 def resolve_ref(repo: Repo, ref: str) -> str:
@@ -135,19 +150,42 @@ def resolve_ref(repo: Repo, ref: str) -> str:
     raise RefNotFound(f"{ref!r} is neither a branch nor a commit of {repo.full_name}.")
 
 
-# --- branches and commits -------------------------------------------------------------------------
+def split_ref_path(repo: Repo, spec: str) -> tuple[str, str, str]:
+    """Split ``<ref>/<path>`` into (ref, commit id, path); the longest matching branch name wins.
+
+    Branch names may hold slashes, so ``feature/x/src/a.py`` is branch
+    ``feature/x`` and path ``src/a.py`` when that branch exists. Otherwise the
+    first segment must be a branch or a commit id.
+    """
+    parts = [p for p in spec.strip("/").split("/") if p]
+    if not parts:
+        raise BadRequest("A ref is required.")
+    heads = dict(branches_of(repo).filter(name__startswith=parts[0]).values_list("name", "head_commit_id"))
+    for end in range(len(parts), 0, -1):
+        name = "/".join(parts[:end])
+        if name in heads:
+            return name, heads[name], "/".join(parts[end:])
+    return parts[0], resolve_ref(repo, parts[0]), "/".join(parts[1:])
 
 
-def branches_of(repo: Repo) -> QuerySet[Branch]:
-    """Return the branches of *repo* that have a head, by name."""
-    return Branch.objects.filter(repo=repo, head_commit_id__isnull=False).order_by("name")
+def split_compare_spec(repo: Repo, spec: str) -> tuple[str, str]:
+    """Return the commit ids of ``<base>...<head>`` (refs may hold slashes, and even dots)."""
+    start = spec.find("...")
+    failure: RefNotFound | None = None
+    while start > 0:
+        base, head = spec[:start], spec[start + 3 :]
+        if head:
+            try:
+                return resolve_ref(repo, base), resolve_ref(repo, head)
+            except RefNotFound as exc:
+                failure = exc
+        start = spec.find("...", start + 1)
+    if failure is not None:
+        raise failure
+    raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
 
 
-def branch_by_name(repo: Repo, name: str) -> Branch:
-    branch = branches_of(repo).filter(name=name).first()
-    if branch is None:
-        raise RefNotFound(f"No branch {name!r} in {repo.full_name}.")
-    return branch
+# --- commits, snapshots and objects ---------------------------------------------------------------
 
 
 def commits_by_id(commit_ids: Iterable[str]) -> dict[str, Commit]:
@@ -188,78 +226,13 @@ def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
 
 
 def commit_changes(commit: Commit) -> ManifestDiff:
-    """Return what *commit* changed against its first parent (everything is added for a root commit)."""
+    """Return what *commit* changed against its first parent (everything is added for a root commit).
+
+    The admin's commit page reads it; the faces read :func:`repos.readmodel.commit_diff`, which keeps both manifests.
+    """
     parent = commit.parent_ids[0] if commit.parent_ids else None
     manifests = manifests_of_commits([commit.commit_id, *([parent] if parent else [])])
     return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
-
-
-# --- refs and paths ---------------------------------------------------------------------------------
-
-
-def split_ref_path(repo: Repo, spec: str) -> tuple[str, str, str]:
-    """Split ``<ref>/<path>`` into (ref, commit id, path); the longest matching branch name wins.
-
-    Branch names may hold slashes, so ``feature/x/src/a.py`` is branch
-    ``feature/x`` and path ``src/a.py`` when that branch exists. Otherwise the
-    first segment must be a branch or a commit id.
-    """
-    parts = [p for p in spec.strip("/").split("/") if p]
-    if not parts:
-        raise BadRequest("A ref is required.")
-    heads = dict(branches_of(repo).filter(name__startswith=parts[0]).values_list("name", "head_commit_id"))
-    for end in range(len(parts), 0, -1):
-        name = "/".join(parts[:end])
-        if name in heads:
-            return name, heads[name], "/".join(parts[end:])
-    return parts[0], resolve_ref(repo, parts[0]), "/".join(parts[1:])
-
-
-# --- comparing ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Comparison:
-    base_commit_id: str
-    head_commit_id: str
-    merge_base_commit_id: str | None
-    ahead: list[str]  # commits in head and not in base, newest first
-    behind_by: int
-    changes: ManifestDiff  # from the merge base to head
-
-
-def compare_commits(base: str, head: str) -> Comparison:
-    """Return how *head* differs from *base*: its own commits, and the paths it changed since they forked."""
-    merge_base = graph.merge_base(base, head)
-    ahead = list(reversed(graph.commits_between([head], [base])))
-    behind = graph.commits_between([base], [head])
-    manifests = manifests_of_commits([head, *([merge_base] if merge_base else [])])
-    before = manifests.get(merge_base, {}) if merge_base else {}
-    return Comparison(
-        base_commit_id=base,
-        head_commit_id=head,
-        merge_base_commit_id=merge_base,
-        ahead=ahead,
-        behind_by=len(behind),
-        changes=diff_manifests(before, manifests.get(head, {})),
-    )
-
-
-def split_compare_spec(repo: Repo, spec: str) -> tuple[str, str]:
-    """Return the commit ids of ``<base>...<head>`` (refs may hold slashes, and even dots)."""
-    start = spec.find("...")
-    failure: RefNotFound | None = None
-    while start > 0:
-        base, head = spec[:start], spec[start + 3 :]
-        if head:
-            try:
-                return resolve_ref(repo, base), resolve_ref(repo, head)
-            except RefNotFound as exc:
-                failure = exc
-        start = spec.find("...", start + 1)
-    if failure is not None:
-        raise failure
-    raise BadRequest(f"Compare needs '<base>...<head>', got {spec!r:.120}.")
 
 
 # --- collaborators and tokens ---------------------------------------------------------------------

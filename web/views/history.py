@@ -38,18 +38,15 @@ def commit(request: HttpRequest, owner: str, slug: str, commit_id: str) -> HttpR
     """``commit/{id}``: message, author, parents, and its changes against the first parent with diffs."""
     ctx = repo_page(request, owner, slug)
     row = selectors.commit_in_repo(ctx.repo, commit_id)
-    parent = row.parent_ids[0] if row.parent_ids else None
-    manifests = selectors.manifests_of_commits([row.commit_id, *([parent] if parent else [])])
-    new, old = manifests.get(row.commit_id, {}), manifests.get(parent, {}) if parent else {}
-    changes = readmodel.diff_of(old, new)
-    shown, total = readmodel.file_changes(changes, old, new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN)
+    diff = readmodel.commit_diff(row)
+    shown, total = readmodel.file_changes(diff.changes, diff.old, diff.new, limit=CHANGES_SHOWN, diff_limit=DIFFS_SHOWN)
     context = repo_context(
         ctx,
         commit=row,
         parents=row.parent_ids,
         changes=shown,
         total_changes=total,
-        counts=changes,
+        counts=diff.changes,
         ref=row.commit_id,
         raw_prefix=raw_prefix(ctx.repo, row.commit_id.removeprefix("sha256:")),
         tab="commits",
