@@ -41,6 +41,17 @@ from hubhttp.models import TokenFailures
 UNKNOWN = "unknown"  # the key of requests whose address cannot be read (they share one count)
 
 
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Return the address *text* names (an IPv6 zone dropped, an IPv4-mapped IPv6 address as IPv4), or None."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:  # a Unix socket (gunicorn bound to unix:…) has no address
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    return ip
+
+
 def client_address(request) -> str | None:
     """Return the address the throttles count *request* under, or None when it cannot be read.
 
@@ -56,13 +67,10 @@ def client_address(request) -> str | None:
         hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
         if len(hops) >= proxies:
             address = hops[-proxies]
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = parse_ip(address)
+    if ip is None:
         return None
     if ip.version == 6:
-        if ip.ipv4_mapped:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
     return str(ip)
 

@@ -43,6 +43,7 @@ from prometheus_client import (
 
 from hubhttp.errors import json_error, not_found
 from hubhttp.instruments import METHODS, REQUEST_BYTES, REQUEST_SECONDS, REQUESTS, RESPONSE_BYTES, count_error
+from hubhttp.throttle import parse_ip
 from musehub.logs import body_sizes, route_of
 from musehub_core.errors import AuthenticationRequired
 
@@ -104,13 +105,10 @@ def allowed_by_address(request) -> bool:
     """Return True when *request* came straight from an address in MUSEHUB_METRICS_ALLOW (not through a proxy)."""
     if any(name in request.headers for name in PROXY_HEADERS):
         return False
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "").split("%", 1)[0])
-    except ValueError:  # a Unix socket (gunicorn bound to unix:…) has no address
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in _networks(tuple(settings.MUSEHUB_METRICS_ALLOW)))
+    address = parse_ip(request.META.get("REMOTE_ADDR", ""))
+    return address is not None and any(
+        address in network for network in _networks(tuple(settings.MUSEHUB_METRICS_ALLOW))
+    )
 
 
 @require_safe

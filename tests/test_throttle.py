@@ -322,6 +322,7 @@ def test_the_client_address_trusts_x_forwarded_for_only_as_far_as_the_proxies_co
     )
     assert client_address(Req("2001:db8:1:3::1")) == "2001:db8:1:3::", "another /64"
     assert client_address(Req("::ffff:192.0.2.1")) == "192.0.2.1"
+    assert client_address(Req("fe80::1%eth0")) == "fe80::", "a zone is dropped, as /metrics drops it"
     assert client_address(Req("")) is None and client_address(Req("not-an-address")) is None
 
 
