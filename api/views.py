@@ -1,10 +1,12 @@
 """The REST API (``/api/v1/repos/…``): create repositories, browse history, manage proposals and collaborators.
 
 Views only coordinate: check access through ``repos.access.repo_for`` (read for
-browsing, write for merging), call one selector or service, serialize. Every
-list answers the same paginated shape ``{count, next, previous, results}``
-(``?page=`` and ``?page_size=``, at most 100), and every error the one JSON
-shape ``{error, detail}`` of ``hubhttp.errors``.
+browsing, write for merging), call one selector, read model or service,
+serialize. History, trees and diffs come from ``repos.readmodel``, the read
+model the web pages answer from too. Every list answers the same paginated
+shape ``{count, next, previous, results}`` (``?page=`` and ``?page_size=``, at
+most 100; ``count`` is always exact), and every error the one JSON shape
+``{error, detail}`` of ``hubhttp.errors``.
 """
 
 from __future__ import annotations
