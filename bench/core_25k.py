@@ -154,7 +154,7 @@ def measure(steps: list[Step], name: str, use_tracemalloc: bool) -> Iterator[Ste
 
 # Functions whose time each step reports ("where the time goes"); nested ones overlap their callers.
 TIMED = [
-    ("wire.push", "_read", "push: stream + index + verify the pack (_read)"),
+    ("repos.services.push", "_read_pack", "push: stream + index + verify the pack (_read)"),
     ("repos.services.push", "verify_commits", "push: verify_commits"),
     ("repos.services.push", "plan_snapshots", "push: plan_snapshots (rebuild, verify, plan storage)"),
     ("repos.services.push", "check_connectivity", "push: check_connectivity"),
@@ -166,7 +166,7 @@ TIMED = [
     ("wire.fetch", "load_manifests", "fetch: load_manifests"),
     ("wire.fetch", "plan_blob_reads", "fetch: plan_blob_reads (coverage queries)"),
     ("wire.fetch", "build_fetch_mpack", "fetch: build_fetch_mpack (read + write + store)"),
-    ("wire.fetch", "read_blobs", "fetch: read_blobs (cache rows + pack reads + verify)"),
+    ("repos.services.fetch", "read_blobs", "fetch: read_blobs (cache rows + pack reads + verify)"),
 ]
 BREAKDOWN: dict[str, float] = {}
 
@@ -261,7 +261,7 @@ def push(steps: list[Step], label: str, repo, user, pack: bytes, key: str, commi
         get_backend().put_upload(str(upload.upload_id), pack)
     with measure(steps, f"{label}: wire_push_unpack_mpack ({blobs} blobs)", tm):
         result = wire_push_unpack_mpack(
-            repo.repo_id,
+            repo,
             key,
             user,
             branch="main",
@@ -391,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         head1 = commit["commit_id"]
         del pack
         with measure(steps, "full fetch: wire_fetch_mpack(want=[head], have=[])", tm):
-            full = wire_fetch_mpack(repo.repo_id, want=[head1], have=[])
+            full = wire_fetch_mpack(repo, want=[head1], have=[])
         print(f"full fetch: {full['blob_count']} blobs, {full['size'] / 1024 / 1024:.1f} MiB", file=sys.stderr)
         with measure(steps, "full fetch, streamed (pack-stream): stream_fetch_mpack + reading the reply", tm):
-            streamed = stream_fetch_mpack(repo.repo_id, want=[head1], have=[], capabilities=[PACK_STREAM])
+            streamed = stream_fetch_mpack(repo, want=[head1], have=[], capabilities=[PACK_STREAM])
             streamed_bytes = sum(len(chunk) for chunk in streamed.chunks)
         print(f"streamed fetch: {streamed_bytes / 1024 / 1024:.1f} MiB", file=sys.stderr)
 
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         pack2, key2, commit2 = data.one_commit_pack(manifest2, changed, head1, "core: 10 files", author="core")
         push(steps, "push 2", repo, user, pack2, key2, commit2, len(changed), tm)
         with measure(steps, f"incremental fetch ({args.changed} changed files): want=[head2], have=[head]", tm):
-            incr = wire_fetch_mpack(repo.repo_id, want=[commit2["commit_id"]], have=[head1])
+            incr = wire_fetch_mpack(repo, want=[commit2["commit_id"]], have=[head1])
         assert incr["blob_count"] == len(changed), incr
 
         info = [

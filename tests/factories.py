@@ -130,7 +130,7 @@ def push_history(
     data = build_pack(commits, snapshots, blobs, zstd=zstd)
     key = stage_mpack(repo, data)
     return wire_push_unpack_mpack(
-        repo.repo_id,
+        repo,
         key,
         "gabriel",
         branch=branch,

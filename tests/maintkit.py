@@ -83,7 +83,7 @@ def random_blob(size: int) -> bytes:
 def fetch_all(repo) -> tuple[dict, dict[str, bytes]]:
     """Fetch every branch of *repo* from nothing; return (the fetch result, {object_id: raw bytes})."""
     heads = list(Branch.objects.filter(repo=repo).values_list("head_commit_id", flat=True))
-    result = wire_fetch_mpack(repo.repo_id, want=heads, have=[])
+    result = wire_fetch_mpack(repo, want=heads, have=[])
     pack = parse_wire_mpack(get_backend().get_mpack(result["mpack_id"]))
     blobs = {b["object_id"]: bytes(b["content"]) for b in pack["blobs"]}
     assert all(blob_id(raw) == oid for oid, raw in blobs.items())

@@ -76,7 +76,7 @@ def test_pushes_of_the_same_blobs_into_eight_repositories_at_once_all_succeed():
             barrier.wait(timeout=30)
             outcomes.append(
                 wire_push_unpack_mpack(
-                    repo.repo_id,
+                    repo,
                     key,
                     "gabriel",
                     branch="main",

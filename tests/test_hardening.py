@@ -50,7 +50,7 @@ def test_a_known_pack_key_is_not_a_capability():
     history.commit({"secret.txt": b"private notes"})
     key = stage_mpack(secret, build_pack(history.commits, history.snapshots, history.blobs))
     wire_push_unpack_mpack(
-        secret.repo_id, key, alice, branch="main", head_commit_id=history.commits[0]["commit_id"],
+        secret, key, alice, branch="main", head_commit_id=history.commits[0]["commit_id"],
         commits_count=1, blobs_count=1,
     )  # fmt: skip
     bob = make_user()
@@ -58,7 +58,7 @@ def test_a_known_pack_key_is_not_a_capability():
     create_mpack_upload(mine, mpack_key=key, size=10, user=bob)  # a slot, but bob never uploads
     before = row_counts()
     with pytest.raises(PackNotFound):
-        wire_push_unpack_mpack(mine.repo_id, key, bob, branch="main", head_commit_id="", commits_count=1, blobs_count=1)
+        wire_push_unpack_mpack(mine, key, bob, branch="main", head_commit_id="", commits_count=1, blobs_count=1)
     assert row_counts() == before
 
 
@@ -77,7 +77,7 @@ def test_a_retry_after_promotion_reads_the_promoted_pack():
     get_backend().promote_upload(str(upload.upload_id), key)  # what the killed worker had done
     assert get_backend().open_upload(str(upload.upload_id)) is None
     args = dict(branch="main", head_commit_id=other.commits[0]["commit_id"], commits_count=1, blobs_count=1)
-    assert wire_push_unpack_mpack(repo.repo_id, key, "gabriel", force=True, **args)["ok"]
+    assert wire_push_unpack_mpack(repo, key, "gabriel", force=True, **args)["ok"]
     assert MPack.objects.filter(mpack_id=key, repo=repo).exists()
 
 

@@ -66,6 +66,43 @@ def test_push_then_refs_and_fetch_over_http(as_alice, alice):
     assert beyond.status == 416
 
 
+def test_each_wire_request_reads_its_repository_once(as_alice, alice):
+    """The face resolves the repository and hands that Repo to the domain, which does not read it again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    history = History()
+    head = history.commit({"a.txt": b"once"})
+    path = f"/{alice.username}/once"
+    data = build_pack(history.commits, history.snapshots, history.blobs)
+    slot = as_alice.post(f"{path}/mpack/upload", {"mpack_key": blob_id(data), "size": len(data)})
+    assert as_alice.put_url(slot.data["upload_url"], data).status == 200  # the slot created the repository
+    mwp, bare = WireCaller(native=False), head["commit_id"][7:]
+    calls = {
+        "mpack/push": lambda: as_alice.post(
+            f"{path}/mpack/push",
+            {
+                "mpack_key": blob_id(data),
+                "branch": "main",
+                "head_commit_id": head["commit_id"],
+                "commits_count": 1,
+                "blobs_count": 1,
+            },
+        ),  # fmt: skip
+        "mpack/fetch": lambda: as_alice.post(f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": []}),
+        "mpack/fetch stream": lambda: as_alice.post(
+            f"{path}/mpack/fetch", {"want": [head["commit_id"]], "have": [], "capabilities": ["pack-stream"]}
+        ),
+        "fetch": lambda: mwp.post(f"{path}/fetch", {"want": [bare], "have": []}),
+        "negotiate": lambda: mwp.post(f"{path}/negotiate", {"want": [bare], "have": [bare]}),
+    }
+    for name, call in calls.items():
+        with CaptureQueriesContext(connection) as queries:
+            assert call().status == 200, name
+        reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "musehub_repos".')]
+        assert len(reads) == 1, (name, reads)
+
+
 def test_non_fast_forward_is_409_and_force_wins(as_alice, alice):
     path = f"/{alice.username}/nff"
     first = History()

@@ -43,7 +43,7 @@ def test_migrate_legacy_moves_blobs_into_an_indexed_pack_that_serves_fetches(bac
     blobs = store_legacy(backend, repo, LEGACY)
     commit_id = repo.commit_refs.get().commit_id
     with pytest.raises(FetchNotIndexedError):
-        wire_fetch_mpack(repo.repo_id, want=[commit_id], have=[])
+        wire_fetch_mpack(repo, want=[commit_id], have=[])
 
     report = run_json("musehub_migrate_legacy")
     assert report["moved"] == 3 and report["problems"] == []

@@ -307,7 +307,7 @@ def test_mwp_history_is_fetchable_through_the_mpack_protocol(hub, backend):
     head = local.commit({"a.txt": b"via mwp", "big.bin": os.urandom(70_000)}, message="mwp")
     hub.push(local)
     repo = stored_state(hub.url)["repo"]
-    result = wire_fetch_mpack(repo.repo_id, want=[from_wire_hex(head)], have=[])
+    result = wire_fetch_mpack(repo, want=[from_wire_hex(head)], have=[])
     pack = parse_wire_mpack(backend.get_mpack(result["mpack_id"]))
     blobs = {b["object_id"]: bytes(b["content"]) for b in pack["blobs"]}
     assert {from_wire_hex(o): c for o, c in local.objects.items()} == blobs

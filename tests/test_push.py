@@ -26,6 +26,7 @@ from repos.models import (
     MPackIndex,
     Object,
     ObjectRef,
+    Repo,
     Snapshot,
     SnapshotRef,
 )
@@ -51,7 +52,7 @@ def head_of(repo, branch: str = "main") -> str | None:
 def push_bytes(repo, data: bytes, *, head: str, commits_count: int, blobs_count: int, branch="main", force=False):
     key = stage_mpack(repo, data)
     return wire_push_unpack_mpack(
-        repo.repo_id,
+        repo,
         key,
         "gabriel",
         branch=branch,
@@ -126,7 +127,7 @@ def test_push_then_fetch_round_trips_every_file(backend):
     assert first["blobs_added"] == len({blob_id(c) for c in files1.values()})
     assert second["head_commit_id"] == c2["commit_id"] == head_of(repo)
 
-    result = wire_fetch_mpack(repo.repo_id, want=[c2["commit_id"]], have=[])
+    result = wire_fetch_mpack(repo, want=[c2["commit_id"]], have=[])
     pack = fetch_pack(result)
     blobs = fetched_blobs(result)
     assert result["commit_count"] == 2
@@ -150,7 +151,7 @@ def test_push_then_fetch_round_trips_every_file(backend):
     third = push_history(repo, history, commits=[c3], blobs=changed)
     assert third["commits_added"] == 1 and third["blobs_added"] == 3
 
-    result = wire_fetch_mpack(repo.repo_id, want=[c3["commit_id"]], have=[c2["commit_id"]])
+    result = wire_fetch_mpack(repo, want=[c3["commit_id"]], have=[c2["commit_id"]])
     assert result["commit_count"] == 1
     assert result["blob_count"] == 3
     assert fetched_blobs(result) == changed
@@ -167,7 +168,7 @@ def assert_rejected(repo, data: bytes, error: type[Exception], *fragments: str, 
     before = row_counts()
     head_before = head_of(repo)
     with pytest.raises(error) as caught:
-        wire_push_unpack_mpack(repo.repo_id, key, "gabriel", **request)
+        wire_push_unpack_mpack(repo, key, "gabriel", **request)
     for fragment in fragments:
         assert fragment in caught.value.message, f"{fragment!r} not in {caught.value.message!r}"
     assert row_counts() == before, "a rejected push writes no rows"
@@ -361,11 +362,11 @@ def test_a_non_fast_forward_push_is_refused_and_force_moves_the_branch(based_rep
     assert error.data["remote_head"] == base["commit_id"]
     assert not repo.uploads.filter(mpack_key=key).exists(), "a refused push leaves no upload slot behind"
     with pytest.raises(PackNotFound):
-        wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", force=True, **request)
+        wire_push_unpack_mpack(repo, key, "gabriel", branch="main", force=True, **request)
 
     before = row_counts()
     key = stage_mpack(repo, data)  # uploaded again, as a client retrying with --force does
-    result = wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", force=True, **request)
+    result = wire_push_unpack_mpack(repo, key, "gabriel", branch="main", force=True, **request)
     assert result["ok"] is True and result["commits_added"] == 1
     assert head_of(repo) == other["commit_id"]
     assert result["branch_heads"] == {"main": other["commit_id"]}
@@ -480,7 +481,7 @@ def _push_and_fetch_queries(n: int) -> tuple[int, int]:
     key = stage_mpack(repo, data)
     with CaptureQueriesContext(connection) as push_queries:
         result = wire_push_unpack_mpack(
-            repo.repo_id,
+            repo,
             key,
             "gabriel",
             branch="main",
@@ -490,7 +491,7 @@ def _push_and_fetch_queries(n: int) -> tuple[int, int]:
         )
     assert result["blobs_added"] == n
     with CaptureQueriesContext(connection) as fetch_queries:
-        fetched = wire_fetch_mpack(repo.repo_id, want=[commit["commit_id"]], have=[])
+        fetched = wire_fetch_mpack(repo, want=[commit["commit_id"]], have=[])
     assert fetched["blob_count"] == n
     return len(push_queries), len(fetch_queries)
 
@@ -521,7 +522,7 @@ def test_a_fetch_needing_a_small_part_of_a_big_pack_reads_byte_ranges(backend):
     assert MPack.objects.filter(repo=repo).count() == 2
 
     with record_storage_ops() as ops:
-        fetched = wire_fetch_mpack(repo.repo_id, want=[slim["commit_id"]], have=[])
+        fetched = wire_fetch_mpack(repo, want=[slim["commit_id"]], have=[])
     reads = [op for op in ops if op.key == big_pack]
     assert reads and {op.op for op in reads} == {"get_range"}, [op.op for op in reads]
     assert sum(op.nbytes for op in reads) == 2 * 20 * 1024, "only the two blobs' bytes were read"
@@ -535,8 +536,9 @@ def test_a_fetch_needing_a_small_part_of_a_big_pack_reads_byte_ranges(backend):
 def _push_in_thread(barrier, outcomes: list, i: int, repo_id: str, key: str, request: dict) -> None:
     """Push *key* once both threads are ready; record the result or the exception in ``outcomes[i]``."""
     try:
+        repo = Repo.objects.get(repo_id=repo_id)  # each request resolves its repository
         barrier.wait()
-        outcomes[i] = wire_push_unpack_mpack(repo_id, key, "gabriel", branch="main", **request)
+        outcomes[i] = wire_push_unpack_mpack(repo, key, "gabriel", branch="main", **request)
     except Exception as exc:  # the outcome is what the test checks
         outcomes[i] = exc
     finally:
@@ -607,7 +609,7 @@ def test_commit_files_to_repo_creates_the_branch():
     manifest = load_manifest(row.snapshot_id)
     assert manifest == {"a.txt": blob_id(b"alpha"), "dir/b.txt": blob_id(b"beta")}
     assert row.snapshot_id == compute_snapshot_id(manifest)
-    fetched = wire_fetch_mpack(repo.repo_id, want=[commit_id], have=[])
+    fetched = wire_fetch_mpack(repo, want=[commit_id], have=[])
     assert fetched_blobs(fetched) == {blob_id(b"alpha"): b"alpha", blob_id(b"beta"): b"beta"}
 
 
@@ -663,9 +665,7 @@ def test_a_refused_push_deletes_its_upload_at_once(based_repo, backend):
     upload = repo.uploads.get(mpack_key=key)
     assert backend.open_upload(str(upload.upload_id)) is not None
     with pytest.raises(MalformedPack):
-        wire_push_unpack_mpack(
-            repo.repo_id, key, "gabriel", branch="main", head_commit_id="", commits_count=0, blobs_count=1
-        )
+        wire_push_unpack_mpack(repo, key, "gabriel", branch="main", head_commit_id="", commits_count=0, blobs_count=1)
     assert not repo.uploads.filter(mpack_key=key).exists()
     assert backend.open_upload(str(upload.upload_id)) is None, "the staged bytes are gone, not left for gc"
 
@@ -677,6 +677,6 @@ def test_a_push_killed_between_marking_and_moving_its_pack_succeeds_when_retried
     data = pack_of(history, commit, {blob_id(b"survives"): b"survives"})
     key = stage_mpack(repo, data)
     repo.uploads.filter(mpack_key=key).update(promoted=True)  # the state such a crash leaves
-    result = wire_push_unpack_mpack(repo.repo_id, key, "gabriel", branch="main", **counts_for(commit, [1]))
+    result = wire_push_unpack_mpack(repo, key, "gabriel", branch="main", **counts_for(commit, [1]))
     assert result["ok"] and head_of(repo) == commit["commit_id"]
     assert backend.mpack_exists(key) and MPack.objects.filter(mpack_id=key).exists()

@@ -46,9 +46,7 @@ def test_BOS3_blob_storage_uri_is_mpack_after_push(backend):
     oid = blob_id(content)
     wire = build_wire_mpack({"blobs": [{"object_id": oid, "content": content}], "commits": [], "snapshots": []})
     key = stage_mpack(repo, wire)
-    wire_push_unpack_mpack(
-        repo.repo_id, key, "gabriel", branch="main", head_commit_id="", commits_count=0, blobs_count=1
-    )
+    wire_push_unpack_mpack(repo, key, "gabriel", branch="main", head_commit_id="", commits_count=0, blobs_count=1)
     row = Object.objects.get(object_id=oid)
     assert row.storage_uri == f"mpack://{key}"
 
@@ -57,7 +55,7 @@ def test_BOS4_commits_served_from_db_not_s3(backend):
     repo = make_repo()
     commit = make_commit(repo, manifest={}, seed="bos4")
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert not [op for op in ops if op.key == commit.commit_id], "no storage request names the commit"
     assert {op.op for op in ops} <= {"put_mpack"}, "only the fetch pack itself is written"
     pack = parse_wire_mpack(backend.get_mpack(result["mpack_id"]))
@@ -74,7 +72,7 @@ def test_BOS5_snapshots_served_from_db_not_s3(backend):
     index_object_in_mpack(oid, blob_id(data))
     give_repo(repo, oid)
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert not [op for op in ops if op.key in (commit.snapshot_id, fake_id("snap-bos5"))]
     pack = parse_wire_mpack(backend.get_mpack(result["mpack_id"]))
     assert pack["snapshots"] == [{"snapshot_id": commit.snapshot_id, "manifest": {"x.txt": oid}, "created_at": ""}]

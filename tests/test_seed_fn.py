@@ -41,7 +41,7 @@ def test_fn1_content_cache_served_without_mpack_get(backend):
     index_object_in_mpack(oid, blob_id(data))
     commit = make_commit(repo, manifest={"cached.txt": oid}, seed="fn1")
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 1
     assert [op.op for op in ops] == ["put_mpack"], "a cache hit needs no per-object or mpack GET"
     assert fetched_blobs(backend, result) == {oid: raw}
@@ -58,7 +58,7 @@ def test_fn2_object_served_from_mpack_no_per_object_key(backend):
     give_repo(repo, oid)
     commit = make_commit(repo, manifest={"f.txt": oid}, seed="fn2")
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 1
     assert result["mpack_url"]
     assert not [op for op in ops if op.op == "get"], "no per-object GET when a pack covers the object"
@@ -77,7 +77,7 @@ def test_fn3_two_mpacks_each_fetched_once(backend):
     give_repo(repo, oid_a, oid_b)
     commit = make_commit(repo, manifest={"a.txt": oid_a, "b.txt": oid_b}, seed="fn3")
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 2
     assert not [op for op in ops if op.op == "get"]
     assert reads_of(ops, blob_id(pack_a)) == 1, "mpack A fetched exactly once"
@@ -95,7 +95,7 @@ def test_fn4_missing_mpack_falls_back_to_per_object_get(backend):
     backend.put(oid, raw)
     commit = make_commit(repo, manifest={"f.txt": oid}, seed="fn4")
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 1
     assert reads_of(ops, ghost) == 1, "attempted the mpack first"
     assert [op.key for op in ops if op.op == "get"] == [oid], "fell back to the per-object key"
@@ -110,7 +110,7 @@ def test_fn5_unindexed_object_raises_fetch_not_indexed_error(backend):
     give_repo(repo, oid)
     commit = make_commit(repo, manifest={"f.txt": oid}, seed="fn5")
     with pytest.raises(FetchNotIndexedError) as caught:
-        wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert oid in caught.value.data["missing"]
     assert caught.value.headers() == {"Retry-After": "2"}
 
@@ -139,7 +139,7 @@ def test_fn6_mixed_sources_all_merged(backend):
         repo, manifest={"cached.txt": oid_cached, "mpack.txt": oid_mpack, "legacy.txt": oid_legacy}, seed="fn6"
     )
     with record_storage_ops() as ops:
-        result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+        result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 3
     assert fetched_blobs(backend, result) == {oid_cached: raw_cached, oid_mpack: raw_mpack, oid_legacy: raw_legacy}
     assert [op.key for op in ops if op.op == "get"] == [oid_legacy], "only the legacy blob used a per-object GET"
@@ -157,6 +157,6 @@ def test_fn7_zstd_compressed_mpack_objects_decompressed(backend):
     index_object_in_mpack(oid, blob_id(data))
     give_repo(repo, oid)
     commit = make_commit(repo, manifest={"file.txt": oid}, seed="fn7")
-    result = wire_fetch_mpack(repo.repo_id, want=[commit.commit_id], have=[])
+    result = wire_fetch_mpack(repo, want=[commit.commit_id], have=[])
     assert result["blob_count"] == 1
     assert fetched_blobs(backend, result) == {oid: raw}

@@ -76,7 +76,7 @@ def push_raw(repo, commits, snapshots, blobs, *, head=None, branch="main"):
     data = build_pack(commits, snapshots, blobs)
     key = stage_mpack(repo, data)
     return wire_push_unpack_mpack(
-        repo.repo_id,
+        repo,
         key,
         "gabriel",
         branch=branch,
@@ -174,11 +174,11 @@ def test_a_fetch_with_the_capability_carries_deltas_and_without_it_full_manifest
     head = history.commits[-1]["commit_id"]
     originals = {s["snapshot_id"]: s["manifest"] for s in history.snapshots}
 
-    plain = fetched(wire_fetch_mpack(repo.repo_id, want=[head], have=[]))
+    plain = fetched(wire_fetch_mpack(repo, want=[head], have=[]))
     assert all("manifest" in s for s in plain["snapshots"]), "older clients get full manifests"
     assert {s["snapshot_id"]: s["manifest"] for s in plain["snapshots"]} == originals
 
-    result = wire_fetch_mpack(repo.repo_id, want=[head], have=[], capabilities=["snapshot-delta"])
+    result = wire_fetch_mpack(repo, want=[head], have=[], capabilities=["snapshot-delta"])
     pack = fetched(result)
     assert "manifest" in pack["snapshots"][0] and all("base" in s for s in pack["snapshots"][1:])
     assert rebuilt(pack["snapshots"]) == originals
@@ -186,7 +186,7 @@ def test_a_fetch_with_the_capability_carries_deltas_and_without_it_full_manifest
 
     middle = history.commits[3]
     incremental = fetched(
-        wire_fetch_mpack(repo.repo_id, want=[head], have=[middle["commit_id"]], capabilities=["snapshot-delta"])
+        wire_fetch_mpack(repo, want=[head], have=[middle["commit_id"]], capabilities=["snapshot-delta"])
     )
     assert all("base" in s for s in incremental["snapshots"]), "based on the snapshot of a have commit"
     assert incremental["snapshots"][0]["base"] == middle["snapshot_id"]
@@ -474,7 +474,7 @@ def test_a_push_on_top_of_a_head_this_process_served_in_a_clone_reads_no_manifes
 
     repo, history, base, _child, snap = big_base
     monkeypatch.setattr(manifests, "_TREES", manifests._Recent(2))  # as if another process took the push
-    wire_fetch_mpack(repo.repo_id, want=[base["commit_id"]], have=[])  # a clone
+    wire_fetch_mpack(repo, want=[base["commit_id"]], have=[])  # a clone
     assert manifests.recent_tree(base["snapshot_id"]) is not None
 
     with CaptureQueriesContext(connection) as queries:

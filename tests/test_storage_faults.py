@@ -109,7 +109,7 @@ def random_bytes(size: int) -> bytes:
 
 def push(repo, key: str, history: History, mpack: bytes | None = None) -> dict:
     return wire_push_unpack_mpack(
-        repo.repo_id,
+        repo,
         key,
         "gabriel",
         branch="main",
@@ -389,7 +389,7 @@ def test_fetch_when_storing_its_pack_answers_slowdown_is_a_503(store, proxy, sto
     assert not MPack.objects.filter(kind=MPackKind.FETCH).exists()
 
     proxy.pass_through()
-    assert wire_fetch_mpack(repo.repo_id, want=[head["commit_id"]], have=[])["blob_count"] == 2
+    assert wire_fetch_mpack(repo, want=[head["commit_id"]], have=[])["blob_count"] == 2
 
 
 # --- every operation of the store ---------------------------------------------------------------------
@@ -465,7 +465,7 @@ def test_gc_while_storage_is_down_exits_with_a_sentence_and_deletes_nothing(stor
     history = History()
     head = history.commit({"a.bin": random_bytes(10_000)})
     push_history(repo, history)
-    wire_fetch_mpack(repo.repo_id, want=[head["commit_id"]], have=[])  # a fetch pack: gc --grace 0 would drop it
+    wire_fetch_mpack(repo, want=[head["commit_id"]], have=[])  # a fetch pack: gc --grace 0 would drop it
     before = state(stored_keys)
 
     proxy.stop()

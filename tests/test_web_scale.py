@@ -50,7 +50,7 @@ def big():
     write_history_pack(out, history, 0, len(history.commits), None, list(history.blobs))
     key = stage_mpack(repo, out.getvalue())
     wire_push_unpack_mpack(
-        repo.repo_id,
+        repo,
         key,
         owner.username,
         branch="main",

@@ -1,10 +1,11 @@
-"""Native fetch: the domain's selection (``repos.services.fetch``) written as one fetch mpack.
+"""Native fetch: the domain's selection (``repos.services.fetch``) handed over as one fetch mpack.
 
 Blob bytes come through ``repos.storage.reader`` (cache, then each covering
 pack read once, every blob checked against its id). Two ways to hand the pack over:
 
-- by default (seed FN-7) the pack carries raw blob bytes; it is spooled, stored
-  under its content key and handed out by URL;
+- by default (seed FN-7) the pack carries raw blob bytes; the domain spools it,
+  stores it under its content key and records it
+  (``repos.services.fetch.build_fetch_mpack``), and it is handed out by URL;
 - with the ``pack-stream`` capability the pack is the reply itself, written as
   it is read: blobs keep the encoding they were stored with (no decode and
   re-encode, no copy in storage, one read of each byte), so a clone downloads
@@ -23,11 +24,17 @@ from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest
 from musehub_core.mpack import MPackWriter
 from repos.models import Repo
-from repos.selectors import branch_heads, repo_by_id
-from repos.services.fetch import MAX_HAVE_IDS, SNAPSHOT_DELTA, FetchSet, check_ids, select_fetch
+from repos.selectors import branch_heads
+from repos.services.fetch import (
+    MAX_HAVE_IDS,
+    SNAPSHOT_DELTA,
+    FetchSet,
+    build_fetch_mpack,
+    check_ids,
+    select_fetch,
+)
 from repos.storage.backend import get_backend
-from repos.storage.reader import BlobPlan, plan_blob_reads, read_blobs, serve_blobs
-from repos.storage.writer import record_fetch_pack, store_pack
+from repos.storage.reader import BlobPlan, plan_blob_reads, serve_blobs
 
 log = logging.getLogger("musehub.fetch")
 PACK_STREAM = "pack-stream"
@@ -37,41 +44,15 @@ CAPABILITIES = (SNAPSHOT_DELTA, PACK_STREAM)
 STREAM_CHUNK = 1024 * 1024
 
 
-def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[str, int]:
-    """Write the fetch pack for *selection*, store it, and return (mpack id, size)."""
-
-    def write(writer: MPackWriter) -> tuple[str, int]:
-        writer.write_commits(selection.commits)
-        writer.write_snapshots(selection.snapshots)
-        writer.begin_blobs(plan.count)
-        for oid, raw in read_blobs(plan):
-            writer.write_blob(oid, raw)
-        return writer.finish(branch_heads(repo))
-
-    mpack_id, size = store_pack(write, reuse=True)
-    record_fetch_pack(
-        mpack_id,
-        repo_id=repo.repo_id,
-        size=size,
-        commits=len(selection.commits),
-        snapshots=len(selection.snapshots),
-        blobs=plan.count,
-    )
-    return mpack_id, size
-
-
-def _select(
-    repo_id: str, want: list[str], have: list[str], capabilities: Sequence[str]
-) -> tuple[Repo, FetchSet, BlobPlan]:
-    """Check the request and return what to send: the repository, the selection, and where each blob is read."""
-    repo = repo_by_id(repo_id)
+def _select(repo: Repo, want: list[str], have: list[str], capabilities: Sequence[str]) -> tuple[FetchSet, BlobPlan]:
+    """Check the request and return what to send: the selection, and where each blob is read."""
     note_transfer(repo=repo.full_name)
     want_ids = check_ids(want, "want")
     have_ids = check_ids(have, "have", MAX_HAVE_IDS)
     if not isinstance(capabilities, (list, tuple)) or not all(isinstance(c, str) for c in capabilities):
         raise BadRequest("capabilities must be a list of names.")
     selection = select_fetch(repo, want=want_ids, have=have_ids, deltas=SNAPSHOT_DELTA in capabilities)
-    return repo, selection, plan_blob_reads(selection.blob_ids)
+    return selection, plan_blob_reads(selection.blob_ids)
 
 
 def _counts(selection: FetchSet, plan: BlobPlan) -> dict[str, int]:
@@ -84,7 +65,7 @@ def _counts(selection: FetchSet, plan: BlobPlan) -> dict[str, int]:
 
 @transfer("fetch", "mpack", "musehub.fetch")
 def wire_fetch_mpack(
-    repo_id: str, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
+    repo: Repo, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Build the fetch pack taking a client from *have* to *want* and return where to download it.
 
@@ -94,7 +75,7 @@ def wire_fetch_mpack(
     Raises BadRequest (bad ids), RefNotFound (a want the repo lacks) and
     FetchNotIndexedError (a needed blob is not yet indexed: retry).
     """
-    repo, selection, plan = _select(repo_id, want, have, capabilities)
+    selection, plan = _select(repo, want, have, capabilities)
     mpack_id, size = build_fetch_mpack(repo, selection, plan)
     note_transfer(pack=mpack_id, commits=len(selection.commits), blobs=plan.count, bytes=size)
     return {
@@ -133,7 +114,7 @@ class _Pieces:
 
 @transfer("fetch", "mpack-stream", "musehub.fetch")
 def stream_fetch_mpack(
-    repo_id: str, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
+    repo: Repo, *, want: list[str], have: list[str], capabilities: Sequence[str] = ()
 ) -> FetchStream:
     """Return the fetch pack taking a client from *have* to *want* as a stream (the ``pack-stream`` capability).
 
@@ -143,7 +124,7 @@ def stream_fetch_mpack(
     reply starts (storage that is down is a 503 like any other); a storage failure
     after that cuts the reply short, which the client sees as an incomplete pack and retries.
     """
-    repo, selection, plan = _select(repo_id, want, have, capabilities)
+    selection, plan = _select(repo, want, have, capabilities)
     heads = branch_heads(repo)
     note_transfer(commits=len(selection.commits), blobs=plan.count, streamed=True)
     # The first blob is read before the reply starts, so storage that is down is a JSON 503, not a cut reply.

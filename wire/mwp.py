@@ -5,12 +5,14 @@ dicts carry ``parent_commit_id``/``parent2_commit_id`` and optional fields that
 are kept in ``Commit.metadata`` and returned unchanged. Whatever arrives is
 stored exactly like a native push: every ``push/objects`` batch becomes one
 mpack, presigned uploads are folded into one mpack when their ``push``
-arrives, commits and snapshots go to the database only.
+arrives, commits and snapshots go to the database only. This module is the
+protocol's face (translation, limits, reply shapes); what is stored and read is
+the domain's (``repos.services.push``, ``repos.services.uploads``,
+``repos.services.fetch``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,25 +22,18 @@ from typing import IO, Any
 import msgpack
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Sum
 
 from hubhttp.instruments import note_transfer, transfer
-from musehub_core.errors import BadRequest, MalformedPack, PayloadTooLarge, ReplyTooLarge
+from musehub_core.errors import BadRequest, MalformedPack, ReplyTooLarge
 from musehub_core.ids import blob_id, from_wire_hex, is_hex, is_id, to_wire_hex
 from musehub_core.mpack import normalize_commit, normalize_snapshot
-from repos import graph
-from repos.bulk import insert_ignore
-from repos.models import CommitRef, MPackIndex, MPackKind, Object, ObjectRef, Repo, StagedObject
+from repos.models import Repo
 from repos.selectors import branch_heads
-from repos.services.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, select_fetch
-from repos.services.history import seen_by_repo, write_history
-from repos.services.push import IncomingPush, StoredBlobs, receive_push
+from repos.services.fetch import MAX_HAVE_IDS, MAX_IDS, check_ids, negotiate, select_fetch, total_size
+from repos.services.push import pack_limits, receive_bundle, receive_objects
 from repos.services.repos import validate_branch_name
-from repos.storage.backend import get_backend
+from repos.services.uploads import stage_objects
 from repos.storage.reader import plan_blob_reads, serve_blobs
-from repos.storage.writer import pack_blobs
-from wire.push import pack_limits
 
 log = logging.getLogger("musehub.mwp")
 
@@ -142,38 +137,6 @@ def _heads_out(repo: Repo) -> dict[str, str]:
 # --- writes ------------------------------------------------------------------------------------
 
 
-def _store_objects(repo: Repo, contents: Mapping[str, bytes], staged: Sequence[str] = ()):
-    """Return (mpack, stored blobs, ref-only ids) for blobs this repo gains.
-
-    Blobs the hub already holds in a pack or cache only gain a ref (the client
-    proved it has the bytes); the rest, with the staged uploads, go into one new pack.
-    """
-    candidates = list(contents)
-    held = set(MPackIndex.objects.filter(entity_id__in=candidates).values_list("entity_id", flat=True))
-    held |= set(
-        Object.objects.filter(object_id__in=candidates, content_cache__isnull=False).values_list("object_id", flat=True)
-    )
-    backend = get_backend()
-    streamed = [(oid, lambda oid=oid: _open_staged(backend, repo, oid)) for oid in staged]
-    fresh = {oid: raw for oid, raw in contents.items() if oid not in held}
-    mpack, stored = pack_blobs(fresh, streamed=streamed, kind=MPackKind.PUSH)
-    return mpack, stored, [oid for oid in contents if oid in held]
-
-
-def _open_staged(backend, repo: Repo, oid: str):
-    opened = backend.open_staged_object(repo.repo_id, oid)
-    if opened is None:
-        raise MalformedPack(f"Object {to_wire_hex(oid)} was presigned but never uploaded.")
-    stream, size = opened
-    if size > settings.MUSEHUB_MAX_BLOB_BYTES:
-        stream.close()
-        raise PayloadTooLarge(
-            f"Object {to_wire_hex(oid)} is {size} bytes; this hub accepts blobs of at most "
-            f"{settings.MUSEHUB_MAX_BLOB_BYTES} bytes."
-        )
-    return opened
-
-
 def parse_push_objects(body: Mapping[str, Any]) -> dict[str, bytes]:
     """Return the verified ``{object_id: content}`` of a ``push/objects`` body."""
     return _objects_in(body.get("objects"), "objects")
@@ -183,13 +146,8 @@ def parse_push_objects(body: Mapping[str, Any]) -> dict[str, bytes]:
 def mwp_push_objects(repo: Repo, contents: Mapping[str, bytes]) -> dict[str, int]:
     """Store a batch of verified blobs for *repo* as one mpack; return ``{stored, skipped}``."""
     note_transfer(repo=repo.full_name)
-    known = seen_by_repo(ObjectRef, repo, "object_id", contents)
-    new = {oid: raw for oid, raw in contents.items() if oid not in known}
-    mpack, stored, refs_only = _store_objects(repo, new)
-    with transaction.atomic():
-        write_history(repo, commits=[], snapshots=[], blobs=stored, mpack=mpack)
-        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
-    note_transfer(blobs=len(new), bytes=sum(len(raw) for raw in new.values()))
+    new = receive_objects(repo, contents)
+    note_transfer(blobs=len(new), bytes=sum(len(contents[oid]) for oid in new))
     return {"stored": len(new), "skipped": len(contents) - len(new)}
 
 
@@ -207,14 +165,8 @@ def mwp_presign(repo: Repo, ids: Sequence[str]) -> dict[str, Any]:
     """Answer presigned PUT URLs for large blobs (or ``inline`` when presigning is switched off)."""
     if not settings.MUSEHUB_MWP_PRESIGN:
         return {"presigned": {}, "inline": [to_wire_hex(oid) for oid in ids]}
-    insert_ignore(
-        StagedObject, ["repo", "object_id", "created_at"], ((repo.repo_id, oid, dt.datetime.now(dt.UTC)) for oid in ids)
-    )
-    backend = get_backend()
-    return {
-        "presigned": {to_wire_hex(oid): backend.presign_object_put(repo.repo_id, oid) for oid in ids},
-        "inline": [],
-    }
+    urls = stage_objects(repo, ids)
+    return {"presigned": {to_wire_hex(oid): url for oid, url in urls.items()}, "inline": []}
 
 
 def detect_tip(commits: Sequence[Mapping[str, Any]], branch: str) -> str:
@@ -274,42 +226,11 @@ def mwp_push(repo: Repo, push: PushBundle, *, pusher: AbstractBaseUser | None) -
     note_transfer(repo=repo.full_name, branch=branch)
     if not commits:
         return {"ok": True, "message": "Nothing to push.", "branch_heads": _heads_out(repo)}
-    referenced = {oid for snap in snapshots for oid in snap["manifest"].values()}
-    known = seen_by_repo(ObjectRef, repo, "object_id", referenced | set(inline))
-    fresh_inline = {oid: raw for oid, raw in inline.items() if oid not in known}
-    lacking = referenced - known - set(inline)
-    staged = sorted(
-        StagedObject.objects.filter(repo=repo, object_id__in=list(lacking)).values_list("object_id", flat=True)
-    )
     tip = detect_tip(commits, branch)
-    done: list[str] = []
-
-    written: list[StoredBlobs] = []
-
-    def store() -> StoredBlobs:
-        mpack, stored, refs_only = _store_objects(repo, fresh_inline, staged)
-        written.append(StoredBlobs(mpack=mpack, blobs=stored, refs_only=refs_only))
-        return written[0]
-
-    def forget_staged() -> None:
-        # Every upload this push made unnecessary goes, not only the folded ones.
-        done.clear()
-        done.extend(
-            StagedObject.objects.filter(repo=repo, object_id__in=[*referenced, *inline]).values_list(
-                "object_id", flat=True
-            )
-        )
-        StagedObject.objects.filter(repo=repo, object_id__in=done).delete()
-
-    incoming = IncomingPush(
-        commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged], branch=branch, head=tip, force=push.force
+    stored = receive_bundle(
+        repo, commits=commits, snapshots=snapshots, inline=inline, branch=branch, head=tip, force=push.force
     )
-    receive_push(repo, incoming, store_blobs=store, finish=forget_staged)
-    backend = get_backend()
-    for oid in sorted(done):
-        backend.delete_staged_object(repo.repo_id, oid)
     who = pusher.get_username() if pusher is not None and pusher.is_authenticated else "-"
-    stored = written[0].blobs
     note_transfer(
         user=who, head=to_wire_hex(tip), commits=len(commits), blobs=len(stored), bytes=sum(b.size for b in stored)
     )
@@ -375,14 +296,12 @@ def mwp_fetch(repo: Repo, *, want: object, have: object) -> MwpReply:
     # Measured, not guessed: the packed size of everything but the objects, plus each object's bytes and
     # entry (its id and keys, at most OBJECT_ENTRY_BYTES), checked before any blob is read.
     limit = settings.MUSEHUB_MWP_MAX_REPLY_BYTES
-    blob_bytes = Object.objects.filter(object_id__in=selection.blob_ids).aggregate(total=Sum("size_bytes"))["total"]
-    size = (
-        len(msgpack.packb(reply, use_bin_type=True)) + (blob_bytes or 0) + OBJECT_ENTRY_BYTES * len(selection.blob_ids)
-    )
+    blob_bytes = total_size(selection.blob_ids)
+    size = len(msgpack.packb(reply, use_bin_type=True)) + blob_bytes + OBJECT_ENTRY_BYTES * len(selection.blob_ids)
     if size > limit:
         raise _too_large(size, limit)
     plan = plan_blob_reads(selection.blob_ids)
-    note_transfer(commits=len(selection.commits), blobs=plan.count, bytes=blob_bytes or 0)
+    note_transfer(commits=len(selection.commits), blobs=plan.count, bytes=blob_bytes)
     spool = tempfile.SpooledTemporaryFile(max_size=REPLY_SPOOL_MEMORY, prefix="musehub-mwp-")  # noqa: SIM115 (MwpReply closes it)
     try:
         packer = msgpack.Packer(use_bin_type=True)
@@ -413,13 +332,7 @@ def mwp_negotiate(repo: Repo, *, want: object, have: object) -> dict[str, Any]:
     """Answer which *have* ids the hub knows and whether a common base with *want* is found."""
     want_ids = _ids_in(want, "want")
     have_ids = _ids_in(have, "have")
-    # Walk only from commits this repository has: the graph is shared with private repositories.
-    want_ids = list(CommitRef.objects.filter(repo=repo, commit_id__in=want_ids).values_list("commit_id", flat=True))
-    known = set(CommitRef.objects.filter(repo=repo, commit_id__in=have_ids).values_list("commit_id", flat=True))
-    ack = [cid for cid in have_ids if cid in known]
-    common = graph.ancestors(want_ids) & known if ack and want_ids else set()
-    generation = graph.generations(common)
-    base = max(common, key=lambda cid: (generation.get(cid, -1), cid)) if common else None
+    ack, base = negotiate(repo, want=want_ids, have=have_ids)
     return {
         "ack": [to_wire_hex(cid) for cid in ack],
         "common_base": to_wire_hex(base) if base else None,

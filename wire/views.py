@@ -1,8 +1,11 @@
 """HTTP views of the wire protocols: native mpack (wire.md §3), MWP (§4) and signed storage URLs.
 
-Views only coordinate: parse and validate the body, check access through
-``repos.access``, call one service, serialize. Errors are domain exceptions,
-turned into responses by ``hubhttp.errors``; error bodies are always JSON.
+Views only coordinate: parse and validate the body, resolve the repository
+once and check access (``repos.access``, or ``repos.services.repos`` for a
+push, which may create it), hand that Repo to one service, serialize. No view
+queries the database itself (``tests/test_layers.py`` keeps it so). Errors are
+domain exceptions, turned into responses by ``hubhttp.errors``; error bodies are
+always JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import hashlib
 import os
 import tempfile
 
-from django.conf import settings
 from django.core.files import File
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
@@ -24,19 +26,18 @@ from hubhttp.codecs import MAX_BODY_DEPTH, BodyTooDeep, JSONBodyParser, MsgpackP
 from hubhttp.downloads import file_chunks, requested_range, streamed
 from hubhttp.views import absolute, validated
 from musehub_core.errors import BadRequest, MalformedPack, NotFound, PayloadTooLarge
-from musehub_core.ids import PREFIX, from_wire_hex, is_hex, is_id, to_wire_hex
+from musehub_core.ids import PREFIX, is_hex, is_id, to_wire_hex
 from musehub_core.mpack import MAX_FIELD_DEPTH
 from repos.access import repo_for
-from repos.models import MPackUpload
 from repos.selectors import branch_heads
 from repos.services.push import missing_objects
-from repos.services.repos import repo_for_push
+from repos.services.repos import creatable_or_repo, repo_for_push
+from repos.services.uploads import expected_upload
 from repos.storage.backend import (
     FileSystemMPackStore,
     get_backend,
     verify_signed_url,
 )
-from repos.storage.layout import is_staged_object, upload_id_of
 from wire import mwp
 from wire import serializers as s
 from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack, wire_fetch_mpack
@@ -95,7 +96,9 @@ class FilterObjectsView(WireView):
         ids = validated(s.FilterObjectsRequest, request.data)["object_ids"]
         if not all(is_id(i) or is_hex(i) for i in ids):
             raise BadRequest("object_ids must hold object ids (64 hex digits, optionally 'sha256:'-prefixed).")
-        return Response({"missing": missing_objects(acting_user=request.user, owner=owner, slug=slug, object_ids=ids)})
+        # A repository a push by this caller would create holds nothing yet (None): every id is missing.
+        repo = creatable_or_repo(acting_user=request.user, owner=owner, slug=slug)
+        return Response({"missing": missing_objects(repo, ids)})
 
 
 class UploadView(WireView):
@@ -117,7 +120,7 @@ class PushView(WireView):
         body = validated(s.PushRequest, request.data)
         repo = repo_for_push(acting_user=request.user, owner=owner, slug=slug)
         result = wire_push_unpack_mpack(
-            repo.repo_id,
+            repo,
             body["mpack_key"],
             request.user,
             branch=body["branch"],
@@ -142,14 +145,12 @@ class FetchView(WireView):
         repo = repo_for(request.user, owner, slug)
         body = validated(s.FetchRequest, request.data)
         if PACK_STREAM in body["capabilities"]:
-            stream = stream_fetch_mpack(
-                repo.repo_id, want=body["want"], have=body["have"], capabilities=body["capabilities"]
-            )
+            stream = stream_fetch_mpack(repo, want=body["want"], have=body["have"], capabilities=body["capabilities"])
             response = StreamingHttpResponse(stream.chunks, content_type=PACK_TYPE)
             for name, value in stream.counts.items():
                 response[f"MuseHub-{name.replace('_', '-').title()}"] = str(value)
             return response
-        result = wire_fetch_mpack(repo.repo_id, want=body["want"], have=body["have"], capabilities=body["capabilities"])
+        result = wire_fetch_mpack(repo, want=body["want"], have=body["have"], capabilities=body["capabilities"])
         result["mpack_url"] = absolute(request, result["mpack_url"])
         return Response(result)
 
@@ -265,27 +266,17 @@ class SignedStorageView(APIView):
     def put(self, request, token: str):
         name = verify_signed_url(token, "PUT")
         store = self._store()
-        expected_id, max_size, exact_size = self._expectation(name)
+        expected = expected_upload(name)  # NotFound for a slot that no longer exists
         with tempfile.SpooledTemporaryFile(max_size=16 * _CHUNK) as spool:
-            digest, size = self._receive(request, spool, max_size)
-            if digest != expected_id or (exact_size is not None and size != exact_size):
+            digest, size = self._receive(request, spool, expected.max_size)
+            if digest != expected.content_id or (expected.exact_size is not None and size != expected.exact_size):
                 raise BadRequest(
-                    f"The uploaded bytes ({size} bytes, {digest}) do not match what this URL expects ({expected_id})."
+                    f"The uploaded bytes ({size} bytes, {digest}) do not match what this URL expects "
+                    f"({expected.content_id})."
                 )
             spool.seek(0)
             store.storage.save(name, File(spool))
         return HttpResponse(status=200)
-
-    @staticmethod
-    def _expectation(name: str) -> tuple[str, int, int | None]:
-        """Return (content id, size limit, exact size or None) an upload to storage key *name* must meet."""
-        if is_staged_object(name):
-            return from_wire_hex(name.rsplit("/", 1)[-1]), settings.MUSEHUB_MAX_BLOB_BYTES, None
-        upload_id = upload_id_of(name)
-        upload = MPackUpload.objects.filter(upload_id=upload_id).first() if upload_id else None
-        if upload is None:
-            raise NotFound("This upload slot no longer exists; ask for a new upload URL.")
-        return upload.mpack_key, upload.size_bytes, upload.size_bytes
 
     @staticmethod
     def _receive(request, spool, limit: int) -> tuple[str, int]:

@@ -8,6 +8,10 @@ earlier, or the snapshot of a commit it listed in ``have``), so a clone costs
 what the history changed and is never rebuilt row by row; a checkpoint goes
 out as a delta against its first parent's snapshot when that is smaller.
 Without it every snapshot is full, as older clients expect.
+
+A native fetch without ``pack-stream`` is written as one fetch pack, stored and
+recorded (:func:`build_fetch_mpack`); MWP asks how large the selected blobs are
+(:func:`total_size`) and which commits hub and client share (:func:`negotiate`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import Sum
+
 from musehub_core.errors import BadRequest, RefNotFound
 from musehub_core.ids import is_id
 from musehub_core.manifests import Tree, snapshot_dict
+from musehub_core.mpack import MPackWriter
 from repos import graph
 from repos.manifests import (
     KEPT_TREES,
@@ -30,7 +37,10 @@ from repos.manifests import (
     stated_times,
     stored_forms,
 )
-from repos.models import Commit, CommitGraph, CommitRef, Repo
+from repos.models import Commit, CommitGraph, CommitRef, Object, Repo
+from repos.selectors import branch_heads
+from repos.storage.reader import BlobPlan, read_blobs
+from repos.storage.writer import record_fetch_pack, store_pack
 
 MAX_IDS = 10_000
 MAX_HAVE_IDS = 1_000_000
@@ -107,6 +117,48 @@ def select_fetch(repo: Repo, *, want: Iterable[str], have: Iterable[str], deltas
     blob_ids = [oid for oid in named if oid not in held_objects]
     _keep_wanted_trees(commits, want_ids, snapshots)
     return FetchSet(commits=commits, snapshots=snapshots, blob_ids=blob_ids)
+
+
+def build_fetch_mpack(repo: Repo, selection: FetchSet, plan: BlobPlan) -> tuple[str, int]:
+    """Write the fetch pack for *selection* (blobs read as *plan* says), store it, record it; return (mpack id, size)."""
+
+    def write(writer: MPackWriter) -> tuple[str, int]:
+        writer.write_commits(selection.commits)
+        writer.write_snapshots(selection.snapshots)
+        writer.begin_blobs(plan.count)
+        for oid, raw in read_blobs(plan):
+            writer.write_blob(oid, raw)
+        return writer.finish(branch_heads(repo))
+
+    mpack_id, size = store_pack(write, reuse=True)
+    record_fetch_pack(
+        mpack_id,
+        repo_id=repo.repo_id,
+        size=size,
+        commits=len(selection.commits),
+        snapshots=len(selection.snapshots),
+        blobs=plan.count,
+    )
+    return mpack_id, size
+
+
+def total_size(object_ids: Sequence[str]) -> int:
+    """Return the bytes the blobs *object_ids* hold together, as their rows record them."""
+    return Object.objects.filter(object_id__in=object_ids).aggregate(total=Sum("size_bytes"))["total"] or 0
+
+
+def negotiate(repo: Repo, *, want: Sequence[str], have: Sequence[str]) -> tuple[list[str], str | None]:
+    """Return (the *have* ids *repo* holds, in order; the newest of them that *want* descends from, or None).
+
+    Only commits *repo* holds are walked: the graph is shared with private repositories.
+    """
+    want_ids = list(CommitRef.objects.filter(repo=repo, commit_id__in=want).values_list("commit_id", flat=True))
+    known = set(CommitRef.objects.filter(repo=repo, commit_id__in=have).values_list("commit_id", flat=True))
+    ack = [cid for cid in have if cid in known]
+    common = graph.ancestors(want_ids) & known if ack and want_ids else set()
+    generation = graph.generations(common)
+    base = max(common, key=lambda cid: (generation.get(cid, -1), cid)) if common else None
+    return ack, base
 
 
 def _keep_wanted_trees(commits: Sequence[dict[str, Any]], want: Sequence[str], snapshots: Sequence[dict]) -> None:

@@ -8,6 +8,13 @@ index entries, the branch move and the protocol's own clean-up, committed only
 once the storage step has settled, run again if the database aborted it
 for a deadlock or serialization failure → once committed, a geometric repack
 when the repository has many packs. A push refused at any step writes no rows.
+
+Each protocol enters it through its own door, after its face parsed the request:
+
+- :func:`receive_pack`: a native push, one pack (uploaded through a slot, see
+  ``repos.services.uploads``, or sent inline), read back once and verified;
+- :func:`receive_objects` and :func:`receive_bundle`: MWP, loose objects (in
+  batches, inline, or staged by presigned upload) and then commits and snapshots.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from musehub_core.errors import MalformedPack, NonFastForward
+from django.conf import settings
+from django.db import transaction
+
+from musehub_core.errors import MalformedPack, NonFastForward, PackNotFound
 from musehub_core.ids import from_wire_hex
 from musehub_core.manifests import refuse_unsafe_paths
+from musehub_core.mpack import PackContents, PackLimits, index_mpack
 from repos import graph
-from repos.access import User
 from repos.bulk import insert_ignore
-from repos.models import Branch, CommitRef, MPack, ObjectRef, Repo
+from repos.models import Branch, CommitRef, MPack, MPackIndex, MPackKind, Object, ObjectRef, Repo
 from repos.services.history import (
     Added,
     check_connectivity,
@@ -33,9 +43,22 @@ from repos.services.history import (
     write_history,
 )
 from repos.services.repack import compact_after_push
-from repos.services.repos import adopt_domain, creatable_or_repo, move_branch
-from repos.storage.writer import StoredBlob
+from repos.services.repos import adopt_domain, move_branch
+from repos.services.uploads import PackSource, delete_staged_bytes, forget_staged, open_staged, staged_among
+from repos.storage.writer import StoredBlob, new_mpack_row, pack_blobs
 from repos.transactions import run_atomic
+
+
+def pack_limits() -> PackLimits:
+    """Return the pack limits configured in settings."""
+    return PackLimits(
+        max_pack_bytes=settings.MUSEHUB_MAX_PACK_BYTES,
+        max_commits=settings.MUSEHUB_MAX_PACK_COMMITS,
+        max_snapshots=settings.MUSEHUB_MAX_PACK_SNAPSHOTS,
+        max_blobs=settings.MUSEHUB_MAX_PACK_BLOBS,
+        max_blob_bytes=settings.MUSEHUB_MAX_BLOB_BYTES,
+        max_manifest_entries=settings.MUSEHUB_MAX_MANIFEST_ENTRIES,
+    )
 
 
 @dataclass
@@ -149,14 +172,171 @@ def check_fast_forward(repo: Repo, push: IncomingPush) -> None:
     )
 
 
-def missing_objects(*, acting_user: User | None, owner: str, slug: str, object_ids: Sequence[str]) -> list[str]:
-    """Return those of *object_ids* (``sha256:`` or bare hex) repository ``owner/slug`` does not hold, in order.
+def missing_objects(repo: Repo | None, object_ids: Sequence[str]) -> list[str]:
+    """Return those of *object_ids* (``sha256:`` or bare hex) *repo* does not hold, in order.
 
-    A repository that does not exist yet, and that *acting_user* may create by
-    pushing, holds nothing: every id is missing (the CLI asks before its first push).
+    *repo* None is a repository a push is about to create: it holds nothing,
+    so every id is missing (the CLI asks before its first push).
     """
-    repo = creatable_or_repo(acting_user=acting_user, owner=owner, slug=slug)
     if repo is None:
         return list(object_ids)
     held = seen_by_repo(ObjectRef, repo, "object_id", [from_wire_hex(i) for i in object_ids])
     return [i for i in object_ids if from_wire_hex(i) not in held]
+
+
+# --- the native protocol: one pack --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackReceived:
+    """What a native push brought: the pack's size in bytes and what the repository gained."""
+
+    size: int
+    added: Added
+
+
+def receive_pack(
+    repo: Repo,
+    mpack_key: str,
+    *,
+    inline: bytes | None = None,
+    branch: str,
+    head_commit_id: str | None,
+    commits_count: int,
+    blobs_count: int,
+    force: bool = False,
+) -> PackReceived:
+    """Unpack the pack *repo* uploaded under *mpack_key* (or *inline*, sent in the push call), move *branch*.
+
+    The pack is streamed back once, must hash to *mpack_key* and hold the
+    declared counts; its blobs are indexed and verified, the rest goes through
+    :func:`receive_push`, while the pack moves to its content key.
+    Raises PackNotFound (no such upload for this repo, or its bytes are not
+    there yet), MalformedPack (bad bytes, hashes, ids, counts or connectivity),
+    NonFastForward (without *force*); a refused pack leaves no upload behind
+    and writes no rows.
+    """
+    source = PackSource.inline_pack(inline) if inline is not None else PackSource.locate(repo, mpack_key)
+    try:
+        contents = _read_pack(mpack_key, source)
+        if len(contents.commits) != commits_count or len(contents.blobs) != blobs_count:
+            raise MalformedPack(
+                f"The pack holds {len(contents.commits)} commits and {len(contents.blobs)} blobs, "
+                f"but the request declared {commits_count} and {blobs_count}."
+            )
+        if contents.commits and not head_commit_id:
+            raise MalformedPack("head_commit_id is required when the pack holds commits.")
+
+        def promote() -> StoredBlobs:
+            moving = source.start_promote(mpack_key)
+            mpack = new_mpack_row(
+                mpack_key,
+                kind=MPackKind.PUSH,
+                size=contents.size,
+                blobs=len(contents.blobs),
+                commits=len(contents.commits),
+                snapshots=len(contents.snapshots),
+            )
+            blobs = [StoredBlob(b.object_id, b.size, b.offset, b.length, b.encoding, b.content) for b in contents.blobs]
+            return StoredBlobs(mpack=mpack, blobs=blobs, settle=moving.result)
+
+        push = IncomingPush(
+            commits=contents.commits,
+            snapshots=contents.snapshots,
+            blob_ids=[b.object_id for b in contents.blobs],
+            branch=branch,
+            head=head_commit_id or None,
+            force=force,
+        )
+        added = receive_push(repo, push, store_blobs=promote, finish=lambda: source.forget(repo, mpack_key))
+    except (MalformedPack, NonFastForward):
+        source.discard()  # a refused push leaves no upload behind
+        raise
+    return PackReceived(size=contents.size, added=added)
+
+
+def _read_pack(mpack_key: str, source: PackSource) -> PackContents:
+    """Return the indexed, verified contents of the pack at *source*, which must hash to *mpack_key*."""
+    stream = source.open(mpack_key)
+    if stream is None:
+        raise PackNotFound(f"Pack {mpack_key} is not in storage yet: PUT it to the upload URL first.")
+    with stream:
+        contents = index_mpack(
+            stream, limits=pack_limits(), keep_content_up_to=settings.MUSEHUB_CONTENT_CACHE_MAX_BYTES
+        )
+    if contents.digest != mpack_key:
+        raise MalformedPack(f"The uploaded bytes hash to {contents.digest}, not to the key {mpack_key}.")
+    return contents
+
+
+# --- MWP: loose objects, then a bundle of commits and snapshots ---------------------------------
+
+
+def receive_objects(repo: Repo, contents: Mapping[str, bytes]) -> list[str]:
+    """Store a batch of verified blobs for *repo* as one pack; return the ids *repo* did not hold before."""
+    known = seen_by_repo(ObjectRef, repo, "object_id", contents)
+    new = {oid: raw for oid, raw in contents.items() if oid not in known}
+    mpack, stored, refs_only = _store_loose(repo, new)
+    with transaction.atomic():
+        write_history(repo, commits=[], snapshots=[], blobs=stored, mpack=mpack)
+        insert_ignore(ObjectRef, ["repo", "object"], ((repo.repo_id, oid) for oid in refs_only))
+    return list(new)
+
+
+def receive_bundle(
+    repo: Repo,
+    *,
+    commits: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[Mapping[str, Any]],
+    inline: Mapping[str, bytes],
+    branch: str,
+    head: str,
+    force: bool = False,
+) -> Sequence[StoredBlob]:
+    """Store a bundle's commits and snapshots, with its *inline* blobs and the staged uploads they name, and
+    move *branch* to *head*; return the blobs written to a new pack.
+
+    Blobs neither in the bundle nor in *repo* are read from its staged
+    uploads; every staged upload the push made unnecessary is forgotten.
+    Raises MalformedPack (bad ids, hashes or missing content) and
+    NonFastForward (without *force*).
+    """
+    referenced = {oid for snap in snapshots for oid in snap["manifest"].values()}
+    known = seen_by_repo(ObjectRef, repo, "object_id", referenced | set(inline))
+    fresh_inline = {oid: raw for oid, raw in inline.items() if oid not in known}
+    staged = staged_among(repo, referenced - known - set(inline))
+    done: list[str] = []
+    written: list[StoredBlobs] = []
+
+    def store() -> StoredBlobs:
+        mpack, stored, refs_only = _store_loose(repo, fresh_inline, staged)
+        written.append(StoredBlobs(mpack=mpack, blobs=stored, refs_only=refs_only))
+        return written[0]
+
+    def finish() -> None:
+        # Every upload this push made unnecessary goes, not only the folded ones.
+        done[:] = forget_staged(repo, [*referenced, *inline])
+
+    incoming = IncomingPush(
+        commits=commits, snapshots=snapshots, blob_ids=[*inline, *staged], branch=branch, head=head, force=force
+    )
+    receive_push(repo, incoming, store_blobs=store, finish=finish)
+    delete_staged_bytes(repo, done)
+    return written[0].blobs
+
+
+def _store_loose(repo: Repo, contents: Mapping[str, bytes], staged: Sequence[str] = ()):
+    """Return (mpack, stored blobs, ref-only ids) for blobs this repo gains.
+
+    Blobs the hub already holds in a pack or cache only gain a ref (the client
+    proved it has the bytes); the rest, with the staged uploads, go into one new pack.
+    """
+    candidates = list(contents)
+    held = set(MPackIndex.objects.filter(entity_id__in=candidates).values_list("entity_id", flat=True))
+    held |= set(
+        Object.objects.filter(object_id__in=candidates, content_cache__isnull=False).values_list("object_id", flat=True)
+    )
+    streamed = [(oid, lambda oid=oid: open_staged(repo, oid)) for oid in staged]
+    fresh = {oid: raw for oid, raw in contents.items() if oid not in held}
+    mpack, stored = pack_blobs(fresh, streamed=streamed, kind=MPackKind.PUSH)
+    return mpack, stored, [oid for oid in contents if oid in held]
