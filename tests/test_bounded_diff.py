@@ -206,7 +206,7 @@ def test_a_costly_diff_refused_once_is_refused_again_without_searching(client, s
     push_history(repo, history)
     url = f"/{owner.username}/{repo.slug}/commit/{second['commit_id'].removeprefix('sha256:')}"
     # A small page budget: the Python twin runs out of units before its deadline too, as C does with the default.
-    monkeypatch.setattr(readmodel, "DiffBudget", lambda: DiffBudget(units=100_000))
+    monkeypatch.setattr(readmodel, "DiffBudget", lambda: DiffBudget(units=100_000, seconds=60))
     searched = []
     real = textdiff._myers
     monkeypatch.setattr(textdiff, "_myers", lambda *args: searched.append(1) or real(*args))
