@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, CharField, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Lower
@@ -235,7 +236,12 @@ def commit_changes(commit: Commit) -> ManifestDiff:
     return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
 
 
-# --- collaborators and tokens ---------------------------------------------------------------------
+# --- users, collaborators and tokens --------------------------------------------------------------
+
+
+def user_named(username: str) -> AbstractBaseUser | None:
+    """Return the account called *username* (any case), or None."""
+    return get_user_model().objects.filter(username__iexact=username).first()
 
 
 def collaborators_of(repo: Repo) -> list[Collaborator]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from musehub_core.errors import NotFound
-from repos.selectors import owned_first, readable_repos
+from repos.selectors import owned_first, readable_repos, user_named
 from web.pages import page, paginate
 
 PER_PAGE = 30
@@ -24,7 +23,7 @@ def explore(request: HttpRequest) -> HttpResponse:
 @page
 def profile(request: HttpRequest, owner: str) -> HttpResponse:
     """``/{owner}``: one account's repositories (private ones only for those who may read them)."""
-    user = get_user_model().objects.filter(username__iexact=owner).first()
+    user = user_named(owner)
     rows = readable_repos(request.user, owner=owner)
     current = paginate(request, rows, PER_PAGE)
     if user is None and not current.object_list:
