@@ -366,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
 
+        from musehub_core.protocol import PACK_STREAM
         from repos.services.repos import create_repo
-        from wire.fetch import PACK_STREAM, stream_fetch_mpack, wire_fetch_mpack
+        from wire.fetch import stream_fetch_mpack, wire_fetch_mpack
 
         call_command("migrate", verbosity=0, interactive=False)
         _patch_botocore()

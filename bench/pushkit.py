@@ -6,8 +6,10 @@ import msgpack
 import requests
 
 from bench.hub import BENCH_USER, Hub
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_snapshot_id
 from musehub_core.mpack import build_wire_mpack, encode_blob
+from musehub_core.protocol import MSGPACK_TYPE, NATIVE_PROTOCOL, PROTOCOL_HEADER
+from musehub_core.records import commit_record
 
 
 def push_trees(hub: Hub, slug: str, trees: list[dict[str, bytes]], *, zstd: bool = False) -> tuple[list[str], int]:
@@ -20,22 +22,17 @@ def push_trees(hub: Hub, slug: str, trees: list[dict[str, bytes]], *, zstd: bool
         manifest = {path: blob_id(raw) for path, raw in files.items()}
         blobs.update({blob_id(raw): raw for raw in files.values()})
         snapshot_id = compute_snapshot_id(manifest)
-        committed_at = f"2026-12-0{number + 1}T00:00:00+00:00"
-        parents = [parent] if parent else []
-        commit_id = compute_commit_id(parents, snapshot_id, f"commit {number}", committed_at)
-        commits.append(
-            {
-                "commit_id": commit_id,
-                "parent_ids": parents,
-                "snapshot_id": snapshot_id,
-                "branch": "main",
-                "message": f"commit {number}",
-                "author": BENCH_USER,
-                "committed_at": committed_at,
-            }
+        commit = commit_record(
+            parent_ids=[parent] if parent else [],
+            snapshot_id=snapshot_id,
+            branch="main",
+            message=f"commit {number}",
+            author=BENCH_USER,
+            committed_at=f"2026-12-0{number + 1}T00:00:00+00:00",
         )
+        commits.append(commit)
         snapshots.append({"snapshot_id": snapshot_id, "manifest": manifest, "created_at": ""})
-        parent = commit_id
+        parent = commit["commit_id"]
     pack = build_wire_mpack(
         {
             "commits": commits,
@@ -45,9 +42,9 @@ def push_trees(hub: Hub, slug: str, trees: list[dict[str, bytes]], *, zstd: bool
     )
     headers = {
         "Authorization": f"Bearer {hub.token}",
-        "X-Muse-Protocol": "mpack",
-        "Content-Type": "application/x-msgpack",
-        "Accept": "application/x-msgpack",
+        PROTOCOL_HEADER: NATIVE_PROTOCOL,
+        "Content-Type": MSGPACK_TYPE,
+        "Accept": MSGPACK_TYPE,
     }
     base = f"{hub.url}/{BENCH_USER}/{slug}"
     key = blob_id(pack)

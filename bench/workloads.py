@@ -39,10 +39,12 @@ from typing import IO, Any
 from bench import data
 from bench.hub import StatsLog
 from musehub_client import operations
-from musehub_client.http import EXIT_NOT_FOUND, SNAPSHOT_DELTA, ClientError, HubClient, capabilities_of
-from musehub_core.ids import blob_id, compute_commit_id
+from musehub_client.http import EXIT_NOT_FOUND, ClientError, HubClient, capabilities_of
+from musehub_core.ids import blob_id
 from musehub_core.manifests import ManifestDelta, Tree, snapshot_dict
 from musehub_core.mpack import MPackWriter, encode_blob
+from musehub_core.protocol import SNAPSHOT_DELTA
+from musehub_core.records import CommitDict, commit_record
 
 AUTHOR = "bench"
 
@@ -281,7 +283,7 @@ def small_pushes(url: str, token: str, commits: list[list[tuple[str, bytes]]]) -
 class MuseHistory:
     """A :class:`bench.data.History` as MuseHub commits: ids computed, blobs by id."""
 
-    commits: list[dict[str, Any]]  # parents first
+    commits: list[CommitDict]  # parents first
     sets: list[dict[str, str]]  # per commit: {path: object id} it writes over its parent's manifest
     blobs: dict[str, bytes]  # every version of every file, by object id
 
@@ -306,7 +308,7 @@ def muse_history(history: data.History, *, branch: str = "main") -> MuseHistory:
     first = {history.paths[i]: store(content) for i, content in enumerate(history.initial)}
     tree = Tree.of(first)
     sets: list[dict[str, str]] = [first]
-    commits: list[dict[str, Any]] = []
+    commits: list[CommitDict] = []
     parents: list[str] = []
     for number in range(history.commits):
         if number:
@@ -314,17 +316,14 @@ def muse_history(history: data.History, *, branch: str = "main") -> MuseHistory:
             tree = tree.apply(ManifestDelta(set=changes))
             sets.append(changes)
         snapshot_id = tree.snapshot_id()
-        committed_at = datetime.fromtimestamp(data.history_time(number), UTC).isoformat()
-        message = data.history_message(number)
-        commit = {
-            "commit_id": compute_commit_id(parents, snapshot_id, message, committed_at),
-            "parent_ids": parents,
-            "snapshot_id": snapshot_id,
-            "branch": branch,
-            "message": message,
-            "author": AUTHOR,
-            "committed_at": committed_at,
-        }
+        commit = commit_record(
+            parent_ids=parents,
+            snapshot_id=snapshot_id,
+            branch=branch,
+            message=data.history_message(number),
+            author=AUTHOR,
+            committed_at=datetime.fromtimestamp(data.history_time(number), UTC).isoformat(),
+        )
         commits.append(commit)
         parents = [commit["commit_id"]]
     return MuseHistory(commits=commits, sets=sets, blobs=blobs)

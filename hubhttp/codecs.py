@@ -19,8 +19,8 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.renderers import BaseRenderer
 
 from musehub_core.mpack import nests_deeper_than
+from musehub_core.protocol import MSGPACK_TYPE
 
-MSGPACK = "application/x-msgpack"
 # Levels of lists and maps a request body may nest. An MWP push carries commits four levels down
 # (body, bundle, commits, commit) and their optional fields may nest MAX_FIELD_DEPTH (64) more, so
 # a deeper field in a bundle is still read and refused as pack content (422), naming its commit.
@@ -41,7 +41,7 @@ def _shallow(data: Any) -> Any:
 
 
 class MsgpackParser(BaseParser):
-    media_type = MSGPACK
+    media_type = MSGPACK_TYPE
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         data = stream.read() if stream is not None else b""
@@ -68,7 +68,7 @@ class JSONBodyParser(JSONParser):
 
 
 class MsgpackRenderer(BaseRenderer):
-    media_type = MSGPACK
+    media_type = MSGPACK_TYPE
     format = "msgpack"
     charset = None
     render_style = "binary"

@@ -21,6 +21,18 @@ from urllib3.util.retry import Retry
 
 from musehub_client.feedback import Feedback, PhaseHook, ProgressReport, Silent, no_phases
 from musehub_core.ids import is_id
+from musehub_core.protocol import (
+    INLINE_PACK_MAX_BYTES,
+    JSON_TYPE,
+    MSGPACK_TYPE,
+    NATIVE_PROTOCOL,
+    PACK_COUNT_HEADERS,
+    PACK_STREAM,
+    PACK_TYPE,
+    PROTOCOL_HEADER,
+    PUSH_INLINE,
+)
+from musehub_core.protocol import SNAPSHOT_DELTA as SNAPSHOT_DELTA  # re-exported: callers test capabilities by it
 
 # --- exit codes and errors ----------------------------------------------------------
 
@@ -32,14 +44,6 @@ EXIT_CONFLICT = 4
 EXIT_NOT_FOUND = 5
 EXIT_SERVER = 6
 EXIT_INTERRUPTED = 130
-
-PROTOCOL_HEADER = "X-Muse-Protocol"
-MSGPACK = "application/x-msgpack"
-SNAPSHOT_DELTA = "snapshot-delta"  # the capability of wire.md §2.1
-PACK_STREAM = "pack-stream"  # the fetch reply is the pack itself, blobs as stored (docs/protocols.md, "Streamed fetch")
-PACK_TYPE = "application/x-mpack"
-PUSH_INLINE = "push-inline"  # mpack/push takes a small pack in its body (docs/protocols.md, "Inline push")
-INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
 
 CHUNK = 1024 * 1024
 FILTER_BATCH = 2000  # object ids per filter-objects call
@@ -285,7 +289,7 @@ class HubClient:
         self.out: Feedback = out or Silent()
         self.session = _retrying_session()
         self.session.auth = _BearerAuth(token)
-        self.session.headers.update({"Accept": MSGPACK, PROTOCOL_HEADER: "mpack"})
+        self.session.headers.update({"Accept": MSGPACK_TYPE, PROTOCOL_HEADER: NATIVE_PROTOCOL})
         self.transfer = _retrying_session()
         self.transfer.auth = _BearerAuth(None)
         self.capabilities: frozenset[str] = frozenset()  # what the last ``refs`` answer listed
@@ -312,7 +316,7 @@ class HubClient:
         """Call ``{repo}/{suffix}``; return the successful response, retrying 503 + Retry-After a few times."""
         url = f"{self.url}/{suffix}"
         data = msgpack.packb(dict(body), use_bin_type=True) if body is not None else None
-        headers = {"Content-Type": MSGPACK} if data is not None else {}
+        headers = {"Content-Type": MSGPACK_TYPE} if data is not None else {}
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = self.session.request(
@@ -538,8 +542,8 @@ class HubClient:
                 yield answer, None
                 return
             counts = {}
-            for name in ("commit_count", "snapshot_count", "blob_count"):
-                value = response.headers.get(f"MuseHub-{name.replace('_', '-').title()}", "")
+            for name, header in PACK_COUNT_HEADERS.items():
+                value = response.headers.get(header, "")
                 counts[name] = int(value) if value.isdigit() else None
             yield {**counts, "streamed": True}, self._pieces(response, None, "the hub's pack stream was cut short")
 
@@ -596,7 +600,7 @@ class HubClient:
                 method,
                 url,
                 json=dict(body) if body is not None else None,
-                headers={"Accept": "application/json"},
+                headers={"Accept": JSON_TYPE},
                 timeout=API_TIMEOUT,
                 allow_redirects=False,
             )

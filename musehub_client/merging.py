@@ -66,7 +66,6 @@ from musehub_client.http import (
     EXIT_NOT_FOUND,
     EXIT_SERVER,
     EXIT_USAGE,
-    SNAPSHOT_DELTA,
     ClientError,
     HubClient,
     capabilities_of,
@@ -84,10 +83,10 @@ from musehub_client.operations import (
     load_state,
     skipped_warning,
 )
-from musehub_client.packs import PackStore, build_push_pack, download_pack, missing_blob_paths, now
+from musehub_client.packs import PackStore, build_push_pack, download_pack, missing_blob_paths, new_commit
 from musehub_client.state import PACKS_DIR, STATE_DIR, TMP_DIR, State
 from musehub_client.worktree import local_oid, plan_update, remove_file, remove_tree, scan_folder, write_file
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
+from musehub_core.ids import blob_id, compute_snapshot_id, hex_of, is_id
 from musehub_core.manifests import snapshot_dict
 from musehub_core.merge import (
     BOTH_ADDED,
@@ -97,6 +96,8 @@ from musehub_core.merge import (
     MODIFIED_DELETED,
     three_way,
 )
+from musehub_core.protocol import JSON_TYPE, SNAPSHOT_DELTA
+from musehub_core.records import CommitDict
 
 MERGE_FILE = "merge.json"
 BACKUP_DIR = "merge-ours"
@@ -148,7 +149,7 @@ class MergeRecord:
     touched: list[str] = field(default_factory=list)  # every path the merge wrote or removed (abort restores them)
     absent: list[str] = field(default_factory=list)  # paths of the head that were deleted here before the merge
     conflicts: list[Conflict] = field(default_factory=list)
-    commit: dict[str, Any] | None = None  # the local merge commit of a clean merge
+    commit: CommitDict | None = None  # the local merge commit of a clean merge
 
     @staticmethod
     def path(root: Path) -> Path:
@@ -236,7 +237,7 @@ def _api_get(client: HubClient, suffix: str) -> dict[str, Any]:
     """GET the repository's REST ``suffix`` as JSON; failures raise ClientError with the hub's message."""
     url = client.api_url(suffix)
     try:
-        response = client.session.get(url, headers={"Accept": "application/json"}, timeout=API_TIMEOUT)
+        response = client.session.get(url, headers={"Accept": JSON_TYPE}, timeout=API_TIMEOUT)
     except requests.RequestException as exc:
         raise ClientError(f"cannot reach {url}: {type(exc).__name__}", EXIT_SERVER) from None
     answer: Any = None
@@ -556,8 +557,12 @@ def _merge_trees(
             record.touched = sorted(changing | {f for c in record.conflicts for f in c.files})
             texts = _marked_texts(record.conflicts, base_m, ours_m, theirs_m, result, history, stage, read)
             if not outcome.conflicts:
-                record.commit = _commit(
-                    outcome.merged, [result.ours, result.theirs], state.branch, record.message, record.author
+                record.commit = new_commit(
+                    outcome.merged,
+                    [result.ours, result.theirs],
+                    branch=state.branch,
+                    message=record.message,
+                    author=record.author,
                 )
             record.save(root)  # before the tree changes: an interrupted merge can still be aborted
             for path in update.deletes:
@@ -705,20 +710,6 @@ def _write_side_file(
         write_file(root, side, theirs)
 
 
-def _commit(manifest: Mapping[str, str], parents: list[str], branch: str, message: str, author: str) -> dict:
-    committed_at = now()
-    snapshot_id = compute_snapshot_id(manifest)
-    return {
-        "commit_id": compute_commit_id(parents, snapshot_id, message, committed_at),
-        "parent_ids": parents,
-        "snapshot_id": snapshot_id,
-        "branch": branch,
-        "message": message,
-        "author": author,
-        "committed_at": committed_at,
-    }
-
-
 # --- finishing: push the merge commit ----------------------------------------------------------
 
 
@@ -802,12 +793,12 @@ def push_merge(
         snapshot_id = compute_snapshot_id(manifest)
         commit = record.commit
         if commit is None or commit["snapshot_id"] != snapshot_id or message or author:
-            commit = _commit(
+            commit = new_commit(
                 manifest,
                 [record.ours, record.theirs],
-                record.branch,
-                message or record.message,
-                author or record.author,
+                branch=record.branch,
+                message=message or record.message,
+                author=author or record.author,
             )
         base = None
         parent_snapshot = state.snapshot_id()

@@ -48,7 +48,6 @@ from musehub_client.http import (
     EXIT_NOT_FOUND,
     EXIT_SERVER,
     EXIT_USAGE,
-    SNAPSHOT_DELTA,
     ClientError,
     HubClient,
     capabilities_of,
@@ -79,6 +78,7 @@ from musehub_client.worktree import (
 )
 from musehub_core.ids import blob_id, hex_of
 from musehub_core.manifests import BaseLookup
+from musehub_core.protocol import SNAPSHOT_DELTA
 
 DEFAULT_MESSAGE = "Push from the MuseHub client"
 

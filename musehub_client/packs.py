@@ -19,7 +19,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -28,23 +27,15 @@ import zstandard
 
 from musehub_client.feedback import PhaseHook, no_phases
 from musehub_client.files import read_files
-from musehub_client.http import (
-    EXIT_SERVER,
-    INLINE_PACK_MAX_BYTES,
-    PACK_STREAM,
-    PUSH_INLINE,
-    SNAPSHOT_DELTA,
-    ClientError,
-    HubClient,
-    StreamCut,
-    integrity_error,
-)
+from musehub_client.http import EXIT_SERVER, ClientError, HubClient, StreamCut, integrity_error
 from musehub_client.state import PACKS_DIR, STATE_DIR
 from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack, TruncatedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
 from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
 from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, index_mpack
+from musehub_core.protocol import INLINE_PACK_MAX_BYTES, PACK_STREAM, PUSH_INLINE, SNAPSHOT_DELTA
+from musehub_core.records import CommitDict, commit_record
 
 MANIFESTS_SUFFIX = ".manifests"
 ENCODE_MIN_SIZE, ENCODE_MIN_SAVING, ENCODE_LEVEL = 512, 0.1, 3  # encode_blob's rule (see encode_many())
@@ -63,9 +54,26 @@ CLIENT_LIMITS = PackLimits(
 # --- the push pack ----------------------------------------------------------------------
 
 
-def now() -> str:
-    """Return the current time as the ISO-8601 string a commit carries."""
-    return datetime.now(UTC).isoformat()
+def new_commit(
+    manifest: Mapping[str, str], parents: list[str], *, branch: str, message: str, author: str
+) -> CommitDict:
+    """Return the commit of the tree *manifest* on top of *parents*, made now."""
+    return commit_record(
+        parent_ids=parents, snapshot_id=compute_snapshot_id(manifest), branch=branch, message=message, author=author
+    )
+
+
+def push_snapshot(
+    commit: CommitDict, manifest: Mapping[str, str], base: tuple[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    """Return the SnapshotDict a push sends for *commit*, whose tree is *manifest*.
+
+    With *base* (snapshot id, manifest) the snapshot is a delta against it when
+    that is smaller (wire.md §2.1); without it, or for the base's own tree, full.
+    """
+    if base is not None and base[0] == commit["snapshot_id"]:
+        base = None  # an unchanged tree: a delta would name itself as its base
+    return snapshot_dict(commit["snapshot_id"], manifest, base=base, created_at=commit["committed_at"])
 
 
 def make_commit(
@@ -76,28 +84,10 @@ def make_commit(
     message: str,
     author: str,
     base: tuple[str, Mapping[str, str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (commit dict, snapshot dict) for *manifest* on top of *parent*.
-
-    With *base* (snapshot id, manifest) the snapshot is a delta against it when
-    that is smaller (wire.md §2.1); without it, or for the base's own tree, full.
-    """
-    committed_at = now()
-    snapshot_id = compute_snapshot_id(manifest)
-    parents = [parent] if parent else []
-    commit = {
-        "commit_id": compute_commit_id(parents, snapshot_id, message, committed_at),
-        "parent_ids": parents,
-        "snapshot_id": snapshot_id,
-        "branch": branch,
-        "message": message,
-        "author": author,
-        "committed_at": committed_at,
-    }
-    if base is not None and base[0] == snapshot_id:
-        base = None  # an unchanged tree: a delta would name itself as its base
-    snapshot = snapshot_dict(snapshot_id, manifest, base=base, created_at=committed_at)
-    return commit, snapshot
+) -> tuple[CommitDict, dict[str, Any]]:
+    """Return (commit, snapshot dict) for *manifest* on top of *parent* (:func:`new_commit`, :func:`push_snapshot`)."""
+    commit = new_commit(manifest, [parent] if parent else [], branch=branch, message=message, author=author)
+    return commit, push_snapshot(commit, manifest, base)
 
 
 def missing_blob_paths(

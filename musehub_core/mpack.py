@@ -654,7 +654,7 @@ def parse_wire_mpack(data: bytes, *, limits: PackLimits | None = None) -> dict[s
 
 
 def commit_to_wire(commit: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the CommitDict for a normalized commit (metadata fields back at the top level)."""
+    """Return the :class:`~musehub_core.records.CommitDict` of a normalized commit (metadata back at the top level)."""
     core = {key: commit.get(key, "" if key != "parent_ids" else []) for key in COMMIT_FIELDS}
     return {**(commit.get("metadata") or {}), **core}
 
@@ -772,9 +772,10 @@ class MPackWriter:
 def build_wire_mpack(payload: Mapping[str, Any]) -> bytes:
     """Return the bytes of an mpack holding *payload*'s commits, snapshots, blobs and heads.
 
-    Commits are CommitDicts as they travel (optional fields at the top level) and
-    are written as given, not as normalized commits: :meth:`MPackWriter.write_commits`
-    would drop their top-level metadata. Blobs are dicts ``{object_id, content,
+    Commits are :class:`~musehub_core.records.CommitDict` as they travel
+    (optional fields at the top level) and are written as given, not as
+    normalized commits: :meth:`MPackWriter.write_commits` would drop their
+    top-level metadata. Blobs are dicts ``{object_id, content,
     encoding?}``; content is stored as given.
     """
     out = io.BytesIO()

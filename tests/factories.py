@@ -11,8 +11,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_snapshot_id
 from musehub_core.mpack import build_wire_mpack, encode_blob
+from musehub_core.records import commit_record
 from repos.models import Repo
 from repos.services.repos import create_repo
 from repos.storage.backend import get_backend
@@ -66,18 +67,15 @@ class History:
             manifest[path] = oid
             self.blobs[oid] = content
         snapshot = {"snapshot_id": compute_snapshot_id(manifest), "manifest": manifest, "created_at": ""}
-        committed_at = timestamp()
-        parent_ids = list(parents or [])
-        commit = {
-            "commit_id": compute_commit_id(parent_ids, snapshot["snapshot_id"], message, committed_at),
-            "parent_ids": parent_ids,
-            "snapshot_id": snapshot["snapshot_id"],
-            "branch": branch,
-            "message": message,
-            "author": "gabriel",
-            "committed_at": committed_at,
-            **extra,
-        }
+        record = commit_record(
+            parent_ids=parents or [],
+            snapshot_id=snapshot["snapshot_id"],
+            branch=branch,
+            message=message,
+            author="gabriel",
+            committed_at=timestamp(),
+        )
+        commit: dict[str, Any] = {**record, **extra}  # extra: optional fields, at the top level as they travel
         self.commits.append(commit)
         if snapshot["snapshot_id"] not in {s["snapshot_id"] for s in self.snapshots}:
             self.snapshots.append(snapshot)

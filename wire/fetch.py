@@ -23,11 +23,11 @@ from typing import Any
 from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest
 from musehub_core.mpack import MPackWriter
+from musehub_core.protocol import SNAPSHOT_DELTA
 from repos.models import Repo
 from repos.selectors import branch_heads
 from repos.services.fetch import (
     MAX_HAVE_IDS,
-    SNAPSHOT_DELTA,
     FetchSet,
     build_fetch_mpack,
     check_ids,
@@ -37,9 +37,6 @@ from repos.storage.backend import get_backend
 from repos.storage.reader import BlobPlan, plan_blob_reads, serve_blobs
 
 log = logging.getLogger("musehub.fetch")
-PACK_STREAM = "pack-stream"
-PACK_TYPE = "application/x-mpack"
-CAPABILITIES = (SNAPSHOT_DELTA, PACK_STREAM)
 # A streamed reply is handed to the server in pieces of about this size.
 STREAM_CHUNK = 1024 * 1024
 

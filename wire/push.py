@@ -20,16 +20,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from hubhttp.instruments import note_transfer, transfer
 from musehub_core.errors import BadRequest, PayloadTooLarge
 from musehub_core.ids import is_id
+from musehub_core.protocol import INLINE_PACK_MAX_BYTES
 from repos.models import Repo
 from repos.selectors import branch_heads
 from repos.services.push import receive_pack
 from repos.services.repos import validate_branch_name
 from repos.services.uploads import open_slot
 
-# The capability: `mpack/push` takes the pack itself in its body (field `mpack`, at most INLINE_PACK_MAX_BYTES),
-# so a small push is one call instead of an upload slot, a PUT and the push call.
-PUSH_INLINE = "push-inline"
-INLINE_PACK_MAX_BYTES = 4 * 1024 * 1024
+# The capability PUSH_INLINE: `mpack/push` takes the pack itself in its body (field `mpack`, at most
+# INLINE_PACK_MAX_BYTES), so a small push is one call instead of an upload slot, a PUT and the push call.
 _INLINE_BODY_SLACK = 64 * 1024  # the push call's other fields and msgpack framing
 
 

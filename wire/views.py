@@ -28,6 +28,16 @@ from hubhttp.views import absolute, validated
 from musehub_core.errors import BadRequest, MalformedPack, NotFound, PayloadTooLarge
 from musehub_core.ids import PREFIX, is_hex, is_id, to_wire_hex
 from musehub_core.mpack import MAX_FIELD_DEPTH
+from musehub_core.protocol import (
+    CAPABILITIES,
+    JSON_TYPE,
+    NATIVE_PROTOCOL,
+    PACK_COUNT_HEADERS,
+    PACK_STREAM,
+    PACK_TYPE,
+    PROTOCOL_HEADER,
+    PUSH_INLINE,
+)
 from repos.access import repo_for
 from repos.selectors import branch_heads
 from repos.services.push import missing_objects
@@ -40,16 +50,20 @@ from repos.storage.backend import (
 )
 from wire import mwp
 from wire import serializers as s
-from wire.fetch import CAPABILITIES, PACK_STREAM, PACK_TYPE, stream_fetch_mpack, wire_fetch_mpack
-from wire.push import PUSH_INLINE, create_mpack_upload, inline_push_allowed, wire_push_unpack_mpack
+from wire.fetch import stream_fetch_mpack, wire_fetch_mpack
+from wire.push import create_mpack_upload, inline_push_allowed, wire_push_unpack_mpack
 
-NATIVE_HEADER = "X-Muse-Protocol"
 _CHUNK = 1024 * 1024
 
 
 def is_native(request) -> bool:
     """Return True when the caller speaks the native protocol (ids with their ``sha256:`` prefix)."""
-    return request.headers.get(NATIVE_HEADER, "").lower().startswith("mpack")
+    return request.headers.get(PROTOCOL_HEADER, "").lower().startswith(NATIVE_PROTOCOL)
+
+
+def listed_capabilities() -> list[str]:
+    """Return the capabilities ``refs`` lists: every one, ``push-inline`` only while this hub's limits take it."""
+    return [name for name in CAPABILITIES if name != PUSH_INLINE or inline_push_allowed()]
 
 
 class WireView(APIView):
@@ -64,7 +78,7 @@ class WireView(APIView):
         if response.status_code >= 400 and isinstance(response, Response):
             # Clients print error bodies as text (the muse CLI shows the first 400 characters).
             response.accepted_renderer = JSONRenderer()
-            response.accepted_media_type = "application/json"
+            response.accepted_media_type = JSON_TYPE
         return response
 
 
@@ -81,7 +95,7 @@ class RefsView(WireView):
                 "domain": repo.domain,
                 "default_branch": repo.default_branch,
                 "branch_heads": heads,
-                "capabilities": [*CAPABILITIES, *([PUSH_INLINE] if inline_push_allowed() else [])],
+                "capabilities": listed_capabilities(),
             }
         )
 
@@ -148,7 +162,7 @@ class FetchView(WireView):
             stream = stream_fetch_mpack(repo, want=body["want"], have=body["have"], capabilities=body["capabilities"])
             response = StreamingHttpResponse(stream.chunks, content_type=PACK_TYPE)
             for name, value in stream.counts.items():
-                response[f"MuseHub-{name.replace('_', '-').title()}"] = str(value)
+                response[PACK_COUNT_HEADERS[name]] = str(value)
             return response
         result = wire_fetch_mpack(repo, want=body["want"], have=body["have"], capabilities=body["capabilities"])
         result["mpack_url"] = absolute(request, result["mpack_url"])

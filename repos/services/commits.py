@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 
 from django.db import transaction
 
-from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id
+from musehub_core.ids import blob_id, compute_snapshot_id
 from musehub_core.manifests import refuse_unsafe_paths, snapshot_dict, validate_path
+from musehub_core.records import commit_record
 from repos.manifests import load_manifest
 from repos.models import Branch, CommitGraph, ObjectRef
 from repos.selectors import repo_by_id
@@ -52,18 +52,14 @@ def commit_files_to_repo(
     mpack, stored = pack_blobs({oid: raw for oid, raw in contents.items() if oid not in known})
 
     snapshot = snapshot_dict(compute_snapshot_id(manifest), manifest)
-    committed_at = dt.datetime.now(dt.UTC).isoformat()
-    parents = [parent] if parent else []
-    commit = {
-        "commit_id": compute_commit_id(parents, snapshot["snapshot_id"], message, committed_at),
-        "parent_ids": parents,
-        "snapshot_id": snapshot["snapshot_id"],
-        "branch": branch,
-        "message": message,
-        "author": author,
-        "committed_at": committed_at,
-        "metadata": {},
-    }
+    commit = commit_record(
+        parent_ids=[parent] if parent else [],
+        snapshot_id=snapshot["snapshot_id"],
+        branch=branch,
+        message=message,
+        author=author,
+        metadata={},
+    )
     with transaction.atomic():
         record_history(repo, commits=[commit], snapshots=[snapshot], blobs=stored, mpack=mpack)
         move_branch(repo, branch, commit["commit_id"])

@@ -45,7 +45,6 @@ from repos.storage.writer import record_fetch_pack, store_pack
 MAX_IDS = 10_000
 MAX_HAVE_IDS = 1_000_000
 MAX_HAVE_WALK = 1_000
-SNAPSHOT_DELTA = "snapshot-delta"
 _CHUNK = 10_000
 
 

@@ -32,9 +32,10 @@ from musehub_core.errors import (
     NonFastForward,
     NotFound,
 )
-from musehub_core.ids import compute_commit_id, compute_snapshot_id
+from musehub_core.ids import compute_snapshot_id
 from musehub_core.manifests import snapshot_dict
 from musehub_core.merge import merge_manifests
+from musehub_core.records import CommitDict, commit_record
 from repos import graph
 from repos.access import require
 from repos.models import Branch, Proposal, ProposalState, Repo, Role
@@ -197,7 +198,7 @@ class MergePlan:
     source_head: str
     new_head: str
     merged_by: str
-    commit: dict[str, Any] | None = None
+    commit: CommitDict | None = None
     snapshot: dict[str, Any] | None = None
 
 
@@ -259,7 +260,7 @@ def plan_merge(
 
 def _merge_commit(
     proposal: Proposal, strategy: str, *, target: str, source: str, author: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[CommitDict, dict[str, Any]]:
     """Return the (commit, snapshot) dicts of merging *source* into *target*; raise MergeConflict."""
     base = graph.merge_base(target, source)
     manifests = manifests_of_commits([c for c in (base, target, source) if c])
@@ -272,18 +273,14 @@ def _merge_commit(
         parents, verb = [target], "Squash"
     else:
         parents, verb = [target, source], "Merge"
-    message = f"{verb} proposal #{proposal.number}: {proposal.title}"
-    committed_at = dt.datetime.now(dt.UTC).isoformat()
-    commit = {
-        "commit_id": compute_commit_id(parents, snapshot["snapshot_id"], message, committed_at),
-        "parent_ids": parents,
-        "snapshot_id": snapshot["snapshot_id"],
-        "branch": proposal.to_branch,
-        "message": message,
-        "author": author,
-        "committed_at": committed_at,
-        "metadata": {},
-    }
+    commit = commit_record(
+        parent_ids=parents,
+        snapshot_id=snapshot["snapshot_id"],
+        branch=proposal.to_branch,
+        message=f"{verb} proposal #{proposal.number}: {proposal.title}",
+        author=author,
+        metadata={},
+    )
     return commit, snapshot
 
 
