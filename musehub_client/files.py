@@ -18,7 +18,7 @@ from collections.abc import Sequence
 try:  # the C walk, reads and writes; pure Python where it was not built (no compiler, not POSIX)
     from musehub_client import _scan as native
 except ImportError:  # pragma: no cover - the Makefile builds it
-    native = None
+    native = None  # type: ignore[assignment]  # a module or None: callers test for None
 
 
 def read_files(root: str, relatives: Sequence[str], *, use_native: bool = True) -> list[bytes | OSError]:
@@ -30,7 +30,7 @@ def read_files(root: str, relatives: Sequence[str], *, use_native: bool = True) 
     """
     if use_native and native is not None:
         return [
-            _error(value, root, relative) if type(value) is int else value
+            _error(value, root, relative) if isinstance(value, int) else value
             for value, relative in zip(native.read_files(root, relatives), relatives, strict=True)
         ]
     return [_read_regular(root, relative) for relative in relatives]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from typing import TypeGuard
 
 from musehub_core.native import speedups
 
@@ -24,7 +25,7 @@ def _digest(data: bytes) -> str:
     return PREFIX + hashlib.sha256(data).hexdigest()
 
 
-def is_id(value: object) -> bool:
+def is_id(value: object) -> TypeGuard[str]:
     """Return True when *value* is a well-formed ``sha256:<hex>`` id."""
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
@@ -35,10 +36,15 @@ _ID_LENGTH = len(PREFIX) + 64
 
 def all_ids(values: Iterable[object]) -> bool:
     """Return True when every value is a ``sha256:<hex>`` id (one regex pass over them all: a big manifest)."""
-    values = list(values)
-    if not all(type(v) is str and len(v) == _ID_LENGTH for v in values):
+    listed = list(values)
+    if not _all_id_shaped(listed):
         return False
-    return _IDS.fullmatch("".join(values)) is not None  # type: ignore[arg-type]
+    return _IDS.fullmatch("".join(listed)) is not None
+
+
+def _all_id_shaped(values: list[object]) -> TypeGuard[list[str]]:
+    """True when every value is a string of an id's length (what joining them for the one regex needs)."""
+    return all(type(v) is str and len(v) == _ID_LENGTH for v in values)
 
 
 def is_hex(value: object) -> bool:

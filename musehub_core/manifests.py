@@ -16,7 +16,7 @@ from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from musehub_core.errors import MalformedPack, UnsafePath
 from musehub_core.ids import PREFIX, compute_snapshot_id, hex_of, snapshot_entries
@@ -79,16 +79,20 @@ def all_paths_valid(paths: Sequence[object]) -> bool:
 
     False says only that some path is refused: :func:`validate_path` on each names it.
     """
-    if not all(type(p) is str for p in paths):
+    if not _all_str(paths):
         return False
     # Each path framed by '/' on both sides and the frames joined by NUL (which no valid path holds): a
     # leading '/' or an empty, '.' or '..' segment then shows as '//', '/./' or '/../' (never across frames).
-    framed = "/" + "/\0/".join(paths) + "/"  # type: ignore[arg-type]
+    framed = "/" + "/\0/".join(paths) + "/"
     if framed.count("\0") != max(len(paths) - 1, 0) or "\\" in framed:
         return False
     if not paths or "//" in framed or "/./" in framed or "/../" in framed:
         return not paths
-    return all(len(p) * 4 <= MAX_PATH_BYTES or len(p.encode()) <= MAX_PATH_BYTES for p in paths)  # type: ignore[arg-type]
+    return all(len(p) * 4 <= MAX_PATH_BYTES or len(p.encode()) <= MAX_PATH_BYTES for p in paths)
+
+
+def _all_str(values: Sequence[object]) -> TypeGuard[Sequence[str]]:
+    return all(type(v) is str for v in values)
 
 
 def directories_of(paths: Iterable[str]) -> list[str]:

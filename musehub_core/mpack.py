@@ -151,7 +151,7 @@ def _preview(value: object) -> str:
 def _require_id(value: object, where: str) -> str:
     if not is_id(value):
         raise MalformedPack(f"{where} must be 'sha256:' followed by 64 lowercase hex digits, got {_preview(value)}.")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _require_str(value: object, where: str, limit: int, *, optional: bool = False) -> str:
@@ -782,8 +782,8 @@ def build_wire_mpack(payload: Mapping[str, Any]) -> bytes:
     writer = MPackWriter(out)
     writer._write_list("commits", [dict(c) for c in payload.get("commits") or []])
     writer.write_snapshots(list(payload.get("snapshots") or []))
-    blobs: Iterable[Mapping[str, Any]] = list(payload.get("blobs") or [])
-    writer.begin_blobs(len(blobs))  # type: ignore[arg-type]
+    blobs: list[Mapping[str, Any]] = list(payload.get("blobs") or [])
+    writer.begin_blobs(len(blobs))
     for blob in blobs:
         writer.write_blob(blob["object_id"], blob["content"], blob.get("encoding") or "")
     writer.finish(payload.get("branch_heads") or {})
