@@ -9,9 +9,13 @@ Modules, by concern:
   it cannot store), safe writes, checkout, planning a pull.
 - :mod:`musehub_client.packs`: the push pack, verifying downloaded packs
   (snapshot deltas included), the local pack store, downloads.
-- :mod:`musehub_client.operations`: push / clone / fetch / pull as functions
-  returning result dataclasses.
+- :mod:`musehub_client.pushing`: the one push sequence (plan → pack →
+  upload/push → save state) that ``push`` and the merge's push both run.
+- :mod:`musehub_client.fetching`: fetching into a working folder, what
+  ``fetch``, ``pull`` and ``merge`` share.
 - :mod:`musehub_client.merging`: ``merge`` BRANCH, the push that finishes it, ``--abort``.
+- :mod:`musehub_client.operations`: push / clone / fetch / pull as functions
+  returning result dataclasses (it builds on all of the above; nothing imports it but the CLI).
 - :mod:`musehub_client.threads`: how many threads hash and compress, and in which batches.
 - :mod:`musehub_client.files`: reading files whole, a batch at a time in C (``_scan``) where it is built.
 - :mod:`musehub_client.cli`: the command line (``musehub``, ``python -m musehub_client``).

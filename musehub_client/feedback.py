@@ -10,7 +10,9 @@ also run each of their phases inside a caller's :data:`PhaseHook`, so a caller
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -75,6 +77,23 @@ PhaseHook = Callable[[str], AbstractContextManager[object]]
 def no_phases(name: str) -> AbstractContextManager[object]:
     """The PhaseHook that does nothing."""
     return nullcontext()
+
+
+class Phases:
+    """A PhaseHook that adds up each phase's wall time in ``seconds``, run inside the caller's *hook*."""
+
+    def __init__(self, hook: PhaseHook | None) -> None:
+        self.hook = hook or no_phases
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        with self.hook(name):
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 def plural(count: int, word: str) -> str:

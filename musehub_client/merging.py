@@ -46,7 +46,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -58,7 +57,8 @@ from urllib.parse import quote
 
 import requests
 
-from musehub_client.feedback import Feedback, PhaseHook, Silent, plural, short
+from musehub_client.feedback import Feedback, PhaseHook, Phases, Silent, plural, short
+from musehub_client.fetching import fetch_into, folder_manifests, gather_sources
 from musehub_client.http import (
     API_TIMEOUT,
     EXIT_CONFLICT,
@@ -73,21 +73,11 @@ from musehub_client.http import (
     integrity_error,
     normalize_url,
 )
-from musehub_client.operations import (
-    PushResult,
-    _local_manifests,
-    _Phases,
-    default_author,
-    fetch_into,
-    gather_sources,
-    load_state,
-    skipped_warning,
-)
-from musehub_client.packs import PackStore, build_push_pack, download_pack, missing_blob_paths, new_commit
-from musehub_client.state import PACKS_DIR, STATE_DIR, TMP_DIR, State
+from musehub_client.packs import PackStore, download_pack, new_commit
+from musehub_client.pushing import PushResult, default_author, plan_push, push_commit, skipped_warning
+from musehub_client.state import PACKS_DIR, STATE_DIR, TMP_DIR, State, load_state
 from musehub_client.worktree import local_oid, plan_update, remove_file, remove_tree, scan_folder, write_file
 from musehub_core.ids import blob_id, compute_snapshot_id, hex_of, is_id
-from musehub_core.manifests import snapshot_dict
 from musehub_core.merge import (
     BOTH_ADDED,
     BOTH_MODIFIED,
@@ -265,7 +255,7 @@ def merge_base(client: HubClient, ours: str, theirs: str) -> str | None:
 class _History:
     """The manifests and blobs the merge reads: the folder's packs, then what it downloads."""
 
-    def __init__(self, root: Path, state: State, client: HubClient, deltas: bool, timer: _Phases) -> None:
+    def __init__(self, root: Path, state: State, client: HubClient, deltas: bool, timer: Phases) -> None:
         self.root, self.state, self.client, self.deltas, self.timer = root, state, client, deltas, timer
         self.store = PackStore.open(root)
 
@@ -276,7 +266,7 @@ class _History:
             have,
             folder or self.root / STATE_DIR / PACKS_DIR,
             deltas=deltas,
-            lookup=_local_manifests(self.root, self.state),
+            lookup=folder_manifests(self.root, self.state),
             phases=self.timer,
         )
         self.store.add(pack.path, pack.contents, pack.manifests)
@@ -451,7 +441,7 @@ def merge(
     (``result.conflicts``) and the folder holds them marked.
     """
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     out = out or Silent()
     root, state = load_state(directory)
     refuse_during_merge(root, "merge")
@@ -499,7 +489,7 @@ def _merge_trees(
     refs: Mapping[str, Any],
     message: str | None,
     author: str | None,
-    timer: _Phases,
+    timer: Phases,
 ) -> None:
     """Merge the trees of ``result.ours`` and ``result.theirs``, write the folder and record the merge."""
     history = _History(root, state, client, SNAPSHOT_DELTA in capabilities_of(refs), timer)
@@ -749,7 +739,7 @@ def push_merge(
     or branch than the merge's.
     """
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     root, state = load_state(directory)
     record = MergeRecord.load(root)
     if record is None:
@@ -790,9 +780,8 @@ def push_merge(
                 "`musehub merge --abort`, pull, and merge again",
                 EXIT_CONFLICT,
             )
-        snapshot_id = compute_snapshot_id(manifest)
         commit = record.commit
-        if commit is None or commit["snapshot_id"] != snapshot_id or message or author:
+        if commit is None or commit["snapshot_id"] != compute_snapshot_id(manifest) or message or author:
             commit = new_commit(
                 manifest,
                 [record.ours, record.theirs],
@@ -800,37 +789,10 @@ def push_merge(
                 message=message or record.message,
                 author=author or record.author,
             )
-        base = None
-        parent_snapshot = state.snapshot_id()
-        if SNAPSHOT_DELTA in capabilities_of(refs) and parent_snapshot != snapshot_id:
-            base = (parent_snapshot, state.manifest)
-        snapshot = snapshot_dict(snapshot_id, manifest, base=base, created_at=commit["committed_at"])
-        with timer("filter"):
-            blob_paths = missing_blob_paths(client, manifest, state.manifest.values(), root=root)
-        with tempfile.TemporaryFile(prefix="musehub-merge-", suffix=".mpack") as handle:
-            with timer("pack"):
-                key, size = build_push_pack(
-                    handle, root, commit=commit, snapshot=snapshot, blob_paths=blob_paths, branch=record.branch
-                )
-            sent, answer = client.push_pack(
-                handle,
-                size,
-                mpack_key=key,
-                branch=record.branch,
-                head_commit_id=commit["commit_id"],
-                force=force,
-                commits_count=1,
-                blobs_count=len(blob_paths),
-                phases=timer,
-            )
-        if answer.get("head_commit_id") not in (None, commit["commit_id"]):
-            raise ClientError(f"the hub moved {record.branch} to {answer.get('head_commit_id')}, not to our commit")
+        # The folder's head is the first parent: the hub holds its tree, and the snapshot may be a delta against it.
+        plan = plan_push(client, root, commit, manifest, parent=state, phases=timer)
+        sent = push_commit(client, plan, force=force, earlier_commits=state.commits, phases=timer)
         with timer("state"):
-            state.head = commit["commit_id"]
-            state.manifest = manifest
-            state.commits = [*state.commits, commit["commit_id"]]
-            state.fetched_head = None
-            state.save(root)
             MergeRecord.forget(root)
     finally:
         client.close()
@@ -841,10 +803,10 @@ def push_merge(
         parent=record.ours,
         pushed=True,
         files=len(manifest),
-        blobs=len(blob_paths),
-        pack_bytes=size,
-        uploaded=sent,
-        delta="base" in snapshot,
+        blobs=len(plan.blob_paths),
+        pack_bytes=sent.pack_bytes,
+        uploaded=sent.uploaded,
+        delta=plan.delta,
         seconds=time.monotonic() - started,
         phases=timer.seconds,
     )

@@ -31,22 +31,20 @@ rebuilding them against the manifests the folder already holds.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musehub_client.feedback import Feedback, PhaseHook, Silent, no_phases, plural, short, warn
+from musehub_client import merging
+from musehub_client.feedback import Feedback, PhaseHook, Phases, Silent, plural, short, warn
+from musehub_client.fetching import FetchResult, fetch_into, gather_sources
 from musehub_client.http import (
     EXIT_AUTH,
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
-    EXIT_SERVER,
     EXIT_USAGE,
     ClientError,
     HubClient,
@@ -54,21 +52,20 @@ from musehub_client.http import (
     integrity_error,
     token_help,
 )
-from musehub_client.packs import (
-    PackReader,
-    PackStore,
-    build_push_pack,
-    download_pack,
-    kept_manifests,
-    make_commit,
-    missing_blob_paths,
-    remove_pack,
+from musehub_client.packs import PackReader, PackStore, download_pack, new_commit
+from musehub_client.pushing import (
+    PushResult,
+    default_author,
+    plan_push,
+    push_commit,
+    record_skipped,
+    skipped_warning,
 )
-from musehub_client.state import PACKS_DIR, SKIPPED_FILE, STATE_DIR, STATE_FILE, TMP_DIR, State
+from musehub_client.state import PACKS_DIR, STATE_DIR, TMP_DIR, State, load_state
 from musehub_client.threads import Background
 from musehub_client.worktree import (
     ArrivingCheckout,
-    Skipped,
+    TreeScan,
     empty_folder,
     plan_update,
     remove_file,
@@ -76,8 +73,7 @@ from musehub_client.worktree import (
     scan_folder,
     write_file,
 )
-from musehub_core.ids import blob_id, hex_of
-from musehub_core.manifests import BaseLookup
+from musehub_core.ids import blob_id
 from musehub_core.protocol import SNAPSHOT_DELTA
 
 DEFAULT_MESSAGE = "Push from the MuseHub client"
@@ -100,144 +96,79 @@ __all__ = [
 ]
 
 
-class _Phases:
-    """A PhaseHook that adds up each phase's wall time, run inside the caller's hook."""
-
-    def __init__(self, hook: PhaseHook | None) -> None:
-        self.hook = hook or no_phases
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        with self.hook(name):
-            started = time.perf_counter()
-            try:
-                yield
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-
-
-def default_author(client: HubClient | None = None) -> str:
-    """Return who commits are authored as: ``$MUSEHUB_AUTHOR``, else the token's user, else the OS user name.
-
-    The token's user comes from the hub (``GET /api/v1/user``) when *client* has
-    a token, so commits and the hub's own merges name the same person.
-    """
-    env = os.environ.get("MUSEHUB_AUTHOR")
-    if env:
-        return env
-    if client is not None:
-        name = client.user()
-        if name:
-            return name
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
-
-
-def load_state(directory: str | Path) -> tuple[Path, State]:
-    """Return (root, state) of a working folder, or raise ClientError when it has no state."""
-    root = Path(directory)
-    state = State.load(root)
-    if state is None:
-        raise ClientError(f"{root} is not a MuseHub working folder (no {STATE_DIR}/{STATE_FILE}); clone first")
-    return root, state
-
-
-def _local_manifests(root: Path, state: State) -> BaseLookup:
-    """Return the BaseLookup of a working folder: its head's manifest, the manifests kept beside its packs,
-    then its packs' (opened only if needed)."""
-
-    def lookup(snapshot_ids: list[str]) -> dict[str, dict[str, str]]:
-        found: dict[str, dict[str, str]] = {}
-        if state.head is not None:
-            head_snapshot = state.snapshot_id()
-            if head_snapshot in snapshot_ids:
-                found[head_snapshot] = state.manifest
-        rest = [sid for sid in snapshot_ids if sid not in found]
-        if rest:
-            found.update(kept_manifests(root / STATE_DIR / PACKS_DIR, rest))
-            rest = [sid for sid in rest if sid not in found]
-        if rest:
-            found.update(PackStore.open(root).lookup(rest))
-        return found
-
-    return lookup
-
-
 # --- push ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class PushResult:
-    url: str
-    branch: str
-    head: str | None  # the branch head afterwards (the unchanged parent when nothing was pushed)
-    parent: str | None
-    pushed: bool  # False: nothing to push (tree unchanged, hub already at the recorded head)
-    files: int = 0
-    blobs: int = 0  # blobs in the pack (those the hub lacked)
-    pack_bytes: int = 0
-    uploaded: int = 0  # bytes sent (0 when the hub already held the pack)
-    delta: bool = False  # the snapshot travelled as a delta against the parent's
-    created: str | None = None  # the visibility of the repository this push created (None: it existed)
-    author: str = ""
-    hashed: int = 0  # files read by the scan (the rest were unchanged by their stat)
-    skipped: Skipped = field(default_factory=Skipped)  # what the folder holds that a snapshot cannot
-    seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)
 
 
 VISIBILITIES = ("public", "private")
 
 
-def skipped_warning(root: Path, skipped: Skipped, *, shown: int = 20) -> str:
-    """Return the warning for entries of *root* a push did not store: counted by kind, named, and why."""
-    kinds, why = [], []
-    if skipped.symlinks:
-        kinds.append(plural(len(skipped.symlinks), "symlink"))
-        why.append(
-            "symlinks are neither followed nor stored (following one could store files from outside the "
-            "folder; copy the file or folder in to store its content)"
+@dataclass(frozen=True)
+class Remote:
+    """What the hub answered before a push: the repository's ``/refs``, whether it exists, the token's user."""
+
+    refs: dict[str, Any]  # {"branch_heads": {}} for a repository that does not exist yet
+    exists: bool
+    user: str | None  # asked only when commits are authored as the token's user
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """Where a push goes and what it builds on, decided from the folder's state and the hub's branch heads."""
+
+    branch: str
+    remote_head: str | None  # the branch's head on the hub (None: the push creates the branch)
+    parent: str | None  # the commit the push builds on (None: a root commit)
+    tracked: State | None  # the folder's state when it tracks this repository (None: another one, or none)
+
+    @property
+    def parent_state(self) -> State | None:
+        """The folder's state when its recorded head is the parent: the folder holds the parent's tree."""
+        if self.tracked is not None and self.parent is not None and self.parent == self.tracked.head:
+            return self.tracked
+        return None
+
+    @property
+    def earlier_commits(self) -> list[str]:
+        """The commits the folder's state records for this repository (kept after the push)."""
+        return self.tracked.commits if self.tracked is not None else []
+
+    def unchanged(self, manifest: dict[str, str]) -> bool:
+        """True when there is nothing to push: the folder's own branch, its tree as recorded, the hub at its head."""
+        tracked = self.tracked
+        return (
+            tracked is not None
+            and tracked.branch == self.branch
+            and self.parent is not None
+            and manifest == tracked.manifest
+            and self.remote_head == self.parent
         )
-    if skipped.special:
-        kinds.append(plural(len(skipped.special), "special file") + " (pipes, sockets, devices)")
-        why.append("special files have no content to store")
-    if skipped.unreadable:
-        kinds.append(plural(len(skipped.unreadable), "unreadable entry").replace("entrys", "entries"))
-        why.append("what the client cannot read is left out of this commit (fix its permissions and push again)")
-    entries = skipped.all()
-    lines = [f"warning: not pushed: {', '.join(kinds)}. A Muse snapshot holds regular files only: {'; '.join(why)}."]
-    lines += [f"  {path}  ({reason})" for path, reason in entries[:shown]]
-    if len(entries) > shown:
-        lines.append(f"  ... and {len(entries) - shown} more, all listed in {root / STATE_DIR / SKIPPED_FILE}")
-    return "\n".join(lines)
 
 
-def _record_skipped(root: Path, skipped: Skipped) -> None:
-    """Write the full list of skipped entries to ``.musehub/skipped.txt`` (remove it when nothing was skipped)."""
-    path = root / STATE_DIR / SKIPPED_FILE
-    with contextlib.suppress(OSError):
-        if skipped:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text("".join(f"{p}\t{reason}\n" for p, reason in skipped.all()), encoding="utf-8")
-        else:
-            path.unlink(missing_ok=True)
+def push_target(
+    root: Path, state: State | None, url: str, refs: dict[str, Any], branch: str | None, onto: str | None
+) -> PushTarget:
+    """Return where a push of *root* to *url* goes (see :func:`push`); refuse (exit 2) another existing branch.
 
-
-def _remote_refs(client: HubClient, *, with_user: bool) -> tuple[dict[str, Any], bool, str | None]:
-    """Return (the repository's ``/refs`` answer, whether it exists, the token's user if *with_user*).
-
-    A repository not found is empty.
+    The branch is *branch*, else the one the folder tracks (same URL), else the
+    hub's default branch. The parent is the folder's recorded head for its own
+    branch, or for a branch new on the hub (it forks from that head); otherwise
+    the branch's head on the hub.
     """
-    try:
-        refs, exists = client.refs(), True
-    except ClientError as exc:
-        if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
-            raise  # a reserved owner name, a moved repository: the hub's message says what to do
-        refs, exists = {"branch_heads": {}}, False
-    return refs, exists, client.user() if with_user else None
+    tracked = state if state is not None and state.url == url else None
+    branch = branch or (tracked.branch if tracked is not None else None) or refs.get("default_branch") or "main"
+    remote_head = refs["branch_heads"].get(branch)
+    if tracked is not None and tracked.branch != branch and remote_head is not None and onto != branch:
+        raise ClientError(
+            f"{root} tracks branch {tracked.branch}, and {branch} exists on the hub: pushing would commit this "
+            f"folder's files on top of {branch}'s head ({short(remote_head)}), replacing {branch}'s files. "
+            f"To do that, pass --onto {branch}; to start a new branch from this folder, name one that does not "
+            f"exist; to work on {branch}, clone it into another folder (musehub clone {url} DIR "
+            f"--branch {branch})",
+            EXIT_USAGE,
+        )
+    builds_on_folder = tracked is not None and (tracked.branch == branch or remote_head is None)
+    parent = tracked.head if builds_on_folder and tracked is not None else remote_head
+    return PushTarget(branch, remote_head, parent, tracked)
 
 
 def push(
@@ -275,15 +206,17 @@ def push(
     holds that a snapshot cannot (symlinks, special and unreadable files) are
     reported through *out* and listed in the result, never skipped silently.
     On success the folder's state records the new head.
+
+    The steps: scan the tree while the hub answers ``/refs``, prepare the
+    repository, choose the branch and parent (:func:`push_target`), make the
+    commit, then the one push sequence of :mod:`musehub_client.pushing`.
     """
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     out = out or Silent()
     root = Path(directory)
     if not root.is_dir():
         raise ClientError(f"{root} is not a folder")
-    from musehub_client import merging  # merging builds on this module
-
     if merging.in_progress(root):  # this push is the commit that finishes a `musehub merge`
         return merging.push_merge(
             root,
@@ -302,145 +235,64 @@ def push(
         raise ClientError(f"--onto {onto} and --branch {branch} name different branches; pass one", EXIT_USAGE)
     branch = branch or onto
     state = State.load(root)
-    if url is None:
-        if state is None:
-            raise ClientError(
-                f"{root} does not track a repository yet: give its URL, e.g. "
-                f"musehub push {root} http://127.0.0.1:8000/OWNER/REPO",
-                EXIT_USAGE,
-            )
-        url = state.url
-    client = HubClient(url, token, out=out)
+    client = HubClient(url if url is not None else _tracked_url(root, state), token, out=out)
     if not token:
         client.close()
         raise ClientError(f"pushing needs a token: {token_help(client.hub_root)}", EXIT_AUTH)
     try:
-        tracks_url = state is not None and state.url == client.url
-        # The hub answers while the tree is scanned (and names the token's user, when commits need it).
-        asked = Background(_remote_refs, client, with_user=not (author or os.environ.get("MUSEHUB_AUTHOR")))
-        try:
-            with timer("scan"):
-                scan = scan_folder(root, workers=workers, before_reading=lambda _count: asked.raise_if_failed())
-                manifest = scan.manifest
-        except ClientError:
-            asked.result()  # the hub's error, if any, comes first: a bad token says more than a file it stopped at
-            raise
-        with timer("refs"):
-            refs, exists, user = asked.result()
-        created = None
-        if not exists:
-            created = _create_or_explain(client, user, visibility, branch or "main")
-        elif visibility is not None:
-            _check_visibility(client, visibility)
-        heads: dict[str, str] = refs["branch_heads"]
-        branch = branch or (state.branch if state and tracks_url else None) or refs.get("default_branch") or "main"
-        remote_head = heads.get(branch)
-        tracks_branch = state is not None and tracks_url and state.branch == branch
-        if state is not None and tracks_url and not tracks_branch and remote_head is not None and onto != branch:
-            raise ClientError(
-                f"{root} tracks branch {state.branch}, and {branch} exists on the hub: pushing would commit this "
-                f"folder's files on top of {branch}'s head ({short(remote_head)}), replacing {branch}'s files. "
-                f"To do that, pass --onto {branch}; to start a new branch from this folder, name one that does not "
-                f"exist; to work on {branch}, clone it into another folder (musehub clone {client.url} DIR "
-                f"--branch {branch})",
-                EXIT_USAGE,
-            )
-        # Build on DIR's own head for its branch, or for a branch new on the hub (it forks from DIR's head).
-        use_local = state is not None and tracks_url and (tracks_branch or remote_head is None)
-        parent = state.head if use_local and state is not None else remote_head
-
-        _record_skipped(root, scan.skipped)
+        author = author or os.environ.get("MUSEHUB_AUTHOR")
+        scan, remote = _scan_and_ask(root, client, workers=workers, with_user=not author, timer=timer)
+        created = _prepare_repository(client, remote, visibility, branch or "main")
+        target = push_target(root, state, client.url, remote.refs, branch, onto)
+        record_skipped(root, scan.skipped)
         if scan.skipped:
             warn(out, skipped_warning(root, scan.skipped))
-        if state is not None and tracks_branch and parent and manifest == state.manifest and remote_head == parent:
+        if target.unchanged(scan.manifest):
             return PushResult(
                 client.url,
-                branch,
-                parent,
-                parent,
+                target.branch,
+                target.parent,
+                target.parent,
                 pushed=False,
-                files=len(manifest),
+                files=len(scan.manifest),
                 hashed=scan.hashed,
                 skipped=scan.skipped,
                 seconds=time.monotonic() - started,
                 phases=timer.seconds,
             )
-
-        # The hub holds DIR's recorded head (and its snapshot and blobs) when that head is the parent.
-        parent_is_local = state is not None and tracks_url and parent is not None and parent == state.head
-        base = None
-        if parent_is_local and state is not None and SNAPSHOT_DELTA in capabilities_of(refs):
-            base = (state.snapshot_id(), state.manifest)
-        author = author or os.environ.get("MUSEHUB_AUTHOR") or user or default_author()
-        commit, snapshot = make_commit(
-            manifest,
-            parent,
-            branch=branch,
+        author = author or remote.user or default_author()
+        commit = new_commit(
+            scan.manifest,
+            [target.parent] if target.parent else [],
+            branch=target.branch,
             message=message or DEFAULT_MESSAGE,
             author=author,
-            base=base,
         )
-        known = state.manifest.values() if state is not None and tracks_url and parent == state.head else ()
-        with timer("filter"):
-            if exists:
-                # A delta against the parent's manifest: only the paths it sets can hold blobs the parent lacks.
-                changed = snapshot["set"] if known and "base" in snapshot else manifest
-                blob_paths = missing_blob_paths(client, changed, known, root=root)
-            else:  # a repository this push creates (or just created) holds nothing: no filter-objects calls
-                blob_paths = {}
-                for relative, oid in manifest.items():
-                    blob_paths.setdefault(oid, relative)
-
-        with tempfile.TemporaryFile(prefix="musehub-push-", suffix=".mpack") as handle:
-            with timer("pack"):
-                mpack_key, size = build_push_pack(
-                    handle,
-                    root,
-                    commit=commit,
-                    snapshot=snapshot,
-                    blob_paths=blob_paths,
-                    branch=branch,
-                    workers=workers,
-                )
-            sent, answer = client.push_pack(
-                handle,
-                size,
-                mpack_key=mpack_key,
-                branch=branch,
-                head_commit_id=commit["commit_id"],
-                force=force,
-                commits_count=1,
-                blobs_count=len(blob_paths),
-                phases=timer,
-            )
-        if answer.get("head_commit_id") not in (None, commit["commit_id"]):
-            raise ClientError(
-                f"the hub moved {branch} to {answer.get('head_commit_id')}, not to our commit", EXIT_SERVER
-            )
-        if created is None and not exists:
-            created = "public"  # the push created it, as the hub creates repositories on a first push
-        with timer("state"):
-            recorded = state.commits if state is not None and tracks_url else []
-            State(
-                url=client.url,
-                branch=branch,
-                head=commit["commit_id"],
-                manifest=manifest,
-                commits=[*recorded, commit["commit_id"]],
-            ).save(root, snapshot_id=commit["snapshot_id"])
+        plan = plan_push(
+            client,
+            root,
+            commit,
+            scan.manifest,
+            parent=target.parent_state,
+            new_repository=not remote.exists,
+            phases=timer,
+        )
+        sent = push_commit(
+            client, plan, force=force, earlier_commits=target.earlier_commits, workers=workers, phases=timer
+        )
     finally:
         client.close()
     return PushResult(
         url=client.url,
-        branch=branch,
+        branch=target.branch,
         head=commit["commit_id"],
-        parent=parent,
+        parent=target.parent,
         pushed=True,
-        files=len(manifest),
-        blobs=len(blob_paths),
-        pack_bytes=size,
-        uploaded=sent,
-        delta="base" in snapshot,
+        files=len(scan.manifest),
+        blobs=len(plan.blob_paths),
+        pack_bytes=sent.pack_bytes,
+        uploaded=sent.uploaded,
+        delta=plan.delta,
         created=created,
         author=author,
         hashed=scan.hashed,
@@ -448,6 +300,61 @@ def push(
         seconds=time.monotonic() - started,
         phases=timer.seconds,
     )
+
+
+def _tracked_url(root: Path, state: State | None) -> str:
+    """Return the URL of the repository *root* tracks; refuse (exit 2) a folder that tracks none."""
+    if state is None:
+        raise ClientError(
+            f"{root} does not track a repository yet: give its URL, e.g. "
+            f"musehub push {root} http://127.0.0.1:8000/OWNER/REPO",
+            EXIT_USAGE,
+        )
+    return state.url
+
+
+def _remote_refs(client: HubClient, *, with_user: bool) -> Remote:
+    """Return the repository's ``/refs`` answer, whether it exists, and the token's user if *with_user*.
+
+    A repository not found is empty.
+    """
+    try:
+        refs, exists = client.refs(), True
+    except ClientError as exc:
+        if exc.exit_code != EXIT_NOT_FOUND or exc.code not in (None, "repo_not_found", "not_found"):
+            raise  # a reserved owner name, a moved repository: the hub's message says what to do
+        refs, exists = {"branch_heads": {}}, False
+    return Remote(refs, exists, client.user() if with_user else None)
+
+
+def _scan_and_ask(
+    root: Path, client: HubClient, *, workers: int | None, with_user: bool, timer: Phases
+) -> tuple[TreeScan, Remote]:
+    """Scan *root* ("scan") while another thread asks the hub for ``/refs`` (and the token's user); wait ("refs").
+
+    An error the hub has answered by the time the first file is read stops the
+    scan; when both fail, the hub's error is the one raised.
+    """
+    asked = Background(_remote_refs, client, with_user=with_user)
+    try:
+        with timer("scan"):
+            scan = scan_folder(root, workers=workers, before_reading=lambda _count: asked.raise_if_failed())
+    except ClientError:
+        asked.result()  # the hub's error, if any, comes first: a bad token says more than a file it stopped at
+        raise
+    with timer("refs"):
+        remote = asked.result()
+    return scan, remote
+
+
+def _prepare_repository(client: HubClient, remote: Remote, visibility: str | None, branch: str) -> str | None:
+    """Return the visibility of the repository this push creates (None: it exists; checked against *visibility*)."""
+    if remote.exists:
+        if visibility is not None:
+            _check_visibility(client, visibility)
+        return None
+    # Created now with *visibility*, else by the push itself: public, as the hub creates repositories on a first push.
+    return _create_or_explain(client, remote.user, visibility, branch) or "public"
 
 
 def _create_or_explain(client: HubClient, user: str | None, visibility: str | None, branch: str) -> str | None:
@@ -516,7 +423,7 @@ def clone(
     ``.musehub/packs``. On failure the folder is removed (or emptied, if it existed).
     """
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     out = out or Silent()
     root = Path(directory)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -591,59 +498,6 @@ def clone(
 # --- fetch --------------------------------------------------------------------------------------
 
 
-@dataclass
-class FetchResult:
-    remote_head: str | None  # None only while the branch has never existed (an empty clone)
-    commits: int = 0  # commits downloaded
-    blobs: int = 0
-    size: int = 0  # bytes of the downloaded pack
-    url: str = ""
-    branch: str = ""
-    head: str | None = None  # the folder's head (fetch does not move it)
-    capabilities: frozenset[str] = frozenset()  # what the hub's /refs listed
-    seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)
-
-
-def fetch_into(root: Path, state: State, client: HubClient, *, phases: PhaseHook = no_phases) -> FetchResult:
-    """Download what *state* lacks of its branch into ``.musehub/packs`` and record ``fetched_head``."""
-    with phases("refs"):
-        refs = client.refs()
-    capabilities = capabilities_of(refs)
-    remote = refs["branch_heads"].get(state.branch)
-    result = FetchResult(remote, url=state.url, branch=state.branch, head=state.head, capabilities=capabilities)
-    if remote is None:
-        if state.head is None:
-            return result  # cloned empty, still empty
-        raise ClientError(f"{state.url} has no branch {state.branch!r} any more", EXIT_NOT_FOUND)
-    if remote in (state.head, state.fetched_head):
-        with phases("state"):
-            state.fetched_head = remote
-            state.save(root)
-        return result
-    pack = download_pack(
-        client,
-        [remote],
-        state.have(),
-        root / STATE_DIR / PACKS_DIR,
-        deltas=SNAPSHOT_DELTA in capabilities,
-        lookup=_local_manifests(root, state),
-        phases=phases,
-    )
-    with phases("state"):
-        pack_commits = [c["commit_id"] for c in pack.contents.commits]
-        if remote not in pack_commits and remote not in state.commits:
-            remove_pack(pack.path)
-            raise integrity_error(f"the fetch pack does not hold the branch head {remote}")
-        if not pack.contents.commits and not pack.contents.blobs:
-            remove_pack(pack.path)
-        state.commits = [*state.commits, *pack_commits]
-        state.fetched_head = remote
-        state.save(root)
-    result.commits, result.blobs, result.size = len(pack_commits), len(pack.contents.blobs), pack.contents.size
-    return result
-
-
 def fetch(
     directory: str | Path = ".",
     *,
@@ -653,7 +507,7 @@ def fetch(
 ) -> FetchResult:
     """Download new history of the folder's branch into ``.musehub/packs`` without touching its files."""
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     root, state = load_state(directory)
     client = HubClient(state.url, token, out=out or Silent())
     try:
@@ -680,33 +534,6 @@ class PullResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-def gather_sources(
-    root: Path, state: State, store: PackStore, needed: set[str], stage: Path
-) -> tuple[dict[str, Path], set[str]]:
-    """Copy blobs not in any pack but present unmodified in the tree into *stage*; return (staged, still missing)."""
-    staged: dict[str, Path] = {}
-    wanted = needed - set(store.blobs)
-    by_oid: dict[str, list[str]] = {}
-    for relative, oid in state.manifest.items():
-        if oid in wanted:
-            by_oid.setdefault(oid, []).append(relative)
-    for oid, paths in by_oid.items():
-        for relative in paths:
-            path = root / relative
-            try:
-                if not path.is_file() or path.is_symlink():
-                    continue
-                raw = path.read_bytes()
-            except OSError:
-                continue
-            if blob_id(raw) == oid:
-                stage.mkdir(parents=True, exist_ok=True)
-                staged[oid] = stage / hex_of(oid)
-                staged[oid].write_bytes(raw)
-                break
-    return staged, wanted - set(staged)
-
-
 def pull(
     directory: str | Path = ".",
     *,
@@ -721,7 +548,7 @@ def pull(
     would change or delete has local modifications, or an untracked file is in the way.
     """
     started = time.monotonic()
-    timer = _Phases(phases)
+    timer = Phases(phases)
     out = out or Silent()
     root, state = load_state(directory)
     from musehub_client import merging  # merging builds on this module

@@ -152,6 +152,15 @@ class State:
         return list(dict.fromkeys(ordered))[:MAX_HAVE]
 
 
+def load_state(directory: str | Path) -> tuple[Path, State]:
+    """Return (root, state) of a working folder, or raise ClientError when it has no state."""
+    root = Path(directory)
+    state = State.load(root)
+    if state is None:
+        raise ClientError(f"{root} is not a MuseHub working folder (no {STATE_DIR}/{STATE_FILE}); clone first")
+    return root, state
+
+
 def _write_manifest(folder: Path, manifest: dict[str, str], snapshot_id: str) -> _StoredManifest:
     """Write *manifest* to ``manifest-<its hash>.msgpack`` in *folder* (atomically; kept if already there)."""
     data = msgpack.packb(manifest, use_bin_type=True)
