@@ -32,8 +32,8 @@ from musehub_client.state import PACKS_DIR, STATE_DIR
 from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack, TruncatedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, hex_of, is_id
-from musehub_core.manifests import BaseLookup, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
-from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, decode_blob, index_mpack
+from musehub_core.manifests import BaseLookup, Tree, apply_delta, delta_of, rebuild_snapshots, snapshot_dict
+from musehub_core.mpack import BlobEntry, MPackWriter, PackContents, PackLimits, Readable, decode_blob, index_mpack
 from musehub_core.protocol import INLINE_PACK_MAX_BYTES, PACK_STREAM, PUSH_INLINE, SNAPSHOT_DELTA
 from musehub_core.records import CommitDict, commit_record
 
@@ -142,7 +142,7 @@ def encode_many(compressor: zstandard.ZstdCompressor, raws: list[bytes], threads
         return out
     sources = [raws[i] for i in big]
     try:
-        packed: Iterable[Any] = compressor.multi_compress_to_buffer(sources, threads=threads)
+        packed: Iterable[Any] = iter(compressor.multi_compress_to_buffer(sources, threads=threads))
     except NotImplementedError:  # pragma: no cover - the C backend has it
         packed = [compressor.compress(raw) for raw in sources]
     for i, stored in zip(big, packed, strict=True):
@@ -158,15 +158,16 @@ _GONE = {errno.ENOENT, errno.ELOOP, errno.EINVAL}
 def _read_batch(root: str, batch: list[tuple[str, str]]) -> tuple[list[str], list[bytes]]:
     """Read and check the blobs of *batch* ((object id, manifest path)); return (ids, raw bytes)."""
     ids = [oid for oid, _relative in batch]
-    raws = read_files(root, [relative for _oid, relative in batch])
-    for oid, (_oid, relative), raw in zip(ids, batch, raws, strict=True):
+    raws: list[bytes] = []
+    for oid, (_oid, relative), raw in zip(ids, batch, read_files(root, [r for _o, r in batch]), strict=True):
         if isinstance(raw, OSError):
             if raw.errno in _GONE:
                 raise ClientError(f"{relative} was removed or replaced while pushing; push again")
             raise raw
         if blob_id(raw) != oid:
             raise ClientError(f"{relative} changed while pushing; push again")
-    return ids, raws  # type: ignore[return-value]
+        raws.append(raw)
+    return ids, raws
 
 
 def build_push_pack(
@@ -244,7 +245,7 @@ def verify_history(
     unknown: list[str] = []
     wanted = None if keep is None else set(keep)
 
-    def find(ids: list[str]) -> Mapping[str, Mapping[str, str]]:
+    def find(ids: list[str]) -> Mapping[str, Mapping[str, str] | Tree]:
         found = dict(lookup(ids)) if lookup is not None and ids else {}
         unknown.extend(i for i in ids if i not in found)
         return found
@@ -298,7 +299,7 @@ class _Verification:
         self.manifests = verify_history(contents, self.lookup, keep=keep)
         return self.sink.history(contents, self.manifests) if self.sink is not None else ()
 
-    def index(self, stream: IO[bytes]) -> PackContents:
+    def index(self, stream: Readable) -> PackContents:
         """Read the pack from *stream* once, verifying every blob hash and id; raise ClientError on a bad pack."""
         try:
             return index_mpack(
@@ -492,7 +493,10 @@ class PackStore:
         manifest = dict(start)
         try:
             for snap in reversed(chain):
-                apply_delta(manifest, delta_of(snap), in_place=True)  # type: ignore[arg-type]
+                delta = delta_of(snap)
+                if delta is None:  # neither a manifest nor a base: not one a pack lets through
+                    return None
+                apply_delta(manifest, delta, in_place=True)
         except MalformedPack:
             return None
         if chain and compute_snapshot_id(manifest) != snapshot_id:

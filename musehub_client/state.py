@@ -18,14 +18,15 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
 from musehub_client.http import EXIT_ERROR, ClientError, normalize_url
-from musehub_core.ids import all_ids, compute_snapshot_id
+from musehub_core.ids import all_ids, compute_snapshot_id, is_id
 
 STATE_DIR = ".musehub"
 STATE_FILE = "state.json"
@@ -175,7 +176,7 @@ def _write_manifest(folder: Path, manifest: dict[str, str], snapshot_id: str) ->
 
 def _read_manifest(root: Path, name: object, snapshot_id: object) -> _StoredManifest:
     """Read the manifest file *name* of ``state.json``; its bytes must hash to its name (ValueError otherwise)."""
-    if not isinstance(name, str) or not _MANIFEST_NAME.fullmatch(name) or not all_ids([snapshot_id]):
+    if not isinstance(name, str) or not _MANIFEST_NAME.fullmatch(name) or not is_id(snapshot_id):
         raise ValueError("it names no manifest file")
     data = (root / STATE_DIR / name).read_bytes()
     if hashlib.sha256(data).hexdigest()[:32] != name[len("manifest-") : -len(".msgpack")]:
@@ -183,7 +184,7 @@ def _read_manifest(root: Path, name: object, snapshot_id: object) -> _StoredMani
     manifest = msgpack.unpackb(data, raw=False, strict_map_key=True)
     if not isinstance(manifest, dict):
         raise ValueError(f"{name} holds no manifest")
-    return _StoredManifest(manifest, name, snapshot_id)  # type: ignore[arg-type]
+    return _StoredManifest(manifest, name, snapshot_id)
 
 
 Entry = tuple[int, int, int, str]  # (size, mtime_ns, inode, object id)
@@ -316,9 +317,9 @@ def _cache_entries(loaded: object) -> tuple[dict[str, Entry], str | None]:
     Shape only: an id that is not one makes the hub refuse the snapshot, it cannot pass for content.
     """
     if isinstance(loaded, dict):  # written by an older client
-        entries = loaded.values()
-        if all(type(e) is list and len(e) == 4 for e in entries) and _id_shaped([e[3] for e in entries]):
-            return {path: tuple(entry) for path, entry in loaded.items()}, None  # type: ignore[misc]
+        old = loaded.values()
+        if all(type(e) is list and len(e) == 4 for e in old) and _id_shaped([e[3] for e in old]):
+            return {path: tuple(entry) for path, entry in loaded.items()}, None
         return {}, None
     if isinstance(loaded, list) and len(loaded) == 6 and loaded[0] == 2:  # columns without a generation
         loaded = [StatCache.FORMAT, None, *loaded[1:]]
@@ -336,6 +337,6 @@ def _cache_entries(loaded: object) -> tuple[dict[str, Entry], str | None]:
     return entries, generation if isinstance(generation, str) else None
 
 
-def _id_shaped(values: list[object]) -> bool:
+def _id_shaped(values: Sequence[object]) -> bool:
     """Return True when every value has the shape of an id (a string of ``sha256:`` + 64 characters' length)."""
-    return set(map(type, values)) <= {str} and set(map(len, values)) <= {ID_LENGTH}  # type: ignore[arg-type]
+    return set(map(type, values)) <= {str} and set(map(len, cast("Sequence[str]", values))) <= {ID_LENGTH}

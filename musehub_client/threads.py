@@ -117,7 +117,7 @@ class Background(Generic[T]):
 
     def __init__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> None:
         self._done = threading.Event()
-        self._value: T | None = None
+        self._value: T  # set by run() before _done is, unless fn raised
         self._error: BaseException | None = None
 
         def run() -> None:
@@ -135,7 +135,7 @@ class Background(Generic[T]):
         self._done.wait()
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]
+        return self._value
 
     def raise_if_failed(self) -> None:
         """Raise what *fn* raised if it already has; never wait."""

@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Container, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from musehub_client.feedback import Feedback, format_bytes
 from musehub_client.files import native as _native_scan
@@ -358,7 +359,8 @@ def _scan(root: Path, workers: int | None, before_reading: Callable[[int], objec
     for results in run_batches(hash_batch, misses, workers=workers, name="musehub-hash", parallel_min_bytes=0):
         record(results)
     cache.save()
-    files: dict[str, str] = manifest if walked.ordered else dict(sorted(manifest.items()))  # type: ignore[assignment]
+    hashed = cast("dict[str, str]", manifest)  # record() gave every None an id or dropped its path
+    files = hashed if walked.ordered else dict(sorted(hashed.items()))
     return TreeScan(manifest=files, skipped=skipped, hashed=len(misses), files=walked.files)
 
 
@@ -480,7 +482,9 @@ class BatchWriter:
         self._batch: list[tuple[str, bytes]] = []
         self._bytes = 0
         self._in_flight: Future[None] | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="musehub-write") if _native_scan is not None else None
+        self._pool: ThreadPoolExecutor | None = None
+        if _native_scan is not None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="musehub-write")
 
     def add(self, relative: str, content: bytes) -> None:
         if self._pool is None:
@@ -495,7 +499,7 @@ class BatchWriter:
         batch, self._batch, self._bytes = self._batch, [], 0
         self._wait()
         if batch and self._pool is not None:
-            self._in_flight = self._pool.submit(_native_scan.write_files, self._root, batch)  # type: ignore[union-attr]
+            self._in_flight = self._pool.submit(_native_scan.write_files, self._root, batch)
 
     def _wait(self) -> None:
         in_flight, self._in_flight = self._in_flight, None
@@ -541,9 +545,9 @@ class ArrivingCheckout:
         """Make the head's folders; return the ids of the blobs its files need."""
         commit = next((c for c in contents.commits if c["commit_id"] == self.head), None)
         manifest = manifests.get(commit["snapshot_id"]) if commit is not None else None
-        if manifest is None:
+        if commit is None or manifest is None:
             return ()  # the caller reports a pack without the head's snapshot
-        self.manifest, self.snapshot_id = manifest, commit["snapshot_id"]  # type: ignore[index]
+        self.manifest, self.snapshot_id = manifest, commit["snapshot_id"]
         self.files = checkout_manifest(manifest, self.out)
         prepare_new_tree(self.root, self.files)
         for relative, oid in self.files.items():

@@ -26,7 +26,7 @@ import json
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgpack
 import zstandard
@@ -385,7 +385,14 @@ def verify_blob(object_id: str, stored: bytes, encoding: str) -> bool:
         return False
 
 
-def skip_bytes(stream: IO[bytes], count: int) -> bool:
+class Readable(Protocol):
+    """What reading a pack needs of a stream (a file, a socket's body, pieces as they arrive): read(n)
+    returns at most n bytes (all the rest for -1), b"" at the end."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def skip_bytes(stream: Readable, count: int) -> bool:
     """Read and discard *count* bytes of *stream* (which may not seek); return False if it ends first."""
     while count > 0:
         data = stream.read(min(count, _READ_SIZE))
@@ -401,7 +408,7 @@ def skip_bytes(stream: IO[bytes], count: int) -> bool:
 class _HashingReader:
     """Wrap a binary stream, hashing and counting every byte read through it."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
+    def __init__(self, stream: Readable, limit: int) -> None:
         self._stream = stream
         self._limit = limit
         self.hash = hashlib.sha256()
@@ -524,7 +531,7 @@ def _read_array(unpacker: msgpack.Unpacker, name: str, limit: int) -> int:
 
 
 def index_mpack(
-    stream: IO[bytes],
+    stream: Readable,
     *,
     limits: PackLimits | None = None,
     keep_content_up_to: int = -1,
