@@ -250,7 +250,16 @@ static void free_node(Node *node) {
     free(node);
 }
 
-/* List *node*'s folder and make a node for each folder in it (not yet queued); -1 when memory ran out. */
+/* Free the child nodes made for *listing*'s folders (not yet queued, so owned by nobody else). */
+static void free_children(Listing *listing) {
+    for (size_t i = 0; i < listing->count; i++) {
+        if (listing->entries[i].child != NULL) free_node(listing->entries[i].child);
+        listing->entries[i].child = NULL;
+    }
+}
+
+/* List *node*'s folder and make a node for each folder in it (not yet queued); -1 when memory ran out (then
+ * no child node is left: those already made are freed, since only queue_children hands them to the walker). */
 static int list_node(Walker *walker, Node *node) {
     int fd;
     if (node->length == 0) {
@@ -267,7 +276,10 @@ static int list_node(Walker *walker, Node *node) {
     if (list_folder(fd, node->length == 0 ? walker->skip : NULL, &node->listing) < 0) return -1;
     for (size_t i = 0; i < node->listing.count; i++) {
         Entry *entry = &node->listing.entries[i];
-        if (entry->kind == KIND_FOLDER && (entry->child = new_node(node, entry)) == NULL) return -1;
+        if (entry->kind == KIND_FOLDER && (entry->child = new_node(node, entry)) == NULL) {
+            free_children(&node->listing);
+            return -1;
+        }
     }
     return 0;
 }
@@ -279,7 +291,8 @@ static int queue_children(Walker *walker, Node *node) {
         if (child == NULL) continue;
         if (grow((void **)&walker->all, &walker->all_room, walker->all_count + 1, sizeof(Node *)) < 0 ||
             grow((void **)&walker->pending, &walker->pending_room, walker->pending_count + 1, sizeof(Node *)) < 0) {
-            for (size_t j = 0; j <= i; j++) { /* not yet owned by the walker */
+            /* entries[0..i]'s children are not yet owned by the walker; those after i are (walker->all) */
+            for (size_t j = 0; j <= i; j++) {
                 Node *orphan = node->listing.entries[j].child;
                 if (orphan != NULL) free_node(orphan);
                 node->listing.entries[j].child = NULL;
@@ -415,7 +428,10 @@ static int record(Results *out, const Entry *entry, const char *path, size_t len
     int result = 0;
     if (entry->kind == KIND_FILE) {
         out->files++;
-        PyObject *cached = PyDict_GetItemWithError(out->known, relative); /* borrowed */
+        /* held: a cached entry that is not what the client stores could run Python code when compared
+         * (unchanged), and that code could drop it from *known* */
+        PyObject *cached = PyDict_GetItemWithError(out->known, relative);
+        Py_XINCREF(cached);
         int same = cached == NULL && PyErr_Occurred() ? -1 : unchanged(cached, entry);
         if (same < 0) {
             result = -1;
@@ -428,6 +444,7 @@ static int record(Results *out, const Entry *entry, const char *path, size_t len
             Py_XDECREF(row);
             if (result == 0) result = PyDict_SetItem(out->manifest, relative, Py_None); /* its place, in order */
         }
+        Py_XDECREF(cached);
     } else if (entry->kind == KIND_OTHER) {
         result = append_pair(out->others, relative, PyLong_FromUnsignedLong(entry->mode));
     } else if (entry->kind == KIND_ERROR) {
@@ -496,6 +513,10 @@ static PyObject *walk(PyObject *Py_UNUSED(module), PyObject *args) {
                           &known, &threads))
         return NULL;
     PyObject *skip_bytes = PyUnicode_EncodeFSDefault(skip_object);
+    if (skip_bytes != NULL && strlen(PyBytes_AS_STRING(skip_bytes)) != (size_t)PyBytes_GET_SIZE(skip_bytes)) {
+        Py_CLEAR(skip_bytes); /* compared with strcmp, it would skip another name */
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+    }
     if (skip_bytes == NULL) {
         Py_DECREF(root_object);
         return NULL;
@@ -573,11 +594,18 @@ static void free_paths(PyObject **paths, Py_ssize_t made) {
     PyMem_Free(paths);
 }
 
-/* Return root/relative as bytes (*root* bytes, *relative* str encoded as os.fsencode does), or NULL. */
+/* Return root/relative as bytes (*root* bytes without NUL, *relative* str encoded as os.fsencode does), or
+ * NULL with an exception. A NUL in *relative* raises ValueError("embedded null byte"), as os.open does for
+ * the same path: the system would read the path only up to it, and open another file. */
 static PyObject *joined(PyObject *root, PyObject *relative_str) {
     PyObject *relative = PyUnicode_EncodeFSDefault(relative_str);
     if (relative == NULL) return NULL;
     Py_ssize_t root_length = PyBytes_GET_SIZE(root), length = PyBytes_GET_SIZE(relative);
+    if (memchr(PyBytes_AS_STRING(relative), '\0', (size_t)length) != NULL) {
+        Py_DECREF(relative);
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        return NULL;
+    }
     PyObject *path = PyBytes_FromStringAndSize(NULL, root_length + 1 + length);
     if (path != NULL) {
         char *at = PyBytes_AS_STRING(path);

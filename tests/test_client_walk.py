@@ -429,3 +429,85 @@ def test_a_scan_streams_big_files_and_reads_small_ones_in_batches_to_the_same_id
     assert streamed == ["big.bin"]
     assert scan.manifest["big.bin"] == blob_id(big) and scan.manifest["edge.bin"] == blob_id(big[:-1])
     assert all(scan.manifest[f"small-{i}.txt"] == blob_id(f"small {i}\n".encode()) for i in range(50))
+
+
+# --- paths the C functions refuse as Python does ---------------------------------------------------------------
+# (Their out-of-memory paths, such as the walk freeing the folder nodes it made, need a failing malloc: not run here.)
+
+
+@needs_native
+def test_a_path_with_nul_is_refused_by_both_readers_as_os_open_refuses_it(tmp_path):
+    """The system reads a path up to its first NUL: "a.txt\\0x" must not read a.txt."""
+    from musehub_client.files import read_files
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha")
+    for use_native in (True, False):
+        with pytest.raises(ValueError, match="^embedded null byte$"):
+            read_files(str(root), ["a.txt", "a.txt\0.evil"], use_native=use_native)
+
+
+@needs_native
+@pytest.mark.parametrize("native", [True, False])
+def test_a_path_with_nul_is_refused_by_both_writers_and_nothing_lands_at_its_prefix(tmp_path, monkeypatch, native):
+    root = tmp_path / "clone"
+    root.mkdir()
+    with pytest.raises(ValueError, match="^embedded null byte$"):
+        worktree.write_new_file(root, "new.txt\0x", b"z")  # the Python way
+    if native:
+        with pytest.raises(ValueError, match="^embedded null byte$"):
+            worktree._native_scan.write_files(str(root), [("first.txt", b"1"), ("new.txt\0x", b"z")])
+        assert not (root / "first.txt").exists(), "every path is checked before the first write"
+    else:
+        monkeypatch.setattr(worktree, "_native_scan", None)
+    writer = worktree.BatchWriter(root)
+    with pytest.raises(ValueError, match="^embedded null byte$"):
+        writer.add("new.txt\0x", b"z")
+        writer.close()
+    writer.close(write=False)
+    assert sorted(p.name for p in root.iterdir()) == []
+
+
+@needs_native
+def test_the_c_walk_refuses_a_skipped_name_with_nul():
+    with pytest.raises(ValueError, match="^embedded null byte$"):
+        worktree._native_scan.walk(".", STATE_DIR + "\0x", {}, 1)
+
+
+@needs_native
+def test_a_cache_entry_whose_comparison_drops_it_from_the_cache_is_still_recorded(tmp_path):
+    """The C walk holds the entry it compares: a comparison running Python code may remove it from *known*."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    far = root / "far-future.txt"
+    far.write_text("x")
+    os.utime(far, ns=(0, 10**19 + 7))  # beyond int64 nanoseconds: the C walk compares through Python
+    info = far.lstat()
+    if info.st_mtime_ns < 2**63:
+        pytest.skip(f"this file system keeps no such time (stored {info.st_mtime_ns})")
+
+    class Forgetting:
+        """An mtime that empties the cache it is in when compared, and matches."""
+
+        def __init__(self, known: dict) -> None:
+            self.known = known
+
+        def __eq__(self, other: object) -> bool:
+            self.known.clear()
+            return other == info.st_mtime_ns
+
+        __hash__ = None  # type: ignore[assignment]
+
+    oid = "sha256:" + "1" * 64
+    found = {}
+    for native in (True, False):
+        known: dict = {}
+        entry = (info.st_size, Forgetting(known), info.st_ino, oid)
+        known["far-future.txt"] = entry
+        del entry  # only *known* holds it now
+        result, _ = walk(root, known, native=native)
+        assert known == {} and list(result.same) == ["far-future.txt"]
+        same = result.same["far-future.txt"]
+        found[native] = (same[0], same[2], same[3], dict(result.manifest))
+    assert found[True] == found[False] == (info.st_size, info.st_ino, oid, {"far-future.txt": oid})
