@@ -13,4 +13,6 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 
 class SessionStore(DatabaseSessionStore):
     def _validate_session_key(self, key: str | None) -> bool:
-        return bool(super()._validate_session_key(key)) and key.isascii() and key.isalnum()  # type: ignore[union-attr]
+        # Django's own check (8 characters or more) is private: django-stubs does not declare it.
+        valid = super()._validate_session_key(key)  # type: ignore[misc]
+        return key is not None and bool(valid) and key.isascii() and key.isalnum()

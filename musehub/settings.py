@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -32,19 +33,19 @@ def env_str(name: str, default: str = "") -> str:
 
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    return int(raw) if raw else default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
-    if raw in (None, ""):
+    if not raw:
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
-    if raw in (None, ""):
+    if not raw:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
 
@@ -461,7 +462,7 @@ MUSEHUB_LOG_FORMAT = env_str("MUSEHUB_LOG_FORMAT", "json" if PRODUCTION else "te
 if MUSEHUB_LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"MUSEHUB_LOG_FORMAT is {MUSEHUB_LOG_FORMAT!r}; set it to 'json' or 'text'.")
 _log_level = env_str("MUSEHUB_LOG_LEVEL", "INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {

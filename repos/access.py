@@ -10,16 +10,18 @@ from __future__ import annotations
 import functools
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as Account
 from django.urls import URLResolver, get_resolver
 
 from musehub_core.errors import AuthenticationRequired, PermissionDenied, RepoMoved, RepoNotFound, ReservedOwner
 from repos.models import Collaborator, Repo, Role
 from repos.selectors import moved_repo, repo_by_name
 
-RANKS = {None: 0, Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
+RANKS: dict[str | None, int] = {None: 0, Role.READ: 1, Role.WRITE: 2, Role.ADMIN: 3}
 
-User = AbstractBaseUser | AnonymousUser
+# An account is Django's User (AUTH_USER_MODEL is not swapped); a caller is one, or anonymous.
+User = Account | AnonymousUser
 
 
 def _first_segments(patterns, prefix: str = "") -> set[str]:

@@ -61,7 +61,7 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
     and cannot deadlock each other. Return how many rows were inserted (those
     that already existed do not count).
     """
-    meta_fields = [model._meta.get_field(name) for name in fields]
+    meta_fields = [_column(model, name) for name in fields]
     prepare = [_preparer(f) if f.get_internal_type() in _PREPARED else None for f in meta_fields]
     keys = _key_positions(model, fields)
     batch = _prepared(list(rows), prepare, len(fields))
@@ -80,7 +80,15 @@ def insert_ignore(model: type[models.Model], fields: Sequence[str], rows: Iterab
         return cursor.rowcount
 
 
-def _sort_key(keys: Sequence[int]) -> Callable[[Sequence[object]], object]:
+def _column(model: type[models.Model], name: str) -> models.Field:
+    """Return *model*'s field *name*, which must be a column of its table (not a reverse or generic relation)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise ValueError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def _sort_key(keys: Sequence[int]) -> Callable[[tuple], str | tuple[str, ...]]:
     """Return the key that sorts rows by their key columns as text (one column: no tuple per row)."""
     if len(keys) == 1:
         (only,) = keys

@@ -70,7 +70,7 @@ def _walk(name: str, count: int, *, min_generation: bool = False, timestamps: bo
     )
 
 
-def _query(sql: str, params: Sequence[object]) -> list[tuple]:
+def _query(sql: str, params: Sequence[str | int]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
         return cursor.fetchall()

@@ -43,7 +43,7 @@ def any_parameter(values: list[str]) -> str | list[str]:
     return "\n".join(values)  # split by the server
 
 
-def any_sql(placeholder: str, parameter: str | list[str]) -> str:
+def any_sql(placeholder: str, parameter: object) -> str:
     """Return the PostgreSQL ``ANY(...)`` for the :func:`any_parameter` *parameter* bound at *placeholder*."""
     if isinstance(parameter, list):
         return f"ANY({placeholder})"
@@ -69,7 +69,8 @@ class AnyOf(Lookup):
         params = (*lhs_params, *rhs_params)
         if connection.vendor != "postgresql":
             return f"{lhs} IN (SELECT value FROM json_each({rhs}))", params
-        return f"{lhs} = {any_sql(rhs, rhs_params[0])}", params
+        # The one parameter get_db_prep_lookup made (django-stubs types parameters as str | int; this may be a list).
+        return f"{lhs} = {any_sql(rhs, next(iter(rhs_params)))}", params
 
 
 def raw_rows(queryset: QuerySet) -> list[tuple]:

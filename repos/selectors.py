@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, CharField, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Lower
 
@@ -84,7 +84,7 @@ def moved_repo(owner: str, slug: str) -> Repo | None:
     return None
 
 
-def readable_repos(user: AbstractBaseUser | AnonymousUser | None, *, owner: str | None = None, q: str | None = None):
+def readable_repos(user: User | AnonymousUser | None, *, owner: str | None = None, q: str | None = None):
     """Return the repositories *user* may read, newest activity first (``updated_at``, moved by every push).
 
     Anyone reads public repositories; a signed-in user also reads their own
@@ -109,7 +109,7 @@ def readable_repos(user: AbstractBaseUser | AnonymousUser | None, *, owner: str 
     return rows.order_by("-updated_at", "owner", "slug")
 
 
-def owned_first(rows: QuerySet[Repo], user: AbstractBaseUser | AnonymousUser | None) -> QuerySet[Repo]:
+def owned_first(rows: QuerySet[Repo], user: User | AnonymousUser | None) -> QuerySet[Repo]:
     """Order *rows* with *user*'s own repositories and collaborations first, then newest activity first."""
     if user is None or not user.is_authenticated:
         return rows
@@ -239,7 +239,7 @@ def commit_changes(commit: Commit) -> ManifestDiff:
 # --- users, collaborators and tokens --------------------------------------------------------------
 
 
-def user_named(username: str) -> AbstractBaseUser | None:
+def user_named(username: str) -> User | None:
     """Return the account called *username* (any case), or None."""
     return get_user_model().objects.filter(username__iexact=username).first()
 
@@ -249,7 +249,7 @@ def collaborators_of(repo: Repo) -> list[Collaborator]:
     return list(Collaborator.objects.filter(repo=repo).select_related("user").order_by("user__username"))
 
 
-def api_tokens_of(user: AbstractBaseUser) -> QuerySet[ApiToken]:
+def api_tokens_of(user: User) -> QuerySet[ApiToken]:
     """Return *user*'s API tokens, newest first."""
     return ApiToken.objects.filter(user=user).order_by("-created_at")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
@@ -46,7 +47,9 @@ class Bar(Protocol):
 
     def __enter__(self) -> Bar: ...
 
-    def __exit__(self, *exc: object) -> Any: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None, /
+    ) -> Any: ...
 
 
 class Progress(Protocol):

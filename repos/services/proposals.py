@@ -19,7 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as Account
 from django.db import transaction
 from django.db.models import Max, TextChoices
 
@@ -43,7 +44,7 @@ from repos.selectors import branch_heads, manifests_of_commits, repo_by_id
 from repos.services.history import record_history
 from repos.services.repos import move_branch, validate_branch_name
 
-User = AbstractBaseUser | AnonymousUser
+User = Account | AnonymousUser
 TITLE_MAX = 300
 
 
@@ -60,10 +61,10 @@ def _proposal(repo: Repo, proposal_id: uuid.UUID | str) -> Proposal:
     return proposal
 
 
-def _require_signed_in(user: User | None, action: str) -> AbstractBaseUser:
+def _require_signed_in(user: User | None, action: str) -> Account:
     if user is None or not user.is_authenticated:
         raise AuthenticationRequired(f"{action} needs a token: send 'Authorization: Bearer <token>'.")
-    return user  # type: ignore[return-value]
+    return user
 
 
 def _require_author_or_writer(user: User | None, repo: Repo, proposal: Proposal, action: str) -> None:

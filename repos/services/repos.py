@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -33,14 +32,14 @@ from musehub_core.errors import (
 )
 from musehub_core.ids import compute_branch_id, compute_identity_id, compute_repo_id
 from repos import graph
-from repos.access import User, is_reserved_owner, repo_for, require
+from repos.access import Account, User, is_reserved_owner, repo_for, require
 from repos.models import Branch, Collaborator, CommitRef, Repo, Role, Visibility, slug_validator
 from repos.selectors import former_name_key, repos_named
 
 
 def create_repo(
     *,
-    owner: AbstractBaseUser | str,
+    owner: Account | str,
     slug: str,
     name: str = "",
     visibility: str = Visibility.PUBLIC,
@@ -398,7 +397,7 @@ def rename_repo(
     *,
     acting_user: User | None,
     new_slug: str | None = None,
-    new_owner: AbstractBaseUser | str | None = None,
+    new_owner: Account | str | None = None,
 ) -> Repo:
     """Rename *repo* to *new_slug* and/or transfer it to *new_owner* (a user or a username); return it.
 
@@ -422,7 +421,7 @@ def rename_repo(
     if new_owner is not None:
         owner_user = _user_named(new_owner) if isinstance(new_owner, str) else new_owner
         owner = owner_user.get_username()
-        if owner != repo.owner and not acting_user.is_superuser:
+        if owner != repo.owner and (acting_user is None or not acting_user.is_superuser):
             # There is no acceptance step: an owner could otherwise put repositories in any account's name.
             raise PermissionDenied(
                 f"Transferring {repo.full_name} to another account needs a hub administrator (a superuser): "
@@ -459,7 +458,7 @@ def rename_repo(
     return locked
 
 
-def _user_named(username: str) -> AbstractBaseUser:
+def _user_named(username: str) -> Account:
     users = get_user_model().objects
     user = users.filter(username=username).first() or users.filter(username__iexact=username).first()
     if user is None:

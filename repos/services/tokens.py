@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ def hash_token(token: str) -> str:
 
 
 def issue_token(
-    user: AbstractBaseUser, *, name: str = "", expires_at: dt.datetime | None = None
+    user: User, *, name: str = "", expires_at: dt.datetime | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token for *user* and return (row, clear text); the clear text is not stored."""
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -41,7 +41,7 @@ def token_state(token: ApiToken, *, now: dt.datetime | None = None) -> str:
     return ACTIVE
 
 
-def user_for_token(clear: str) -> AbstractBaseUser:
+def user_for_token(clear: str) -> User:
     """Return the active user owning *clear*; raise AuthenticationRequired if it is unknown, revoked or expired."""
     row = ApiToken.objects.select_related("user").filter(token_hash=hash_token(clear)).first()
     now = timezone.now()

@@ -52,8 +52,8 @@ class Command(BaseCommand):
         if action == "list":
             for token in tokens:
                 state = token_state(token)
-                expires = token.expires_at.isoformat() if token.expires_at else "never"
-                self.stdout.write(f"{token.prefix}…\t{state}\t{token.name or '-'}\texpires {expires}")
+                until = token.expires_at.isoformat() if token.expires_at else "never"
+                self.stdout.write(f"{token.prefix}…\t{state}\t{token.name or '-'}\texpires {until}")
             return
         prefix = options["prefix"]
         count = revoke_tokens(tokens, prefix=prefix)
