@@ -91,8 +91,3 @@ def highlighted_lines(path: str, text: str) -> list[str]:
     html = highlight(text, lexer, HtmlFormatter(nowrap=True))
     wanted = text.count("\n") + (0 if text.endswith("\n") else 1)  # Pygments may add a final newline
     return html.split("\n")[:wanted]
-
-
-def highlight_css() -> str:
-    """Return the stylesheet for highlighted code (Pygments' default colours, scoped under ``.code``)."""
-    return HtmlFormatter(style="default").get_style_defs(".code")
