@@ -18,7 +18,6 @@ from django.db.models.functions import Lower
 
 from musehub_core.errors import BadRequest, NotFound, RefNotFound, RepoNotFound
 from musehub_core.ids import is_hex, is_id
-from musehub_core.manifests import ManifestDiff, diff_manifests
 from repos.manifests import load_manifests
 from repos.models import (
     ApiToken,
@@ -224,16 +223,6 @@ def object_sizes(object_ids: Iterable[str]) -> dict[str, int]:
     if not ids:
         return {}
     return dict(Object.objects.filter(object_id__in=ids).values_list("object_id", "size_bytes"))
-
-
-def commit_changes(commit: Commit) -> ManifestDiff:
-    """Return what *commit* changed against its first parent (everything is added for a root commit).
-
-    The admin's commit page reads it; the faces read :func:`repos.readmodel.commit_diff`, which keeps both manifests.
-    """
-    parent = commit.parent_ids[0] if commit.parent_ids else None
-    manifests = manifests_of_commits([commit.commit_id, *([parent] if parent else [])])
-    return diff_manifests(manifests.get(parent, {}) if parent else {}, manifests.get(commit.commit_id, {}))
 
 
 # --- users, collaborators and tokens --------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from repos import admin as limits
-from repos import models, selectors
+from repos import models, readmodel
 from repos.admin.shared import (
     ReadOnlyAdmin,
     ViewOnlyPermissions,
@@ -111,7 +111,7 @@ class CommitAdmin(ReadOnlyAdmin):
 
     @admin.display(description="changes against the first parent")
     def changes(self, commit: models.Commit):
-        diff = selectors.commit_changes(commit)
+        diff = readmodel.commit_diff(commit).changes
         rows = [(kind, path) for kind, paths in diff.as_dict().items() for path in paths]
         shown = rows[: limits.MANIFEST_ROWS]
         return table(["change", "path"], shown, note=limited_note(len(shown), len(rows), "changed path"))
