@@ -1,5 +1,5 @@
 /*
- * musehub_core._speedups: the bytes a snapshot id hashes, and a delta's changes, found in C.
+ * musehub_core._speedups: the bytes a snapshot id hashes, and the line-diff search, in C.
  *
  * A snapshot id (wire.md section 1) is SHA-256 of the sorted
  * "path NUL hex(object id)" strings joined by NUL. In Python that is a string
@@ -21,9 +21,6 @@
  * before any other character, so the entries sort as their paths do. A path
  * that cannot be UTF-8 (a lone surrogate) raises UnicodeEncodeError, as
  * str.encode() does.
- *
- * manifest_changes(base, new) gives what make_delta needs in one pass over
- * each manifest, without a Python loop over paths (see its comment).
  *
  * myers(before, after, units, seconds) is the search of musehub_core.textdiff
  * (Myers' greedy shortest edit script): it numbers the lines through a dict,
@@ -144,38 +141,6 @@ static PyObject *snapshot_payload(PyObject *Py_UNUSED(module), PyObject *manifes
     }
     PyMem_Free(rows);
     return payload;
-}
-
-/* manifest_changes(base, new) -> (changed, deleted) | None: {path: id} of *new* where *base* holds another id
- * or none (in new's order), and the paths of *base* that *new* lacks (in base's order). None unless both are
- * dicts. Ids compare with ==, as Python compares them. */
-static PyObject *manifest_changes(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *base, *new;
-    if (!PyArg_ParseTuple(args, "OO:manifest_changes", &base, &new)) return NULL;
-    if (!PyDict_CheckExact(base) || !PyDict_CheckExact(new)) Py_RETURN_NONE;
-    PyObject *changed = PyDict_New(), *deleted = PyList_New(0);
-    if (changed == NULL || deleted == NULL) goto fail;
-    Py_ssize_t position = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(new, &position, &key, &value)) {
-        PyObject *before = PyDict_GetItemWithError(base, key); /* borrowed */
-        if (before == NULL && PyErr_Occurred()) goto fail;
-        int same = before == NULL ? 0 : PyObject_RichCompareBool(before, value, Py_EQ);
-        if (same < 0 || (!same && PyDict_SetItem(changed, key, value) < 0)) goto fail;
-    }
-    position = 0;
-    while (PyDict_Next(base, &position, &key, &value)) {
-        int kept = PyDict_Contains(new, key);
-        if (kept < 0 || (!kept && PyList_Append(deleted, key) < 0)) goto fail;
-    }
-    PyObject *result = PyTuple_Pack(2, changed, deleted);
-    Py_DECREF(changed);
-    Py_DECREF(deleted);
-    return result;
-fail:
-    Py_XDECREF(changed);
-    Py_XDECREF(deleted);
-    return NULL;
 }
 
 /* --- myers -------------------------------------------------------------------------------------------- */
@@ -343,15 +308,13 @@ done:
 static PyMethodDef methods[] = {
     {"snapshot_payload", snapshot_payload, METH_O,
      "snapshot_payload(manifest) -> bytes | None: the bytes a snapshot id hashes (see the module's source)."},
-    {"manifest_changes", manifest_changes, METH_VARARGS,
-     "manifest_changes(base, new) -> (changed, deleted) | None: what a delta from base to new holds, unsorted."},
     {"myers", myers, METH_VARARGS,
      "myers(before, after, units, seconds) -> (opcodes | None, units spent): musehub_core.textdiff's search."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "musehub_core._speedups", "Snapshot id bytes, manifest deltas and line diffs, in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "musehub_core._speedups", "Snapshot id bytes and line diffs, in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

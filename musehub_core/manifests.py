@@ -154,15 +154,11 @@ class ManifestDelta:
 def make_delta(base: Mapping[str, str], new: Mapping[str, str]) -> ManifestDelta:
     """Return the delta that turns *base* into *new* (``set`` sorted by path, ``delete`` sorted).
 
-    Two dicts are compared in C where :mod:`musehub_core._speedups` was built (a few milliseconds for
-    25,000 paths instead of a Python loop over them); the result is the same.
+    Two Python loops: 3.5-6 ms for 25,000 paths. A C twin saved 1-2 ms of that,
+    too little to show in a whole push (bench/results/2026-12-08-native-c.md).
     """
-    found = speedups.manifest_changes(base, new) if speedups is not None else None
-    if found is None:
-        changed = {path: oid for path, oid in new.items() if base.get(path) != oid}
-        deleted = [p for p in base if p not in new]
-    else:
-        changed, deleted = found
+    changed = {path: oid for path, oid in new.items() if base.get(path) != oid}
+    deleted = [p for p in base if p not in new]
     return ManifestDelta(set=dict(sorted(changed.items())), delete=sorted(deleted))
 
 
