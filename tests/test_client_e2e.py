@@ -23,22 +23,11 @@ from musehub_client.http import (
 from musehub_client.state import PACKS_DIR, STATE_DIR, State
 from musehub_core.mpack import index_mpack
 from repos.models import ApiToken, Collaborator, Commit, Repo, Role
-from tests.clientkit import spy_reads
+from tests.clientkit import run, spy_reads, tree_of
 from tests.factories import make_repo, make_user, uid
 from tests.httpkit import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(*argv: str, token: str | None = None) -> tuple[int, str, str]:
-    """Run the client in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    args = [*argv, "-q"]
-    if token:
-        args += ["--token", token]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(args)
-    return code, out.getvalue(), err.getvalue()
 
 
 def make_tree(root: Path, count: int = 300) -> None:
@@ -49,14 +38,6 @@ def make_tree(root: Path, count: int = 300) -> None:
     (root / "binary.bin").write_bytes(os.urandom(200_000))
     (root / "empty.txt").write_bytes(b"")
     (root / "ünïcødé ♫.txt").write_text("notes")
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and ".musehub" not in p.relative_to(root).parts
-    }
 
 
 @pytest.fixture

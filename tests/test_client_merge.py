@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
@@ -12,7 +10,6 @@ import pytest
 import requests
 from django.db import transaction
 
-from musehub_client import cli
 from musehub_client.http import EXIT_CONFLICT, EXIT_NOT_FOUND
 from musehub_client.merging import MergeRecord, has_markers, merge_text
 from musehub_client.state import STATE_DIR, State
@@ -21,6 +18,7 @@ from repos.models import CommitGraph, Repo
 from repos.selectors import branch_heads
 from repos.services.commits import commit_files_to_repo
 from repos.services.repos import move_branch
+from tests.clientkit import run, tree_of
 from tests.factories import make_user, uid
 from tests.httpkit import token_for
 
@@ -29,25 +27,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SONG_MAIN = b"MThd\x00\x00\x00\x06" + os.urandom(3000)
 SONG_FEATURE = b"MThd\x00\x00\x00\x06" + os.urandom(3000)
 SONG_BASE = b"MThd\x00\x00\x00\x06" + os.urandom(3000)
-
-
-def run(*argv: str, token: str | None = None) -> tuple[int, str, str]:
-    """Run the client in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    args = [*argv, "-q"]
-    if token:
-        args += ["--token", token]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(args)
-    return code, out.getvalue(), err.getvalue()
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and STATE_DIR not in p.relative_to(root).parts
-    }
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:

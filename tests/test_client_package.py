@@ -43,7 +43,7 @@ from musehub_core.errors import MalformedPack
 from musehub_core.ids import blob_id, compute_commit_id, compute_snapshot_id, fake_id, hex_of
 from musehub_core.manifests import rebuild_snapshots, snapshot_dict
 from musehub_core.mpack import build_wire_mpack, parse_wire_mpack
-from tests.clientkit import spy_reads
+from tests.clientkit import run, spy_reads, tree_of
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_PATH = "/alice/demo"
@@ -278,24 +278,8 @@ def make_tree(root: Path, count: int = 40) -> None:
         path.write_text(f"line {i}\n" * (i + 1))
 
 
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and STATE_DIR not in p.relative_to(root).parts
-    }
-
-
 def manifest_of(files: dict[str, bytes]) -> dict[str, str]:
     return {path: blob_id(content) for path, content in files.items()}
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([*argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 class Notes:
@@ -532,7 +516,7 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path, monkeypatch):
     fifth = operations.push(source, url, token=TOKEN, author="me")
     packs = clone / STATE_DIR / PACKS_DIR
     before = set(packs.glob("*.mpack"))
-    code, out, err = run("fetch", str(clone), "-q")
+    code, out, err = run("fetch", str(clone))
     assert code == 0, err
     assert out.startswith("fetched 2 commits, 1 blob ")
     assert hub.fetches[-1]["capabilities"] == [SNAPSHOT_DELTA] and cloned.head in hub.fetches[-1]["have"]
@@ -549,13 +533,13 @@ def test_clone_fetch_and_pull_with_deltas(hub_factory, tmp_path, monkeypatch):
     opened: list[Path] = []
     open_store = PackStore.open.__func__
     monkeypatch.setattr(PackStore, "open", classmethod(lambda cls, root: opened.append(root) or open_store(cls, root)))
-    assert run("fetch", str(clone), "-q")[0] == 0
+    assert run("fetch", str(clone))[0] == 0
     assert opened == [], "the base came from the manifests kept beside the packs"
     monkeypatch.undo()
     assert hub.served[-1]["snapshots"][0]["base"] == hub.commits[fifth.head]["snapshot_id"]
     assert fetched_pack.exists()
 
-    code, out, err = run("pull", str(clone), "-q")
+    code, out, err = run("pull", str(clone))
     assert code == 0, err
     assert out.startswith(f"updated main {hex_of(cloned.head)[:12]} → {hex_of(sixth.head)[:12]}: ")
     assert tree_of(clone) == tree_of(source)
@@ -610,7 +594,7 @@ def test_pull_still_refuses_to_overwrite_local_changes(hub_factory, tmp_path):
     (source / "dir0" / "file-0.txt").write_text("upstream")
     operations.push(source, url, token=TOKEN, author="me")
     (clone / "dir0" / "file-0.txt").write_text("local")
-    code, _, err = run("pull", str(clone), "-q")
+    code, _, err = run("pull", str(clone))
     assert code == EXIT_CONFLICT and "modified here and upstream" in err
     assert (clone / "dir0" / "file-0.txt").read_text() == "local"
 

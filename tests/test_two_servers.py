@@ -26,6 +26,7 @@ from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from musehub_client.http import EXIT_CONFLICT, EXIT_OK
+from tests.clientkit import tree_of
 from tests.conftest import S3_BUCKET, S3_KEYS, _free_port
 from tests.factories import History, build_pack, make_user, uid
 from tests.httpkit import token_for
@@ -145,14 +146,6 @@ def run_client(*argv: str, token: str | None = None) -> subprocess.Popen:
 def finish(process: subprocess.Popen) -> tuple[int, str]:
     _, err = process.communicate(timeout=120)
     return process.returncode, err
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and ".musehub" not in p.relative_to(root).parts
-    }
 
 
 def state_head(root: Path) -> str:
