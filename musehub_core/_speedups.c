@@ -11,10 +11,11 @@
  *
  *   manifest  {path: object id}, both str, in any order
  *   returns   the UTF-8 bytes compute_snapshot_id hashes; None when the
- *             manifest is not a dict of str to str, or a path holds NUL
- *             (there "sorted by path" and "sorted as entries" could differ):
- *             the caller then takes the Python way, which gives the same
- *             bytes or the same error
+ *             manifest is not a dict whose keys and values are all exact str
+ *             (a str subclass could run Python code, which could change the
+ *             dict being walked), or a path holds NUL (there "sorted by path"
+ *             and "sorted as entries" could differ): the caller then takes
+ *             the Python way, which gives the same bytes or the same error
  *
  * Sorting by the paths' UTF-8 bytes is sorting by code point, as Python sorts
  * str; paths are unique keys, and an entry ends its path with NUL, which sorts

@@ -269,3 +269,33 @@ def test_a_delta_holds_what_changed_sorted_and_rebuilds_the_new_manifest(base, o
     assert set(delta.delete) == set(base) - set(new)
     assert apply_delta(base, delta) == new
     assert list(delta.set) == sorted(delta.set) and delta.delete == sorted(delta.delete)
+
+
+class Named(str):
+    """A str subclass: the C code must not read its characters as if it were a str (nor hash or compare it)."""
+
+
+class Renamed(str):
+    """A path that formats as another: the Python way (an f-string) hashes what __format__ gives."""
+
+    def __format__(self, spec: str) -> str:
+        return "renamed/" + str.__format__(self, spec)
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {Named("a"): "sha256:1", "b": "sha256:2"},
+        {"a": "sha256:1", "b": Named("sha256:2")},
+        {"b": "sha256:2", Renamed("a"): "sha256:1"},
+        {"a": Renamed("sha256:1")},
+    ],
+)
+def test_the_c_snapshot_bytes_leave_str_subclasses_to_python(manifest, monkeypatch):
+    """Only a dict of exact str is walked in C (no Python code can run meanwhile); any other gets the Python id."""
+    assert speedups.snapshot_payload(manifest) is None
+    with_c = compute_snapshot_id(manifest)
+    assert with_c == ids._digest(python_payload(manifest))
+    monkeypatch.setattr(ids, "speedups", None)
+    assert compute_snapshot_id(manifest) == with_c
