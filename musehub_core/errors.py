@@ -232,6 +232,7 @@ class StorageUnavailable(MuseHubError):
     code = "storage_unavailable"
     status = 503
     default_message = "Object storage is unavailable; retry shortly."
+    failure = ""  # for operators: what failed, in the storage library's words (set where it is raised)
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}

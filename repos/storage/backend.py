@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import signing
@@ -53,6 +53,9 @@ from repos.storage.layout import (
     staged_object_name,
     staging_name,
 )
+
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
 
 log = logging.getLogger("musehub.storage")
 SIGNING_SALT = "musehub.storage-url"
@@ -106,13 +109,14 @@ def _client_error_code(exc: BaseException) -> str | None:
     from botocore.exceptions import ClientError
 
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ClientError):
+            error = current.response.get("Error", {})
+            status = current.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             return str(error.get("Code") or status or "error")
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
     return None
 
 
@@ -132,13 +136,17 @@ def storage_unavailable(what: str, exc: BaseException) -> StorageUnavailable:
     reason = f"it answered {code}" if code else type(exc).__name__
     log.warning("object storage could not %s: %s: %s", what, type(exc).__name__, exc)
     error = StorageUnavailable(f"Object storage is unavailable: could not {what} ({reason}); retry shortly.")
-    error.failure = f"could not {what} ({type(exc).__name__}: {exc})"  # type: ignore[attr-defined]
+    error.failure = f"could not {what} ({type(exc).__name__}: {exc})"
     return error
 
 
 def failure_detail(exc: StorageUnavailable) -> str:
     """Return what failed and why, with the library's own words: for operators, not for HTTP replies."""
-    return getattr(exc, "failure", None) or exc.message.rstrip(" .")
+    return exc.failure or exc.message.rstrip(" .")
+
+
+# What a store reads from: a file (Storage.open, open), botocore's StreamingBody (S3), or a _Span of a file.
+RawStream = IO[bytes] | io.RawIOBase
 
 
 class StorageStream:
@@ -151,18 +159,19 @@ class StorageStream:
     a library exception that would be a 500. Anything else is the wrapped stream's.
     """
 
-    def __init__(self, raw: IO[bytes], errors: Callable[[], contextlib.AbstractContextManager[None]], size: int = 0):
+    def __init__(self, raw: RawStream, errors: Callable[[], contextlib.AbstractContextManager[None]], size: int = 0):
         self.raw = raw
         self._errors = errors
         self.size = size
 
     def read(self, n: int | None = -1) -> bytes:
-        with self._errors():
-            return self.raw.read(None if n is None or n < 0 else n)
+        with self._errors():  # read() with no size: all of it (botocore's StreamingBody takes None, not -1)
+            return (self.raw.read(n) if n is not None and n >= 0 else self.raw.read()) or b""
 
     def readinto(self, buffer: Any) -> int:
         with self._errors():
-            return self.raw.readinto(buffer)
+            # typing.IO declares no readinto; every stream a store opens has it (files, botocore's StreamingBody).
+            return self.raw.readinto(buffer)  # type: ignore[union-attr]
 
     def close(self) -> None:
         with self._errors():
@@ -253,7 +262,7 @@ class MPackStore:
         except _storage_error_types() as exc:
             raise storage_unavailable(what, exc) from exc
 
-    def _stream(self, raw: IO[bytes], what: str, size: int) -> StorageStream:
+    def _stream(self, raw: RawStream, what: str, size: int) -> StorageStream:
         """Wrap a stream this store opened so that failures while reading it are StorageUnavailable too."""
         return StorageStream(raw, functools.partial(self._errors, what), size)
 
@@ -278,7 +287,7 @@ class MPackStore:
             handle.seek(start)
             return handle.read(end - start)
 
-    def _open_span(self, name: str, start: int, end: int) -> IO[bytes]:
+    def _open_span(self, name: str, start: int, end: int) -> RawStream:
         """Return a stream of bytes *start* to *end* (exclusive) of *name*; raise FileNotFoundError when absent."""
         handle = self._open(name)
         try:
@@ -319,7 +328,7 @@ class MPackStore:
         with stream:
             return stream.read()
 
-    def open_mpack(self, mpack_id: str, *, op: str = "open_mpack") -> IO[bytes] | None:
+    def open_mpack(self, mpack_id: str, *, op: str = "open_mpack") -> StorageStream | None:
         """Return a stream over a whole pack (one storage GET), or None when it is missing."""
         name = mpack_name(mpack_id)
         with self._errors("read an mpack"):
@@ -421,7 +430,7 @@ class MPackStore:
             self._write(staging_name(upload_id), data)
         self._report("put_upload", upload_id, len(data) if isinstance(data, bytes) else 0)
 
-    def open_upload(self, upload_id: str) -> IO[bytes] | None:
+    def open_upload(self, upload_id: str) -> StorageStream | None:
         with self._errors("read an upload"):
             try:
                 stream = self._open(staging_name(upload_id))
@@ -444,7 +453,7 @@ class MPackStore:
         """Return a URL that accepts one PUT of a blob's raw bytes for *repo_id* (MWP presign)."""
         return self._signed_url(staged_object_name(repo_id, object_id), "PUT", ttl or settings.MUSEHUB_URL_TTL_SECONDS)
 
-    def open_staged_object(self, repo_id: str, object_id: str) -> tuple[IO[bytes], int] | None:
+    def open_staged_object(self, repo_id: str, object_id: str) -> tuple[StorageStream, int] | None:
         """Return (stream, size) of a staged blob, or None when it was never uploaded."""
         name = staged_object_name(repo_id, object_id)
         with self._errors("read a staged object"):
@@ -617,6 +626,7 @@ def verify_signed_url(token: str, method: str) -> str:
 class S3MPackStore(MPackStore):
     """Packs in S3 or MinIO through django-storages; ranged GETs and presigned URLs via its boto3 client."""
 
+    storage: S3Storage  # django-storages ships no type information: its attributes are Any to the checker
     _shared_client = None
 
     def _client(self):
@@ -710,7 +720,7 @@ class S3MPackStore(MPackStore):
         response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")
         return response["Body"].read()
 
-    def _open_span(self, name: str, start: int, end: int) -> IO[bytes]:
+    def _open_span(self, name: str, start: int, end: int) -> RawStream:
         response = self._call(self._client().get_object, Key=self._key(name), Range=f"bytes={start}-{end - 1}")
         return response["Body"]
 

@@ -42,16 +42,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import IO, NamedTuple
+from collections.abc import Callable, Generator, Iterator
+from typing import NamedTuple
 
 import zstandard
 
 from musehub_core.errors import IntegrityError
 from musehub_core.ids import PREFIX, blob_id
-from musehub_core.mpack import zstd_decompressor
+from musehub_core.mpack import Readable, zstd_decompressor
 from repos.models import MPack, MPackIndex, Object
-from repos.storage.backend import get_backend
+from repos.storage.backend import StorageStream, get_backend
 from repos.storage.reader import _damaged, read_blob
 
 log = logging.getLogger("musehub.blobs")
@@ -74,7 +74,7 @@ class _Copy(NamedTuple):
     damaged: bool
 
 
-def _read_full(stream: IO[bytes], size: int) -> bytes:
+def _read_full(stream: Readable, size: int) -> bytes:
     """Read up to *size* bytes, fewer only at the end of *stream* (a decompressor may return less per call)."""
     data = stream.read(size)
     if len(data) in (0, size):
@@ -87,7 +87,7 @@ def _read_full(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-def _decoded(stream: IO[bytes], encoding: str) -> Iterator[bytes]:
+def _decoded(stream: StorageStream, encoding: str) -> Generator[bytes, None, None]:
     """Yield the decoded bytes of a stored entry read from *stream*, CHUNK at a time."""
     if encoding == "":
         while chunk := _read_full(stream, CHUNK):
@@ -96,7 +96,8 @@ def _decoded(stream: IO[bytes], encoding: str) -> Iterator[bytes]:
     if encoding != "zstd":
         raise _Undecodable(f"unknown encoding {encoding!r}")
     try:
-        with zstd_decompressor().stream_reader(stream, closefd=False) as reader:
+        # zstandard only calls read(); its stubs ask for an IO.
+        with zstd_decompressor().stream_reader(stream, closefd=False) as reader:  # type: ignore[arg-type]
             while chunk := _read_full(reader, CHUNK):
                 yield chunk
     except zstandard.ZstdError as exc:
@@ -174,7 +175,7 @@ class BlobDownload:
         for position in range(0, len(data), CHUNK):
             yield bytes(data[position : position + CHUNK])
 
-    def _open(self, copy: _Copy, offset: int, length: int) -> IO[bytes]:
+    def _open(self, copy: _Copy, offset: int, length: int) -> StorageStream:
         stream = get_backend().open_mpack_range(copy.mpack_id, offset, length)
         if stream is None:
             raise FileNotFoundError(copy.mpack_id)
@@ -294,6 +295,7 @@ def open_download(object_id: str) -> BlobDownload:
             (
                 _Copy(mpack_id, offset, length, encoding or "", mpack_id in damaged)
                 for mpack_id, offset, length, encoding in rows
+                if offset is not None and length is not None  # as the query asked
             ),
             key=lambda c: (c.damaged, c.mpack_id),
         )

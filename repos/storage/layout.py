@@ -13,6 +13,8 @@ an mpack, or a legacy per-object URI.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from musehub_core.ids import PREFIX, hex_of
 
 MPACK_SCHEME = "mpack://"
@@ -66,8 +68,8 @@ def mpack_uri(mpack_id: str) -> str:
     return f"{MPACK_SCHEME}{mpack_id}"
 
 
-def is_mpack_uri(uri: str | None) -> bool:
-    return bool(uri) and uri.startswith(MPACK_SCHEME)  # type: ignore[union-attr]
+def is_mpack_uri(uri: str | None) -> TypeGuard[str]:
+    return uri is not None and uri.startswith(MPACK_SCHEME)
 
 
 def mpack_of_uri(uri: str) -> str:

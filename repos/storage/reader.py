@@ -26,14 +26,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from musehub_core.errors import FetchNotIndexedError, IntegrityError, MalformedPack, StorageUnavailable
 from musehub_core.ids import PREFIX, blob_id
 from musehub_core.mpack import decode_verified, index_mpack, skip_bytes, verify_blob
 from repos.lookups import IdList, raw_rows
 from repos.models import MPack, MPackIndex, Object
-from repos.storage.backend import MAX_SPANS, coalesce_ranges, get_backend
+from repos.storage.backend import MAX_SPANS, StorageStream, coalesce_ranges, get_backend
 
 log = logging.getLogger("musehub.blobs")
 _CHUNK = 10_000
@@ -171,7 +171,7 @@ def _checked(entry: IndexEntry, stored: bytes, *, keep_raw: bool) -> ServedBlob 
 class _Digesting(io.RawIOBase):
     """A pack's storage stream, hashing every byte read through it (a whole pack's key is its SHA-256)."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: StorageStream) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
 
@@ -179,7 +179,7 @@ class _Digesting(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        count = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+        count = self._stream.readinto(buffer)
         if count:
             self._hash.update(memoryview(buffer)[:count])
         return count
@@ -217,16 +217,17 @@ def _read_pack(
     damaged (:func:`_damaged`). A quarter of the work of decoding and hashing each blob.
     """
     backend = get_backend()
-    located = [e for e in entries if e.offset is not None and e.length is not None]
+    # (entry, offset, length) of the entries that know their byte range (all of them, but in older packs)
+    located = [(e, e.offset, e.length) for e in entries if e.offset is not None and e.length is not None]
     if len(located) == len(entries) and pack_size:
-        needed = sum(e.length for e in located)  # type: ignore[misc]
-        wanted = [(e.offset, e.length) for e in located]
+        needed = sum(length for _, _, length in located)
+        wanted = [(offset, length) for _, offset, length in located]
         if needed < pack_size * RANGED_READ_MAX_SHARE and len(coalesce_ranges(wanted)) <= MAX_SPANS:
-            spans = backend.read_ranges(mpack_id, wanted)  # type: ignore[arg-type]
+            spans = backend.read_ranges(mpack_id, wanted)
             if spans is None:
                 raise FileNotFoundError(mpack_id)
-            for e in located:
-                yield e.object_id, _checked(e, spans[(e.offset, e.length)], keep_raw=keep_raw)  # type: ignore[index]
+            for e, offset, length in located:
+                yield e.object_id, _checked(e, spans[(offset, length)], keep_raw=keep_raw)
             return
     stream = backend.open_mpack(mpack_id)
     if stream is None:
@@ -235,20 +236,20 @@ def _read_pack(
         if len(located) == len(entries):
             # Blobs are small: read the pack in big pieces, not two storage reads per blob.
             digesting = _Digesting(stream) if by_digest and not keep_raw else None
-            buffered = io.BufferedReader(digesting or stream, READ_BUFFER)  # type: ignore[arg-type]
+            buffered = io.BufferedReader(digesting or stream, READ_BUFFER)
             position = 0
-            for e in sorted(located, key=lambda x: x.offset):  # type: ignore[arg-type, return-value]
-                if not skip_bytes(buffered, e.offset - position):  # type: ignore[operator]
+            for e, offset, length in sorted(located, key=itemgetter(1)):
+                if not skip_bytes(buffered, offset - position):
                     if digesting is not None:
                         raise _damaged(mpack_id, "ends early")
                     raise MalformedPack("The pack ended early.")
-                stored = buffered.read(e.length)
-                position = e.offset + len(stored)  # type: ignore[operator]
+                stored = buffered.read(length)
+                position = offset + len(stored)
                 if digesting is not None:
-                    if len(stored) != e.length:
+                    if len(stored) != length:
                         raise _damaged(mpack_id, "ends early")
                     yield e.object_id, ServedBlob(e.object_id, stored, e.encoding)
-                elif len(stored) != e.length:
+                elif len(stored) != length:
                     yield e.object_id, None
                 else:
                     yield e.object_id, _checked(e, stored, keep_raw=keep_raw)
@@ -258,10 +259,10 @@ def _read_pack(
                 digesting.check(mpack_id)
             return
         # Index rows without byte ranges (older packs): parse the pack once and pick the blobs out (decoded).
-        wanted = {e.object_id for e in entries}
-        contents = index_mpack(stream, keep_content_up_to=-1, keep_ids=wanted, verify=False)
+        ids = {e.object_id for e in entries}
+        contents = index_mpack(stream, keep_content_up_to=-1, keep_ids=ids, verify=False)
     found = {b.object_id: b.content for b in contents.blobs if b.content is not None}
-    for oid in wanted:
+    for oid in ids:
         raw = _verified(oid, found[oid]) if oid in found else None
         yield oid, None if raw is None else ServedBlob(oid, raw, "", raw)
 
@@ -272,7 +273,8 @@ def read_blobs(plan: BlobPlan) -> Iterator[tuple[str, bytes]]:
     Raises IntegrityError when no source holds a blob's correct bytes.
     """
     for blob in serve_blobs(plan, keep_raw=True):
-        yield blob.object_id, blob.raw  # type: ignore[misc]
+        assert blob.raw is not None  # keep_raw: every blob comes decoded
+        yield blob.object_id, blob.raw
 
 
 def serve_blobs(plan: BlobPlan, *, keep_raw: bool = False) -> Iterator[ServedBlob]:
@@ -333,7 +335,8 @@ def _read_elsewhere(oid: str, alternatives: list[IndexEntry], failed_pack: str =
         try:
             for _, blob in _read_pack(entry.mpack_id, [entry], None):
                 if blob is not None:
-                    return blob.raw  # type: ignore[return-value]
+                    assert blob.raw is not None  # _read_pack keeps raw bytes unless told not to
+                    return blob.raw
         except StorageUnavailable:
             raise
         except (FileNotFoundError, MalformedPack):
