@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.workloads import Measure, Quantity
-from musehub_client.feedback import format_bytes
+from musehub_core.formatting import human_bytes
 
 COLUMNS = (
     "workload",
@@ -54,10 +54,6 @@ def collect(runs: Iterable[list[Measure]]) -> list[Row]:
 
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
-
-
-def human_bytes(n: float) -> str:
-    return format_bytes(int(n))
 
 
 def _seconds(value: float | None) -> str:

@@ -67,6 +67,7 @@ from bench.workloads import (
     push_bounds,
     small_pushes,
 )
+from musehub_core.formatting import human_bytes
 
 W4_FILES_PER_PUSH = 3
 W4_SIZES = (6 * 1024, 24 * 1024)
@@ -493,7 +494,7 @@ def files_by_suffix(root: Path) -> dict[str, int]:
 def history_section(details: HistoryDetails) -> str:
     """Markdown: where one W5 size's bytes lie (database tables, object storage, git) and the rebuild's details."""
     size, rebuild = details.size, details.rebuild
-    hb = report.human_bytes
+    hb = human_bytes
     db_total = sum(r.total for r in details.relations)
     lines = [
         f"{size.workload} (run {details.run}): rebuilding the tip's manifest "
@@ -673,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.w1_w4:
             t = time.perf_counter()
             tree = data.make_tree(work / "tree", data.TreeSpec(cfg.files, seed=cfg.seed))
-            say(f"tree: {tree.files} files, {report.human_bytes(tree.total_bytes)} in {time.perf_counter() - t:.1f}s")
+            say(f"tree: {tree.files} files, {human_bytes(tree.total_bytes)} in {time.perf_counter() - t:.1f}s")
         say("starting SQLite, git daemon" if args.embedded else "starting PostgreSQL database, moto S3, git daemon")
         hub.start()
         daemon.start()
@@ -691,9 +692,9 @@ def main(argv: list[str] | None = None) -> int:
             with open(stream, "wb") as handle:
                 data.write_fast_import(history, handle)
             histories[size] = (
-                f"{size.workload}: a tree of {size.files:,} files ({report.human_bytes(history.tree_bytes)}), then "
+                f"{size.workload}: a tree of {size.files:,} files ({human_bytes(history.tree_bytes)}), then "
                 f"{size.commits - 1:,} commits each rewriting {W5_CHANGED_FILES} files "
-                f"({report.human_bytes(history.edit_bytes)} of new versions), pushed in {size.pushes} pushes"
+                f"({human_bytes(history.edit_bytes)} of new versions), pushed in {size.pushes} pushes"
             )
             say(f"{histories[size]} (made in {time.perf_counter() - t:.1f}s)")
             for index in range(1, cfg.w5_runs + 1):
@@ -732,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if tree is not None:
         setup += [
-            f"W1-W3 tree: {tree.files:,} files, {report.human_bytes(tree.total_bytes)} "
+            f"W1-W3 tree: {tree.files:,} files, {human_bytes(tree.total_bytes)} "
             f"(seed {cfg.seed}; log-normal sizes, mean 4 KiB; 50% text, 30% random, 20% mixed; "
             f"{sum(1 for _ in tree.paths) // 100} folders); W3 changes {CHANGED_FILES} files",
             f"W4: {cfg.w4_pushes} pushes of {W4_FILES_PER_PUSH} files of "

@@ -80,7 +80,7 @@ from collections.abc import Callable
 from typing import IO
 
 from musehub_client import merging, operations
-from musehub_client.feedback import format_bytes, plural, short
+from musehub_client.feedback import plural, short
 from musehub_client.http import (
     EXIT_CONFLICT,
     EXIT_ERROR,
@@ -91,6 +91,7 @@ from musehub_client.http import (
     ClientError,
 )
 from musehub_core.errors import MalformedPack
+from musehub_core.formatting import human_bytes
 
 PROG = "musehub"
 PROGRESS_MIN_BYTES = 1024 * 1024
@@ -170,9 +171,9 @@ class Progress:
     def _draw(self) -> None:
         if self.total:
             pct = min(100, self.done * 100 // self.total)
-            text = f"{self.label}: {pct:3d}% ({format_bytes(self.done)} / {format_bytes(self.total)})"
+            text = f"{self.label}: {pct:3d}% ({human_bytes(self.done)} / {human_bytes(self.total)})"
         else:
-            text = f"{self.label}: {format_bytes(self.done)}"
+            text = f"{self.label}: {human_bytes(self.done)}"
         self.stream.write(f"\r{text:<60}" if self.live else text + "\n")
         self.stream.flush()
         self._drawn = True
@@ -228,8 +229,8 @@ def cmd_push(args: argparse.Namespace, out: Output) -> int:
         hint = "" if result.created == "private" else " (pass --private on a first push for a private one)"
         out.note(f"created the {result.created} repository {result.url}{hint}")
     out.result(
-        f"pushed 1 commit, {plural(result.blobs, 'blob')}, {format_bytes(result.uploaded)} uploaded "
-        f"(pack {format_bytes(result.pack_bytes)}) to {result.url} {result.branch} at {short(result.head)} "
+        f"pushed 1 commit, {plural(result.blobs, 'blob')}, {human_bytes(result.uploaded)} uploaded "
+        f"(pack {human_bytes(result.pack_bytes)}) to {result.url} {result.branch} at {short(result.head)} "
         f"in {result.seconds:.1f}s"
     )
     return EXIT_OK
@@ -250,7 +251,7 @@ def cmd_clone(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     out.result(
         f"cloned {result.url} {result.branch} at {short(result.head)} into {result.root}: "
-        f"{plural(result.files, 'file')}, {plural(result.commits, 'commit')}, {format_bytes(result.pack_bytes)} "
+        f"{plural(result.files, 'file')}, {plural(result.commits, 'commit')}, {human_bytes(result.pack_bytes)} "
         f"in {result.seconds:.1f}s"
     )
     return EXIT_OK
@@ -266,7 +267,7 @@ def cmd_fetch(args: argparse.Namespace, out: Output) -> int:
     else:
         out.result(
             f"fetched {plural(result.commits, 'commit')}, {plural(result.blobs, 'blob')} "
-            f"({format_bytes(result.size)}): {result.branch} is at {short(result.remote_head)}; "
+            f"({human_bytes(result.size)}): {result.branch} is at {short(result.remote_head)}; "
             "run pull to update the tree"
         )
     return EXIT_OK

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
-from musehub_core.ids import hex_of
+from musehub_core.formatting import human_bytes, short_id
 
 
 class ProgressReport(Protocol):
@@ -58,14 +58,7 @@ def warn(out: Feedback, message: str) -> None:
     getattr(out, "warn", out.note)(message)
 
 
-def format_bytes(n: int) -> str:
-    """Return *n* bytes as a short human string (``512 B``, ``1.5 MiB``)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
+format_bytes = human_bytes  # the name worktree still imports; one definition, in musehub_core.formatting
 
 
 # --- phases -------------------------------------------------------------------------------
@@ -101,5 +94,5 @@ def plural(count: int, word: str) -> str:
 
 
 def short(object_id: str | None) -> str:
-    """Return the first 12 hex digits of an id, or "(none)"."""
-    return hex_of(object_id)[:12] if object_id else "(none)"
+    """Return the first 12 hex digits of an id (:func:`musehub_core.formatting.short_id`), or "(none)"."""
+    return short_id(object_id) or "(none)"

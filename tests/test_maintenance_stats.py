@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from musehub_core.ids import blob_id
-from repos.management.base import MaintenanceCommand, human_bytes
+from repos.management.base import MaintenanceCommand
 from repos.models import MPack
 from repos.services.commits import commit_files_to_repo
 from repos.services.maintenance import no_progress
@@ -91,9 +91,3 @@ def test_progress_bars_go_to_a_terminal_stderr_and_only_there(backend):
     assert piped.getvalue() == ""
     command = MaintenanceCommand(stdout=StringIO(), stderr=StringIO())
     assert command.progress({"no_progress": False}) is no_progress
-
-
-def test_human_bytes_reads_like_a_person_would_write_it():
-    assert human_bytes(0) == "0 B"
-    assert human_bytes(1536) == "1.5 KiB"
-    assert human_bytes(3 * 1024**3) == "3.0 GiB"

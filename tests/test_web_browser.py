@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.contrib.auth import get_user_model
 
+from musehub_core.formatting import short_id
 from repos.models import Branch, Proposal
 from tests.webkit import make_readme_repo, make_songs
 
@@ -118,7 +119,7 @@ def test_sign_in_browse_open_a_proposal_merge_it_and_see_the_branch_move(live_se
 
     browser.find_element(By.LINK_TEXT, "Code").click()
     latest = browser.find_element(By.CSS_SELECTOR, ".latest").text
-    assert "Merge proposal #1: Square brackets" in latest and head.removeprefix("sha256:")[:10] in latest
+    assert "Merge proposal #1: Square brackets" in latest and short_id(head) in latest
     browser.get(f"{base}{songs.url}/blob/main/new.txt")
     assert browser.find_element(By.ID, "L1").text.endswith("new")
 

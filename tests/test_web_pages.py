@@ -114,7 +114,7 @@ def test_an_image_is_shown_and_a_binary_offers_its_size_and_a_download(client, s
     raw = f"/api/v1/repos/{songs.repo.owner}/{songs.repo.slug}/raw/main/cover.png"
     assert f'<img src="{raw}"' in image
     binary = client.get(f"{songs.url}/blob/main/data.bin").content.decode()
-    assert "Binary file" in binary and "9\xa0bytes" in binary and "Download it" in binary
+    assert "Binary file" in binary and "9\xa0B" in binary and "Download it" in binary
     downloaded = client.get(raw)
     assert downloaded.status_code == 200 and downloaded["Content-Security-Policy"].startswith("sandbox")
 

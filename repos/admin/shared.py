@@ -24,19 +24,17 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from musehub_core.formatting import human_bytes, short_id
 from repos import admin as limits
 from repos import models
-from repos.management.base import human_bytes
 from repos.services.maintenance import estimated_rows
 
 # --- rendering helpers ----------------------------------------------------------------------------
 
 
 def short(content_id: str | None) -> str:
-    """Return a content id shortened for tables: ``sha256:1a2b3c4d5e6f…``."""
-    if not content_id:
-        return "—"
-    return content_id[:19] + "…" if len(content_id) > 19 else content_id
+    """Return a content id shortened for tables (``1a2b3c4d5e6f``, :func:`musehub_core.formatting.short_id`)."""
+    return short_id(content_id) or "—"
 
 
 def link(model_name: str, pk: object, text: str | None = None) -> SafeString | str:

@@ -21,16 +21,6 @@ from repos.services.maintenance import Progress, no_progress
 from repos.storage.backend import failure_detail
 
 
-def human_bytes(count: int | None) -> str:
-    """Return *count* bytes as a short human string (``12.3 MiB``)."""
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
 def storage_failure(exc: StorageUnavailable) -> str:
     """Return the sentence a command exits with when object storage fails (CommandError: no traceback)."""
     return (

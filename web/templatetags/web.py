@@ -1,18 +1,26 @@
-"""Template filters of the web pages: short commit ids and first lines of messages."""
+"""Template filters of the web pages: short commit ids, sizes and first lines of messages."""
 
 from __future__ import annotations
 
 from django import template
-from django.utils.html import escape
+from django.utils.html import avoid_wrapping, escape
 from django.utils.safestring import SafeString, mark_safe
+
+from musehub_core import formatting
 
 register = template.Library()
 
 
 @register.filter
 def short_id(commit_id: str | None) -> str:
-    """``sha256:0123abcd…`` → ``0123abcd`` (the first 10 hex digits)."""
-    return (commit_id or "").removeprefix("sha256:")[:10]
+    """``sha256:0123abcd…`` → its first 12 hex digits (:func:`musehub_core.formatting.short_id`)."""
+    return formatting.short_id(commit_id)
+
+
+@register.filter
+def human_bytes(count: int | None) -> str:
+    """``1536`` → ``1.5 KiB``, kept on one line (:func:`musehub_core.formatting.human_bytes`; None reads as 0)."""
+    return avoid_wrapping(formatting.human_bytes(count))
 
 
 @register.filter

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from repos.management.base import MaintenanceCommand, human_bytes
+from musehub_core.formatting import human_bytes
+from repos.management.base import MaintenanceCommand
 from repos.services.gc import DEFAULT_GRACE_HOURS, collect_garbage
 
 LABELS = (

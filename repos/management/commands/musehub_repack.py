@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from repos.management.base import MaintenanceCommand, human_bytes
+from musehub_core.formatting import human_bytes
+from repos.management.base import MaintenanceCommand
 from repos.services.repack import repack_hub, repack_repo
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from repos.management.base import MaintenanceCommand, human_bytes
+from musehub_core.formatting import human_bytes
+from repos.management.base import MaintenanceCommand
 from repos.services.snapshot_deltas import convert_snapshots
 
 
