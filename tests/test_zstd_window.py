@@ -32,7 +32,7 @@ RAW = os.urandom(64 * 1024) * 40  # 2.5 MiB: decoded as a stream, past the one-c
 
 
 def test_a_frame_within_the_window_decodes_and_a_wider_one_is_malformed():
-    assert 1 << 23 == MAX_WINDOW_BYTES
+    assert MAX_WINDOW_BYTES == 1 << 23
     assert decode_blob(framed(RAW, 23), "zstd", max_bytes=len(RAW)) == RAW
     wide = framed(RAW, 27)
     assert zstandard.get_frame_parameters(wide).window_size > MAX_WINDOW_BYTES
