@@ -706,10 +706,10 @@ class MPackWriter:
         for item in items:
             self._write(self._packer.pack(item))
 
-    def write_commits(self, commits: list[Mapping[str, Any]]) -> None:
+    def write_commits(self, commits: Iterable[Mapping[str, Any]]) -> None:
         self._write_list("commits", [commit_to_wire(c) for c in commits])
 
-    def write_snapshots(self, snapshots: list[Mapping[str, Any]]) -> None:
+    def write_snapshots(self, snapshots: Iterable[Mapping[str, Any]]) -> None:
         self._write_list("snapshots", list(snapshots))
 
     def begin_blobs(self, count: int) -> None:
@@ -744,7 +744,7 @@ class MPackWriter:
             pieces += [_CONTENT_KEY, _bin_header(len(content)), content]
         self._write(b"".join(pieces))
 
-    def write_blob_stream(self, object_id: str, stream: IO[bytes], length: int) -> int:
+    def write_blob_stream(self, object_id: str, stream: Readable, length: int) -> int:
         """Write one raw blob of *length* bytes copied from *stream*; return its content offset.
 
         Raises MalformedPack if the stream's bytes do not hash to *object_id* or

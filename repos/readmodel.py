@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from musehub_core.errors import MergeConflict, NotFound
@@ -198,10 +198,10 @@ def file_at(commit_id: str, path: str) -> str:
 
 def fill_sizes(entries: Iterable[TreeEntry]) -> None:
     """Set the size of every file entry from its object row, in one query (directories have none)."""
-    files = [e for e in entries if e.object_id]
-    sizes = object_sizes(e.object_id for e in files)
-    for entry in files:
-        entry.size = sizes.get(entry.object_id)
+    files = [(e, e.object_id) for e in entries if e.object_id]
+    sizes = object_sizes(oid for _, oid in files)
+    for entry, oid in files:
+        entry.size = sizes.get(oid)
 
 
 # --- history: the log of a commit, filtered by path or not ----------------------------------------
@@ -224,7 +224,7 @@ class _PairCache:
         with self._lock:
             return {pair: self._items[pair] for pair in pairs if pair in self._items}
 
-    def put_many(self, found: dict[tuple[str, str | None], Iterable[str]]) -> None:
+    def put_many(self, found: Mapping[tuple[str, str | None], Iterable[str]]) -> None:
         with self._lock:
             for pair, paths in found.items():
                 self._items[pair] = frozenset(paths)

@@ -206,6 +206,7 @@ def _snapshot_dicts(
     named: dict[str, None] = {}
     for sid in order:
         form = forms.get(sid)
+        snap: dict[str, Any]
         if form is not None and form.delta is not None and form.base_id in available:
             snap = {
                 "snapshot_id": sid,
@@ -219,7 +220,7 @@ def _snapshot_dicts(
             parent = first_parent.get(sid)
             base = (parent, load_manifest(parent)) if parent in available else None
             snap = snapshot_dict(sid, manifest, base=base, created_at=form.created_at if form else "")
-        named.update(dict.fromkeys((snap.get("set") if "base" in snap else snap["manifest"]).values()))
+        named.update(dict.fromkeys((snap["set"] if "base" in snap else snap["manifest"]).values()))
         snapshots.append(snap)
         available.add(sid)
     return snapshots, named

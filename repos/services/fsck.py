@@ -36,7 +36,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db import connection
 from django.db.models import Q
@@ -180,7 +180,13 @@ def fsck(*, repo: Repo | None = None, since: dt.datetime | None = None, progress
 # --- packs and index ----------------------------------------------------------------------
 
 
-def _pack_ids_in_scope(scope: _Scope) -> tuple[dict[str, dict[str, Any]], set[str], set[str] | None]:
+class _PackRow(TypedDict):
+    mpack_id: str
+    kind: str
+    size_bytes: int
+
+
+def _pack_ids_in_scope(scope: _Scope) -> tuple[dict[str, _PackRow], set[str], set[str] | None]:
     """Return (MPack rows by id, pack ids index rows name, pack ids in storage or None when not listed)."""
     if scope.since is not None:
         rows = {
@@ -266,7 +272,7 @@ def _check_packs(scope: _Scope, report: FsckReport, progress: Progress) -> dict[
     return bad_rows
 
 
-def _pack_missing(mpack_id: str, row: dict[str, Any] | None, report: FsckReport) -> None:
+def _pack_missing(mpack_id: str, row: _PackRow | None, report: FsckReport) -> None:
     if row is None:
         return  # only index rows name it: reported per row by _check_index_rows
     if row["kind"] == MPackKind.FETCH:
@@ -377,6 +383,7 @@ def _check_index_rows(
                 )
             bad_rows[oid].append((mpack_id, "absent"))
             continue
+        match: BlobEntry | None
         if offset is None or length is None:
             match = entries[0]  # rows without a byte range (older hubs): readers parse the pack
         else:
@@ -386,7 +393,8 @@ def _check_index_rows(
         if match is None:
             if result.sound:
                 where = entries[0]
-                outside = result.size and offset + length > result.size
+                # (a row without a byte range always matches: this one has one)
+                outside = result.size and offset is not None and length is not None and offset + length > result.size
                 said = f"bytes {offset}+{length} ({encoding or 'raw'})"
                 report.add(
                     ERROR,

@@ -207,7 +207,12 @@ def plan_gc(*, grace: dt.timedelta, progress: Progress = no_progress, full_mark:
         counts = MPackIndex.objects.filter(mpack_id__in=ids).values("mpack_id").annotate(n=Count("pk"))
         return {row["mpack_id"] for row in counts if row["n"] > dropped_per_pack.get(row["mpack_id"], 0)}
 
-    old_packs = list(MPack.objects.filter(created_at__lte=cutoff).values("mpack_id", "kind", "size_bytes", "repo"))
+    old_packs: list[dict[str, Any]] = [
+        {"mpack_id": mpack_id, "kind": kind, "size_bytes": size, "repo": repo}
+        for mpack_id, kind, size, repo in MPack.objects.filter(created_at__lte=cutoff).values_list(
+            "mpack_id", "kind", "size_bytes", "repo"
+        )
+    ]
     for batch in chunks(old_packs):
         needed = still_needed([p["mpack_id"] for p in batch])
         plan.mpacks.extend(p for p in batch if p["mpack_id"] not in needed)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Model
 
 from musehub_core.errors import MalformedPack
 from musehub_core.ids import compute_commit_id
@@ -50,7 +49,9 @@ from repos.storage.writer import StoredBlob, record_index, record_mpack
 _CHUNK = 10_000
 
 
-def seen_by_repo(model: type[Model], repo: Repo, field: str, ids: Iterable[str]) -> set[str]:
+def seen_by_repo(
+    model: type[CommitRef | SnapshotRef | ObjectRef], repo: Repo, field: str, ids: Iterable[str]
+) -> set[str]:
     """Return those of *ids* that *repo* already sees through *model* (a ``*Ref`` table)."""
     wanted = list(dict.fromkeys(ids))
     found: set[str] = set()

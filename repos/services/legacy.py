@@ -208,7 +208,8 @@ def _sweep_legacy_keys(progress: Progress) -> int:
             ).values_list("entity_id", "mpack_id", "offset", "length", "encoding")
             by_pack: dict[str, list[tuple[str, int, int, str]]] = defaultdict(list)
             for oid, mpack_id, offset, length, encoding in rows:
-                by_pack[mpack_id].append((oid, offset, length, encoding or ""))
+                if offset is not None and length is not None:  # as the query asked
+                    by_pack[mpack_id].append((oid, offset, length, encoding or ""))
             safe: set[str] = set()
             for mpack_id, entries in by_pack.items():
                 spans = backend.read_ranges(mpack_id, [(offset, length) for _, offset, length, _ in entries])

@@ -147,7 +147,7 @@ def check_fast_forward(repo: Repo, push: IncomingPush) -> None:
     uploads left behind) for pushes that would be refused anyway.
     """
     current = Branch.objects.filter(repo=repo, name=push.branch).values_list("head_commit_id", flat=True).first()
-    if not current or current == push.head:
+    if not current or not push.head or current == push.head:  # no branch move, or one that changes nothing
         return
     parents = {c["commit_id"]: c["parent_ids"] for c in push.commits}
     frontier, seen, stored = [push.head], set(), []

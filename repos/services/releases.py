@@ -349,7 +349,7 @@ def publish_domain(
     semver = parse_semver(version)
     if semver is None:
         raise BadRequest(f"version must be semver (MAJOR.MINOR.PATCH[-pre][+build]), got {version!r:.40}.")
-    fields = {
+    fields: dict[str, Any] = {
         "display_name": _text(display_name, "display_name", 200, required=True),
         "description": _text(description, "description", 10_000),
         "viewer_type": _text(viewer_type, "viewer_type", 64),

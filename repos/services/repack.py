@@ -159,12 +159,14 @@ def _copy_pack(pack: PackInfo, builder: PackBuilder, skipped: list[dict[str, str
             {"object_id": oid, "mpack_id": pack.mpack_id, "reason": "pack missing from storage"} for oid, *_ in entries
         )
         return
+    # The entries that know their byte range: all of them, but in packs of older hubs.
+    located = [(oid, o, n, encoding) for oid, o, n, encoding in entries if o is not None and n is not None]
     with stream:
-        if all(offset is not None and length is not None for _, offset, length, _ in entries):
+        if len(located) == len(entries):
             # Blobs are small: read the pack in big pieces, not two storage reads per blob (as a fetch does).
-            buffered = io.BufferedReader(stream, READ_BUFFER)  # type: ignore[arg-type]
+            buffered = io.BufferedReader(stream, READ_BUFFER)
             position = 0
-            for oid, offset, length, encoding in sorted(entries, key=lambda e: e[1]):
+            for oid, offset, length, encoding in sorted(located, key=lambda e: e[1]):
                 if offset < position:  # two rows claim overlapping bytes: an index fsck will flag
                     skipped.append({"object_id": oid, "mpack_id": pack.mpack_id, "reason": "overlapping index entry"})
                     continue

@@ -328,7 +328,7 @@ def check_default_branch(repo: Repo, name: object) -> str:
     branch that does not exist makes every clone fail. A repository with no
     branch yet accepts any valid name (its first push sets the default anyway).
     """
-    validate_branch_name(name)
+    name = validate_branch_name(name)
     existing = Branch.objects.filter(repo=repo, head_commit_id__isnull=False)
     if existing.filter(name=name).exists() or not existing.exists():
         return name

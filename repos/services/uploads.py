@@ -27,7 +27,6 @@ import io
 from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO
 
 from django.conf import settings
 
@@ -36,7 +35,7 @@ from musehub_core.ids import from_wire_hex, is_id, to_wire_hex
 from repos.access import User
 from repos.bulk import insert_ignore
 from repos.models import MPack, MPackUpload, Repo, StagedObject
-from repos.storage.backend import get_backend
+from repos.storage.backend import StorageStream, get_backend
 from repos.storage.layout import is_staged_object, upload_id_of
 
 # --- upload slots (native protocol) -----------------------------------------------------------
@@ -124,7 +123,7 @@ class PackSource:
             return cls(None)
         raise PackNotFound(f"No pack {mpack_key} was uploaded to {repo.full_name}: ask for an upload URL first.")
 
-    def open(self, mpack_key: str) -> IO[bytes] | None:
+    def open(self, mpack_key: str) -> io.BytesIO | StorageStream | None:
         """Return a stream of the pack's bytes, or None when this repo has not uploaded them.
 
         The content key itself is read only for a pack this repo already holds,
@@ -217,7 +216,7 @@ def staged_among(repo: Repo, object_ids: Iterable[str]) -> list[str]:
     )
 
 
-def open_staged(repo: Repo, object_id: str) -> tuple[IO[bytes], int]:
+def open_staged(repo: Repo, object_id: str) -> tuple[StorageStream, int]:
     """Return (stream, size) of the bytes uploaded for *repo*'s staged object *object_id*.
 
     Raises MalformedPack when nothing was uploaded, PayloadTooLarge when it is

@@ -11,16 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 from musehub_core.mpack import MPackWriter, encode_blob
 from repos.bulk import insert_ignore
 from repos.models import MPack, MPackIndex, MPackKind
-from repos.storage.backend import get_backend
+from repos.storage.backend import StorageStream, get_backend
 
 SPOOL_BYTES = 16 * 1024 * 1024
 
-Opener = Callable[[], tuple[IO[bytes], int]]
+Opener = Callable[[], tuple[StorageStream, int]]
 
 
 class StoredBlob(NamedTuple):
