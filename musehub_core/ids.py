@@ -1,4 +1,4 @@
-"""Content ids and identity ids (wire.md §1).
+"""Content ids and identity ids (docs/wire.md §1).
 
 Every id the hub stores is ``sha256:`` + 64 lowercase hex digits. The formulas
 are the Muse CLI's own, so an id computed here and one computed by the CLI for
@@ -47,7 +47,7 @@ def _all_id_shaped(values: list[object]) -> TypeGuard[list[str]]:
     return all(type(v) is str and len(v) == _ID_LENGTH for v in values)
 
 
-def is_hex(value: object) -> bool:
+def is_hex(value: object) -> TypeGuard[str]:
     """Return True when *value* is a bare 64-hex digest (MWP form)."""
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None
 

@@ -2,7 +2,7 @@
 
 A snapshot row holds either its whole manifest (a *checkpoint*, ``base_id``
 NULL, ``depth`` 0) or a delta against another snapshot (``base_id``, ``set`` and
-``delete`` as in wire.md §2.1, ``depth`` = the base's depth + 1). A new
+``delete`` as in docs/wire.md §2.1, ``depth`` = the base's depth + 1). A new
 snapshot is stored as a delta against its first parent's snapshot when that is
 smaller, and as a checkpoint when the chain would grow past
 ``MUSEHUB_SNAPSHOT_CHAIN_MAX``: a history costs what changed, and rebuilding
@@ -107,11 +107,17 @@ class StoredForm:
 
     def named_objects(self) -> Iterable[str]:
         """The object ids this row itself names (a delta: only those it sets)."""
-        return (self.manifest if self.delta is None else self.delta.set).values()  # type: ignore[union-attr]
+        return self._named().values()
 
     def named_paths(self) -> Iterable[str]:
         """The paths this row itself names (a delta: only those it sets)."""
-        return (self.manifest if self.delta is None else self.delta.set).keys()  # type: ignore[union-attr]
+        return self._named().keys()
+
+    def _named(self) -> dict[str, str]:
+        if self.delta is not None:
+            return self.delta.set
+        assert self.manifest is not None  # a row holds a full manifest or a delta
+        return self.manifest
 
 
 def _form(sid: str, base_id: str | None, depth: int, count: int, blob: Any, created_at: str) -> StoredForm:

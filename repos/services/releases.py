@@ -106,7 +106,7 @@ def _commit_id(value: object, where: str) -> str:
         raise BadRequest(
             f"{where} must be a commit id (64 hex digits, optionally 'sha256:'-prefixed), got {value!r:.80}."
         )
-    return from_wire_hex(value)  # type: ignore[arg-type]
+    return from_wire_hex(value)
 
 
 def snapshots_of_held(repo: Repo, commit_ids: Sequence[str]) -> dict[str, str]:
