@@ -41,11 +41,11 @@ TAGS = [
     {
         "name": "Wire: native mpack protocol",
         "description": "What the MuseHub client speaks: branch heads, which objects are missing, one mpack "
-        "uploaded per push, one mpack per fetch (wire.md §3). Bodies are msgpack or JSON.",
+        "uploaded per push, one mpack per fetch (docs/wire.md §3). Bodies are msgpack or JSON.",
     },
     {
         "name": "Wire: MWP (muse CLI)",
-        "description": "What the published `muse` CLI speaks (wire.md §4): msgpack maps, bare-hex ids.",
+        "description": "What the published `muse` CLI speaks (docs/wire.md §4): msgpack maps, bare-hex ids.",
     },
 ]
 
@@ -170,7 +170,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
-# --- the MWP views take and give plain msgpack maps: their shapes, from wire.md §4 ----------------
+# --- the MWP views take and give plain msgpack maps: their shapes, from docs/wire.md §4 ----------------
 
 
 def _shape(name: str, **fields) -> serializers.Serializer:

@@ -17,7 +17,7 @@ Usage (``musehub`` once installed; ``python -m musehub_client`` runs the same)::
 to the hub only (never to storage URLs). ``-q`` silences progress and notes on
 stderr; the one-line result summary still goes to stdout.
 
-What each command does (wire.md §3; the work is in :mod:`musehub_client.operations`):
+What each command does (docs/wire.md §3; the work is in :mod:`musehub_client.operations`):
 
 - **push** scans DIR (default ``.``) into a manifest, makes one commit on top of
   the branch head, asks ``filter-objects`` which blobs the hub lacks, streams
@@ -30,7 +30,7 @@ What each command does (wire.md §3; the work is in :mod:`musehub_client.operati
   from ``/refs`` (none for a new branch). An unchanged tree whose head the hub
   already has prints "nothing to push". When the hub lists the
   ``snapshot-delta`` capability the snapshot travels as a delta against the
-  parent's (wire.md §2.1). Only regular files are stored: symlinks (Muse
+  parent's (docs/wire.md §2.1). Only regular files are stored: symlinks (Muse
   snapshots exclude them), pipes, sockets, devices and unreadable files are
   counted and named in a warning (shown even with ``-q``) and listed in
   ``DIR/.musehub/skipped.txt``. A folder tracking another branch is refused

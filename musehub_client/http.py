@@ -1,4 +1,4 @@
-"""Talking to the hub: :class:`HubClient` (wire.md §3), Bearer auth, error decoding, exit codes, retries.
+"""Talking to the hub: :class:`HubClient` (docs/wire.md §3), Bearer auth, error decoding, exit codes, retries.
 
 Every failure becomes a :class:`ClientError` carrying the exit code the command
 line ends with (see ``EXIT_*``). API calls carry the Bearer token; transfers to

@@ -22,7 +22,7 @@ around that phase:
 - fetch: "refs", "fetch", "download", "verify", "state";
 - pull: fetch's phases, then "plan" and "write" (tree and state).
 
-Snapshot deltas (wire.md §2.1) are used when the hub's ``/refs`` lists the
+Snapshot deltas (docs/wire.md §2.1) are used when the hub's ``/refs`` lists the
 ``snapshot-delta`` capability: a push sends its snapshot as a delta against the
 parent's (whose manifest the folder's state holds), and fetches ask for deltas,
 rebuilding them against the manifests the folder already holds.

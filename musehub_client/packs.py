@@ -1,7 +1,7 @@
 """Packs on the client: the push pack, verifying downloaded packs, the local pack store, downloads.
 
 Downloaded packs are kept in ``DIR/.musehub/packs/<hex of mpack id>.mpack``.
-A fetch reply may carry snapshot deltas (wire.md §2.1); once a pack is verified
+A fetch reply may carry snapshot deltas (docs/wire.md §2.1); once a pack is verified
 the full manifests of the snapshots it was fetched for (its wanted heads) are
 written beside it in ``<hex>.manifests`` (a msgpack map {snapshot id:
 manifest}); every other snapshot stays as it travelled and is rebuilt from its
@@ -69,7 +69,7 @@ def push_snapshot(
     """Return the SnapshotDict a push sends for *commit*, whose tree is *manifest*.
 
     With *base* (snapshot id, manifest) the snapshot is a delta against it when
-    that is smaller (wire.md §2.1); without it, or for the base's own tree, full.
+    that is smaller (docs/wire.md §2.1); without it, or for the base's own tree, full.
     """
     if base is not None and base[0] == commit["snapshot_id"]:
         base = None  # an unchanged tree: a delta would name itself as its base

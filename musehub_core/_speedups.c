@@ -1,7 +1,7 @@
 /*
  * musehub_core._speedups: the bytes a snapshot id hashes, and the line-diff search, in C.
  *
- * A snapshot id (wire.md section 1) is SHA-256 of the sorted
+ * A snapshot id (docs/wire.md section 1) is SHA-256 of the sorted
  * "path NUL hex(object id)" strings joined by NUL. In Python that is a string
  * per path, a sort of them and a join: 20 ms for 25,000 paths, paid by every
  * push (the client's commit, the hub's check) and every rebuilt tree. Here it

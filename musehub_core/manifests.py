@@ -1,4 +1,4 @@
-"""Manifests in memory: path rules, diffs, folders and snapshot deltas (wire.md §2, §2.1).
+"""Manifests in memory: path rules, diffs, folders and snapshot deltas (docs/wire.md §2, §2.1).
 
 A manifest is ``{path: object_id}``. A delta names a base manifest and says
 which paths to ``set`` and which to ``delete``; :func:`make_delta` builds one
@@ -48,7 +48,7 @@ def validate_path(path: object, where: str) -> str:
     return path
 
 
-# Characters a hub refuses in new paths although wire.md §2's rules allow them: C0 and C1 controls (a CR, LF,
+# Characters a hub refuses in new paths although docs/wire.md §2's rules allow them: C0 and C1 controls (a CR, LF,
 # ESC or BEL in a name breaks terminals, logs, links and the files a clone writes) and Unicode's bidirectional
 # controls (U+202E shows "gpj.exe" as "exe.jpg"); U+2028 and U+2029 break lines as LF does.
 UNSAFE_PATH_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -137,7 +137,7 @@ def diff_manifests(old: Mapping[str, str], new: Mapping[str, str]) -> ManifestDi
     )
 
 
-# --- deltas (wire.md §2.1) ----------------------------------------------------------------------
+# --- deltas (docs/wire.md §2.1) ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def snapshot_dict(
 
 
 class Tree:
-    """A manifest kept ready for its snapshot id to be checked after a delta (wire.md §1).
+    """A manifest kept ready for its snapshot id to be checked after a delta (docs/wire.md §1).
 
     Where :mod:`musehub_core._speedups` was built, the id's bytes come from the
     manifest itself in a few milliseconds, so a tree is only its manifest.

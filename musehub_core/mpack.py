@@ -1,4 +1,4 @@
-"""The mpack codec (wire.md §2): build, parse, and index packs in one streaming pass.
+"""The mpack codec (docs/wire.md §2): build, parse, and index packs in one streaming pass.
 
 An mpack is one msgpack map ``{commits, snapshots, blobs, branch_heads}``.
 :func:`index_mpack` reads a pack from a file-like object without holding it in

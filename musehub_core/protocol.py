@@ -1,6 +1,6 @@
-"""The words of the native protocol (wire.md §3), defined once for the hub and the client.
+"""The words of the native protocol (docs/wire.md §3), defined once for the hub and the client.
 
-The capabilities a hub lists in ``refs`` (wire.md §3.1), the headers and media
+The capabilities a hub lists in ``refs`` (docs/wire.md §3.1), the headers and media
 types both sides send and read, and the largest pack that may travel inside
 the push call. The hub (``wire/``) and the client (``musehub_client``) import
 them from here; changing a value changes the wire, and the tests pin each one.
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
-# --- capabilities (wire.md §3.1): a client uses one only when the hub's ``refs`` lists it -----------
+# --- capabilities (docs/wire.md §3.1): a client uses one only when the hub's ``refs`` lists it -----------
 
 Capability = Literal["snapshot-delta", "pack-stream", "push-inline"]
 
 SNAPSHOT_DELTA: Final = "snapshot-delta"
-"""Snapshots may travel as deltas against a base (wire.md §2.1): in a push, and in a fetch reply that asks."""
+"""Snapshots may travel as deltas against a base (docs/wire.md §2.1): in a push, and in a fetch reply that asks."""
 
 PACK_STREAM: Final = "pack-stream"
 """A fetch that lists it is answered with the pack itself (:data:`PACK_TYPE`), counts in :data:`PACK_COUNT_HEADERS`."""
@@ -40,7 +40,7 @@ MSGPACK_TYPE: Final = "application/x-msgpack"
 """Request and reply bodies (JSON is accepted too); the client asks for it first."""
 
 JSON_TYPE: Final = "application/json"
-"""Error bodies, always (wire.md §5), and the REST API."""
+"""Error bodies, always (docs/wire.md §5), and the REST API."""
 
 PACK_TYPE: Final = "application/x-mpack"
 """A streamed fetch reply (:data:`PACK_STREAM`): the pack's bytes."""

@@ -1,9 +1,9 @@
-"""The commit record both sides build and send (wire.md §2): :class:`CommitDict`, and :func:`commit_record`.
+"""The commit record both sides build and send (docs/wire.md §2): :class:`CommitDict`, and :func:`commit_record`.
 
 Every new commit, whoever makes it (the client's push and merge, the hub's
 merge proposals and server-side commits, the benchmarks, the test factories),
 is built by :func:`commit_record`, which computes its id with the one formula
-(:func:`musehub_core.ids.compute_commit_id`, wire.md §1): no caller writes the
+(:func:`musehub_core.ids.compute_commit_id`, docs/wire.md §1): no caller writes the
 fields or the id by hand.
 
 This module imports no Django: the reference client uses it too.
@@ -19,7 +19,7 @@ from musehub_core.ids import compute_commit_id
 
 
 class CommitDict(TypedDict):
-    """A commit as it travels in an mpack (wire.md §2): the seven fields every commit has.
+    """A commit as it travels in an mpack (docs/wire.md §2): the seven fields every commit has.
 
     ``committed_at`` is an ISO-8601 string kept verbatim (it is part of the
     id). Any other field is optional metadata: on the wire it sits at the top
@@ -53,7 +53,7 @@ def commit_record(
     committed_at: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> CommitDict:
-    """Return the CommitDict of a new commit, its ``commit_id`` computed from its content (wire.md §1).
+    """Return the CommitDict of a new commit, its ``commit_id`` computed from its content (docs/wire.md §1).
 
     *committed_at* defaults to :func:`now`. *metadata*, when given, is the
     normalized form's ``metadata`` field; without it the record has none. The

@@ -272,7 +272,7 @@ def test_a_few_changed_files_write_only_the_stat_caches_small_changes_file(tmp_p
 
 
 def test_snapshot_deltas_travel_both_ways(url, alice, tmp_path):
-    """wire.md §2.1: the hub lists snapshot-delta; a push sends a delta, a fetch asks for deltas and rebuilds them."""
+    """docs/wire.md §2.1: the hub lists snapshot-delta; a push sends a delta, a fetch asks for deltas and rebuilds them."""
     token = token_for(alice)
     source, clone = tmp_path / "source", tmp_path / "clone"
     make_tree(source, count=60)

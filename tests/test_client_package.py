@@ -1,7 +1,7 @@
 """The installable client (``musehub_client``) on its own: no Django, snapshot deltas, packaging.
 
 The hub side of snapshot deltas is tested with the hub; here a small in-process
-fake hub (stdlib HTTP server speaking the mpack protocol of wire.md §3) checks
+fake hub (stdlib HTTP server speaking the mpack protocol of docs/wire.md §3) checks
 what the client sends and how it reads what it gets, with and without the
 ``snapshot-delta`` capability.
 """

@@ -38,7 +38,7 @@ def test_commit_record_stamps_now_and_carries_metadata_only_when_given():
 
 
 def test_the_protocol_words_are_those_of_the_wire_specification():
-    assert protocol.CAPABILITIES == ("snapshot-delta", "pack-stream", "push-inline")  # wire.md §3.1, in this order
+    assert protocol.CAPABILITIES == ("snapshot-delta", "pack-stream", "push-inline")  # docs/wire.md §3.1, in this order
     assert (protocol.PROTOCOL_HEADER, protocol.NATIVE_PROTOCOL) == ("X-Muse-Protocol", "mpack")
     assert protocol.MSGPACK_TYPE == "application/x-msgpack" and protocol.PACK_TYPE == "application/x-mpack"
     assert dict(protocol.PACK_COUNT_HEADERS) == {

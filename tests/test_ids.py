@@ -1,4 +1,4 @@
-"""Content ids (wire.md §1): properties of the formulas, checked against an independent re-implementation."""
+"""Content ids (docs/wire.md §1): properties of the formulas, checked against an independent re-implementation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The mpack codec (wire.md §2): round trips, byte-range indexing, and every reason a pack is refused."""
+"""The mpack codec (docs/wire.md §2): round trips, byte-range indexing, and every reason a pack is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Snapshot deltas (wire.md §2.1): on the wire in both directions, and in the database.
+"""Snapshot deltas (docs/wire.md §2.1): on the wire in both directions, and in the database.
 
 Pushes carry deltas against the parent's snapshot; the hub rebuilds and
 verifies every manifest, refuses bad deltas with a 422 that names the snapshot,

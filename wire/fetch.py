@@ -66,7 +66,7 @@ def wire_fetch_mpack(
 ) -> dict[str, Any]:
     """Build the fetch pack taking a client from *have* to *want* and return where to download it.
 
-    With ``snapshot-delta`` in *capabilities* snapshots travel as deltas (wire.md §2.1).
+    With ``snapshot-delta`` in *capabilities* snapshots travel as deltas (docs/wire.md §2.1).
 
     Returns ``{mpack_id, mpack_url, commit_count, snapshot_count, blob_count, size}``.
     Raises BadRequest (bad ids), RefNotFound (a want the repo lacks) and

@@ -1,4 +1,4 @@
-"""MWP: the protocol the published muse CLI speaks (wire.md §4), on the same store as the mpack protocol.
+"""MWP: the protocol the published muse CLI speaks (docs/wire.md §4), on the same store as the mpack protocol.
 
 Ids travel as bare hex and are stored with their ``sha256:`` prefix; commit
 dicts carry ``parent_commit_id``/``parent2_commit_id`` and optional fields that

@@ -1,4 +1,4 @@
-"""MWP endpoints of what the muse CLI publishes: releases and tags (wire.md §4; msgpack replies, bare-hex ids).
+"""MWP endpoints of what the muse CLI publishes: releases and tags (docs/wire.md §4; msgpack replies, bare-hex ids).
 
 | method and path | body → reply |
 |---|---|

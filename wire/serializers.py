@@ -77,7 +77,7 @@ class FetchRequest(serializers.Serializer):
         child=serializers.CharField(max_length=64),
         default=list,
         max_length=32,
-        help_text="Optional wire features the client understands, e.g. 'snapshot-delta' (wire.md 2.1).",
+        help_text="Optional wire features the client understands, e.g. 'snapshot-delta' (docs/wire.md 2.1).",
     )
 
 

@@ -1,4 +1,4 @@
-"""HTTP views of the wire protocols: native mpack (wire.md §3), MWP (§4) and signed storage URLs.
+"""HTTP views of the wire protocols: native mpack (docs/wire.md §3), MWP (§4) and signed storage URLs.
 
 Views only coordinate: parse and validate the body, resolve the repository
 once and check access (``repos.access``, or ``repos.services.repos`` for a
@@ -169,7 +169,7 @@ class FetchView(WireView):
         return Response(result)
 
 
-# --- MWP (the muse CLI, wire.md §4): msgpack in and out, bare-hex ids ----------------------------
+# --- MWP (the muse CLI, docs/wire.md §4): msgpack in and out, bare-hex ids ----------------------------
 
 
 class MwpView(WireView):

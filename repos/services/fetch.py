@@ -2,7 +2,7 @@
 
 Both protocols select through :func:`select_fetch`. Commits come from the
 graph table, snapshots from ``repos.manifests``. With ``deltas`` (the client
-asked for ``snapshot-delta``, wire.md §2.1) a snapshot stored as a delta goes
+asked for ``snapshot-delta``, docs/wire.md §2.1) a snapshot stored as a delta goes
 out as that delta whenever its base is one the client will hold by then (sent
 earlier, or the snapshot of a commit it listed in ``have``), so a clone costs
 what the history changed and is never rebuilt row by row; a checkpoint goes
@@ -110,7 +110,8 @@ def select_fetch(repo: Repo, *, want: Iterable[str], have: Iterable[str], deltas
     edge = {p for c in commits for p in c["parent_ids"] if p not in sent}
     edge_snapshots = dict(CommitGraph.objects.filter(commit_id__in=list(edge)).values_list("commit_id", "snapshot_id"))
     listed = set(have_known)
-    bases = {sid for cid, sid in edge_snapshots.items() if cid in listed}  # wire.md §2.1: snapshots of `have` commits
+    # docs/wire.md §2.1: deltas may use the snapshots of `have` commits as bases
+    bases = {sid for cid, sid in edge_snapshots.items() if cid in listed}
     snapshots, named = _snapshot_dicts(commits, edge_snapshots, bases) if deltas else _full_snapshot_dicts(commits)
     held_objects = named_among(edge_snapshots.values(), named) if edge_snapshots else set()
     blob_ids = [oid for oid in named if oid not in held_objects]

@@ -2,7 +2,7 @@
 
 Merging is planned, then applied. :func:`plan_merge` reads the two heads,
 their merge base (``repos.graph``, generation numbers) and their manifests, and
-builds the merge commit with the wire.md §1 id formulas; nothing is written.
+builds the merge commit with the docs/wire.md §1 id formulas; nothing is written.
 :func:`apply_merge` then, in one transaction, locks the proposal and the target
 branch row, checks the target still points where the plan started from (else
 BranchMoved, and nothing changes), writes the commit and its snapshot through
