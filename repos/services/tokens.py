@@ -21,9 +21,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(
-    user: User, *, name: str = "", expires_at: dt.datetime | None = None
-) -> tuple[ApiToken, str]:
+def issue_token(user: User, *, name: str = "", expires_at: dt.datetime | None = None) -> tuple[ApiToken, str]:
     """Create a token for *user* and return (row, clear text); the clear text is not stored."""
     clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken.objects.create(
