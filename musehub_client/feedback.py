@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
-from musehub_core.formatting import human_bytes, short_id
+from musehub_core.formatting import short_id
 
 
 class ProgressReport(Protocol):
@@ -56,9 +56,6 @@ class Silent:
 def warn(out: Feedback, message: str) -> None:
     """Give *out* a warning: through its ``warn`` method when it has one (shown even when quiet), else as a note."""
     getattr(out, "warn", out.note)(message)
-
-
-format_bytes = human_bytes  # the name worktree still imports; one definition, in musehub_core.formatting
 
 
 # --- phases -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from musehub_client.feedback import Feedback, format_bytes
+from musehub_client.feedback import Feedback
 from musehub_client.files import native as _native_scan
 from musehub_client.files import read_files
 from musehub_client.http import CHUNK, EXIT_CONFLICT, EXIT_ERROR, ClientError, integrity_error
@@ -32,6 +32,7 @@ from musehub_client.packs import CLIENT_LIMITS
 from musehub_client.state import STATE_DIR, Entry, StatCache
 from musehub_client.threads import default_workers, run_batches
 from musehub_core.errors import MalformedPack
+from musehub_core.formatting import human_bytes
 from musehub_core.ids import blob_id
 from musehub_core.manifests import all_paths_valid, directories_of
 from musehub_core.manifests import validate_path as _validate_manifest_path
@@ -333,9 +334,7 @@ def _scan(root: Path, workers: int | None, before_reading: Callable[[int], objec
             bad_names.append(exc.message)
             continue
         if size > MAX_FILE_BYTES:
-            raise ClientError(
-                f"{relative} is larger than {format_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds"
-            )
+            raise ClientError(f"{relative} is larger than {human_bytes(MAX_FILE_BYTES)}, the largest blob a pack holds")
         misses.append((relative, f"{folder}{os.sep}{relative}", size))
         infos[relative] = (size, mtime_ns, inode)
     if bad_names:
