@@ -175,7 +175,9 @@ def test_a_blob_moved_by_a_repack_after_the_fetch_was_planned_is_read_from_its_n
     # Every blob moves into one new pack and the old packs leave storage (a repack, then gc).
     built = build_repack(repo, [PackInfo(m, "push", 0) for m in sorted(old)])
     switch_repack(built)
-    for mpack_id in old:
+    # gc deletes the packs the repack replaced; the new pack may be byte for byte one of them (the same
+    # blobs in the same order), and then that one stays.
+    for mpack_id in old - {built.mpack_id}:
         get_backend().delete_mpack(mpack_id)
 
     assert dict((b.object_id, b.raw) for b in serve_blobs(plan, keep_raw=True)) == history.blobs
