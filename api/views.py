@@ -11,14 +11,10 @@ most 100; ``count`` is always exact), and every error the one JSON shape
 
 from __future__ import annotations
 
-import contextlib
-import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse
-from django.utils.cache import patch_vary_headers
-from django.utils.http import content_disposition_header
+from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -28,9 +24,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from hubhttp import downloads
 from hubhttp.codecs import JSONBodyParser, MsgpackParser, MsgpackRenderer
-from hubhttp.downloads import if_range_holds, requested_range
+from hubhttp.downloads import raw_file_response
 from hubhttp.errors import json_error
 from hubhttp.views import validated
 from musehub_core.errors import AuthenticationRequired, BadRequest, RefNotFound
@@ -48,7 +43,6 @@ from repos.services.repos import (
     set_collaborator,
     update_repo,
 )
-from repos.storage.blobstream import open_download
 
 
 class ApiView(APIView):
@@ -206,11 +200,6 @@ class TreeView(RepoApiView):
         return self.page_response(paginator, data, ref=ref, commit_id=commit_id, path=path)
 
 
-def _if_none_match(header: str, etag: str) -> bool:
-    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
-    return "*" in tags or etag in tags
-
-
 class RawView(RepoApiView):
     """A file's bytes at a ref, streamed and verified against its object id; the object id is the ETag.
 
@@ -245,67 +234,7 @@ class RawView(RepoApiView):
         _, commit_id, path = selectors.split_ref_path(repo, spec)
         if not path:
             raise BadRequest("raw/ needs a file path after the ref: raw/<ref>/<path>.")
-        object_id = readmodel.file_at(commit_id, path)
-        etag = f'"{object_id}"'
-        if _if_none_match(request.headers.get("If-None-Match", ""), etag):
-            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
-        else:
-            response = self._download(request, object_id, path, etag)
-        response["ETag"] = etag
-        response["Cache-Control"] = "no-cache"
-        # Repository content is untrusted: never let a browser run it as part of this site.
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-        return response
-
-    @staticmethod
-    def _download(request, object_id: str, path: str, etag: str) -> HttpResponse:
-        """Return the streamed 200 (or 206 for one satisfiable Range) of the blob; HEAD reads only what the type needs."""
-        blob = open_download(object_id)
-        wanted = None
-        if (
-            blob.size is not None
-            and "Range" in request.headers
-            and if_range_holds(request.headers.get("If-Range"), etag)
-        ):
-            wanted = requested_range(request.headers["Range"], blob.size)  # RangeNotSatisfiable: 416
-        guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        sniff = guessed.startswith("text/") or downloads.is_active(guessed)
-        chunks = None
-        if wanted is None and request.method != "HEAD":
-            chunks = blob.chunks()  # the first chunk is read now: storage that is down is a JSON 503
-            head = chunks.peek()[: downloads.SNIFF_BYTES]
-        elif sniff and blob.size:
-            with contextlib.closing(blob.range_chunks(0, min(blob.size, downloads.SNIFF_BYTES) - 1)) as start:
-                head = b"".join(start)
-        else:
-            head = b""
-        content_type, attachment = downloads.raw_type(
-            guessed,
-            head,
-            complete=blob.size is not None and len(head) >= blob.size,
-            raw_origin=downloads.on_raw_origin(request),
-            fetch_dest=request.headers.get("Sec-Fetch-Dest", ""),
-        )
-        first, last = wanted if wanted is not None else (0, (blob.size or 0) - 1)
-        length = None if blob.size is None else last - first + 1
-        code = status.HTTP_200_OK if wanted is None else status.HTTP_206_PARTIAL_CONTENT
-        if request.method == "HEAD":
-            response = HttpResponse(status=code, content_type=content_type)
-            if length is not None:
-                response["Content-Length"] = str(length)
-        else:
-            if chunks is None:
-                chunks = blob.range_chunks(first, last)
-            response = downloads.streamed(chunks, status=code, content_type=content_type, length=length)
-        if wanted is not None:
-            response["Content-Range"] = f"bytes {first}-{last}/{blob.size}"
-        if blob.size is not None:
-            response["Accept-Ranges"] = "bytes"
-        if guessed == "image/svg+xml":
-            patch_vary_headers(response, ["Sec-Fetch-Dest"])  # an <img> gets the image, a page the text
-        response["Content-Disposition"] = content_disposition_header(attachment, path.rsplit("/", 1)[-1])
-        return response
+        return raw_file_response(request, readmodel.file_at(commit_id, path), path)
 
 
 class CompareView(RepoApiView):

@@ -1,8 +1,9 @@
 """Downloads of repository bytes: byte ranges, streamed replies, and no active content on the hub's origin.
 
-Shared by the REST ``raw/`` route (``api.views.RawView``) and the filesystem
-backend's signed storage URLs (``wire.views.SignedStorageView``); what they
-promise is written down in ``docs/security.md`` ("Downloads").
+Shared by the REST ``raw/`` route (``api.views.RawView`` answers with
+:func:`raw_file_response`) and the filesystem backend's signed storage URLs
+(``wire.views.SignedStorageView``); what they promise is written down in
+``docs/security.md`` ("Downloads").
 
 - :func:`requested_range` reads one ``Range: bytes=…`` header (RFC 9110 §14):
   ``a-b``, ``a-`` and ``-n``. Several ranges in one header are answered with the
@@ -23,14 +24,20 @@ promise is written down in ``docs/security.md`` ("Downloads").
 from __future__ import annotations
 
 import codecs
+import contextlib
+import mimetypes
 import re
 from collections.abc import Iterator
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import content_disposition_header
 
 from musehub_core.errors import RangeNotSatisfiable
+from repos.storage.blobstream import open_download
 
 # Types a browser runs, or renders as a document that could run script or pose as a hub page.
 ACTIVE_TYPES = frozenset(
@@ -148,3 +155,74 @@ def file_chunks(path: str, start: int, length: int, chunk: int = 1024 * 1024) ->
         while length > 0 and (data := handle.read(min(chunk, length))):
             length -= len(data)
             yield data
+
+
+def if_none_match(header: str, etag: str) -> bool:
+    """Return True when an ``If-None-Match`` *header* names *etag* (or ``*``): the answer is then 304."""
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def raw_file_response(request, object_id: str, path: str) -> HttpResponse:
+    """Return the answer to a download of blob *object_id*, a repository file named *path*.
+
+    304 when ``If-None-Match`` names it (the object id is the ETag), else the
+    streamed 200 or 206; every answer carries the headers that keep untrusted
+    content from running as part of the hub's site.
+    """
+    etag = f'"{object_id}"'
+    if if_none_match(request.headers.get("If-None-Match", ""), etag):
+        response = HttpResponse(status=HTTPStatus.NOT_MODIFIED)
+    else:
+        response = _download(request, object_id, path, etag)
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    # Repository content is untrusted: never let a browser run it as part of this site.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+def _download(request, object_id: str, path: str, etag: str) -> HttpResponse:
+    """Return the streamed 200 (or 206 for one satisfiable Range) of the blob; HEAD reads only what the type needs."""
+    blob = open_download(object_id)
+    wanted = None
+    if blob.size is not None and "Range" in request.headers and if_range_holds(request.headers.get("If-Range"), etag):
+        wanted = requested_range(request.headers["Range"], blob.size)  # RangeNotSatisfiable: 416
+    guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    sniff = guessed.startswith("text/") or is_active(guessed)
+    chunks = None
+    if wanted is None and request.method != "HEAD":
+        chunks = blob.chunks()  # the first chunk is read now: storage that is down is a JSON 503
+        head = chunks.peek()[:SNIFF_BYTES]
+    elif sniff and blob.size:
+        with contextlib.closing(blob.range_chunks(0, min(blob.size, SNIFF_BYTES) - 1)) as start:
+            head = b"".join(start)
+    else:
+        head = b""
+    content_type, attachment = raw_type(
+        guessed,
+        head,
+        complete=blob.size is not None and len(head) >= blob.size,
+        raw_origin=on_raw_origin(request),
+        fetch_dest=request.headers.get("Sec-Fetch-Dest", ""),
+    )
+    first, last = wanted if wanted is not None else (0, (blob.size or 0) - 1)
+    length = None if blob.size is None else last - first + 1
+    code = HTTPStatus.OK if wanted is None else HTTPStatus.PARTIAL_CONTENT
+    if request.method == "HEAD":
+        response = HttpResponse(status=code, content_type=content_type)
+        if length is not None:
+            response["Content-Length"] = str(length)
+    else:
+        if chunks is None:
+            chunks = blob.range_chunks(first, last)
+        response = streamed(chunks, status=code, content_type=content_type, length=length)
+    if wanted is not None:
+        response["Content-Range"] = f"bytes {first}-{last}/{blob.size}"
+    if blob.size is not None:
+        response["Accept-Ranges"] = "bytes"
+    if guessed == "image/svg+xml":
+        patch_vary_headers(response, ["Sec-Fetch-Dest"])  # an <img> gets the image, a page the text
+    response["Content-Disposition"] = content_disposition_header(attachment, path.rsplit("/", 1)[-1])
+    return response
