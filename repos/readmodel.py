@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from musehub_core.errors import MergeConflict, NotFound
 from musehub_core.manifests import ManifestDiff, is_under
 from musehub_core.merge import merge_manifests
-from musehub_core.textdiff import DiffBudget, unified_diff
+from musehub_core.textdiff import PAGE_DIFF_UNITS, DiffBudget, unified_diff
 from repos import graph
 from repos.manifests import changed_paths, load_manifest
 from repos.models import Commit
@@ -427,6 +427,8 @@ def file_changes(
         change.new_size = sizes.get(change.new_id) if change.new_id else None
         if max(change.old_size or 0, change.new_size or 0) > DIFF_MAX_BYTES:
             change.too_large = True
+        elif _REFUSED_DIFFS.refused(_pair(change), PAGE_DIFF_UNITS // 2):  # too costly for the most a file gets
+            change.too_large = True  # known without reading either blob
         elif len(to_read) < diff_limit * 2:
             to_read += [oid for oid in (change.old_id, change.new_id) if oid]
     blobs = read_blobs_by_id(to_read)
@@ -439,7 +441,7 @@ def file_changes(
         if before is None or after is None:
             change.binary = True
             continue
-        share, pair = budget.share(), (change.old_id or "", change.new_id or "")
+        share, pair = budget.share(), _pair(change)
         if _REFUSED_DIFFS.refused(pair, share.units):  # the same two blobs were already too costly for as much
             change.too_large = True
             continue
@@ -451,6 +453,11 @@ def file_changes(
             continue
         change.diff, change.truncated = diff.lines, diff.truncated
     return shown, total
+
+
+def _pair(change: FileChange) -> tuple[str, str]:
+    """The two blobs a change's diff compares, as :class:`RefusedDiffs` remembers them."""
+    return change.old_id or "", change.new_id or ""
 
 
 class RefusedDiffs:

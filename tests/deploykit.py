@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +89,14 @@ def start_server(argv: list[str], url: str, env: dict[str, str], log: Path) -> S
             argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )  # fmt: skip
     return Server(url, process, log)
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], url: str, env: dict[str, str], log: Path) -> Iterator[Server]:
+    """Start *argv* (:func:`start_server`), wait until it answers, and stop it on the way out."""
+    server = start_server(argv, url, env, log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

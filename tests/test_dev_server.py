@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import _free_port
-from tests.deploykit import REPO, hub_environment, start_server
+from tests.deploykit import REPO, hub_environment, serving
 
 
 def make_recipe(target: str) -> str:
@@ -35,15 +35,11 @@ def dev_server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("dev-server")
     port = _free_port()
     env = hub_environment(tmp_path, PYTHONUNBUFFERED="1", DJANGO_DB_SECRET="db-password-from-the-environment")
-    server = start_server(
+    with serving(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}", env,
         tmp_path / "runserver.log",
-    )  # fmt: skip
-    try:
-        server.wait_ready()
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop()
 
 
 def stylesheets_and_scripts(html: str) -> list[str]:

@@ -26,7 +26,7 @@ import requests
 from django.conf import settings as django_settings
 
 from tests.conftest import _free_port
-from tests.deploykit import PRODUCTION_ENV, REPO, Server, hub_environment, start_server
+from tests.deploykit import PRODUCTION_ENV, REPO, Server, hub_environment, serving
 from tests.test_deploy import gunicorn_config
 
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
@@ -258,15 +258,11 @@ def gunicorn(tmp_path):
         MUSEHUB_STATIC_ROOT=str(tmp_path / "static"), MUSEHUB_BIND=f"127.0.0.1:{port}", MUSEHUB_WORKERS="1",
         MUSEHUB_THREADS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), PYTHONUNBUFFERED="1",
     )  # fmt: skip
-    server = start_server(
+    with serving(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "musehub.wsgi"],
         f"http://127.0.0.1:{port}", env, tmp_path / "gunicorn.log",
-    )  # fmt: skip
-    try:
-        server.wait_ready()
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -276,15 +272,11 @@ def proxy(gunicorn, tmp_path):
     nginx_dir = tmp_path / "nginx"
     nginx_dir.mkdir()
     main = local_config(nginx_dir, int(gunicorn.url.rsplit(":", 1)[1]), port)
-    server = start_server(
+    with serving(
         [NGINX, "-p", str(nginx_dir), "-e", str(nginx_dir / "error.log"), "-c", str(main)],
         f"http://127.0.0.1:{port}", os.environ.copy(), nginx_dir / "nginx.out",
-    )  # fmt: skip
-    try:
-        server.wait_ready()
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop()
 
 
 def health_within(url: str, seconds_: float) -> bool:

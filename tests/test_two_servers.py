@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from musehub_client.http import EXIT_CONFLICT, EXIT_OK
 from tests.clientkit import tree_of
 from tests.conftest import S3_BUCKET, S3_KEYS, _free_port
+from tests.deploykit import Server
+from tests.deploykit import start_server as start_process
 from tests.factories import History, build_pack, make_user, uid
 from tests.httpkit import token_for
 
@@ -43,17 +43,6 @@ def database_url() -> str:
     if db["PASSWORD"]:
         auth += ":" + quote(db["PASSWORD"])
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 def start_server(name: str, tmp_path: Path, s3_endpoint: str, prefix: str) -> Server:
@@ -81,39 +70,27 @@ def start_server(name: str, tmp_path: Path, s3_endpoint: str, prefix: str) -> Se
         PROMETHEUS_MULTIPROC_DIR=str(home / "metrics"),
         PYTHONUNBUFFERED="1",
     )
-    log = home / "server.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "musehub.wsgi"],
-            cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    return Server(name, f"http://127.0.0.1:{port}", process, log)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "musehub.wsgi"]
+    return start_process(argv, f"http://127.0.0.1:{port}", env, home / "server.log")
+
+
+def name_of(server: Server) -> str:
+    return server.log.parent.name  # the folder start_server made for it: "a" or "b"
 
 
 def wait_ready(server: Server, timeout: float = 60) -> None:
+    """Wait until the server answers /health/ready with 200 (database and storage reached)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            pytest.fail(f"server {server.name} exited:\n{server.output()[-3000:]}")
+            pytest.fail(f"server {name_of(server)} exited:\n{server.output()[-3000:]}")
         try:
             if requests.get(f"{server.url}/health/ready", timeout=5).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"server {server.name} was not ready within {timeout}s:\n{server.output()[-3000:]}")
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM the server's process group (it started its own session), SIGKILL if it lingers."""
-    if server.process.poll() is not None:
-        return
-    os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+    pytest.fail(f"server {name_of(server)} was not ready within {timeout}s:\n{server.output()[-3000:]}")
 
 
 @pytest.fixture
@@ -129,7 +106,7 @@ def servers(transactional_db, s3_endpoint, tmp_path):
         yield pair
     finally:
         for server in pair:
-            stop_server(server)
+            server.stop()
 
 
 def run_client(*argv: str, token: str | None = None) -> subprocess.Popen:
@@ -260,7 +237,7 @@ def test_two_app_servers_share_everything_and_race_pushes_without_losing_one(ser
     # Production logs: one JSON object per line, and never the token. Nothing landed on a server's own disk.
     for server in (a, b):
         data_dir = server.log.parent / "data"
-        assert not data_dir.exists() or not any(data_dir.iterdir()), f"{server.name} kept local state"
+        assert not data_dir.exists() or not any(data_dir.iterdir()), f"{name_of(server)} kept local state"
         output = server.output()
         assert token not in output and token[3:] not in output
         records = [json.loads(line) for line in output.splitlines() if line.strip()]
